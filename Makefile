@@ -1,0 +1,42 @@
+# Every target bootstraps .venv by itself: a fresh machine needs nothing but python3 (>= 3.11).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit e2e bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+## run: a 60 s light_load against the embedded target (local pypiserver + generated corpus)
+run: $(STAMP)
+	$(BIN)/pipstorm run --profile light_load --duration 60
+
+## test: style, types, then the whole suite (end-to-end tests last)
+test: lint typecheck
+	$(BIN)/python -m pytest -m "not e2e and not bench"
+	$(BIN)/python -m pytest -m "e2e"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -m "not e2e and not bench"
+
+e2e: $(STAMP)
+	$(BIN)/python -m pytest -m "e2e"
+
+## bench: on-demand benchmarks; they print ratios against a baseline measured in the same run
+bench: $(STAMP)
+	$(BIN)/python -m pytest -m bench -s tests/bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,220 @@
+"""The one subprocess wrapper every client run goes through.
+
+Why not ``subprocess.run``: a load generator must (a) stop a whole client process tree on
+Ctrl-C or a timeout, escalating SIGINT -> SIGTERM -> SIGKILL like tox does, (b) know the CPU the
+client used (``os.wait4`` gives the child's rusage, ``Popen.wait`` throws it away), and (c) never
+write a secret it was handed into a record. Each client runs in its own session, so a Ctrl-C on
+the terminal reaches only pipstorm, which then stops the clients in order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from io import BufferedReader
+from pathlib import Path
+
+#: How long each escalation step waits for the process group to exit before the next signal.
+ESCALATION_STEP_S = 2.0
+#: Bytes of stdout/stderr kept per run: enough for pip's final error message, not its progress.
+TAIL_BYTES = 4096
+
+_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """Mask URL credentials (``scheme://user:pass@``) and every given secret in ``text``."""
+    text = _URL_USERINFO.sub(r"\g<scheme>***@", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one client process did; the same shape for every client kind."""
+
+    argv: tuple[str, ...]
+    exit_code: int | None  # None: it never started
+    started: float  # wall clock, epoch seconds, when the process was spawned
+    ended: float
+    duration_s: float  # monotonic
+    cpu_s: float  # user + system CPU of the process and the children it waited for
+    max_rss_kb: int
+    stdout_tail: str
+    stderr_tail: str
+    timed_out: bool = False
+    interrupted: bool = False
+
+
+class ProcessRegistry:
+    """The client processes in flight in this process, so a stop request can end them all."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[int, _Running] = {}
+        self._stopping = threading.Event()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    def _add(self, running: _Running) -> bool:
+        with self._lock:
+            if self._stopping.is_set():
+                return False
+            self._running[running.proc.pid] = running
+            return True
+
+    def _remove(self, running: _Running) -> None:
+        with self._lock:
+            self._running.pop(running.proc.pid, None)
+
+    def stop_all(self, wait_s: float = 3 * ESCALATION_STEP_S + 1) -> None:
+        """Refuse new processes and stop the running ones, escalating signals; wait for them."""
+        self._stopping.set()
+        with self._lock:
+            running = list(self._running.values())
+        for item in running:
+            item.interrupt()
+        deadline = time.monotonic() + wait_s
+        for item in running:
+            item.exited.wait(max(0.0, deadline - time.monotonic()))
+
+
+class _Running:
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self.exited = threading.Event()
+        self.interrupted = False
+        self.timed_out = False
+        self._escalating = threading.Lock()
+
+    def interrupt(self, *, timed_out: bool = False) -> None:
+        if not self._escalating.acquire(blocking=False):
+            return  # an escalation is already under way
+        if timed_out:
+            self.timed_out = True
+        else:
+            self.interrupted = True
+        threading.Thread(target=self._escalate, name=f"stop-{self.proc.pid}", daemon=True).start()
+
+    def _escalate(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+            _signal_group(self.proc.pid, sig)
+            if self.exited.wait(ESCALATION_STEP_S):
+                return
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _drain(stream: BufferedReader, keep: bytearray) -> None:
+    """Read a pipe to EOF keeping only its tail, so a chatty client cannot block or bloat us."""
+    for chunk in iter(lambda: stream.read1(65536), b""):
+        keep.extend(chunk)
+        if len(keep) > 2 * TAIL_BYTES:
+            del keep[: len(keep) - TAIL_BYTES]
+    stream.close()
+
+
+def _tail(buffer: bytearray, secrets: Sequence[str]) -> str:
+    return redact(bytes(buffer[-TAIL_BYTES:]).decode("utf-8", "replace"), secrets)
+
+
+def run_process(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path,
+    timeout_s: float,
+    registry: ProcessRegistry,
+    secrets: Sequence[str] = (),
+) -> Outcome:
+    """Run ``argv`` to completion (or timeout / stop) and describe what happened.
+
+    The process gets no stdin, its own session (process group) and the explicit ``env``. After it
+    exits, anything it left behind in its group is killed, so no grandchild outlives a run.
+    """
+    shown_argv = tuple(redact(arg, secrets) for arg in argv)
+    wall_start = time.time()
+    mono_start = time.monotonic()
+    if registry.stopping:
+        return _not_started(shown_argv, wall_start, "not started: stop requested")
+    try:
+        proc = subprocess.Popen(
+            list(argv),
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        return _not_started(shown_argv, wall_start, f"cannot start {argv[0]}: {exc}")
+    running = _Running(proc)
+    if not registry._add(running):
+        running.interrupt()
+    out, err = bytearray(), bytearray()
+    if proc.stdout is None or proc.stderr is None:  # pragma: no cover - PIPE always gives both
+        raise RuntimeError("subprocess pipes missing")
+    readers = [
+        threading.Thread(target=_drain, args=(proc.stdout, out), daemon=True),
+        threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    timer = threading.Timer(timeout_s, running.interrupt, kwargs={"timed_out": True})
+    timer.daemon = True
+    timer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
+    ended_mono = time.monotonic()
+    ended_wall = wall_start + (ended_mono - mono_start)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    running.exited.set()
+    registry._remove(running)
+    _signal_group(proc.pid, signal.SIGKILL)  # orphans the client left in its session
+    for reader in readers:
+        reader.join(timeout=ESCALATION_STEP_S)
+    return Outcome(
+        argv=shown_argv,
+        exit_code=proc.returncode,
+        started=wall_start,
+        ended=ended_wall,
+        duration_s=ended_mono - mono_start,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+        max_rss_kb=usage.ru_maxrss,
+        stdout_tail=_tail(out, secrets),
+        stderr_tail=_tail(err, secrets),
+        timed_out=running.timed_out,
+        interrupted=running.interrupted,
+    )
+
+
+def _not_started(argv: tuple[str, ...], when: float, why: str) -> Outcome:
+    return Outcome(
+        argv=argv,
+        exit_code=None,
+        started=when,
+        ended=when,
+        duration_s=0.0,
+        cpu_s=0.0,
+        max_rss_kb=0,
+        stdout_tail="",
+        stderr_tail=why,
+        interrupted=True,
+    )

@@ -1,0 +1,118 @@
+"""Run one client task end to end: private temp dir, throwaway venv, the client, clean-up."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from clients import pip
+from clients.environment import scrubbed_env
+from clients.process import Outcome, ProcessRegistry, run_process
+from clients.task import ClientResult, ClientTask
+from clients.task import Outcome as OutcomeKind
+from clients.venv import Venv, VenvError, create_venv, throwaway_dir
+
+#: Client kinds this version can drive.
+KINDS = (pip.KIND,)
+
+
+class ClientError(Exception):
+    """A task names something no driver can do; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A run whose throwaway venv exists and that can be launched the moment it is due.
+
+    Making the venv is the generator's cost, not the index's load, so the pool does it ahead of
+    the run's intended start; the client process itself starts on time. ``error`` is set when
+    the preparation failed and the run can only be recorded as such.
+    """
+
+    task: ClientTask
+    work: Path
+    started: float
+    venv: Venv | None
+    error: str | None
+
+
+@contextmanager
+def prepared(task: ClientTask, *, temp_root: Path | None) -> Iterator[Prepared]:
+    """Make the run's private dir and venv; both are removed when the block exits."""
+    if task.client not in KINDS:
+        raise ClientError(f"unknown client kind {task.client!r} (known: {', '.join(KINDS)})")
+    started = time.time()
+    with throwaway_dir(temp_root, f"pipstorm-{task.run_id}-") as work:
+        try:
+            venv: Venv | None = create_venv(work / "venv")
+            error = None
+        except VenvError as exc:
+            venv, error = None, str(exc)
+        yield Prepared(task=task, work=work, started=started, venv=venv, error=error)
+
+
+def launch(prep: Prepared, *, registry: ProcessRegistry) -> ClientResult:
+    """Run the prepared client now and describe it; a failing client is a result, not an error."""
+    task = prep.task
+    if prep.venv is None or registry.stopping:
+        kind: OutcomeKind = "error" if prep.venv is None else "interrupted"
+        return _not_launched(prep, prep.error or "interrupted before launch", kind)
+    home = prep.work / "home"
+    home.mkdir(exist_ok=True)
+    argv = pip.pip_download_argv(prep.venv.python, task, prep.work / "download")
+    outcome = run_process(
+        argv,
+        env=scrubbed_env(home),
+        cwd=prep.work,
+        timeout_s=task.timeout_s,
+        registry=registry,
+    )
+    return ClientResult(
+        run_id=task.run_id,
+        client=task.client,
+        started=prep.started,
+        launched=outcome.started if outcome.exit_code is not None else None,
+        ended=outcome.ended,
+        exit_code=outcome.exit_code,
+        outcome=classify(outcome),
+        stderr_tail=outcome.stderr_tail[-1000:],
+        error=None if outcome.exit_code is not None else outcome.stderr_tail,
+        cpu_s=outcome.cpu_s,
+        max_rss_kb=outcome.max_rss_kb,
+    )
+
+
+def execute(task: ClientTask, *, temp_root: Path | None, registry: ProcessRegistry) -> ClientResult:
+    """Prepare and launch at once: for one-off runs (tests, benchmarks, retry experiments)."""
+    with prepared(task, temp_root=temp_root) as prep:
+        return launch(prep, registry=registry)
+
+
+def classify(outcome: Outcome) -> OutcomeKind:
+    """Name what happened to a client process, for the report's run outcome counts."""
+    if outcome.timed_out:
+        return "timeout"
+    if outcome.interrupted:
+        return "interrupted"
+    if outcome.exit_code is None:
+        return "error"
+    return "ok" if outcome.exit_code == 0 else "failed"
+
+
+def _not_launched(prep: Prepared, why: str, kind: OutcomeKind) -> ClientResult:
+    return ClientResult(
+        run_id=prep.task.run_id,
+        client=prep.task.client,
+        started=prep.started,
+        launched=None,
+        ended=time.time(),
+        exit_code=None,
+        outcome=kind,
+        stderr_tail="",
+        error=why,
+        cpu_s=0.0,
+        max_rss_kb=0,
+    )

@@ -1,0 +1,70 @@
+"""Throwaway virtualenvs: one per client run, never shared, always removed.
+
+``virtualenv`` with app-data seeding and symlinks makes a venv with pip in about 0.15 s here,
+against about 2 s for ``python -m venv`` (which copies pip in with ensurepip). Creation is done
+in process; callers that create venvs from several threads must hold ``CREATION_LOCK`` because
+virtualenv's session objects are not documented as thread-safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+CREATION_LOCK = threading.Lock()
+
+
+class VenvError(Exception):
+    """A throwaway venv could not be made; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Venv:
+    """A created virtualenv: where it is and how to run its interpreter."""
+
+    path: Path
+    python: Path
+    bin_dir: Path
+
+
+def create_venv(path: Path, *, python: str | None = None) -> Venv:
+    """Create a venv with pip (the newest virtualenv embeds) at ``path``, which must not exist."""
+    from virtualenv import cli_run  # imported lazily: 0.1 s, only workers need it
+
+    args = [
+        str(path),
+        "--symlink-app-data",
+        "--no-setuptools",
+        "--no-periodic-update",
+        "--no-download",
+        "--quiet",
+        "--activators",
+        "",
+        "--python",
+        python or sys.executable,
+    ]
+    # virtualenv logs through the root logger; keep a run's venv creation out of pipstorm's output.
+    logging.getLogger("virtualenv").setLevel(logging.ERROR)
+    try:
+        with CREATION_LOCK:
+            session = cli_run(args, setup_logging=False)
+    except (Exception, SystemExit) as exc:  # virtualenv raises SystemExit on bad arguments
+        raise VenvError(f"cannot create a virtualenv at {path}: {exc}") from exc
+    return Venv(path=path, python=Path(session.creator.exe), bin_dir=Path(session.creator.bin_dir))
+
+
+@contextmanager
+def throwaway_dir(parent: Path | None, prefix: str) -> Iterator[Path]:
+    """A private temp dir that is removed on exit, also when the body raises or is interrupted."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,237 @@
+"""The ``pipstorm`` command line: thin commands that call into the engine.
+
+Exit codes (as pypa/build): 0 pass, 1 a threshold failed, 2 usage or environment error
+(one ``ERROR:`` line, never a traceback), 130 interrupted (a report of the part that ran is
+still written).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.exceptions import TyperException
+
+from clients.runner import ClientError
+from clients.venv import VenvError
+from engine.profiles import BUILTIN_PROFILES, ProfileError
+from engine.records import RecordError
+from engine.target import TargetSetupError
+from engine.thresholds import ThresholdError
+from infra.credentials import CredentialsError
+from infra.proxy import ProxyError
+from infra.pypiserver_target import TargetError
+from packages.spec import CorpusError, CorpusSpec
+
+EXIT_USAGE = 2
+
+#: Errors that mean "bad input or unusable environment": one line, exit 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ProfileError,
+    ThresholdError,
+    TargetSetupError,
+    TargetError,
+    ProxyError,
+    CorpusError,
+    CredentialsError,
+    ClientError,
+    VenvError,
+    RecordError,
+    OSError,
+)
+
+app = typer.Typer(
+    name="pipstorm",
+    help="Load-test a Python package index with real pip clients through a recording proxy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+corpus_app = typer.Typer(help="The synthetic package corpus.", no_args_is_help=True)
+app.add_typer(corpus_app, name="corpus")
+
+
+def _versions(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+@app.command()
+def run(
+    profile: Annotated[str, typer.Option(help="Built-in profile name or a .toml file.")],
+    duration: Annotated[
+        float | None, typer.Option(help="Run the first S seconds at the profile's real rates.")
+    ] = None,
+    time_scale: Annotated[
+        float | None, typer.Option(help="Compress the whole profile F times.")
+    ] = None,
+    index_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Index to load (default: an embedded local pypiserver). "
+            "Credentials come from PYPI_USERNAME/PYPI_PASSWORD."
+        ),
+    ] = None,
+    allow_remote_target: Annotated[
+        bool, typer.Option(help="Allow an --index-url that is not a loopback address.")
+    ] = False,
+    results: Annotated[Path, typer.Option(help="Folder for the run's results.")] = Path("results"),
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option(help="Override a threshold: KEY=VALUE (or KEY=off). Repeatable."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the packages each run asks for.")] = 1,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes of the pool (default: CPU count).")
+    ] = None,
+    run_timeout: Annotated[
+        float, typer.Option(help="Seconds before a client run is stopped.")
+    ] = 120.0,
+    quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
+) -> None:
+    """Run a load profile and judge it against the thresholds."""
+    from engine.run import RunOptions, execute_run
+
+    result = execute_run(
+        RunOptions(
+            profile=profile,
+            duration_s=duration,
+            time_scale=time_scale,
+            index_url=index_url,
+            allow_remote_target=allow_remote_target,
+            results_root=results,
+            threshold_overrides=tuple(threshold or ()),
+            seed=seed,
+            workers=workers,
+            run_timeout_s=run_timeout,
+            quiet=quiet,
+        )
+    )
+    raise typer.Exit(result.exit_code)
+
+
+@app.command()
+def profiles() -> None:
+    """List the built-in profiles."""
+    from tabulate import tabulate
+
+    rows = [
+        [
+            p.name,
+            p.clients,
+            f"{p.duration_s:g}",
+            f"{p.tick_s:g}",
+            f"x{p.burst_multiplier} every {p.burst_every_s:g} s" if p.has_bursts else "-",
+            p.peak_clients,
+            p.description,
+        ]
+        for p in BUILTIN_PROFILES.values()
+    ]
+    headers = ["profile", "clients", "duration s", "tick s", "bursts", "peak", "description"]
+    typer.echo(tabulate(rows, headers=headers, tablefmt="github"))
+
+
+@app.command()
+def serve(
+    corpus: Annotated[
+        Path | None, typer.Option(help="Folder of wheels (default: the cached default corpus).")
+    ] = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 0,
+    workers: Annotated[int, typer.Option(help="gunicorn workers.")] = 2,
+) -> None:
+    """Run the embedded pypiserver in the foreground until Ctrl-C."""
+    from infra.pypiserver_target import LocalPypiserver
+    from packages.cache import cached_corpus
+
+    directory = corpus if corpus is not None else cached_corpus(CorpusSpec()).directory
+    if not directory.is_dir():
+        raise CorpusError(f"corpus folder {directory} does not exist")
+    import os
+    import tempfile
+
+    from infra.credentials import Credentials
+
+    creds = Credentials.from_env(os.environ, "PYPI_USERNAME", "PYPI_PASSWORD")
+    server = LocalPypiserver(directory, port=port, workers=workers, credentials=creds)
+    with server, tempfile.TemporaryDirectory(prefix="pipstorm-serve-") as private:
+        # The password goes to a file only its owner can read, never to the terminal or a log.
+        secret = Path(private) / "credentials"
+        secret.touch(mode=0o600)
+        secret.write_text(
+            f"{server.credentials.username}:{server.credentials.password}\n", encoding="utf-8"
+        )
+        typer.echo(f"serving {directory} at {server.index_url}")
+        typer.echo(f"username:password in {secret} (removed on exit); Ctrl-C stops the server.")
+        try:
+            code = server.wait()
+        except KeyboardInterrupt:
+            code = 0
+    raise typer.Exit(code)
+
+
+@corpus_app.command("build")
+def corpus_build(
+    out: Annotated[Path, typer.Option(help="Folder to write the wheels into.")],
+    packages: Annotated[int, typer.Option(help="Number of projects.")] = 100,
+    versions: Annotated[
+        str, typer.Option(help="Comma-separated versions of each project.")
+    ] = "1.0.0,1.1.0,2.0.0",
+    payload_kb: Annotated[int, typer.Option(help="Extra payload per wheel, KiB.")] = 0,
+) -> None:
+    """Build the synthetic corpus (deterministic: same options, same bytes)."""
+    import time
+
+    from packages.build import build_corpus
+
+    spec = CorpusSpec(packages=packages, versions=_versions(versions), payload_kb=payload_kb)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    wheels = build_corpus(spec, out)
+    size = sum(w.stat().st_size for w in wheels)
+    typer.echo(
+        f"built {len(wheels)} wheels ({size / 1e6:.2f} MB) in {time.perf_counter() - start:.2f} s"
+        f" -> {out}"
+    )
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run's results folder.")],
+) -> None:
+    """Rebuild report.json and report.md from a run's JSONL streams (also an interrupted run)."""
+    from engine.report import terminal_summary, write_reports
+
+    if not (run_dir / "run.json").is_file():
+        raise RecordError(f"{run_dir} is not a pipstorm results folder (no run.json)")
+    built = write_reports(run_dir)
+    typer.echo(terminal_summary(built))
+    raise typer.Exit(built.exit_code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turning known errors into one line and exit code 2."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except USER_ERRORS as exc:
+        typer.secho(f"ERROR: {_one_line(exc)}", fg=typer.colors.RED, err=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        typer.secho("ERROR: interrupted", fg=typer.colors.RED, err=True)
+        return 130
+    except typer.Abort:
+        return 130
+    except TyperException as exc:  # usage errors (bad option, missing argument): click's text
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            typer.secho(f"ERROR: {_one_line(exc)}", fg=typer.colors.RED, err=True)
+        return EXIT_USAGE
+    return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.split())

@@ -1,0 +1,332 @@
+"""One load run, start to verdict: target -> proxy -> schedule -> pool -> reports.
+
+Everything a run learns is appended to its JSONL streams as it happens; the reports are built
+from those files afterwards. So an interrupted run (Ctrl-C, SIGTERM, a crash of a part) still
+ends with a report of the part that ran, and the same report can be rebuilt later.
+"""
+
+from __future__ import annotations
+
+import platform
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from clients.task import ClientResult, ClientTask
+from engine import thresholds as thresholds_mod
+from engine.pool import ClientPool
+from engine.profiles import Profile, load_profile
+from engine.records import CLIENTS_FILE, REQUESTS_FILE, RUN_FILE, ClientRecord, JsonlWriter
+from engine.records import write_json_atomic as write_json
+from engine.report import Report, terminal_summary, write_reports
+from engine.schedule import PlannedRun, Timeline, build_schedule
+from engine.target import open_target
+from infra.proxy import RecordingProxy
+from packages.spec import CorpusSpec
+
+#: A run is handed to a worker this long before it is due, so its venv is ready on time.
+PREPARE_AHEAD_S = 10.0
+#: The first tick comes this long after the pool starts, so tick 0 is not late by design.
+START_MARGIN_S = 2.0
+#: How often a progress line is printed.
+PROGRESS_EVERY_S = 10.0
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything ``pipstorm run`` can be told."""
+
+    profile: str
+    duration_s: float | None = None
+    time_scale: float | None = None
+    index_url: str | None = None
+    allow_remote_target: bool = False
+    results_root: Path = Path("results")
+    threshold_overrides: tuple[str, ...] = ()
+    seed: int = 1
+    workers: int | None = None
+    run_timeout_s: float = 120.0
+    corpus: CorpusSpec = field(default_factory=CorpusSpec)
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    report: Report
+    interrupted: bool
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_INTERRUPTED if self.interrupted else self.report.exit_code
+
+
+class _Interrupted(Exception):
+    """SIGTERM, turned into an exception so the run unwinds like on Ctrl-C."""
+
+
+def make_run_dir(root: Path, profile: str) -> Path:
+    """``results/<UTC timestamp>-<profile>/``, never reusing an existing folder."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in profile)[:60]
+    root.mkdir(parents=True, exist_ok=True)
+    for attempt in range(100):
+        path = root / (f"{stamp}-{safe}" + (f"-{attempt}" if attempt else ""))
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"cannot make a fresh results folder under {root}")
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for dist in ("pipstorm", "pypiserver", "aiohttp", "virtualenv"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "unknown"
+    return found
+
+
+@contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """SIGTERM stops a run the way Ctrl-C does; restored afterwards."""
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise _Interrupted(signal.Signals(signum).name)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _no_interrupts_while_cleaning(say: Callable[[str], None]) -> Iterator[None]:
+    """A second Ctrl-C during clean-up would leave processes behind: acknowledge it instead."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_again(signum: int, frame: FrameType | None) -> None:
+        say("stopping: cleaning up clients, proxy and target (a few seconds)")
+
+    old_int = signal.signal(signal.SIGINT, on_again)
+    old_term = signal.signal(signal.SIGTERM, on_again)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def execute_run(options: RunOptions, say: Callable[[str], None] | None = None) -> RunResult:
+    """Run ``options`` and return the verdict. Raises the components' one-line errors for bad
+    input or an unusable target before any load is sent."""
+    emit: Callable[[str], None] = say or _to_stderr
+    profile = load_profile(options.profile)
+    limits = thresholds_mod.merge(
+        thresholds_mod.DEFAULTS,
+        profile.thresholds,
+        dict(thresholds_mod.parse_override(text) for text in options.threshold_overrides),
+    )
+    line, plan = build_schedule(
+        profile,
+        options.corpus.releases(),
+        seed=options.seed,
+        duration_s=options.duration_s,
+        time_scale=options.time_scale,
+    )
+    run_dir = make_run_dir(options.results_root, profile.name)
+    meta: dict[str, Any] = {
+        "schema": 1,
+        "profile": profile.to_dict(),
+        "planned_duration_s": line.duration_s,
+        "time_scale": line.time_scale,
+        "tick_s": line.tick_s,
+        "burst_ticks_s": line.burst_ticks,
+        "started": None,
+        "ended": None,
+        "interrupted": False,
+        "seed": options.seed,
+        "runs_planned": len(plan),
+        "runs_dispatched": 0,
+        "thresholds": limits,
+        "target": {"kind": "embedded" if options.index_url is None else "remote"},
+        "versions": _versions(),
+    }
+    write_json(run_dir / RUN_FILE, meta)
+    emit(
+        f"pipstorm: {profile.name}: {len(plan)} client runs over {line.duration_s:g} s -> {run_dir}"
+    )
+    interrupted = False
+    pool: ClientPool | None = None
+    try:
+        with ExitStack() as stack:
+            stack.enter_context(_signals_as_interrupts())
+            target = stack.enter_context(
+                open_target(
+                    options.index_url,
+                    corpus=options.corpus,
+                    allow_remote=options.allow_remote_target,
+                    log_path=run_dir / "target.log",
+                )
+            )
+            meta["target"] = {"kind": target.kind, "index_url": target.index_url}
+            proxy = stack.enter_context(
+                RecordingProxy(
+                    target.index_url, run_dir / REQUESTS_FILE, credentials=target.credentials
+                )
+            )
+            clients_log = stack.enter_context(JsonlWriter(run_dir / CLIENTS_FILE))
+            by_id = {run.run_id: run for run in plan}
+            progress = _Progress()
+            pool = ClientPool(
+                _recorder(clients_log, by_id, progress, lambda: t0),
+                workers=options.workers,
+            )
+            pool.start()
+            t0 = (time.time() + START_MARGIN_S, time.monotonic() + START_MARGIN_S)
+            meta["started"] = t0[0]
+            write_json(run_dir / RUN_FILE, meta)
+            try:
+                _dispatch(plan, pool, proxy.index_url_for, options, (t0[1], line, progress, emit))
+                # Every run has been handed out; wait for the last ones (bounded by their timeout).
+                pool.wait_idle(options.run_timeout_s + 3 * PREPARE_AHEAD_S)
+            except (KeyboardInterrupt, _Interrupted):
+                interrupted = True
+                emit("pipstorm: interrupted: stopping clients and writing the report")
+            with _no_interrupts_while_cleaning(emit):
+                pool.stop()
+                meta["runs_dispatched"] = pool.dispatched
+                stack.close()  # proxy, then target: in reverse order of starting
+    except (KeyboardInterrupt, _Interrupted):
+        interrupted = True  # during start-up: nothing ran, but the folder says so
+        if pool is not None:
+            pool.stop()
+    finally:
+        meta["ended"] = time.time()
+        meta["interrupted"] = interrupted or meta["interrupted"]
+        write_json(run_dir / RUN_FILE, meta)
+    report = write_reports(run_dir)
+    emit(terminal_summary(report))
+    return RunResult(run_dir=run_dir, report=report, interrupted=interrupted)
+
+
+def _to_stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
+@dataclass
+class _Progress:
+    finished: int = 0
+    failed: int = 0
+
+
+def _recorder(
+    writer: JsonlWriter,
+    plan: dict[str, PlannedRun],
+    progress: _Progress,
+    origin: Callable[[], tuple[float, float]],
+) -> Callable[[ClientResult], None]:
+    """Turn a worker's result into one ``clients.jsonl`` line the moment it arrives."""
+
+    def record(result: ClientResult) -> None:
+        planned = plan[result.run_id]
+        intended = origin()[0] + planned.offset_s
+        began = result.launched if result.launched is not None else result.started
+        writer.write(
+            ClientRecord(
+                run_id=result.run_id,
+                client=result.client,
+                project=planned.project,
+                version=planned.version,
+                tick=planned.tick,
+                burst=planned.burst,
+                intended=intended,
+                started=result.started,
+                launched=result.launched,
+                ended=result.ended,
+                lag_s=began - intended,
+                exit_code=result.exit_code,
+                outcome=result.outcome,
+                stderr_tail=result.stderr_tail,
+                error=result.error,
+            )
+        )
+        progress.finished += 1
+        progress.failed += result.outcome != "ok"
+
+    return record
+
+
+def _dispatch(
+    plan: list[PlannedRun],
+    pool: ClientPool,
+    index_url_for: Callable[[str], str],
+    options: RunOptions,
+    clock: tuple[float, Timeline, _Progress, Callable[[str], None]],
+) -> None:
+    """Hand each run to the pool ``PREPARE_AHEAD_S`` before it is due, printing progress."""
+    t0_mono, line, progress, emit = clock
+    next_progress = time.monotonic() + PROGRESS_EVERY_S
+    for run in plan:
+        due = t0_mono + run.offset_s
+        while (wait := due - PREPARE_AHEAD_S - time.monotonic()) > 0:
+            time.sleep(min(wait, 0.5))
+            if pool.fatal:
+                raise RuntimeError(pool.fatal)
+            if not options.quiet and time.monotonic() >= next_progress:
+                next_progress += PROGRESS_EVERY_S
+                emit(_progress_line(t0_mono, line, pool, progress))
+        pool.submit(
+            ClientTask(
+                run_id=run.run_id,
+                client=run.client,
+                project=run.project,
+                version=run.version,
+                index_url=index_url_for(run.run_id),
+                timeout_s=options.run_timeout_s,
+            ),
+            due,
+        )
+    while pool.in_flight and time.monotonic() < t0_mono + line.duration_s:
+        time.sleep(0.5)
+        if not options.quiet and time.monotonic() >= next_progress:
+            next_progress += PROGRESS_EVERY_S
+            emit(_progress_line(t0_mono, line, pool, progress))
+
+
+def _progress_line(t0_mono: float, line: Timeline, pool: ClientPool, progress: _Progress) -> str:
+    elapsed = max(0.0, time.monotonic() - t0_mono)
+    return (
+        f"[{elapsed:6.0f}/{line.duration_s:.0f} s] runs: {progress.finished} finished, "
+        f"{pool.in_flight} queued or in flight, {progress.failed} failed"
+    )
+
+
+def describe_profile(profile: Profile) -> str:
+    """One line per profile for ``pipstorm profiles``."""
+    bursts = (
+        f"x{profile.burst_multiplier} every {profile.burst_every_s:g} s"
+        if profile.has_bursts
+        else "none"
+    )
+    return f"{profile.name}: {profile.clients} clients, {profile.duration_s:g} s, bursts {bursts}"

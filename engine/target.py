@@ -1,0 +1,124 @@
+"""Which index a run loads, and the checks made before any load is sent to it.
+
+The embedded target is a corpus plus a local pypiserver on 127.0.0.1. A remote target is an
+index URL with credentials from ``PYPI_USERNAME``/``PYPI_PASSWORD`` (the seed's names), never
+from argv. Load goes only to loopback addresses unless the user says, in so many words, that the
+index is theirs to load (``--allow-remote-target``).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from infra.credentials import Credentials, CredentialsError
+from infra.pypiserver_target import LocalPypiserver
+from packages.cache import cached_corpus
+from packages.spec import CorpusSpec
+
+USERNAME_VAR = "PYPI_USERNAME"
+PASSWORD_VAR = "PYPI_PASSWORD"  # noqa: S105 - the name of a variable, not a password
+PREFLIGHT_TIMEOUT_S = 10.0
+
+
+class TargetSetupError(Exception):
+    """The target cannot be used; the message is one line naming the problem."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """An index ready to be loaded: its URL, the credentials the proxy adds, what it is."""
+
+    kind: str  # "embedded" or "remote"
+    index_url: str
+    credentials: Credentials | None
+    corpus: CorpusSpec
+    server_pid: int | None = None
+
+
+def check_loopback(index_url: str, *, allow_remote: bool) -> None:
+    """Refuse a URL whose host resolves to anything but loopback, unless explicitly allowed."""
+    parts = urlsplit(index_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TargetSetupError(f"--index-url must be an http(s) URL, got {index_url!r}")
+    if parts.username or parts.password:
+        raise TargetSetupError(
+            f"--index-url must not carry credentials; set {USERNAME_VAR}/{PASSWORD_VAR} instead"
+        )
+    if allow_remote:
+        return
+    try:
+        infos = socket.getaddrinfo(parts.hostname, parts.port or 443, proto=socket.IPPROTO_TCP)
+    except socket.gaierror as exc:
+        raise TargetSetupError(f"cannot resolve index host {parts.hostname!r}: {exc}") from exc
+    addresses = {str(info[4][0]) for info in infos}
+    if not all(ipaddress.ip_address(addr.split("%")[0]).is_loopback for addr in addresses):
+        raise TargetSetupError(
+            f"refusing to send load to {parts.hostname} ({', '.join(sorted(addresses))}): not a "
+            "loopback address; pass --allow-remote-target if the index is yours to load"
+        )
+
+
+def preflight(index_url: str, credentials: Credentials | None, project: str) -> None:
+    """One authenticated GET of a corpus project page, to fail fast with a clear reason."""
+    url = index_url.rstrip("/") + f"/{project}/"
+    request = urllib.request.Request(url, headers={"Accept": "text/html"})  # noqa: S310
+    if credentials is not None:
+        request.add_header("Authorization", credentials.basic_auth_header())
+    try:
+        with urllib.request.urlopen(request, timeout=PREFLIGHT_TIMEOUT_S) as response:  # noqa: S310
+            response.read(1)
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            hint = "wrong credentials" if credentials else f"set {USERNAME_VAR}/{PASSWORD_VAR}"
+            raise TargetSetupError(
+                f"index {index_url} refused access (HTTP {exc.code}): {hint}"
+            ) from exc
+        if exc.code == 404:
+            raise TargetSetupError(
+                f"index {index_url} has no project {project!r}: upload the corpus first"
+            ) from exc
+        raise TargetSetupError(f"index {index_url} answered HTTP {exc.code} to {url}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TargetSetupError(f"index {index_url} is unreachable: {reason}") from exc
+
+
+@contextmanager
+def open_target(
+    index_url: str | None,
+    *,
+    corpus: CorpusSpec,
+    allow_remote: bool,
+    log_path: Path | None,
+) -> Iterator[Target]:
+    """The embedded target (started here, stopped on exit) or the remote one, checked."""
+    first_project = corpus.project_names()[0]
+    if index_url is None:
+        built = cached_corpus(corpus)
+        with LocalPypiserver(built.directory, log_path=log_path) as server:
+            preflight(server.index_url, server.credentials, first_project)
+            yield Target(
+                kind="embedded",
+                index_url=server.index_url,
+                credentials=server.credentials,
+                corpus=corpus,
+                server_pid=server.pid,
+            )
+        return
+    check_loopback(index_url, allow_remote=allow_remote)
+    try:
+        credentials = Credentials.from_env(os.environ, USERNAME_VAR, PASSWORD_VAR)
+    except CredentialsError as exc:
+        raise TargetSetupError(f"{USERNAME_VAR}/{PASSWORD_VAR}: {exc}") from exc
+    normalized = index_url if index_url.endswith("/") else index_url + "/"
+    preflight(normalized, credentials, first_project)
+    yield Target(kind="remote", index_url=normalized, credentials=credentials, corpus=corpus)
