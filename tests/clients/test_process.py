@@ -1,0 +1,93 @@
+"""The one subprocess wrapper: outcomes, CPU accounting, stopping whole trees, redaction."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+from clients.environment import scrubbed_env
+from clients.process import ProcessRegistry, redact, run_process
+
+PY = sys.executable
+
+
+def run(code: str, tmp_path: Path, registry: ProcessRegistry | None = None, timeout: float = 30):
+    return run_process(
+        [PY, "-c", code],
+        env=scrubbed_env(tmp_path),
+        cwd=tmp_path,
+        timeout_s=timeout,
+        registry=registry or ProcessRegistry(),
+        secrets=("hunter2",),
+    )
+
+
+def test_exit_code_tails_and_cpu_are_recorded(tmp_path: Path) -> None:
+    outcome = run(
+        "import sys\nx = sum(range(3_000_000))\nprint('out')\n"
+        "sys.stderr.write('failed for hunter2 at http://u:hunter2@h/x\\n')\nsys.exit(3)",
+        tmp_path,
+    )
+    assert outcome.exit_code == 3
+    assert outcome.stdout_tail.strip() == "out"
+    assert "hunter2" not in outcome.stderr_tail
+    assert "http://***@h/x" in outcome.stderr_tail
+    assert outcome.cpu_s > 0
+    assert outcome.ended >= outcome.started
+    assert not outcome.timed_out and not outcome.interrupted
+
+
+def test_timeout_stops_the_process_and_its_grandchildren(tmp_path: Path) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+    code = (
+        "import subprocess, sys, time, signal\n"
+        "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"  # ignores the polite first step
+        f"p = subprocess.Popen([{PY!r}, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(pidfile)!r}, 'w').write(str(p.pid))\n"
+        "time.sleep(60)\n"
+    )
+    outcome = run(code, tmp_path, timeout=1.0)
+    assert outcome.timed_out
+    assert outcome.exit_code is not None and outcome.exit_code < 0  # killed by a signal
+    grandchild = int(pidfile.read_text())
+    assert not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == "zombie"
+
+
+def test_stop_all_interrupts_running_processes(tmp_path: Path) -> None:
+    registry = ProcessRegistry()
+    results = []
+    worker = threading.Thread(
+        target=lambda: results.append(run("import time; time.sleep(60)", tmp_path, registry))
+    )
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not registry._running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    registry.stop_all()
+    worker.join(10)
+    assert results and results[0].interrupted
+    assert results[0].exit_code is not None
+    # once stopping, nothing new starts
+    late = run("print('never')", tmp_path, registry)
+    assert late.exit_code is None and "stop requested" in late.stderr_tail
+
+
+def test_scrubbed_env_drops_machine_pip_settings(tmp_path: Path) -> None:
+    env = scrubbed_env(
+        tmp_path,
+        base={"PIP_FIND_LINKS": "/opt/wheels", "POETRY_X": "1", "UV_INDEX": "u", "PATH": "/bin",
+              "PYPI_PASSWORD": "s", "PYTHONPATH": "/x"},
+    )
+    assert env["PIP_CONFIG_FILE"] == "/dev/null"
+    assert env["HOME"] == str(tmp_path)
+    assert env["PATH"] == "/bin"
+    for gone in ("PIP_FIND_LINKS", "POETRY_X", "UV_INDEX", "PYPI_PASSWORD", "PYTHONPATH"):
+        assert gone not in env
+
+
+def test_redact_masks_userinfo_and_secrets() -> None:
+    assert redact("https://me:pw@idx/simple/ and pw", ["pw"]) == "https://***@idx/simple/ and ***"
