@@ -62,10 +62,14 @@ def launch(prep: Prepared, *, registry: ProcessRegistry) -> ClientResult:
         return _not_launched(prep, prep.error or "interrupted before launch", kind)
     home = prep.work / "home"
     home.mkdir(exist_ok=True)
+    # The client's own temp files (pip's build trackers, unpack dirs) live in the run's dir, so
+    # a client killed mid-run leaves nothing behind once that dir is removed.
+    tmp = prep.work / "tmp"
+    tmp.mkdir(exist_ok=True)
     argv = pip.pip_download_argv(prep.venv.python, task, prep.work / "download")
     outcome = run_process(
         argv,
-        env=scrubbed_env(home),
+        env=scrubbed_env(home, {"TMPDIR": str(tmp)}),
         cwd=prep.work,
         timeout_s=task.timeout_s,
         registry=registry,

@@ -17,6 +17,7 @@ from clients.runner import ClientError
 from clients.venv import VenvError
 from engine.profiles import BUILTIN_PROFILES, ProfileError
 from engine.records import RecordError
+from engine.report import ReportError
 from engine.target import TargetSetupError
 from engine.thresholds import ThresholdError
 from infra.credentials import CredentialsError
@@ -38,6 +39,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     ClientError,
     VenvError,
     RecordError,
+    ReportError,
     OSError,
 )
 
@@ -211,7 +213,8 @@ def report(
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI, turning known errors into one line and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click returns a command's typer.Exit code instead of exiting.
+        code = app(args=argv, standalone_mode=False)
     except typer.Exit as exc:
         return int(exc.exit_code)
     except USER_ERRORS as exc:
@@ -229,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             typer.secho(f"ERROR: {_one_line(exc)}", fg=typer.colors.RED, err=True)
         return EXIT_USAGE
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 def _one_line(exc: BaseException) -> str:

@@ -124,6 +124,7 @@ class ClientPool:
         self._lock = threading.Lock()
         self._collector: threading.Thread | None = None
         self._exited: set[int] = set()
+        self._stopped = False
         self.dispatched = 0
         self.completed = 0
         self.fatal: str | None = None
@@ -203,7 +204,10 @@ class ClientPool:
     def stop(self, timeout_s: float = 15.0) -> None:
         """Stop every worker: runs not yet due are dropped, running clients are stopped
         (SIGINT -> SIGTERM -> SIGKILL) and recorded as interrupted. Workers that do not exit
-        in time are killed, so nothing is left behind either way."""
+        in time are killed, so nothing is left behind either way. Safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
         for inbox in self._inboxes:
             with contextlib.suppress(OSError, ValueError):
                 inbox.put(None)

@@ -8,6 +8,7 @@ ends with a report of the part that ran, and the same report can be rebuilt late
 from __future__ import annotations
 
 import platform
+import shutil
 import signal
 import sys
 import threading
@@ -29,7 +30,7 @@ from engine.records import CLIENTS_FILE, REQUESTS_FILE, RUN_FILE, ClientRecord, 
 from engine.records import write_json_atomic as write_json
 from engine.report import Report, terminal_summary, write_reports
 from engine.schedule import PlannedRun, Timeline, build_schedule
-from engine.target import open_target
+from engine.target import check_loopback, open_target
 from infra.proxy import RecordingProxy
 from packages.spec import CorpusSpec
 
@@ -136,6 +137,29 @@ def _no_interrupts_while_cleaning(say: Callable[[str], None]) -> Iterator[None]:
         signal.signal(signal.SIGTERM, old_term)
 
 
+def _initial_meta(
+    options: RunOptions, profile: Profile, line: Timeline, planned: int, limits: dict[str, float]
+) -> dict[str, Any]:
+    """``run.json`` as written before the run; the run fills in start, end and target."""
+    return {
+        "schema": 1,
+        "profile": profile.to_dict(),
+        "planned_duration_s": line.duration_s,
+        "time_scale": line.time_scale,
+        "tick_s": line.tick_s,
+        "burst_ticks_s": line.burst_ticks,
+        "started": None,
+        "ended": None,
+        "interrupted": False,
+        "seed": options.seed,
+        "runs_planned": planned,
+        "runs_dispatched": 0,
+        "thresholds": limits,
+        "target": {"kind": "embedded" if options.index_url is None else "remote"},
+        "versions": _versions(),
+    }
+
+
 def execute_run(options: RunOptions, say: Callable[[str], None] | None = None) -> RunResult:
     """Run ``options`` and return the verdict. Raises the components' one-line errors for bad
     input or an unusable target before any load is sent."""
@@ -153,30 +177,46 @@ def execute_run(options: RunOptions, say: Callable[[str], None] | None = None) -
         duration_s=options.duration_s,
         time_scale=options.time_scale,
     )
+    if options.index_url is not None:  # refuse a non-loopback target before anything else
+        check_loopback(options.index_url, allow_remote=options.allow_remote_target)
     run_dir = make_run_dir(options.results_root, profile.name)
-    meta: dict[str, Any] = {
-        "schema": 1,
-        "profile": profile.to_dict(),
-        "planned_duration_s": line.duration_s,
-        "time_scale": line.time_scale,
-        "tick_s": line.tick_s,
-        "burst_ticks_s": line.burst_ticks,
-        "started": None,
-        "ended": None,
-        "interrupted": False,
-        "seed": options.seed,
-        "runs_planned": len(plan),
-        "runs_dispatched": 0,
-        "thresholds": limits,
-        "target": {"kind": "embedded" if options.index_url is None else "remote"},
-        "versions": _versions(),
-    }
+    meta = _initial_meta(options, profile, line, len(plan), limits)
     write_json(run_dir / RUN_FILE, meta)
-    emit(
-        f"pipstorm: {profile.name}: {len(plan)} client runs over {line.duration_s:g} s -> {run_dir}"
-    )
-    interrupted = False
+    state = _RunState(meta=meta, run_dir=run_dir, emit=emit)
+    try:
+        _drive(options, line, plan, state)
+    except Exception:
+        if not state.load_sent:
+            # Refused before any load was sent (unusable target, port in use): a results
+            # folder holding nothing but run.json would only be noise.
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    finally:
+        if run_dir.exists():
+            meta["ended"] = time.time()
+            write_json(run_dir / RUN_FILE, meta)
+    report = write_reports(run_dir)
+    emit(terminal_summary(report))
+    return RunResult(run_dir=run_dir, report=report, interrupted=bool(meta["interrupted"]))
+
+
+@dataclass
+class _RunState:
+    meta: dict[str, Any]
+    run_dir: Path
+    emit: Callable[[str], None]
+    load_sent: bool = False
+
+
+def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _RunState) -> None:
+    """Start target, proxy and pool, play the schedule, then stop everything.
+
+    Whatever happens, everything started here is stopped before this returns or raises; an
+    interruption is noted in ``run.json`` (``interrupted``), not raised.
+    """
+    meta, run_dir, emit = state.meta, state.run_dir, state.emit
     pool: ClientPool | None = None
+    origin: list[float] = []  # (wall, monotonic) of offset 0, known once the pool is up
     try:
         with ExitStack() as stack:
             stack.enter_context(_signals_as_interrupts())
@@ -189,44 +229,42 @@ def execute_run(options: RunOptions, say: Callable[[str], None] | None = None) -
                 )
             )
             meta["target"] = {"kind": target.kind, "index_url": target.index_url}
+            emit(
+                f"pipstorm: {meta['profile']['name']}: {meta['runs_planned']} client runs in "
+                f"{line.duration_s:g} s against {target.index_url} -> {run_dir}"
+            )
             proxy = stack.enter_context(
                 RecordingProxy(
                     target.index_url, run_dir / REQUESTS_FILE, credentials=target.credentials
                 )
             )
-            clients_log = stack.enter_context(JsonlWriter(run_dir / CLIENTS_FILE))
-            by_id = {run.run_id: run for run in plan}
             progress = _Progress()
-            pool = ClientPool(
-                _recorder(clients_log, by_id, progress, lambda: t0),
-                workers=options.workers,
-            )
+            clients_log = stack.enter_context(JsonlWriter(run_dir / CLIENTS_FILE))
+            record = _recorder(clients_log, {r.run_id: r for r in plan}, progress, origin)
+            pool = ClientPool(record, workers=options.workers)
             pool.start()
-            t0 = (time.time() + START_MARGIN_S, time.monotonic() + START_MARGIN_S)
-            meta["started"] = t0[0]
+            state.load_sent = True
+            origin.extend((time.time() + START_MARGIN_S, time.monotonic() + START_MARGIN_S))
+            meta["started"] = origin[0]
             write_json(run_dir / RUN_FILE, meta)
             try:
-                _dispatch(plan, pool, proxy.index_url_for, options, (t0[1], line, progress, emit))
+                _dispatch(
+                    plan, pool, proxy.index_url_for, options, (origin[1], line, progress, emit)
+                )
                 # Every run has been handed out; wait for the last ones (bounded by their timeout).
                 pool.wait_idle(options.run_timeout_s + 3 * PREPARE_AHEAD_S)
             except (KeyboardInterrupt, _Interrupted):
-                interrupted = True
+                meta["interrupted"] = True
                 emit("pipstorm: interrupted: stopping clients and writing the report")
             with _no_interrupts_while_cleaning(emit):
                 pool.stop()
                 meta["runs_dispatched"] = pool.dispatched
                 stack.close()  # proxy, then target: in reverse order of starting
     except (KeyboardInterrupt, _Interrupted):
-        interrupted = True  # during start-up: nothing ran, but the folder says so
-        if pool is not None:
-            pool.stop()
+        meta["interrupted"] = True  # during start-up or shut-down of a part
     finally:
-        meta["ended"] = time.time()
-        meta["interrupted"] = interrupted or meta["interrupted"]
-        write_json(run_dir / RUN_FILE, meta)
-    report = write_reports(run_dir)
-    emit(terminal_summary(report))
-    return RunResult(run_dir=run_dir, report=report, interrupted=interrupted)
+        if pool is not None:
+            pool.stop()  # idempotent; here for errors raised past the normal stop
 
 
 def _to_stderr(line: str) -> None:
@@ -244,13 +282,13 @@ def _recorder(
     writer: JsonlWriter,
     plan: dict[str, PlannedRun],
     progress: _Progress,
-    origin: Callable[[], tuple[float, float]],
+    origin: list[float],
 ) -> Callable[[ClientResult], None]:
     """Turn a worker's result into one ``clients.jsonl`` line the moment it arrives."""
 
     def record(result: ClientResult) -> None:
         planned = plan[result.run_id]
-        intended = origin()[0] + planned.offset_s
+        intended = origin[0] + planned.offset_s
         began = result.launched if result.launched is not None else result.started
         writer.write(
             ClientRecord(

@@ -10,12 +10,14 @@ from pathlib import Path
 import psutil
 
 from clients.environment import scrubbed_env
-from clients.process import ProcessRegistry, redact, run_process
+from clients.process import Outcome, ProcessRegistry, redact, run_process
 
 PY = sys.executable
 
 
-def run(code: str, tmp_path: Path, registry: ProcessRegistry | None = None, timeout: float = 30):
+def run(
+    code: str, tmp_path: Path, registry: ProcessRegistry | None = None, timeout: float = 30
+) -> Outcome:
     return run_process(
         [PY, "-c", code],
         env=scrubbed_env(tmp_path),
@@ -79,8 +81,14 @@ def test_stop_all_interrupts_running_processes(tmp_path: Path) -> None:
 def test_scrubbed_env_drops_machine_pip_settings(tmp_path: Path) -> None:
     env = scrubbed_env(
         tmp_path,
-        base={"PIP_FIND_LINKS": "/opt/wheels", "POETRY_X": "1", "UV_INDEX": "u", "PATH": "/bin",
-              "PYPI_PASSWORD": "s", "PYTHONPATH": "/x"},
+        base={
+            "PIP_FIND_LINKS": "/opt/wheels",
+            "POETRY_X": "1",
+            "UV_INDEX": "u",
+            "PATH": "/bin",
+            "PYPI_PASSWORD": "s",
+            "PYTHONPATH": "/x",
+        },
     )
     assert env["PIP_CONFIG_FILE"] == "/dev/null"
     assert env["HOME"] == str(tmp_path)

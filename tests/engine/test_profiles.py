@@ -27,7 +27,7 @@ def test_builtins_have_the_seeds_numbers() -> None:
 def test_a_toml_profile_is_read(tmp_path: Path) -> None:
     path = tmp_path / "ci_burst.toml"
     path.write_text(
-        'clients = 2\nduration_s = 40\nburst_every_s = 20\nburst_multiplier = 4\n'
+        "clients = 2\nduration_s = 40\nburst_every_s = 20\nburst_multiplier = 4\n"
         "[thresholds]\np95_listing_ms = 500\n",
         encoding="utf-8",
     )

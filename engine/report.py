@@ -1,0 +1,290 @@
+"""A run directory's streams -> statistics -> thresholds -> ``report.json`` and ``report.md``.
+
+The report is rebuilt from the raw streams every time, so ``pipstorm report DIR`` gives the same
+answer as the end of ``pipstorm run``, works on an interrupted or crashed run (marked as such),
+and can re-judge an old run against other thresholds.
+
+``report.json`` keeps the seed's top-level names (``error_rate``, ``latency_p95``,
+``latency_p99``, ``status_code_counts``, ``error_5xx_count``, ``operations``) so the seed's
+``jq '.latency_p95'`` comparisons keep working; it is versioned (``"schema": 1``) and written
+atomically, like ``report.md``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from engine.records import (
+    CLIENTS_FILE,
+    REQUESTS_FILE,
+    RUN_FILE,
+    ClientRecord,
+    RecordError,
+    load_clients,
+    load_requests,
+    write_json_atomic,
+    write_text_atomic,
+)
+from engine.report_md import render_markdown, terminal_summary
+from engine.stats import RunStats, compute_stats
+from engine.thresholds import DEFAULTS, ThresholdError, ThresholdResult, evaluate, merge
+
+__all__ = [
+    "REPORT_JSON",
+    "REPORT_MD",
+    "SCHEMA",
+    "Report",
+    "ReportError",
+    "build_report",
+    "render_markdown",
+    "terminal_summary",
+    "write_reports",
+]
+
+SCHEMA = 1
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+SUPPORTED_RUN_SCHEMAS = frozenset({1})
+# A run that started this much later than planned means the load was lower than asked.
+LATE_START_NOTE_S = 1.0
+# Failed client runs listed with their reason in report.md (all are in clients.jsonl).
+FAILED_RUNS_SHOWN = 10
+
+
+class ReportError(RecordError):
+    """A run directory cannot be reported on; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything known about one run, judged against its thresholds."""
+
+    run_dir: Path
+    run: Mapping[str, Any]
+    stats: RunStats
+    thresholds: tuple[ThresholdResult, ...]
+    skipped_lines: Mapping[str, int]
+    incomplete: bool  # run.json has no end time: crashed, killed, or still going
+    interrupted: bool  # the run was stopped early on purpose (Ctrl-C)
+    notes: tuple[str, ...]
+    failed_runs: tuple[ClientRecord, ...]  # not-ok client runs, first FAILED_RUNS_SHOWN
+    duration_s: float | None  # run.json's end - start, or up to the last recorded event
+    generated_at: str
+
+    @property
+    def verdict(self) -> Literal["pass", "fail"]:
+        """``pass`` when every threshold passed (also when none were set)."""
+        return "pass" if all(t.passed for t in self.thresholds) else "fail"
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI's exit code for this report: 0 pass, 1 a threshold failed."""
+        return 0 if self.verdict == "pass" else 1
+
+    @property
+    def profile_name(self) -> str:
+        """The profile's name as run.json recorded it ("?" when absent)."""
+        profile = self.run.get("profile")
+        name = profile.get("name") if isinstance(profile, Mapping) else None
+        return name if isinstance(name, str) else "?"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``report.json`` document."""
+        stats = self.stats.to_dict()
+        requests = self.stats.requests
+        return {
+            "schema": SCHEMA,
+            "generated_at": self.generated_at,
+            "verdict": self.verdict,
+            "profile": self.profile_name,
+            "started": _number(self.run.get("started")),
+            "ended": _number(self.run.get("ended")),
+            "duration_s": self.duration_s,
+            "incomplete": self.incomplete,
+            "interrupted": self.interrupted,
+            "error_rate": requests.error_rate,
+            "latency_p95": requests.latency_p95,
+            "latency_p99": requests.latency_p99,
+            "status_code_counts": dict(requests.status_code_counts),
+            "error_5xx_count": requests.error_5xx_count,
+            "operations": stats["operations"],
+            "requests": stats["requests"],
+            "thresholds": [t.to_dict() for t in self.thresholds],
+            "clients": stats["clients"],
+            "failed_runs": [asdict(r) for r in self.failed_runs],
+            "skipped_lines": dict(self.skipped_lines),
+            "notes": list(self.notes),
+            "run": dict(self.run),
+            "run_dir": str(self.run_dir),
+        }
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _duration(run: Mapping[str, Any], stats: RunStats, clients: list[ClientRecord]) -> float | None:
+    started = _number(run.get("started"))
+    if started is None:
+        return None
+    ended = _number(run.get("ended"))
+    if ended is None:  # crashed: the last thing recorded is the best end we have
+        events = [started, *(c.ended for c in clients)]
+        if stats.requests.last_end is not None:
+            events.append(stats.requests.last_end)
+        ended = max(events)
+    return ended - started
+
+
+def _read_run_json(run_dir: Path) -> dict[str, Any]:
+    if not run_dir.is_dir():
+        raise ReportError(f"{run_dir}: no such run directory")
+    path = run_dir / RUN_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ReportError(f"{run_dir}: no {RUN_FILE}, not a pipstorm run directory") from None
+    except (ValueError, OSError) as exc:
+        raise ReportError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: expected a JSON object")
+    schema = data.get("schema")
+    if schema not in SUPPORTED_RUN_SCHEMAS:
+        raise ReportError(f"{path}: unsupported schema {schema!r} (this version reads 1)")
+    return data
+
+
+def _thresholds_of(run: Mapping[str, Any], path: Path) -> dict[str, float]:
+    recorded = run.get("thresholds", DEFAULTS)
+    if not isinstance(recorded, Mapping):
+        raise ReportError(f"{path}: 'thresholds' must be an object of KEY: limit")
+    try:
+        return merge(recorded)
+    except ThresholdError as exc:
+        raise ReportError(f"{path}: {exc}") from None
+
+
+def _notes(
+    run: Mapping[str, Any],
+    stats: RunStats,
+    results: tuple[ThresholdResult, ...],
+    skipped: Mapping[str, int],
+    missing: list[str],
+) -> list[str]:
+    notes: list[str] = []
+    if run.get("interrupted"):
+        notes.append("The run was interrupted: the numbers cover only the part that ran.")
+    elif run.get("ended") is None:
+        notes.append(
+            "run.json has no end time: the run crashed or is still going; "
+            "this report covers what was recorded."
+        )
+    notes.extend(f"{name} is missing: read as empty." for name in missing)
+    notes.extend(
+        f"Skipped {n} malformed line(s) in {name} (a crash cuts the last line short)."
+        for name, n in skipped.items()
+        if n
+    )
+    notes.extend(
+        f"Threshold {r.key}: {r.note}; it fails." for r in results if r.measured is None and r.note
+    )
+    req = stats.requests
+    if req.unattributed_count:
+        notes.append(
+            f"{req.unattributed_count} request(s) could not be attributed to a client run "
+            "(run_id null)."
+        )
+    errors = {k: n for k, n in req.transport_errors.items() if k != "client_disconnected"}
+    if errors:
+        detail = ", ".join(f"{k} {n}" for k, n in errors.items())
+        notes.append(
+            f"{sum(errors.values())} request(s) got no complete upstream response ({detail})."
+        )
+    if req.client_disconnected_count:
+        notes.append(
+            f"{req.client_disconnected_count} request(s) ended with the client disconnecting; "
+            "they are not counted as errors."
+        )
+    if req.repeated_count:
+        notes.append(
+            f"{req.repeated_count} request(s) repeated an earlier request of the same client "
+            "run (same method and path): retries, mostly."
+        )
+    runs = stats.clients.all
+    planned = run.get("runs_planned")
+    if isinstance(planned, int) and not isinstance(planned, bool) and runs.count < planned:
+        notes.append(f"{runs.count} of {planned} planned client runs were recorded.")
+    if runs.by_outcome.get("interrupted"):
+        notes.append(
+            f"{runs.by_outcome['interrupted']} client run(s) were interrupted; "
+            "they are left out of the run error rate."
+        )
+    if runs.lag_s is not None and runs.lag_s.max > LATE_START_NOTE_S:
+        notes.append(
+            f"Some client runs started late (max lag {runs.lag_s.max:.1f} s, "
+            f"p95 {runs.lag_s.p95:.1f} s): the load was lower than planned at those times."
+        )
+    return notes
+
+
+def build_report(run_dir: Path, thresholds: Mapping[str, float] | None = None) -> Report:
+    """Read a run directory and judge it.
+
+    ``thresholds`` replaces the ones recorded in run.json (to re-judge an old run); by default
+    the recorded ones are used, or the defaults if run.json has none.
+    """
+    run = _read_run_json(run_dir)
+    if thresholds is None:
+        limits = _thresholds_of(run, run_dir / RUN_FILE)
+    else:
+        try:
+            limits = merge(thresholds)
+        except ThresholdError as exc:
+            raise ReportError(str(exc)) from None
+    missing = [n for n in (REQUESTS_FILE, CLIENTS_FILE) if not (run_dir / n).is_file()]
+    try:
+        requests, skipped_requests = (
+            ([], 0) if REQUESTS_FILE in missing else load_requests(run_dir / REQUESTS_FILE)
+        )
+        clients, skipped_clients = (
+            ([], 0) if CLIENTS_FILE in missing else load_clients(run_dir / CLIENTS_FILE)
+        )
+    except OSError as exc:
+        raise ReportError(f"{run_dir}: cannot read a stream ({exc})") from None
+    stats = compute_stats(requests, clients)
+    results = tuple(evaluate(limits, stats))
+    skipped = {REQUESTS_FILE: skipped_requests, CLIENTS_FILE: skipped_clients}
+    failed = sorted(
+        (c for c in clients if c.outcome not in {"ok", "interrupted"}), key=lambda c: c.started
+    )
+    return Report(
+        run_dir=run_dir,
+        run=run,
+        stats=stats,
+        thresholds=results,
+        skipped_lines=skipped,
+        incomplete=run.get("ended") is None,
+        interrupted=bool(run.get("interrupted")),
+        notes=tuple(_notes(run, stats, results, skipped, missing)),
+        failed_runs=tuple(failed[:FAILED_RUNS_SHOWN]),
+        duration_s=_duration(run, stats, clients),
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def write_reports(run_dir: Path, thresholds: Mapping[str, float] | None = None) -> Report:
+    """Build the report and write ``report.json`` and ``report.md`` (each atomically)."""
+    report = build_report(run_dir, thresholds)
+    try:
+        write_json_atomic(run_dir / REPORT_JSON, report.to_dict())
+        write_text_atomic(run_dir / REPORT_MD, render_markdown(report))
+    except OSError as exc:
+        raise ReportError(f"{run_dir}: cannot write the report ({exc})") from None
+    return report

@@ -1,0 +1,41 @@
+"""End-to-end runs: the real CLI in a subprocess, real pip, real pypiserver, the real proxy."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def e2e_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The environment of a pipstorm process: its own corpus cache and TMPDIR, so a test can
+    check that nothing is left behind in TMPDIR."""
+    root = tmp_path_factory.mktemp("e2e")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYPI_")}
+    env["PIPSTORM_CACHE_DIR"] = str(root / "cache")
+    yield env
+
+
+def pipstorm(
+    args: Sequence[str], env: dict[str, str], *, tmpdir: Path, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m engine ARGS`` to completion with TMPDIR set to ``tmpdir``."""
+    tmpdir.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [sys.executable, "-m", "engine", *args],
+        env={**env, "TMPDIR": str(tmpdir)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def leftovers(tmpdir: Path) -> list[str]:
+    """Whatever a run left in its TMPDIR."""
+    return sorted(p.name for p in tmpdir.iterdir()) if tmpdir.exists() else []

@@ -1,0 +1,86 @@
+"""Ctrl-C in the middle of a run: a quick exit, nothing left behind, a report of what ran."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.e2e.conftest import leftovers
+
+pytestmark = pytest.mark.e2e
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_sigint_mid_run_stops_everything_and_still_reports(
+    e2e_env: dict[str, str], tmp_path: Path
+) -> None:
+    results, tmpdir = tmp_path / "results", tmp_path / "tmp"
+    tmpdir.mkdir()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "engine",
+            "run",
+            "--profile",
+            "production_incident",
+            "--duration",
+            "120",
+            "--results",
+            str(results),
+            "--quiet",
+        ],
+        env={**e2e_env, "TMPDIR": str(tmpdir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def run_dir() -> Path | None:
+            dirs = list(results.iterdir()) if results.exists() else []
+            return dirs[0] if dirs else None
+
+        def some_runs_finished() -> bool:
+            found = run_dir()
+            clients = found / "clients.jsonl" if found else None
+            return bool(clients and clients.exists() and clients.read_text().count("\n") >= 3)
+
+        # the first tick is a burst of 75 runs: stop while many are in flight
+        wait_for(some_runs_finished, 120, "the first client runs to finish")
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        assert len(tree) >= 3  # pool workers, proxy, pypiserver, pip clients
+        proc.send_signal(signal.SIGINT)
+        # bounded, not timed: how long the stop takes is a benchmark's business
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], [p.cmdline() for p in alive]
+    assert leftovers(tmpdir) == []
+    found = run_dir()
+    assert found is not None
+    report = json.loads((found / "report.json").read_text())
+    assert report["run"]["interrupted"] is True
+    assert report["run"]["runs_planned"] == 2 * 75 + 10 * 3
+    clients = [json.loads(x) for x in (found / "clients.jsonl").read_text().splitlines()]
+    assert 3 <= len(clients) < report["run"]["runs_planned"]

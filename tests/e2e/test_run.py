@@ -1,0 +1,92 @@
+"""A shortened light_load against the embedded target, judged and reported, with every request
+attributed to the pip run that made it."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from engine.records import load_clients, load_requests
+from tests.e2e.conftest import leftovers, pipstorm
+
+pytestmark = pytest.mark.e2e
+
+
+def only_run_dir(results: Path) -> Path:
+    (run_dir,) = list(results.iterdir())
+    return run_dir
+
+
+def test_short_light_load_passes_and_attributes_every_request(
+    e2e_env: dict[str, str], tmp_path: Path
+) -> None:
+    results = tmp_path / "results"
+    proc = pipstorm(
+        ["run", "--profile", "light_load", "--duration", "30", "--results", str(results)],
+        e2e_env,
+        tmpdir=tmp_path / "tmp",
+    )
+    assert proc.returncode == 0, proc.stderr
+    run_dir = only_run_dir(results)
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["verdict"] == "pass"
+    assert {t["key"] for t in report["thresholds"]} >= {"error_rate", "p95_listing_ms"}
+    assert (run_dir / "report.md").read_text().lstrip().startswith("#")
+
+    clients, skipped_c = load_clients(run_dir / "clients.jsonl")
+    requests, skipped_r = load_requests(run_dir / "requests.jsonl")
+    assert skipped_c == skipped_r == 0
+    assert len(clients) == 9  # 3 ticks x 3 clients
+    assert all(c.outcome == "ok" and c.exit_code == 0 for c in clients)
+    assert all(r.run_id is not None for r in requests), "unattributed request"
+
+    by_run: dict[str, list[tuple[float, str, str]]] = defaultdict(list)
+    for r in requests:
+        assert r.run_id is not None
+        by_run[r.run_id].append((r.ts, r.op, r.path))
+    assert set(by_run) == {c.run_id for c in clients}
+    for client in clients:
+        ordered = sorted(by_run[client.run_id])
+        ops = [op for _, op, _ in ordered]
+        assert ops == ["listing", "download"], (client.run_id, ordered)
+        listing_path, file_path = ordered[0][2], ordered[1][2]
+        assert listing_path.endswith(f"/simple/{client.project}/")
+        assert file_path.split("#")[0].endswith(
+            f"{client.project.replace('-', '_')}-{client.version}-py3-none-any.whl"
+        )
+        # the request happened while the client ran, after its intended start
+        assert client.launched is not None
+        assert client.launched <= ordered[0][0] <= client.ended
+    assert leftovers(tmp_path / "tmp") == []
+
+
+def test_a_threshold_the_run_cannot_meet_fails_it(e2e_env: dict[str, str], tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    proc = pipstorm(
+        [
+            "run",
+            "--profile",
+            "light_load",
+            "--duration",
+            "10",
+            "--results",
+            str(results),
+            "--threshold",
+            "p95_listing_ms=0.001",
+            "--quiet",
+        ],
+        e2e_env,
+        tmpdir=tmp_path / "tmp",
+    )
+    assert proc.returncode == 1, proc.stderr
+    report = json.loads((only_run_dir(results) / "report.json").read_text())
+    assert report["verdict"] == "fail"
+    (failed,) = [t for t in report["thresholds"] if not t["passed"]]
+    assert failed["key"] == "p95_listing_ms"
+    assert failed["limit"] == 0.001
+    assert failed["measured"] > 0.001
+    md = (only_run_dir(results) / "report.md").read_text()
+    assert "p95_listing_ms" in md
