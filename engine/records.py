@@ -144,6 +144,8 @@ class ClientRecord:
     outcome: str
     stderr_tail: str = ""
     error: str | None = None
+    cpu_s: float | None = None  # user + system CPU of the client process tree
+    max_rss_kb: int | None = None
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -172,6 +174,8 @@ class ClientRecord:
             outcome=_field(data, "outcome", (str,), optional=False),
             stderr_tail=_field(data, "stderr_tail", (str,), optional=True) or "",
             error=_field(data, "error", (str,), optional=True),
+            cpu_s=_opt_float(_field(data, "cpu_s", _NUM, optional=True)),
+            max_rss_kb=_field(data, "max_rss_kb", (int,), optional=True),
         )
 
 

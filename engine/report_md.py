@@ -138,6 +138,7 @@ def _client_row(name: str, g: ClientGroupStats) -> list[str]:
         *_dist_cells(g.client_s, ("p50", "p95", "max"), 2),
         *_dist_cells(g.from_intended_s, ("p95", "max"), 2),
         *_dist_cells(g.lag_s, ("p50", "p95", "max"), 3),
+        *_dist_cells(g.cpu_s, ("p50",), 2),
     ]
 
 
@@ -155,6 +156,7 @@ CLIENT_HEADERS = (
     "lag p50 s",
     "lag p95 s",
     "lag max s",
+    "CPU p50 s",
 )
 OP_HEADERS = (
     "operation",

@@ -307,6 +307,8 @@ def _recorder(
                 outcome=result.outcome,
                 stderr_tail=result.stderr_tail,
                 error=result.error,
+                cpu_s=round(result.cpu_s, 4),
+                max_rss_kb=result.max_rss_kb,
             )
         )
         progress.finished += 1

@@ -212,18 +212,19 @@ def request_stats(records: Sequence[RequestRecord]) -> RequestStats:
 class ClientGroupStats:
     """Client runs of one kind (or of all kinds).
 
-    ``wall_s`` is ended - started (the pool's whole cost, venv preparation included, which may
-    happen ahead of the intended time), ``client_s`` ended - launched (the client process
-    alone), ``from_intended_s`` ended - intended: what a user who wanted the job at its
-    scheduled time waited, so a late start is not hidden (coordinated omission).
+    ``client_s`` is ended - launched (the client process alone: the run's wall time; its venv
+    is made ahead of the intended start, so ended - started would mostly measure waiting),
+    ``from_intended_s`` ended - intended: what a user who wanted the job at its scheduled time
+    waited, so a late start is not hidden (coordinated omission). ``cpu_s`` is the CPU the
+    client process tree used on the generator.
     """
 
     count: int
     by_outcome: Mapping[str, int]
     failed_count: int
     error_rate: float | None  # percent of runs not ok, interrupted runs left out
-    wall_s: Distribution | None
     client_s: Distribution | None
+    cpu_s: Distribution | None
     from_intended_s: Distribution | None
     lag_s: Distribution | None
 
@@ -243,8 +244,8 @@ def client_group_stats(records: Sequence[ClientRecord]) -> ClientGroupStats:
         by_outcome=dict(sorted(outcomes.items())),
         failed_count=failed,
         error_rate=rate_percent(failed, len(judged)),
-        wall_s=distribution(r.ended - r.started for r in records),
         client_s=distribution(r.ended - r.launched for r in records if r.launched is not None),
+        cpu_s=distribution(r.cpu_s for r in records if r.cpu_s is not None),
         from_intended_s=distribution(r.ended - r.intended for r in records),
         lag_s=distribution(r.lag_s for r in records),
     )

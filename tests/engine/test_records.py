@@ -51,6 +51,8 @@ CLIENT = {
     "outcome": "ok",
     "stderr_tail": "",
     "error": None,
+    "cpu_s": 0.41,
+    "max_rss_kb": 31000,
 }
 
 

@@ -233,8 +233,7 @@ def test_client_stats() -> None:
     assert all_runs.lag_s is not None
     assert all_runs.lag_s.max == 2.0
     assert all_runs.lag_s.p50 == pytest.approx(0.2)
-    assert all_runs.wall_s is not None
-    assert all_runs.wall_s.max == pytest.approx(11.0)  # setup 1 + work 10
+    assert all_runs.cpu_s is None  # no record carried CPU figures
     assert all_runs.client_s is not None
     assert all_runs.client_s.count == 4  # r5 never launched
     assert all_runs.client_s.max == pytest.approx(6.0)

@@ -1,0 +1,321 @@
+"""The request handler of the recording proxy: forward, stream back, rewrite, record.
+
+Runs inside the proxy process (``infra.proxy_server``). Why each choice:
+- one pooled ``ClientSession`` (made by the server) with keep-alive: a connection per request
+  would leave TIME_WAIT sockets and add a handshake to every measured latency;
+- bodies are streamed in both directions; only small bodies are read whole: listings, to
+  rewrite upstream URLs back to the proxy (``infra.proxy_rewrite``), and bodies of at most
+  ``SMALL_BODY_BYTES``, sent with their headers in one write;
+- the client's Authorization is replaced by the upstream credentials, so clients never hold
+  them; the header is never logged;
+- an upstream transport failure is a 502 recorded with ``status: null`` and the error kind, so
+  reports count it apart from the upstream's own 5xx.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import time
+import zlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Final
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+from yarl import URL
+
+from infra.operations import classify
+from infra.proxy_log import USER_AGENT_MAX, RecordWriter, RequestRecord
+from infra.proxy_rewrite import UpstreamLayout
+
+REWRITE_MAX_BYTES: Final = 16 * 1024 * 1024
+# Bodies up to this size (known from Content-Length) are sent with their headers in one write.
+SMALL_BODY_BYTES: Final = 64 * 1024
+_REWRITE_TYPES: Final = ("text/html", "application/vnd.pypi.simple")
+_HOP_BY_HOP: Final = (
+    "Connection",
+    "Keep-Alive",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Proxy-Connection",
+    "TE",
+    "Trailer",
+    "Transfer-Encoding",
+    "Upgrade",
+)
+# Host is set by the client session for the upstream; Expect is answered here (see below).
+_DROP_FROM_REQUEST: Final = (*_HOP_BY_HOP, "Host", "Expect")
+_NOT_ROUTED: Final = b"not under /r/<run-id>/ or /o/<run-id>/\n"
+
+
+class _Exchange:
+    """Mutable state of one request while it is served; becomes a RequestRecord at the end."""
+
+    __slots__ = (
+        "end",
+        "error",
+        "path",
+        "req_bytes",
+        "run_id",
+        "sent",
+        "start",
+        "status",
+        "ts",
+        "ttfb",
+    )
+
+    def __init__(self, path: str) -> None:
+        self.ts = time.time()
+        self.start = time.perf_counter()
+        self.path = path
+        self.run_id: str | None = None
+        self.status: int | None = None
+        self.sent = 0
+        self.req_bytes = 0
+        self.ttfb: float | None = None
+        self.end: float | None = None
+        self.error: str | None = None
+
+
+class ProxyHandler:
+    """Forwards one request upstream, streams the answer back, records the exchange."""
+
+    def __init__(
+        self,
+        layout: UpstreamLayout,
+        session: aiohttp.ClientSession,
+        writer: RecordWriter,
+        authorization: str | None,
+    ) -> None:
+        self.layout = layout
+        self.session = session
+        self.writer = writer
+        self.authorization = authorization
+        self.proxy_url = ""  # known once the port is bound
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        exchange = _Exchange(request.raw_path)
+        try:
+            return await self._serve(request, exchange)
+        except asyncio.CancelledError:
+            exchange.error = exchange.error or "proxy_shutdown"
+            raise
+        except Exception as exc:
+            exchange.error = f"proxy_error: {type(exc).__name__}"
+            raise
+        finally:
+            self._record(request, exchange)
+
+    async def _serve(self, request: web.BaseRequest, exchange: _Exchange) -> web.StreamResponse:
+        route = self.layout.route(exchange.path)
+        if route is None:
+            exchange.status = 404
+            return await self._send_local(request, exchange, 404, _NOT_ROUTED)
+        exchange.run_id, exchange.path = route
+        headers = CIMultiDict(request.headers)
+        _drop_headers(headers, _DROP_FROM_REQUEST)
+        if self.authorization is not None:
+            headers["Authorization"] = self.authorization
+        data = None
+        if request.body_exists:
+            if request.headers.get("Expect", "").lower() == "100-continue":
+                # The low-level server does not answer Expect; the upstream never sees it.
+                await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            data = _counted(request.content, exchange)
+        try:
+            upstream = await self.session.request(
+                request.method,
+                URL(self.layout.origin + exchange.path, encoded=True),
+                headers=headers,
+                data=data,
+                allow_redirects=False,
+            )
+        except (aiohttp.ClientError, OSError) as exc:
+            error = _transport_error(exc)
+            if exchange.error == "client_disconnected":
+                return web.Response(status=400)  # the client is gone: nobody reads this
+            exchange.error = error
+            return await self._send_local(request, exchange, 502, f"{error}\n".encode())
+        try:
+            exchange.ttfb = time.perf_counter()
+            exchange.status = upstream.status
+            return await self._relay(request, upstream, exchange)
+        finally:
+            upstream.release()
+
+    async def _relay(
+        self,
+        request: web.BaseRequest,
+        upstream: aiohttp.ClientResponse,
+        exchange: _Exchange,
+    ) -> web.StreamResponse:
+        headers = CIMultiDict(upstream.headers)
+        _drop_headers(headers, _HOP_BY_HOP)
+        location = headers.get("Location")
+        if location is not None:
+            headers["Location"] = self.layout.rewrite_location(
+                location, exchange.run_id or "", self.proxy_url
+            )
+        content = upstream.content
+        response: web.StreamResponse | None = None
+        try:
+            pending: list[bytes] = []
+            if request.method != "HEAD":
+                rewrite = headers.get("Content-Type", "").startswith(_REWRITE_TYPES)
+                length = upstream.content_length
+                if rewrite or (length is not None and length <= SMALL_BODY_BYTES):
+                    limit = REWRITE_MAX_BYTES if rewrite else SMALL_BODY_BYTES
+                    pending, complete = await _read_up_to(content, limit)
+                    if complete:
+                        body = b"".join(pending)
+                        if rewrite:
+                            body = self._rewritten(body, headers, exchange.run_id or "")
+                        # Headers and body in one write: one syscall, one wake-up of the client.
+                        response = web.Response(
+                            status=upstream.status, reason=upstream.reason, headers=headers
+                        )
+                        response.body = body
+                        await response.prepare(request)
+                        await response.write_eof()
+                        exchange.sent = len(body)
+                        exchange.end = time.perf_counter()
+                        return response
+            response = web.StreamResponse(
+                status=upstream.status, reason=upstream.reason, headers=headers
+            )
+            await response.prepare(request)
+            for chunk in pending:
+                await response.write(chunk)
+                exchange.sent += len(chunk)
+            while chunk := await content.readany():
+                await response.write(chunk)
+                exchange.sent += len(chunk)
+            await response.write_eof()
+            exchange.end = time.perf_counter()
+        except ConnectionError:
+            # Raised by writes towards a client that hung up; upstream errors are ClientErrors.
+            exchange.error = "client_disconnected"
+            upstream.close()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            upstream.close()
+            if response is None or not response.prepared:
+                # Nothing sent yet: the client gets a 502 like for any transport failure.
+                exchange.status = None
+                exchange.error = _transport_error(exc)
+                return await self._send_local(
+                    request, exchange, 502, f"{exchange.error}\n".encode()
+                )
+            exchange.error = _transport_error(exc)
+            if request.transport is not None:
+                request.transport.abort()  # headers are out: cut the body so it looks cut
+        if response is None:  # a client gone before anything was prepared
+            response = web.Response(status=400)
+        return response
+
+    def _rewritten(self, body: bytes, headers: CIMultiDict[str], run_id: str) -> bytes:
+        encoding = headers.get("Content-Encoding", "").lower()
+        if encoding in ("gzip", "deflate", "x-gzip"):
+            try:
+                body = zlib.decompress(body, zlib.MAX_WBITS | 32)  # gzip or zlib header
+            except zlib.error:
+                return body
+            del headers["Content-Encoding"]
+        elif encoding not in ("", "identity"):
+            return body  # cannot read it, so cannot rewrite it
+        rewritten = self.layout.rewrite_body(body, run_id, self.proxy_url)
+        headers["Content-Length"] = str(len(rewritten))
+        return rewritten
+
+    async def _send_local(
+        self,
+        request: web.BaseRequest,
+        exchange: _Exchange,
+        status: int,
+        body: bytes,
+    ) -> web.StreamResponse:
+        """An answer made by the proxy itself (unattributed path, upstream unreachable)."""
+        response = web.Response(status=status, body=body)
+        response.content_type = "text/plain"
+        exchange.ttfb = time.perf_counter()
+        try:
+            await response.prepare(request)
+            await response.write_eof()
+            exchange.sent = len(body)
+        except ConnectionError:
+            exchange.error = exchange.error or "client_disconnected"
+        exchange.end = time.perf_counter()
+        return response
+
+    def _record(self, request: web.BaseRequest, exchange: _Exchange) -> None:
+        now = time.perf_counter()
+        start = exchange.start
+        user_agent = request.headers.get("User-Agent")
+        method = request.method
+        status = exchange.status
+        self.writer.write(
+            RequestRecord(
+                ts=exchange.ts,
+                run_id=exchange.run_id,
+                op=classify(method, exchange.path, status),
+                method=method,
+                path=exchange.path,
+                status=status,
+                bytes=exchange.sent,
+                req_bytes=exchange.req_bytes,
+                ttfb_ms=((exchange.ttfb or now) - start) * 1000.0,
+                total_ms=((exchange.end or now) - start) * 1000.0,
+                error=exchange.error,
+                user_agent=user_agent[:USER_AGENT_MAX] if user_agent is not None else None,
+                range=request.headers.get("Range"),
+            )
+        )
+
+
+async def _counted(content: aiohttp.StreamReader, exchange: _Exchange) -> AsyncIterator[bytes]:
+    """The request body as it arrives, counted; a failure to read it is the client's."""
+    try:
+        while chunk := await content.readany():
+            exchange.req_bytes += len(chunk)
+            yield chunk
+    except Exception:
+        exchange.error = "client_disconnected"
+        raise
+
+
+async def _read_up_to(content: aiohttp.StreamReader, limit: int) -> tuple[list[bytes], bool]:
+    """The body's chunks, read until its end (True) or until more than ``limit`` bytes (False)."""
+    # Content-Length is not relied on: a chunked listing has none.
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await content.readany():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return chunks, False
+    return chunks, True
+
+
+def _drop_headers(headers: CIMultiDict[str], names: Sequence[str]) -> None:
+    # Headers named by Connection are hop-by-hop too (RFC 9110 7.6.1).
+    for token in headers.get("Connection", "").split(","):
+        if token.strip():
+            headers.popall(token.strip(), None)
+    for name in names:
+        headers.popall(name, None)
+
+
+def _transport_error(exc: BaseException) -> str:
+    """The short error kind of an upstream transport failure, for the record and the 502 body."""
+    if isinstance(exc, TimeoutError):
+        return "upstream_timeout"
+    code = getattr(exc, "errno", None)
+    if code == errno.ECONNREFUSED:
+        return "upstream_refused"
+    if code in (errno.ECONNRESET, errno.EPIPE) or isinstance(
+        exc,
+        ConnectionResetError | aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError,
+    ):
+        return "upstream_reset"
+    return f"upstream_error: {type(exc).__name__}"

@@ -1,0 +1,127 @@
+"""The recording reverse proxy's process: ``python -m infra.proxy`` runs ``main`` here.
+
+Started by ``infra.proxy.RecordingProxy``: it binds its port (port 0 has no race), prints its URL
+as one line on stdout and serves until SIGTERM/SIGINT, or until its parent dies. Upstream
+credentials come from the environment, never argv.
+
+aiohttp's low-level ``web.Server`` (no router, no access log) keeps the added latency low, and
+a process of its own keeps the busy load generator from adding any. There is no total timeout
+and a generous read timeout: a slow upstream is the client's to give up on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from infra.credentials import UPSTREAM_PASSWORD_ENV, UPSTREAM_USERNAME_ENV, Credentials
+from infra.proxy_handler import ProxyHandler
+from infra.proxy_log import RecordWriter
+from infra.proxy_rewrite import UpstreamLayout
+
+
+async def serve(
+    layout: UpstreamLayout,
+    log_path: Path,
+    *,
+    host: str,
+    port: int,
+    read_timeout: float,
+    shutdown_grace: float,
+    credentials: Credentials | None,
+) -> None:
+    """Serve until SIGTERM/SIGINT or the parent's death; print the URL once bound."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=read_timeout, sock_read=read_timeout)
+    connector = aiohttp.TCPConnector(limit=256, limit_per_host=0, keepalive_timeout=30)
+    with RecordWriter(log_path) as writer:
+        async with aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            auto_decompress=False,
+            # Forward the client's headers only: no aiohttp User-Agent, and no Accept-Encoding
+            # the client did not ask for (a gzip body it cannot read).
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        ) as session:
+            authorization = credentials.basic_auth_header() if credentials else None
+            handler = ProxyHandler(layout, session, writer, authorization)
+            server = web.Server(handler, access_log=None, auto_decompress=False)
+            runner = web.ServerRunner(server, shutdown_timeout=shutdown_grace)
+            await runner.setup()
+            try:
+                site = web.TCPSite(runner, host, port, backlog=1024)
+                await site.start()
+                bound_host, bound_port = runner.addresses[0][:2]
+                shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+                handler.proxy_url = f"http://{shown}:{bound_port}"
+                _announce(handler.proxy_url)
+                watchdog = asyncio.create_task(_watch_parent(os.getppid(), stop))
+                await stop.wait()
+                watchdog.cancel()
+            finally:
+                await runner.cleanup()
+
+
+def _announce(url: str) -> None:
+    """Tell the parent the URL, then detach stdout so a closed pipe can never hurt later."""
+    sys.stdout.write(url + "\n")
+    sys.stdout.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
+    # Started in its own session, the proxy would outlive a parent killed with SIGKILL.
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    stop.set()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the proxy process; credentials are read from the environment."""
+    parser = argparse.ArgumentParser(prog="python -m infra.proxy")
+    parser.add_argument("--upstream", required=True, help="upstream index URL")
+    parser.add_argument("--log", required=True, type=Path, help="requests.jsonl to append to")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--read-timeout", type=float, default=300.0)
+    parser.add_argument("--shutdown-grace", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    try:
+        layout = UpstreamLayout.parse(args.upstream)
+        credentials = Credentials.from_env(os.environ, UPSTREAM_USERNAME_ENV, UPSTREAM_PASSWORD_ENV)
+    except ValueError as exc:
+        sys.stderr.write(f"ERROR {exc}\n")
+        return 2
+    # Nothing this process starts needs them.
+    os.environ.pop(UPSTREAM_USERNAME_ENV, None)
+    os.environ.pop(UPSTREAM_PASSWORD_ENV, None)
+    try:
+        asyncio.run(
+            serve(
+                layout,
+                args.log,
+                host=args.host,
+                port=args.port,
+                read_timeout=args.read_timeout,
+                shutdown_grace=args.shutdown_grace,
+                credentials=credentials,
+            )
+        )
+    except OSError as exc:
+        sys.stderr.write(f"ERROR {exc}\n")  # e.g. the port is taken, the log is not writable
+        return 2
+    return 0

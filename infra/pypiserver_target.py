@@ -1,0 +1,371 @@
+"""The embedded target: the real pypiserver 2.4.2 as a subprocess on 127.0.0.1.
+
+Configured like the production deployment the project was seeded from: the ``simple-dir``
+backend, no fallback redirect to pypi.org, authentication on download, list and update with an
+htpasswd file, and gunicorn workers. The credentials are generated per run and reach pypiserver
+only through the htpasswd file in a private temporary directory, never through argv.
+
+Port 0 is race free: gunicorn binds port 0 itself and the port is read from the master's
+listening socket (psutil), rather than picking a port, closing it and hoping nobody takes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import runpy
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+import psutil
+
+from infra.credentials import Credentials
+
+READY_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+_POLL_S = 0.05
+_HEALTH_PATH = "/health"
+_STDERR_TAIL_CHARS = 400
+_PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+
+
+class TargetError(Exception):
+    """The local target could not be started or did not behave; the message is one line."""
+
+
+class LocalPypiserver:
+    """pypiserver serving ``package_dir`` until stopped; a context manager.
+
+    ``start()`` returns once the server answers its health endpoint and accepts the generated
+    credentials. The process runs in its own session, so a Ctrl-C in the terminal reaches the
+    caller only, which then calls ``stop()``: the caller decides the order of shutdown.
+    """
+
+    def __init__(
+        self,
+        package_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        workers: int = 2,
+        threads: int = 4,
+        credentials: Credentials | None = None,
+        log_path: Path | None = None,
+        ready_timeout: float = READY_TIMEOUT_S,
+    ) -> None:
+        if not package_dir.is_dir():
+            raise TargetError(f"package directory does not exist: {package_dir}")
+        if workers < 1 or threads < 1:
+            raise TargetError(f"workers and threads must be >= 1 (got {workers}, {threads})")
+        if not 0 <= port <= 65535:
+            raise TargetError(f"port out of range: {port}")
+        self.package_dir = package_dir.resolve()
+        self.host = host
+        self.workers = workers
+        self.threads = threads
+        self.credentials = credentials if credentials is not None else Credentials.generate()
+        self.log_path = log_path
+        self.ready_timeout = ready_timeout
+        self._requested_port = port
+        self._port: int | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._tmpdir: Path | None = None
+        self._log_file: IO[bytes] | None = None
+        self._server_log: Path | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT/`` of the running server."""
+        if self._port is None:
+            raise TargetError("pypiserver is not running")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self._port}/"
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when port 0 was asked for)."""
+        if self._port is None:
+            raise TargetError("pypiserver is not running")
+        return self._port
+
+    @property
+    def index_url(self) -> str:
+        """The PEP 503 simple index: ``url + "simple/"``."""
+        return self.url + "simple/"
+
+    @property
+    def pid(self) -> int:
+        """The gunicorn master's pid (also the process group id of all workers)."""
+        if self._proc is None:
+            raise TargetError("pypiserver is not running")
+        return self._proc.pid
+
+    def start(self) -> None:
+        """Start pypiserver and wait until it serves authenticated requests."""
+        if self._proc is not None:
+            raise TargetError("pypiserver is already running")
+        if self._requested_port:
+            # gunicorn retries a taken port for 5 s before giving up: fail fast instead.
+            _check_port_free(self.host, self._requested_port)
+        self._tmpdir = Path(tempfile.mkdtemp(prefix="pipstorm-pypiserver-"))
+        try:
+            self._launch(self._tmpdir)
+            self._port = self._wait_for_port()
+            self._wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait(self) -> int:
+        """Block until the server exits (for a foreground ``serve``); returns its exit code."""
+        if self._proc is None:
+            raise TargetError("pypiserver is not running")
+        return self._proc.wait()
+
+    def stop(self) -> None:
+        """SIGTERM the whole process group, SIGKILL what is left, remove the private temp dir.
+
+        Safe to call more than once and after a failed start.
+        """
+        proc, self._proc = self._proc, None
+        try:
+            if proc is not None:
+                _terminate_group(proc, STOP_TIMEOUT_S)
+        finally:
+            self._port = None
+            if self._log_file is not None:
+                self._log_file.close()
+                self._log_file = None
+            if self._tmpdir is not None:
+                shutil.rmtree(self._tmpdir, ignore_errors=True)
+                self._tmpdir = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _launch(self, tmpdir: Path) -> None:
+        htpasswd = tmpdir / "htpasswd"
+        self.credentials.write_htpasswd(htpasswd)
+        self._server_log = self.log_path or tmpdir / "pypiserver.log"
+        self._server_log.parent.mkdir(parents=True, exist_ok=True)
+        self._log_file = self._server_log.open("ab")
+        argv = [
+            sys.executable,
+            "-m",
+            "infra.pypiserver_target",  # pypiserver's own main behind a parent watchdog
+            "run",
+            "--backend",
+            "simple-dir",
+            "--disable-fallback",
+            "-a",
+            "download,list,update",
+            "-P",
+            str(htpasswd),
+            "--server",
+            "gunicorn",
+            "--host",
+            self.host,
+            "--port",
+            str(self._requested_port),
+            "--health-endpoint",
+            _HEALTH_PATH,
+            str(self.package_dir),
+        ]
+        env = dict(os.environ)
+        # The child must import this very copy of `infra`, installed or not.
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")])
+        )
+        # pypiserver hands gunicorn a bind built from --host/--port; everything else comes from
+        # GUNICORN_CMD_ARGS. cwd is the private dir so no stray ./gunicorn.conf.py is read, and
+        # --no-control-socket keeps gunicorn 27 from creating ~/.gunicorn/.
+        env["GUNICORN_CMD_ARGS"] = shlex.join(
+            [
+                "--workers",
+                str(self.workers),
+                "--threads",
+                str(self.threads),
+                "--graceful-timeout",
+                "5",
+                "--no-control-socket",
+            ]
+        )
+        self._proc = subprocess.Popen(
+            argv,
+            cwd=tmpdir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def _wait_for_port(self) -> int:
+        deadline = time.monotonic() + self.ready_timeout
+        while True:
+            self._check_alive()
+            port = _listening_port(self.pid)
+            if port is not None and (self._requested_port in (0, port)):
+                return port
+            if time.monotonic() > deadline:
+                raise TargetError(
+                    f"pypiserver did not listen within {self.ready_timeout:.0f} s"
+                    f"{self._stderr_tail()}"
+                )
+            time.sleep(_POLL_S)
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while _http_status(self.host, self.port, _HEALTH_PATH, None) != 200:
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise TargetError(
+                    f"pypiserver did not become ready within {self.ready_timeout:.0f} s"
+                    f"{self._stderr_tail()}"
+                )
+            time.sleep(_POLL_S)
+        # One worker answering is not enough for a load test: wait for all of them to boot.
+        while _worker_count(self.pid) < self.workers:
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise TargetError(
+                    f"pypiserver did not start {self.workers} workers within "
+                    f"{self.ready_timeout:.0f} s{self._stderr_tail()}"
+                )
+            time.sleep(_POLL_S)
+        auth = self.credentials.basic_auth_header()
+        status = _http_status(self.host, self.port, "/simple/", auth)
+        if status != 200:
+            raise TargetError(
+                f"pypiserver answered {status} to the generated credentials{self._stderr_tail()}"
+            )
+
+    def _check_alive(self) -> None:
+        if self._proc is not None and self._proc.poll() is not None:
+            raise TargetError(
+                f"pypiserver exited with code {self._proc.returncode}{self._stderr_tail()}"
+            )
+
+    def _stderr_tail(self) -> str:
+        if self._server_log is None or self._log_file is None:
+            return ""
+        self._log_file.flush()
+        try:
+            with self._server_log.open("rb") as log:
+                log.seek(max(0, log.seek(0, os.SEEK_END) - 4096))
+                text = log.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+        tail = " | ".join(line.strip() for line in text.splitlines() if line.strip())
+        return f": {tail[-_STDERR_TAIL_CHARS:]}" if tail else ""
+
+
+def _check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # Same option as gunicorn, so a port in TIME_WAIT is not mistaken for a taken one.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise TargetError(f"cannot bind {host}:{port}: {exc.strerror}") from None
+
+
+def _listening_port(pid: int) -> int | None:
+    try:
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    for conn in connections:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr:
+            return int(conn.laddr.port)
+    return None
+
+
+def _worker_count(pid: int) -> int:
+    try:
+        return len(psutil.Process(pid).children())
+    except psutil.NoSuchProcess:
+        return 0
+
+
+def _http_status(host: str, port: int, path: str, authorization: str | None) -> int | None:
+    headers = {"Authorization": authorization} if authorization else {}
+    conn = http.client.HTTPConnection(host, port, timeout=5)
+    try:
+        conn.request("GET", path, headers=headers)
+        response = conn.getresponse()
+        response.read()
+    except OSError:
+        return None
+    else:
+        return response.status
+    finally:
+        conn.close()
+
+
+def _terminate_group(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM the process group, wait for every member, then SIGKILL what is left.
+
+    Workers are remembered before the signal: once the master has exited they are re-parented
+    and can no longer be found as its children.
+    """
+    try:
+        members = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        members = []
+    _signal_group(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout)
+    _, alive = psutil.wait_procs(members, timeout=max(0.0, timeout / 2))
+    if alive or proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+        psutil.wait_procs(alive, timeout=timeout)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _serve_until_orphaned(argv: list[str]) -> None:
+    """The server process: pypiserver's main, stopped (SIGTERM) if its parent dies.
+
+    Started in its own session, the server would otherwise outlive a load generator killed
+    with SIGKILL, holding its port. The thread lives in the gunicorn master only: forked
+    workers do not inherit it, and they exit with their master.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="pipstorm-parent-watch", daemon=True).start()
+    sys.argv = ["pypiserver", *argv]
+    runpy.run_module("pypiserver", run_name="__main__", alter_sys=True)  # = python -m pypiserver
+
+
+if __name__ == "__main__":
+    _serve_until_orphaned(sys.argv[1:])

@@ -1,0 +1,64 @@
+"""A killed load generator leaves no server behind: both children watch their parent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+
+from tests.infra.conftest import Corpus
+
+REPO = Path(__file__).resolve().parents[2]
+
+OWNER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from infra.proxy import RecordingProxy
+    from infra.pypiserver_target import LocalPypiserver
+
+    server = LocalPypiserver(Path(sys.argv[1]), workers=1)
+    server.start()
+    proxy = RecordingProxy(server.index_url, Path(sys.argv[2]), credentials=server.credentials)
+    proxy.start()
+    print(server.pid, proxy.pid, flush=True)
+    sys.stdin.read()  # until killed
+    """
+)
+
+
+def test_servers_exit_when_their_owner_is_killed(corpus: Corpus, tmp_path: Path) -> None:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER, str(corpus.directory), str(tmp_path / "r.jsonl")],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        server_pid, proxy_pid = map(int, owner.stdout.readline().split())
+        server = psutil.Process(server_pid)
+        members = [server, *server.children(recursive=True), psutil.Process(proxy_pid)]
+        assert len(members) == 3
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+        if owner.stdin is not None:
+            owner.stdin.close()
+        if owner.stdout is not None:
+            owner.stdout.close()
+    deadline = time.monotonic() + 20
+    alive = members
+    while alive and time.monotonic() < deadline:
+        _, alive = psutil.wait_procs(alive, timeout=0.2)
+    for process in alive:  # do not leak them into other tests, then fail
+        process.kill()
+    assert not alive, f"orphans left: {alive}"

@@ -1,0 +1,60 @@
+"""The request record, its writer and reader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from infra.proxy_log import RECORD_KEYS, RecordWriter, RequestRecord, read_records
+
+
+def record(**overrides: object) -> RequestRecord:
+    fields: dict[str, object] = {
+        "ts": 1700000000.5,
+        "run_id": "run1",
+        "op": "download",
+        "method": "GET",
+        "path": "/packages/a.whl",
+        "status": 200,
+        "bytes": 1234,
+        "req_bytes": 0,
+        "ttfb_ms": 1.5,
+        "total_ms": 2.5,
+        "error": None,
+        "user_agent": "pip/26.3",
+        "range": None,
+    }
+    fields.update(overrides)
+    return RequestRecord(**fields)  # type: ignore[arg-type]
+
+
+def test_json_line_has_exactly_the_keys_in_order() -> None:
+    line = record().to_json_line()
+    assert line.endswith("\n") and line.count("\n") == 1
+    assert list(json.loads(line)) == list(RECORD_KEYS)
+
+
+def test_writer_appends_and_reader_skips_a_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "requests.jsonl"
+    with RecordWriter(path) as writer:
+        writer.write(record())
+        writer.write(record(run_id=None, status=None, error="upstream_refused", op="listing"))
+    with RecordWriter(path) as writer:  # a second writer appends, never truncates
+        writer.write(record(user_agent="ü" * 3))
+    writer.write(record())  # after close: ignored
+    with path.open("a") as torn:
+        torn.write('{"ts": 1.0, "run_')
+    records = list(read_records(path))
+    assert [r.run_id for r in records] == ["run1", None, "run1"]
+    assert records[1].error == "upstream_refused"
+    assert records[2].user_agent == "üüü"
+
+
+def test_from_dict_rejects_unknown_shape() -> None:
+    data = json.loads(record().to_json_line())
+    with pytest.raises(ValueError, match="keys"):
+        RequestRecord.from_dict({**data, "extra": 1})
+    with pytest.raises(ValueError, match="operation"):
+        RequestRecord.from_dict({**data, "op": "nope"})
