@@ -23,12 +23,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Protocol, Self
 
+from infra import operations as infra_operations
+
 REQUESTS_FILE = "requests.jsonl"
 CLIENTS_FILE = "clients.jsonl"
 RUN_FILE = "run.json"
 
-# Operations in the order reports list them. The proxy may invent others later; they are kept.
-OPERATIONS: tuple[str, ...] = ("listing", "download", "metadata", "redirect", "upload", "other")
+# Operations in the order reports list them: the proxy's classification is the one definition.
+OPERATIONS: tuple[str, ...] = tuple(infra_operations.OPERATIONS)
 OUTCOMES: tuple[str, ...] = ("ok", "failed", "timeout", "interrupted", "error")
 # The proxy's `error` value when the client went away: not a server failure, reported apart.
 CLIENT_DISCONNECTED = "client_disconnected"

@@ -1,4 +1,7 @@
-"""One JSON line per proxied request: the record, its writer, and a tolerant reader.
+"""One JSON line per proxied request: the record and its writer.
+
+The reader is the engine's (``engine.records.load_requests``): the proxy only writes. The
+engine's ``RequestRecord`` parses exactly these keys (a test holds the two to one shape).
 
 The writer appends each line with a single ``write(2)`` on an ``O_APPEND`` descriptor opened
 once: no buffer to flush, so a crash of the proxy loses at most the line being written, and a
@@ -9,13 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Final, Self
+from typing import Final, Self
 
-from infra.operations import OPERATIONS, Operation
+from infra.operations import Operation
 
 RECORD_KEYS: Final = (
     "ts",
@@ -84,15 +86,6 @@ class RequestRecord:
             + "\n"
         )
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RequestRecord:
-        """Rebuild a record from a parsed line; ValueError if keys or the operation are off."""
-        if set(data) != set(RECORD_KEYS):
-            raise ValueError(f"record keys differ: {sorted(set(data) ^ set(RECORD_KEYS))}")
-        if data["op"] not in OPERATIONS:
-            raise ValueError(f"unknown operation: {data['op']!r}")
-        return cls(**{key: data[key] for key in RECORD_KEYS})
-
 
 class RecordWriter:
     """Appends records to a JSONL file; one ``write(2)`` per record."""
@@ -123,12 +116,3 @@ class RecordWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def read_records(path: Path) -> Iterator[RequestRecord]:
-    """Records of a requests.jsonl, skipping a last line cut short by a crash."""
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            if not line.endswith("\n"):
-                return  # the line being written when the proxy died
-            yield RequestRecord.from_dict(json.loads(line))

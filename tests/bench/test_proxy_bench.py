@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.records import load_requests
 from infra.proxy import RecordingProxy
-from infra.proxy_log import read_records
 from infra.pypiserver_target import LocalPypiserver
 from tests.infra.conftest import write_wheel
 
@@ -74,7 +74,7 @@ def test_added_latency_of_the_proxy(tmp_path: Path) -> None:
             else:
                 proxied_ms.append(proxied())
                 direct_ms.append(direct())
-    records = [r for r in read_records(log) if r.run_id == "bench"]
+    records = [r for r in load_requests(log)[0] if r.run_id == "bench"]
     assert len(records) == WARMUP + REQUESTS
     recorded_ms = [r.total_ms for r in records[WARMUP:]]
     lines = [f"proxy bench: {REQUESTS} listing GETs each way, interleaved, keep-alive"]

@@ -1,4 +1,5 @@
-"""Ctrl-C in the middle of a run: a quick exit, nothing left behind, a report of what ran."""
+"""Ctrl-C (or SIGTERM) in the middle of a run: a prompt exit, nothing left behind, and a report
+of the part that ran."""
 
 from __future__ import annotations
 
@@ -26,8 +27,9 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def test_sigint_mid_run_stops_everything_and_still_reports(
-    e2e_env: dict[str, str], tmp_path: Path
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_mid_run_stops_everything_and_still_reports(
+    e2e_env: dict[str, str], tmp_path: Path, sig: signal.Signals
 ) -> None:
     results, tmpdir = tmp_path / "results", tmp_path / "tmp"
     tmpdir.mkdir()
@@ -65,7 +67,7 @@ def test_sigint_mid_run_stops_everything_and_still_reports(
         wait_for(some_runs_finished, 120, "the first client runs to finish")
         tree = psutil.Process(proc.pid).children(recursive=True)
         assert len(tree) >= 3  # pool workers, proxy, pypiserver, pip clients
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         # bounded, not timed: how long the stop takes is a benchmark's business
         _, err = proc.communicate(timeout=60)
     finally:

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from engine.records import RequestRecord, load_requests
 from infra.proxy import RecordingProxy
-from infra.proxy_log import RequestRecord, read_records
 from infra.pypiserver_target import LocalPypiserver
 
 PROJECT = "test_package_000"
@@ -104,7 +104,7 @@ def wait_for_records(
     """The run's records once there are ``count`` of them (a record follows its response)."""
     deadline = time.monotonic() + timeout
     while True:
-        records = [r for r in read_records(log) if r.run_id == run_id] if log.exists() else []
+        records = [r for r in load_requests(log)[0] if r.run_id == run_id] if log.exists() else []
         if len(records) >= count or time.monotonic() > deadline:
             assert len(records) == count, records
             return records

@@ -65,6 +65,7 @@ def test_pip_download_through_proxy_is_recorded(
     assert download.bytes == corpus.wheel.stat().st_size
     for record in (listing, download):
         assert record.user_agent is not None and record.user_agent.startswith("pip/")
+        assert record.ttfb_ms is not None
         assert 0 <= record.ttfb_ms <= record.total_ms
         assert record.req_bytes == 0
         assert record.range is None

@@ -1,0 +1,56 @@
+"""``pipstorm serve``: the embedded target in the foreground, credentials in a private file."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from base64 import b64encode
+from pathlib import Path
+
+import psutil
+import pytest
+
+from packages.cache import cached_corpus
+from packages.spec import CorpusSpec
+
+pytestmark = pytest.mark.e2e
+
+
+def test_serve_until_ctrl_c(e2e_env: dict[str, str], tmp_path: Path) -> None:
+    corpus = cached_corpus(CorpusSpec(packages=2, versions=("1.0.0",)), tmp_path / "cache")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "serve", "--corpus", str(corpus.directory)],
+        env=e2e_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url_line = proc.stdout.readline()  # blocks until the server is ready (or the end)
+        creds_line = proc.stdout.readline()
+        match = re.search(r"at (http://127\.0\.0\.1:\d+/simple/)", url_line)
+        assert match, url_line + proc.stderr.read() if proc.stderr else url_line
+        secret = Path(creds_line.split(" in ", 1)[1].split(" ", 1)[0])
+        assert secret.stat().st_mode & 0o077 == 0  # owner only
+        user_pass = secret.read_text().strip()
+        assert user_pass.split(":", 1)[1] not in url_line + creds_line
+        request = urllib.request.Request(  # noqa: S310 - a loopback http URL
+            match.group(1) + "test-package-000/",
+            headers={"Authorization": "Basic " + b64encode(user_pass.encode()).decode()},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            assert b"test_package_000-1.0.0-py3-none-any.whl" in response.read()
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        assert tree  # pypiserver and its gunicorn workers
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not secret.exists()
