@@ -197,6 +197,7 @@ def execute_run(options: RunOptions, say: Callable[[str], None] | None = None) -
             write_json(run_dir / RUN_FILE, meta)
     report = write_reports(run_dir)
     emit(terminal_summary(report))
+    emit(f"reports: {run_dir / 'report.md'} (and report.json)")
     return RunResult(run_dir=run_dir, report=report, interrupted=bool(meta["interrupted"]))
 
 
