@@ -23,13 +23,18 @@ SCRUBBED_NAMES = frozenset(
 )
 
 
+#: A loopback port nothing listens on (discard); see the guard in ``scrubbed_env``.
+NOWHERE_PROXY = "http://127.0.0.1:9"
+_PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
 def scrubbed_env(
     home: Path, extra: Mapping[str, str] | None = None, base: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """Return the environment for one client run, with ``home`` as its private HOME.
 
-    Proxy variables are dropped too: every request must go straight to the loopback proxy, and
-    ``NO_PROXY`` is set so that a proxy configured elsewhere (e.g. in a system file) is bypassed.
+    Proxy variables are replaced: every request must go straight to the loopback proxy
+    (``NO_PROXY`` covers loopback), and anything else is sent to a dead loopback port.
     """
     source = os.environ if base is None else base
     env = {
@@ -47,6 +52,11 @@ def scrubbed_env(
             "PYTHONDONTWRITEBYTECODE": "1",
             "NO_PROXY": "127.0.0.1,localhost,::1",
             "no_proxy": "127.0.0.1,localhost,::1",
+            # A guard, not a proxy: a client that tried to reach any host but loopback (a
+            # resolver falling back to PyPI, say) fails at once instead of sending load there.
+            **dict.fromkeys(_PROXY_VARS, NOWHERE_PROXY),
+            # System-wide client config (/etc/xdg/uv/uv.toml...) is not this run's either.
+            "XDG_CONFIG_DIRS": str(home / ".config"),
         }
     )
     if extra:

@@ -1,4 +1,5 @@
-"""Run one client task end to end: private temp dir, throwaway venv, the client, clean-up."""
+"""Run one client task end to end: private temp dir, the driver's preparation, the client,
+its check, clean-up. Client kinds differ only in their driver (``clients.drivers``)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from clients import pip
+from clients.drivers import Command, ConflictAware, DriverError, driver_for, registry
 from clients.environment import scrubbed_env
 from clients.process import Outcome, ProcessRegistry, run_process
 from clients.task import ClientResult, ClientTask
 from clients.task import Outcome as OutcomeKind
-from clients.venv import Venv, VenvError, create_venv, throwaway_dir
+from clients.venv import throwaway_dir
 
 #: Client kinds this version can drive.
-KINDS = (pip.KIND,)
+KINDS = tuple(registry())
 
 
 class ClientError(Exception):
@@ -25,7 +26,7 @@ class ClientError(Exception):
 
 @dataclass(frozen=True)
 class Prepared:
-    """A run whose throwaway venv exists and that can be launched the moment it is due.
+    """A run whose venv or project exists and that can be launched the moment it is due.
 
     Making the venv is the generator's cost, not the index's load, so the pool does it ahead of
     the run's intended start; the client process itself starts on time. ``error`` is set when
@@ -35,30 +36,31 @@ class Prepared:
     task: ClientTask
     work: Path
     started: float
-    venv: Venv | None
+    command: Command | None
     error: str | None
 
 
 @contextmanager
 def prepared(task: ClientTask, *, temp_root: Path | None) -> Iterator[Prepared]:
-    """Make the run's private dir and venv; both are removed when the block exits."""
+    """Make the run's private dir and what its driver needs; removed when the block exits."""
     if task.client not in KINDS:
         raise ClientError(f"unknown client kind {task.client!r} (known: {', '.join(KINDS)})")
+    driver = driver_for(task.client)
     started = time.time()
     with throwaway_dir(temp_root, f"pipstorm-{task.run_id}-") as work:
         try:
-            venv: Venv | None = create_venv(work / "venv")
+            command: Command | None = driver.prepare(task, work)
             error = None
-        except VenvError as exc:
-            venv, error = None, str(exc)
-        yield Prepared(task=task, work=work, started=started, venv=venv, error=error)
+        except DriverError as exc:
+            command, error = None, str(exc)
+        yield Prepared(task=task, work=work, started=started, command=command, error=error)
 
 
 def launch(prep: Prepared, *, registry: ProcessRegistry) -> ClientResult:
     """Run the prepared client now and describe it; a failing client is a result, not an error."""
     task = prep.task
-    if prep.venv is None or registry.stopping:
-        kind: OutcomeKind = "error" if prep.venv is None else "interrupted"
+    if prep.command is None or registry.stopping:
+        kind: OutcomeKind = "error" if prep.command is None else "interrupted"
         return _not_launched(prep, prep.error or "interrupted before launch", kind)
     home = prep.work / "home"
     home.mkdir(exist_ok=True)
@@ -66,14 +68,26 @@ def launch(prep: Prepared, *, registry: ProcessRegistry) -> ClientResult:
     # a client killed mid-run leaves nothing behind once that dir is removed.
     tmp = prep.work / "tmp"
     tmp.mkdir(exist_ok=True)
-    argv = pip.pip_download_argv(prep.venv.python, task, prep.work / "download")
-    outcome = run_process(
-        argv,
-        env=scrubbed_env(home, {"TMPDIR": str(tmp)}),
-        cwd=prep.work,
-        timeout_s=task.timeout_s,
-        registry=registry,
-    )
+    command = prep.command
+    if command.call is not None:  # an in-process client (the synthetic HTTP one)
+        outcome = command.call(task.timeout_s, registry)
+    else:
+        outcome = run_process(
+            [*command.argv, *task.extra_args],
+            env=scrubbed_env(home, {"TMPDIR": str(tmp), **command.env}),
+            cwd=prep.work,
+            timeout_s=task.timeout_s,
+            registry=registry,
+        )
+    kind = classify(outcome)
+    problem = None
+    driver = driver_for(task.client)
+    if kind == "ok":
+        problem = driver.check(task, prep.work, outcome)
+        kind = "failed" if problem else "ok"
+    elif kind == "failed" and isinstance(driver, ConflictAware):
+        problem = driver.conflict(task, prep.work, outcome)
+        kind = "conflict" if problem else "failed"
     return ClientResult(
         run_id=task.run_id,
         client=task.client,
@@ -81,11 +95,12 @@ def launch(prep: Prepared, *, registry: ProcessRegistry) -> ClientResult:
         launched=outcome.started if outcome.exit_code is not None else None,
         ended=outcome.ended,
         exit_code=outcome.exit_code,
-        outcome=classify(outcome),
+        outcome=kind,
         stderr_tail=outcome.stderr_tail[-1000:],
-        error=None if outcome.exit_code is not None else outcome.stderr_tail,
+        error=problem if outcome.exit_code is not None else outcome.stderr_tail,
         cpu_s=outcome.cpu_s,
         max_rss_kb=outcome.max_rss_kb,
+        client_version=command.client_version,
     )
 
 

@@ -5,12 +5,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-Outcome = Literal["ok", "failed", "timeout", "interrupted", "error"]
+#: ``conflict``: an upload the index refused because the file exists (pypiserver's 409).
+Outcome = Literal["ok", "failed", "timeout", "interrupted", "error", "conflict"]
 
 
 @dataclass(frozen=True)
 class ClientTask:
-    """One client run: which client, which release, through which index URL (the proxy's)."""
+    """One client run: which client, which release, through which index URL (the proxy's).
+
+    ``requirements`` are further pinned releases a resolving client (poetry, uv) asks for with
+    the first one; ``resolve_deps`` lets pip follow dependencies (a corpus that has them);
+    ``client_version`` pins the client (None: the driver's default); ``extra_args`` are
+    appended to the client's command line as given (``pipstorm retry-lab --client-arg``).
+    """
 
     run_id: str
     client: str
@@ -18,6 +25,15 @@ class ClientTask:
     version: str
     index_url: str
     timeout_s: float = 120.0
+    requirements: tuple[tuple[str, str], ...] = ()
+    resolve_deps: bool = False
+    client_version: str | None = None
+    extra_args: tuple[str, ...] = ()
+
+    @property
+    def pins(self) -> list[tuple[str, str]]:
+        """Every release the run asks for: the first one, then ``requirements``."""
+        return [(self.project, self.version), *self.requirements]
 
 
 @dataclass(frozen=True)

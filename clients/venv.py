@@ -34,13 +34,27 @@ class Venv:
     bin_dir: Path
 
 
-def create_venv(path: Path, *, python: str | None = None) -> Venv:
-    """Create a venv with pip (the newest virtualenv embeds) at ``path``, which must not exist."""
+def create_venv(
+    path: Path,
+    *,
+    python: str | None = None,
+    pip_version: str | None = None,
+    pip_wheel_dir: Path | None = None,
+    symlink_app_data: bool = True,
+) -> Venv:
+    """Create a venv with pip at ``path``, which must not exist.
+
+    pip is the newest virtualenv embeds, or ``pip_version`` seeded from the wheel in
+    ``pip_wheel_dir`` (never downloaded: a run's venv must not touch any index). A venv that
+    outlives its run (a cached tool venv) should not symlink into virtualenv's app-data.
+    """
     from virtualenv import cli_run  # imported lazily: 0.1 s, only workers need it
 
     args = [
         str(path),
-        "--symlink-app-data",
+        *(["--symlink-app-data"] if symlink_app_data else []),
+        *(["--pip", pip_version] if pip_version else []),
+        *(["--extra-search-dir", str(pip_wheel_dir)] if pip_wheel_dir else []),
         "--no-setuptools",
         "--no-periodic-update",
         "--no-download",

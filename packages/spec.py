@@ -52,12 +52,20 @@ class CorpusSpec:
 
     `payload_kb` adds a data file of that many KiB to every wheel so that downloads have a
     realistic size; the bytes are pseudo-random, so they do not compress away.
+
+    `dep_depth` and `dep_fan_out` make corpus packages depend on each other, so resolving
+    clients walk a graph as they do for real projects: projects are dealt round-robin into
+    `dep_depth + 1` levels, and each project on a level above the last depends on `dep_fan_out`
+    projects of the next level (any version), picked by a hash of the names. A chain is then at
+    most `dep_depth` deep and the graph has no cycles. Both 0 (the default): no dependencies.
     """
 
     packages: int = 100
     versions: tuple[str, ...] = ("1.0.0", "1.1.0", "2.0.0")
     payload_kb: int = 0
     prefix: str = "test-package"
+    dep_fan_out: int = 0
+    dep_depth: int = 0
 
     def __post_init__(self) -> None:
         # Accept any sequence of strings (a list from a CLI or a profile) but store a tuple,
@@ -67,6 +75,18 @@ class CorpusSpec:
         object.__setattr__(self, "versions", tuple(self.versions))
         _check_int("packages", self.packages, minimum=1)
         _check_int("payload_kb", self.payload_kb, minimum=0, maximum=MAX_PAYLOAD_KB)
+        _check_int("dep_fan_out", self.dep_fan_out, minimum=0)
+        _check_int("dep_depth", self.dep_depth, minimum=0)
+        if (self.dep_fan_out > 0) != (self.dep_depth > 0):
+            raise CorpusError(
+                "dep_fan_out and dep_depth go together: both 0 (no dependencies) or both >= 1"
+            )
+        if self.dep_depth and self.dep_fan_out > self.packages // (self.dep_depth + 1):
+            raise CorpusError(
+                f"dep_fan_out {self.dep_fan_out} needs at least {self.dep_fan_out} packages on "
+                f"each of {self.dep_depth + 1} levels, so packages >= "
+                f"{self.dep_fan_out * (self.dep_depth + 1)} (got {self.packages})"
+            )
         if not self.versions:
             raise CorpusError("versions must name at least one version")
         for version in self.versions:
@@ -91,6 +111,27 @@ class CorpusSpec:
         width = max(3, len(str(self.packages - 1)))
         return [f"{self.prefix}-{index:0{width}d}" for index in range(self.packages)]
 
+    @property
+    def has_dependencies(self) -> bool:
+        """Whether corpus packages depend on each other (clients must then resolve)."""
+        return self.dep_depth > 0
+
+    def dependencies(self) -> dict[str, list[str]]:
+        """Every project's dependencies (corpus project names, any version), deterministic."""
+        names = self.project_names()
+        graph: dict[str, list[str]] = {name: [] for name in names}
+        if not self.has_dependencies:
+            return graph
+        levels = self.dep_depth + 1
+        for index, name in enumerate(names):
+            level = index % levels
+            if level == self.dep_depth:
+                continue  # the last level depends on nothing
+            below = [n for i, n in enumerate(names) if i % levels == level + 1]
+            below.sort(key=lambda other: hashlib.sha256(f"{name}>{other}".encode()).digest())
+            graph[name] = sorted(below[: self.dep_fan_out])
+        return graph
+
     def releases(self) -> list[tuple[str, str]]:
         """Every wheel of the corpus as `(project, version)`, project-major, versions in order."""
         return [(project, version) for project in self.project_names() for version in self.versions]
@@ -102,6 +143,9 @@ class CorpusSpec:
         its version into each wheel, so another poetry-core gives other bytes, hence another key.
         """
         params = dataclasses.asdict(self)
+        if not self.has_dependencies:
+            # Corpora without dependencies keep the key they had before these fields existed.
+            del params["dep_fan_out"], params["dep_depth"]
         params["format"] = CORPUS_FORMAT
         params["poetry_core"] = POETRY_CORE_VERSION
         encoded = json.dumps(params, sort_keys=True, separators=(",", ":")).encode("utf-8")

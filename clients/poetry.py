@@ -1,0 +1,128 @@
+"""The poetry driver: ``poetry lock`` of a throwaway project depending on K corpus releases.
+
+This is what a developer or a CI job does to an index when it locks: poetry lists every
+dependency, fetches ``.metadata`` files where the index offers them, else reads wheel metadata
+with HTTP ``Range`` requests (lazy wheel), and downloads whole files to hash them. Nothing of
+that is simulated here: the real poetry runs, from a tool venv cached per version
+(``clients.tools``), with its cache, config and data dirs fresh in the run's dir, so every run
+is a cold client. The proxy URL of the run is the project's only source, declared ``primary``,
+which makes poetry 2 drop PyPI: no request leaves for anywhere but the index under test.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from clients.drivers import Command, DriverError
+from clients.process import Outcome
+from clients.task import ClientTask
+from clients.tools import ToolError, ensure_tool
+
+#: Dependencies of each run's throwaway project: the incident's lock jobs had a handful.
+LOCK_DEPENDENCIES = 5
+KIND = "poetry"
+#: A current poetry 2.x (``pip index versions poetry`` listed 2.5.1 as newest when written).
+DEFAULT_VERSION = "2.5.1"
+
+_PYPROJECT = """\
+[project]
+name = "pipstorm-lock-{run_id}"
+version = "0.0.0"
+requires-python = ">=3.8"
+dependencies = [
+{dependencies}
+]
+
+[tool.poetry]
+package-mode = false
+
+[[tool.poetry.source]]
+name = "target"
+url = "{index_url}"
+priority = "primary"
+"""
+
+
+def project_toml(task: ClientTask) -> str:
+    """The ``pyproject.toml`` of one run: its pins as dependencies, the run's URL as source."""
+    deps = ",\n".join(f'    "{project} (=={version})"' for project, version in task.pins)
+    run = "".join(c if c.isalnum() else "-" for c in task.run_id).lower()
+    return _PYPROJECT.format(run_id=run, dependencies=deps, index_url=task.index_url)
+
+
+def locked_versions(lock_file: Path) -> dict[str, str]:
+    """``{normalized name: version}`` of a ``poetry.lock`` (or a uv.lock: same layout)."""
+    data = tomllib.loads(lock_file.read_text(encoding="utf-8"))
+    packages = data.get("package", [])
+    return {
+        normalize(str(p.get("name", ""))): str(p.get("version", ""))
+        for p in packages
+        if isinstance(p, dict)
+    }
+
+
+def normalize(name: str) -> str:
+    """PEP 503 name normalization (runs of ``-_.`` become ``-``, lowercase)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def check_lock(task: ClientTask, lock_file: Path, tool: str) -> str | None:
+    """None if ``lock_file`` is valid TOML that pins every release ``task`` asked for."""
+    if not lock_file.is_file():
+        return f"{tool} exited 0 but wrote no {lock_file.name}"
+    try:
+        locked = locked_versions(lock_file)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        return f"{lock_file.name} is not valid TOML: {exc}"
+    wrong = [
+        f"{project}=={version} (locked: {locked.get(normalize(project), 'absent')})"
+        for project, version in task.pins
+        if locked.get(normalize(project)) != version
+    ]
+    return f"{lock_file.name} does not pin {', '.join(wrong)}" if wrong else None
+
+
+class PoetryDriver:
+    """``poetry lock`` from a cached tool venv, fresh cache and config per run."""
+
+    kind = KIND
+    pins_per_run = LOCK_DEPENDENCIES
+    default_version: str | None = DEFAULT_VERSION
+
+    def warm_up(self, version: str | None) -> None:
+        try:
+            ensure_tool("poetry", version or DEFAULT_VERSION)
+        except ToolError as exc:
+            raise DriverError(str(exc)) from exc
+
+    def prepare(self, task: ClientTask, work: Path) -> Command:
+        version = task.client_version or DEFAULT_VERSION
+        try:
+            tool = ensure_tool("poetry", version)
+        except ToolError as exc:
+            raise DriverError(str(exc)) from exc
+        project = work / "project"
+        project.mkdir()
+        (project / "pyproject.toml").write_text(project_toml(task), encoding="utf-8")
+        env = {
+            "POETRY_CACHE_DIR": str(work / "poetry-cache"),
+            "POETRY_CONFIG_DIR": str(work / "poetry-config"),
+            "POETRY_DATA_DIR": str(work / "poetry-data"),
+            # A desktop keyring would be asked for credentials of the source (and can hang on
+            # D-Bus); the proxy adds the index's credentials, so no keyring is ever needed.
+            "POETRY_KEYRING_ENABLED": "false",
+            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+            "POETRY_NO_INTERACTION": "1",
+            "POETRY_VIRTUALENVS_CREATE": "false",
+        }
+        argv = tool.argv("lock", "--no-interaction", "--directory", str(project))
+        return Command(argv=argv, env=env, client_version=version)
+
+    def check(self, task: ClientTask, work: Path, outcome: Outcome) -> str | None:
+        del outcome
+        return check_lock(task, work / "project" / "poetry.lock", "poetry")
+
+
+DRIVER = PoetryDriver()

@@ -1,0 +1,91 @@
+"""The uv driver: ``uv lock`` of a throwaway project depending on K corpus releases.
+
+uv resolves like poetry but with its own HTTP behaviour (parallel requests, ``HEAD`` then
+``Range`` reads into wheels when no ``.metadata`` file is offered), so it loads an index
+differently and is worth its own kind. uv runs from a tool venv cached per version (``python -m
+uv`` finds the binary the wheel ships); its cache is fresh per run (``UV_CACHE_DIR``) and user
+or system config files are not found (private HOME and XDG dirs; ``UV_NO_CONFIG`` is not used:
+it would also drop the project's own index). The run's proxy URL is the project's only index.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from clients.drivers import Command, DriverError
+from clients.poetry import check_lock
+from clients.process import Outcome
+from clients.task import ClientTask
+from clients.tools import ToolError, ensure_tool
+
+#: Dependencies of each run's throwaway project: the incident's lock jobs had a handful.
+LOCK_DEPENDENCIES = 5
+KIND = "uv"
+#: A current uv (``pip index versions uv`` listed 0.13.9 as newest when written).
+DEFAULT_VERSION = "0.13.9"
+
+_PYPROJECT = """\
+[project]
+name = "pipstorm-lock-{run_id}"
+version = "0.0.0"
+requires-python = ">=3.8"
+dependencies = [
+{dependencies}
+]
+
+[tool.uv]
+package = false
+
+[[tool.uv.index]]
+name = "target"
+url = "{index_url}"
+default = true
+"""
+
+
+def project_toml(task: ClientTask) -> str:
+    """The ``pyproject.toml`` of one run: its pins as dependencies, the run's URL as index."""
+    deps = ",\n".join(f'    "{project}=={version}"' for project, version in task.pins)
+    run = "".join(c if c.isalnum() else "-" for c in task.run_id).lower()
+    return _PYPROJECT.format(run_id=run, dependencies=deps, index_url=task.index_url)
+
+
+class UvDriver:
+    """``uv lock`` from a cached tool venv, fresh cache per run."""
+
+    kind = KIND
+    pins_per_run = LOCK_DEPENDENCIES
+    default_version: str | None = DEFAULT_VERSION
+
+    def warm_up(self, version: str | None) -> None:
+        try:
+            ensure_tool("uv", version or DEFAULT_VERSION)
+        except ToolError as exc:
+            raise DriverError(str(exc)) from exc
+
+    def prepare(self, task: ClientTask, work: Path) -> Command:
+        version = task.client_version or DEFAULT_VERSION
+        try:
+            tool = ensure_tool("uv", version)
+        except ToolError as exc:
+            raise DriverError(str(exc)) from exc
+        project = work / "project"
+        project.mkdir()
+        (project / "pyproject.toml").write_text(project_toml(task), encoding="utf-8")
+        env = {
+            "UV_CACHE_DIR": str(work / "uv-cache"),
+            "UV_PYTHON_DOWNLOADS": "never",
+            "UV_PYTHON": str(tool.python),
+            "UV_KEYRING_PROVIDER": "disabled",
+            "UV_NO_PROGRESS": "1",
+        }
+        # The index is named twice (project and command line) so that no config can add PyPI.
+        argv = tool.argv("lock", "--default-index", task.index_url, "--directory", str(project))
+        return Command(argv=argv, env=env, client_version=version)
+
+    def check(self, task: ClientTask, work: Path, outcome: Outcome) -> str | None:
+        del outcome
+        return check_lock(task, work / "project" / "uv.lock", "uv")
+
+
+DRIVER = UvDriver()

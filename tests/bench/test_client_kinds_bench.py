@@ -1,0 +1,79 @@
+"""Cost of one client run on the generator, per client kind: CPU seconds, wall time, peak RSS.
+
+Each kind runs RUNS times against the same local pypiserver behind the recording proxy, each
+run cold (fresh venv or project, fresh client cache); tool venvs are warmed up first, as a load
+run does. CPU and RSS are the client process tree's (``os.wait4``); the preparation (venv,
+project files) is timed apart as wall time. Prints a table; asserts nothing about time.
+Run with ``make bench``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from clients.drivers import driver_for
+from clients.process import ProcessRegistry
+from clients.runner import launch, prepared
+from clients.task import ClientTask
+from infra.proxy import RecordingProxy
+from infra.pypiserver_target import LocalPypiserver
+from packages.cache import cached_corpus
+from packages.spec import CorpusSpec
+
+pytestmark = pytest.mark.bench
+
+RUNS = 5
+KINDS = (("pip", None), ("pip", "25.3"), ("poetry", None), ("uv", None))
+PINS = (("test-package-002", "2.0.0"), ("test-package-003", "1.0.0"), ("test-package-004", "1.0.0"))
+
+
+@pytest.fixture(scope="module")
+def index_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], str]]:
+    root = tmp_path_factory.mktemp("kinds-bench")
+    corpus = cached_corpus(CorpusSpec(packages=10), root / "cache")
+    with (
+        LocalPypiserver(corpus.directory) as server,
+        RecordingProxy(
+            server.index_url, root / "requests.jsonl", credentials=server.credentials
+        ) as proxy,
+    ):
+        yield proxy.index_url_for
+
+
+def test_cost_per_client_run_by_kind(index_url: Callable[[str], str]) -> None:
+    rows = []
+    for kind, version in KINDS:
+        driver = driver_for(kind)
+        driver.warm_up(version)
+        cpu, wall, rss, prep_s = [], [], [], []
+        for n in range(RUNS):
+            run_id = f"{kind}-{version or 'default'}-{n}"
+            task = ClientTask(
+                run_id=run_id,
+                client=kind,
+                project="test-package-001",
+                version="1.1.0",
+                index_url=index_url(run_id),
+                requirements=PINS[: driver.pins_per_run - 1],
+                client_version=version,
+            )
+            began = time.perf_counter()
+            with prepared(task, temp_root=None) as prep:
+                prep_s.append(time.perf_counter() - began)
+                result = launch(prep, registry=ProcessRegistry())
+            assert result.outcome == "ok", (result.error, result.stderr_tail)
+            assert result.launched is not None
+            cpu.append(result.cpu_s)
+            wall.append(result.ended - result.launched)
+            rss.append(result.max_rss_kb / 1024)
+        rows.append(
+            f"{kind:6} {result.client_version or '-':8} {statistics.median(cpu):8.3f} "
+            f"{statistics.median(wall):8.3f} {max(rss):9.1f} {statistics.median(prep_s):8.3f}"
+        )
+    print(f"\n{RUNS} cold runs per kind, medians (RSS: max)")
+    print("kind   version   CPU s    wall s   RSS MiB   prep s")
+    print("\n".join(rows))
