@@ -53,6 +53,7 @@ class RecordingProxy:
         upstream_read_timeout: float = 300.0,
         start_timeout: float = START_TIMEOUT_S,
         shutdown_grace: float = SHUTDOWN_GRACE_S,
+        faults_path: Path | None = None,
     ) -> None:
         try:
             self.layout = UpstreamLayout.parse(upstream_index_url)
@@ -70,6 +71,8 @@ class RecordingProxy:
         self.upstream_read_timeout = upstream_read_timeout
         self.start_timeout = start_timeout
         self.shutdown_grace = shutdown_grace
+        # A fault plan file (infra.faults.FaultPlan.write): rules, run kinds, times; no secrets.
+        self.faults_path = faults_path
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self._url: str | None = None
@@ -130,6 +133,8 @@ class RecordingProxy:
             "--shutdown-grace",
             repr(self.shutdown_grace),
         ]
+        if self.faults_path is not None:
+            argv += ["--faults", str(self.faults_path)]
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         try:
             self._proc = subprocess.Popen(

@@ -26,6 +26,9 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
+from infra import proxy_faults
+from infra.fault_plan import FaultMatcher
+from infra.faults import FaultRule
 from infra.operations import classify
 from infra.proxy_log import USER_AGENT_MAX, RecordWriter, RequestRecord
 from infra.proxy_rewrite import UpstreamLayout
@@ -56,6 +59,7 @@ class _Exchange:
     __slots__ = (
         "end",
         "error",
+        "fault",
         "path",
         "req_bytes",
         "run_id",
@@ -77,6 +81,7 @@ class _Exchange:
         self.ttfb: float | None = None
         self.end: float | None = None
         self.error: str | None = None
+        self.fault: FaultRule | None = None  # the injected fault rule that fired, if any
 
 
 class ProxyHandler:
@@ -88,15 +93,23 @@ class ProxyHandler:
         session: aiohttp.ClientSession,
         writer: RecordWriter,
         authorization: str | None,
+        faults: FaultMatcher | None = None,
     ) -> None:
         self.layout = layout
         self.session = session
         self.writer = writer
         self.authorization = authorization
+        self.faults = faults
         self.proxy_url = ""  # known once the port is bound
+        # Handlers still running, also for connections the client has closed (a stalled or
+        # slow answer nobody reads any more): aiohttp's shutdown no longer sees those.
+        self._in_flight: set[asyncio.Task[object]] = set()
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         exchange = _Exchange(request.raw_path)
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
         try:
             return await self._serve(request, exchange)
         except asyncio.CancelledError:
@@ -106,7 +119,16 @@ class ProxyHandler:
             exchange.error = f"proxy_error: {type(exc).__name__}"
             raise
         finally:
+            self._in_flight.discard(task)
             self._record(request, exchange)
+
+    async def cancel_in_flight(self) -> None:
+        """Cancel the handlers still running after the server's graceful shutdown, and wait
+        for them, so each still writes its record (``proxy_shutdown``) before the log closes."""
+        tasks = list(self._in_flight)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _serve(self, request: web.BaseRequest, exchange: _Exchange) -> web.StreamResponse:
         route = self.layout.route(exchange.path)
@@ -114,6 +136,10 @@ class ProxyHandler:
             exchange.status = 404
             return await self._send_local(request, exchange, 404, _NOT_ROUTED)
         exchange.run_id, exchange.path = route
+        if self.faults is not None:
+            injected = await self._inject_before_upstream(request, exchange)
+            if injected is not None:
+                return injected
         headers = CIMultiDict(request.headers)
         _drop_headers(headers, _DROP_FROM_REQUEST)
         if self.authorization is not None:
@@ -160,6 +186,8 @@ class ProxyHandler:
             )
         content = upstream.content
         response: web.StreamResponse | None = None
+        shaped = exchange.fault is not None and exchange.fault.shapes_body
+        fault = exchange.fault if shaped and request.method != "HEAD" else None
         try:
             pending: list[bytes] = []
             if request.method != "HEAD":
@@ -172,6 +200,10 @@ class ProxyHandler:
                         body = b"".join(pending)
                         if rewrite:
                             body = self._rewritten(body, headers, exchange.run_id or "")
+                        if fault is not None:  # a faulty body is streamed through the shaper
+                            headers["Content-Length"] = str(len(body))
+                            pending = [body]
+                    if complete and fault is None:
                         # Headers and body in one write: one syscall, one wake-up of the client.
                         response = web.Response(
                             status=upstream.status, reason=upstream.reason, headers=headers
@@ -186,14 +218,9 @@ class ProxyHandler:
                 status=upstream.status, reason=upstream.reason, headers=headers
             )
             await response.prepare(request)
-            for chunk in pending:
-                await response.write(chunk)
-                exchange.sent += len(chunk)
-            while chunk := await content.readany():
-                await response.write(chunk)
-                exchange.sent += len(chunk)
-            await response.write_eof()
-            exchange.end = time.perf_counter()
+            await self._stream(
+                request, response, rule=fault, pending=pending, content=content, exchange=exchange
+            )
         except ConnectionError:
             # Raised by writes towards a client that hung up; upstream errors are ClientErrors.
             exchange.error = "client_disconnected"
@@ -213,6 +240,81 @@ class ProxyHandler:
         if response is None:  # a client gone before anything was prepared
             response = web.Response(status=400)
         return response
+
+    async def _inject_before_upstream(
+        self, request: web.BaseRequest, exchange: _Exchange
+    ) -> web.StreamResponse | None:
+        """Apply a fault rule that acts before the upstream is asked: delay, status, reset.
+
+        Returns the response when the rule answers in the upstream's place, else None (the
+        request goes upstream; a body rule stays in ``exchange.fault`` for ``_relay``).
+        """
+        assert self.faults is not None  # noqa: S101 - checked by the caller
+        decided = self.faults.decide(exchange.run_id, request.method, exchange.path, time.time())
+        if decided is None:
+            return None
+        rule = exchange.fault = decided[0]
+        if rule.delay_s > 0:
+            await asyncio.sleep(rule.delay_s)
+        if rule.status is not None:
+            response = proxy_faults.injected_response(rule)
+            exchange.status = rule.status
+            exchange.ttfb = time.perf_counter()
+            try:
+                await response.prepare(request)
+                await response.write_eof()
+                exchange.sent = response.content_length or 0
+            except ConnectionError:
+                exchange.error = "client_disconnected"
+            exchange.end = time.perf_counter()
+            return response
+        if rule.reset == "before":
+            exchange.error = "injected_reset_before_headers"
+            proxy_faults.reset(request)
+            exchange.end = exchange.ttfb = time.perf_counter()
+            return web.Response(status=400)  # never sent: the connection is gone
+        return None
+
+    async def _stream(
+        self,
+        request: web.BaseRequest,
+        response: web.StreamResponse,
+        *,
+        rule: FaultRule | None,
+        pending: list[bytes],
+        content: aiohttp.StreamReader,
+        exchange: _Exchange,
+    ) -> None:
+        """Stream the body (``pending`` first, then the rest from upstream) to the client.
+
+        With a fault ``rule`` the body goes through its shaper; a cut body or a reset after
+        the headers aborts the connection.
+        """
+        if rule is None:
+            async for chunk in _body(pending, content):
+                await response.write(chunk)
+                exchange.sent += len(chunk)
+            await response.write_eof()
+            exchange.end = time.perf_counter()
+            return
+        if rule.reset == "after":
+            exchange.error = "injected_reset_after_headers"
+            await proxy_faults.reset_after_headers(request)
+            exchange.end = time.perf_counter()
+            return
+        length = response.headers.get("Content-Length")
+        shaper = proxy_faults.BodyShaper(rule, int(length) if length and length.isdigit() else None)
+        try:
+            async for chunk in _body(pending, content):
+                if not await shaper.send(response, chunk):
+                    exchange.error = "injected_truncate"
+                    proxy_faults.close(request)
+                    exchange.end = time.perf_counter()
+                    return
+            await response.write_eof()
+            exchange.end = time.perf_counter()
+        finally:  # also when the client hung up during a stall or a slow body
+            exchange.sent = shaper.sent
 
     def _rewritten(self, body: bytes, headers: CIMultiDict[str], run_id: str) -> bytes:
         encoding = headers.get("Content-Encoding", "").lower()
@@ -269,6 +371,7 @@ class ProxyHandler:
                 error=exchange.error,
                 user_agent=user_agent[:USER_AGENT_MAX] if user_agent is not None else None,
                 range=request.headers.get("Range"),
+                fault=None if exchange.fault is None else exchange.fault.id,
             )
         )
 
@@ -282,6 +385,14 @@ async def _counted(content: aiohttp.StreamReader, exchange: _Exchange) -> AsyncI
     except Exception:
         exchange.error = "client_disconnected"
         raise
+
+
+async def _body(pending: list[bytes], content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """The chunks already read, then the rest of the upstream body as it arrives."""
+    for chunk in pending:
+        yield chunk
+    while chunk := await content.readany():
+        yield chunk
 
 
 async def _read_up_to(content: aiohttp.StreamReader, limit: int) -> tuple[list[bytes], bool]:

@@ -33,6 +33,7 @@ RECORD_KEYS: Final = (
     "error",
     "user_agent",
     "range",
+    "fault",
 )
 USER_AGENT_MAX: Final = 200
 
@@ -45,6 +46,8 @@ class RequestRecord:
     also set when a response was cut short (``client_disconnected``, ``upstream_reset``).
     ``path`` is the path and query as forwarded upstream, relative to the upstream origin (for
     an unattributed request: as received). ``bytes`` counts body bytes delivered to the client.
+    ``fault`` is the id of the injected fault rule that shaped this exchange (``infra.faults``),
+    None for an exchange left alone.
     """
 
     ts: float
@@ -60,6 +63,7 @@ class RequestRecord:
     error: str | None
     user_agent: str | None
     range: str | None
+    fault: str | None = None
 
     def to_json_line(self) -> str:
         """The record as one JSON line, keys in ``RECORD_KEYS`` order, newline-terminated."""
@@ -79,6 +83,7 @@ class RequestRecord:
                     "error": self.error,
                     "user_agent": self.user_agent,
                     "range": self.range,
+                    "fault": self.fault,
                 },
                 ensure_ascii=False,
                 separators=(",", ":"),

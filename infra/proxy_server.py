@@ -23,6 +23,8 @@ import aiohttp
 from aiohttp import web
 
 from infra.credentials import UPSTREAM_PASSWORD_ENV, UPSTREAM_USERNAME_ENV, Credentials
+from infra.fault_plan import FaultMatcher, FaultPlan
+from infra.faults import FaultSpecError
 from infra.proxy_handler import ProxyHandler
 from infra.proxy_log import RecordWriter
 from infra.proxy_rewrite import UpstreamLayout
@@ -37,6 +39,7 @@ async def serve(
     read_timeout: float,
     shutdown_grace: float,
     credentials: Credentials | None,
+    faults: FaultMatcher | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT or the parent's death; print the URL once bound."""
     stop = asyncio.Event()
@@ -56,7 +59,7 @@ async def serve(
             cookie_jar=aiohttp.DummyCookieJar(),
         ) as session:
             authorization = credentials.basic_auth_header() if credentials else None
-            handler = ProxyHandler(layout, session, writer, authorization)
+            handler = ProxyHandler(layout, session, writer, authorization, faults)
             server = web.Server(handler, access_log=None, auto_decompress=False)
             runner = web.ServerRunner(server, shutdown_timeout=shutdown_grace)
             await runner.setup()
@@ -72,6 +75,7 @@ async def serve(
                 watchdog.cancel()
             finally:
                 await runner.cleanup()
+                await handler.cancel_in_flight()
 
 
 def _announce(url: str) -> None:
@@ -99,11 +103,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--read-timeout", type=float, default=300.0)
     parser.add_argument("--shutdown-grace", type=float, default=5.0)
+    parser.add_argument("--faults", type=Path, help="fault plan JSON (infra.faults.FaultPlan)")
     args = parser.parse_args(argv)
     try:
         layout = UpstreamLayout.parse(args.upstream)
         credentials = Credentials.from_env(os.environ, UPSTREAM_USERNAME_ENV, UPSTREAM_PASSWORD_ENV)
-    except ValueError as exc:
+        faults = (
+            None
+            if args.faults is None
+            else FaultMatcher(FaultPlan.load(args.faults), path=args.faults)
+        )
+    except (ValueError, FaultSpecError) as exc:
         sys.stderr.write(f"ERROR {exc}\n")
         return 2
     # Nothing this process starts needs them.
@@ -119,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 read_timeout=args.read_timeout,
                 shutdown_grace=args.shutdown_grace,
                 credentials=credentials,
+                faults=faults,
             )
         )
     except OSError as exc:

@@ -26,6 +26,7 @@ def record(**overrides: object) -> RequestRecord:
         "error": None,
         "user_agent": "pip/26.3",
         "range": None,
+        "fault": None,
     }
     fields.update(overrides)
     return RequestRecord(**fields)  # type: ignore[arg-type]
@@ -70,7 +71,9 @@ def test_the_engine_reads_exactly_the_shape_the_proxy_writes() -> None:
         "error",
         "user_agent",
         "range",
+        "fault",
     )
     assert {f.name for f in dataclasses.fields(EngineRecord)} == set(RECORD_KEYS)
-    line = json.loads(record().to_json_line())
-    assert EngineRecord.from_json(line).to_json() == line
+    for fault in (None, "f1"):
+        line = json.loads(record(fault=fault).to_json_line())
+        assert EngineRecord.from_json(line).to_json() == line
