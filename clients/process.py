@@ -25,6 +25,9 @@ from pathlib import Path
 ESCALATION_STEP_S = 2.0
 #: Bytes of stdout/stderr kept per run: enough for pip's final error message, not its progress.
 TAIL_BYTES = 4096
+#: Clients run at this nice value, so the recording proxy (and the pool launching runs on time)
+#: win the CPU when clients saturate the cores: the proxy's timings then stay the index's.
+CLIENT_NICE = 10
 
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
@@ -163,6 +166,10 @@ def run_process(
         )
     except OSError as exc:
         return _not_started(shown_argv, wall_start, f"cannot start {argv[0]}: {exc}")
+    # Right after spawn (Popen has no portable nice, and preexec_fn is unsafe with threads):
+    # the client is still importing, before any thread or child of its own, which inherit it.
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, proc.pid, CLIENT_NICE)
     running = _Running(proc)
     if not registry._add(running):
         running.interrupt()

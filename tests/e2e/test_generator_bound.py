@@ -1,0 +1,73 @@
+"""A run whose generator is starved on purpose (a busy loop on every core) is flagged as
+generator-bound: report.json says so and why, report.md and the terminal warn."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import pipstorm
+
+pytestmark = pytest.mark.e2e
+
+BUSY = "import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True: pass"
+
+
+@pytest.fixture
+def every_core_busy() -> Iterator[None]:
+    """One busy-looping process pinned to each core, at the clients' own default priority."""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", BUSY, str(core)])
+        for core in sorted(os.sched_getaffinity(0))
+    ]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait()
+
+
+@pytest.mark.usefixtures("every_core_busy")
+def test_a_starved_generator_is_flagged(e2e_env: dict[str, str], tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    proc = pipstorm(
+        [
+            "run",
+            "--profile",
+            "light_load",
+            "--duration",
+            "20",
+            "--run-timeout",
+            "30",
+            "--results",
+            str(results),
+        ],
+        e2e_env,
+        tmpdir=tmp_path / "tmp",
+    )
+    assert proc.returncode in (0, 1), proc.stderr
+    (run_dir,) = results.iterdir()
+    report = json.loads((run_dir / "report.json").read_text())
+    generator = report["generator"]
+    assert generator["saturated"] is True, generator
+    assert "generator host CPU above 90 %" in generator["reason"]
+    assert generator["cpu_busy_longest_s"] >= 5
+    assert any("latency percentiles" in text for text in generator["may_be_inflated"])
+    assert "WARNING: the load generator was the bottleneck" in (run_dir / "report.md").read_text()
+    assert "WARNING: the load generator was the bottleneck" in proc.stderr
+
+    # What was sampled and what priorities were applied are on record.
+    samples = [json.loads(line) for line in (run_dir / "host.jsonl").read_text().splitlines()]
+    assert samples and all(s["proxy"] and s["target"] for s in samples)
+    assert max(s["clients"]["processes"] for s in samples) >= 2  # workers, at least
+    priority = json.loads((run_dir / "run.json").read_text())["priority"]
+    assert priority["clients_nice"] == 10
+    assert priority["proxy"]["policy"] in {"SCHED_FIFO", "nice", "none"}
