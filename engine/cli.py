@@ -15,12 +15,14 @@ from typer.exceptions import TyperException
 
 from clients.runner import ClientError
 from clients.venv import VenvError
+from engine.compare import CompareError
 from engine.profiles import BUILTIN_PROFILES, ProfileError
 from engine.records import RecordError
 from engine.report import ReportError
 from engine.target import TargetSetupError
 from engine.thresholds import ThresholdError
 from infra.credentials import CredentialsError
+from infra.faults import FaultSpecError
 from infra.proxy import ProxyError
 from infra.pypiserver_target import TargetError
 from packages.spec import CorpusError, CorpusSpec
@@ -40,6 +42,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     VenvError,
     RecordError,
     ReportError,
+    CompareError,
+    FaultSpecError,
     OSError,
 )
 
@@ -90,8 +94,29 @@ def run(
         float, typer.Option(help="Seconds before a client run is stopped.")
     ] = 120.0,
     quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
+    client: Annotated[
+        str | None, typer.Option(help="Every run this client: pip, poetry, uv, twine or http.")
+    ] = None,
+    mix: Annotated[
+        str | None, typer.Option(help="Client shares, e.g. pip=0.6,poetry=0.4 (default: profile).")
+    ] = None,
+    pip_version: Annotated[str | None, typer.Option(help="Pin pip, e.g. 25.3.")] = None,
+    poetry_version: Annotated[str | None, typer.Option(help="Pin poetry, e.g. 2.1.3.")] = None,
+    uv_version: Annotated[str | None, typer.Option(help="Pin uv, e.g. 0.13.9.")] = None,
+    dep_fan_out: Annotated[
+        int, typer.Option(help="Corpus packages each depend on N others (with --dep-depth).")
+    ] = 0,
+    dep_depth: Annotated[int, typer.Option(help="Longest dependency chain in the corpus.")] = 0,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(help="Inject a fault: SPEC, e.g. op=listing,status=503,first=3. Repeatable."),
+    ] = None,
+    count_injected: Annotated[
+        bool, typer.Option(help="Count injected faults as errors in the thresholds.")
+    ] = False,
 ) -> None:
     """Run a load profile and judge it against the thresholds."""
+    from engine.client_mix import parse_mix
     from engine.run import RunOptions, execute_run
 
     result = execute_run(
@@ -107,6 +132,12 @@ def run(
             workers=workers,
             run_timeout_s=run_timeout,
             quiet=quiet,
+            client=client,
+            mix=parse_mix(mix) if mix is not None else None,
+            client_versions={"pip": pip_version, "poetry": poetry_version, "uv": uv_version},
+            corpus=CorpusSpec(dep_fan_out=dep_fan_out, dep_depth=dep_depth),
+            faults=tuple(fault or ()),
+            count_injected=count_injected,
         )
     )
     raise typer.Exit(result.exit_code)
@@ -200,7 +231,8 @@ def corpus_build(
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run's results folder.")],
 ) -> None:
-    """Rebuild report.json and report.md from a run's JSONL streams (also an interrupted run)."""
+    """Rebuild report.json, report.md, report.html and the charts from a run's JSONL streams
+    (also an interrupted run)."""
     from engine.report import terminal_summary, write_reports
 
     if not (run_dir / "run.json").is_file():
@@ -208,6 +240,128 @@ def report(
     built = write_reports(run_dir)
     typer.echo(terminal_summary(built))
     raise typer.Exit(built.exit_code)
+
+
+@app.command()
+def compare(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(help="Results folders or report.json files; the first is the baseline."),
+    ],
+    output_format: Annotated[str, typer.Option("--format", help="table, md or json.")] = "table",
+) -> None:
+    """Key figures of two or more runs side by side, with changes against the first."""
+    from engine.compare import compare_paths
+
+    typer.echo(compare_paths(runs, output_format))
+
+
+@app.command()
+def trace(
+    run_dir: Annotated[Path, typer.Argument(help="A run's results folder.")],
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="One client run's timeline (a run id).")
+    ] = None,
+) -> None:
+    """Request timelines: one run's attempts per URL, or the whole run's retries and failures."""
+    from engine.trace import load_traces
+    from engine.trace_text import render_run, render_summary
+
+    data = load_traces(run_dir)
+    if run_id is None:
+        typer.echo(render_summary(data))
+        return
+    found = [t for t in data.traces if t.run_id == run_id]
+    if not found:
+        raise RecordError(f"no client run {run_id!r} in {run_dir}")
+    typer.echo(render_run(found[0]))
+
+
+@app.command()
+def realism(
+    profile: Annotated[str, typer.Option(help="Built-in profile name or a .toml file.")],
+    duration: Annotated[
+        float | None, typer.Option(help="Run the first S seconds at the profile's real rates.")
+    ] = None,
+    time_scale: Annotated[
+        float | None, typer.Option(help="Compress the whole profile F times.")
+    ] = None,
+    client: Annotated[
+        str | None, typer.Option(help="The real side: every run this client (default: profile).")
+    ] = None,
+    mix: Annotated[
+        str | None, typer.Option(help="The real side's shares, e.g. pip=0.6,...")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the packages each run asks for.")] = 1,
+    results: Annotated[Path, typer.Option(help="Folder for the results.")] = Path("results"),
+    workers: Annotated[int | None, typer.Option(help="Worker processes of the pool.")] = None,
+    quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
+) -> None:
+    """Play a profile with the synthetic client, then with real clients, and compare them."""
+    from engine.client_mix import parse_mix
+    from engine.realism import RealismOptions, run_realism
+    from engine.realism_report import terminal_summary
+
+    found = run_realism(
+        RealismOptions(
+            profile=profile,
+            duration_s=duration,
+            time_scale=time_scale,
+            client=client,
+            mix=parse_mix(mix) if mix is not None else None,
+            seed=seed,
+            results_root=results,
+            workers=workers,
+            quiet=quiet,
+        )
+    )
+    typer.echo(terminal_summary(found))
+    raise typer.Exit(found.exit_code)
+
+
+@app.command("retry-lab")
+def retry_lab(
+    fault: Annotated[
+        list[str] | None, typer.Option(help="Inject a fault: SPEC (see README). Repeatable.")
+    ] = None,
+    client: Annotated[str, typer.Option(help="The client kind.")] = "pip",
+    client_version: Annotated[
+        list[str] | None, typer.Option(help="A client version to try; repeat to compare.")
+    ] = None,
+    client_arg: Annotated[
+        list[str] | None,
+        typer.Option(help="Arguments added to the client's command, e.g. '--retries 2'."),
+    ] = None,
+    package: Annotated[
+        str | None, typer.Option(help="NAME==VERSION to ask for (default: the first release).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for fault probabilities.")] = 1,
+    run_timeout: Annotated[
+        float, typer.Option(help="Seconds before a client run is stopped.")
+    ] = 120.0,
+    results: Annotated[Path, typer.Option(help="Folder for the results.")] = Path("results"),
+) -> None:
+    """Run one client (once per --client-version) under injected faults and print its timeline."""
+    import shlex
+
+    from engine.retry_lab import LabOptions, run_lab
+
+    try:
+        extra = tuple(arg for text in client_arg or () for arg in shlex.split(text))
+    except ValueError as exc:
+        raise ClientError(f"--client-arg: {exc}") from None
+    options = LabOptions(
+        client=client,
+        versions=tuple(client_version) if client_version else (None,),
+        faults=tuple(fault or ()),
+        client_args=extra,
+        package=package,
+        seed=seed,
+        run_timeout_s=run_timeout,
+        results_root=results,
+    )
+    lab = run_lab(options, lambda line: typer.echo(line, err=True))
+    typer.echo(lab.render())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from infra.faults import FaultSpecError, parse_faults, spec_from_table
+
 
 class ProfileError(Exception):
     """A profile cannot be used; the message is one line naming the problem."""
@@ -31,7 +33,14 @@ class Profile:
     burst_every_s: float | None = None
     burst_multiplier: int = 1
     client: str = "pip"
-    thresholds: dict[str, float] = field(default_factory=dict)
+    #: Limits by key; None switches a default threshold off (an upload-only profile makes no
+    #: listings, so a listing latency threshold could only fail with "no samples").
+    thresholds: dict[str, float | None] = field(default_factory=dict)
+    #: Client kinds and their shares of the runs (``mix = {pip = 0.6, poetry = 0.4}`` in
+    #: TOML; ``clients`` is the run count per tick). Empty: every run is ``client``.
+    mix: dict[str, float] = field(default_factory=dict)
+    #: Injected fault rules, as SPEC strings (``infra.faults``; ``[[faults]]`` tables in TOML).
+    faults: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         def bad(what: str) -> ProfileError:
@@ -49,10 +58,20 @@ class Profile:
             raise bad(f"burst_multiplier must be >= 1, got {self.burst_multiplier}")
         if self.burst_every_s is not None and not self.burst_every_s > 0:
             raise bad(f"burst_every_s must be > 0 or absent, got {self.burst_every_s}")
+        for kind, share in self.mix.items():
+            if isinstance(share, bool) or not isinstance(share, int | float) or not share >= 0:
+                raise bad(f"mix: share of {kind!r} must be a number >= 0, got {share!r}")
+        if self.mix and not sum(self.mix.values()) > 0:
+            raise bad("mix: the shares must not all be 0")
         if self.burst_every_s is not None and not _is_multiple(self.burst_every_s, self.tick_s):
             raise bad(
                 f"burst_every_s ({self.burst_every_s}) must be a multiple of tick_s ({self.tick_s})"
             )
+
+    @property
+    def client_mix(self) -> dict[str, float]:
+        """The kinds and shares runs are drawn from (``{client: 1.0}`` without a mix)."""
+        return dict(self.mix) if self.mix else {self.client: 1.0}
 
     @property
     def has_bursts(self) -> bool:
@@ -99,6 +118,33 @@ BUILTIN_PROFILES: dict[str, Profile] = {
             burst_every_s=30,
             burst_multiplier=5,
         ),
+        # The seed lineage's upload profiles: the incident's shape with 30 % of the runs
+        # publishing (twine upload of a fresh wheel), and a release storm of uploads only.
+        Profile(
+            name="production_incident_with_uploads",
+            description=(
+                "production_incident with 30 % of the runs uploading a fresh wheel (twine), "
+                "the rest pip downloads: 3 clients, bursts of x25 every 60 s, 24 minutes."
+            ),
+            clients=3,
+            duration_s=1440,
+            burst_every_s=60,
+            burst_multiplier=25,
+            mix={"pip": 0.7, "twine": 0.3},
+        ),
+        Profile(
+            name="upload_storm",
+            description=(
+                "Every run uploads (twine), like a monorepo release train: 5 uploads every "
+                "10 s, bursts of x5 (25 at once) every 60 s, 5 minutes."
+            ),
+            clients=5,
+            duration_s=300,
+            burst_every_s=60,
+            burst_multiplier=5,
+            client="twine",
+            thresholds={"p95_listing_ms": None, "p99_download_ms": None, "p95_upload_ms": 5000},
+        ),
     )
 }
 
@@ -112,6 +158,8 @@ _TOML_KEYS = {
     "burst_multiplier",
     "client",
     "thresholds",
+    "mix",
+    "faults",
 }
 
 
@@ -146,6 +194,9 @@ def profile_from_dict(data: dict[str, Any], *, default_name: str, source: str) -
         isinstance(v, int | float) and not isinstance(v, bool) for v in thresholds.values()
     ):
         raise ProfileError(f"profile {source}: [thresholds] must map names to numbers")
+    mix = data.get("mix", {})
+    if not isinstance(mix, dict):
+        raise ProfileError(f"profile {source}: mix must be a table such as {{pip = 0.6}}")
     expected: dict[str, tuple[type, ...]] = {
         "name": (str,),
         "description": (str,),
@@ -172,4 +223,25 @@ def profile_from_dict(data: dict[str, Any], *, default_name: str, source: str) -
         burst_multiplier=data.get("burst_multiplier", 1),
         client=data.get("client", "pip"),
         thresholds={str(k): float(v) for k, v in thresholds.items()},
+        mix={str(k): v for k, v in mix.items()},
+        faults=_fault_specs(data.get("faults", []), source),
     )
+
+
+def _fault_specs(tables: object, source: str) -> tuple[str, ...]:
+    """``[[faults]]`` tables (``spec = "..."`` or the keys themselves) or strings, checked."""
+    if not isinstance(tables, list):
+        raise ProfileError(f"profile {source}: faults must be [[faults]] tables or a list of specs")
+    specs: list[str] = []
+    try:
+        for item in tables:
+            if isinstance(item, str):
+                specs.append(item)
+            elif isinstance(item, dict):
+                specs.append(spec_from_table(item, f"profile {source}"))
+            else:
+                raise FaultSpecError(f"a fault must be a table or a SPEC string, got {item!r}")
+        parse_faults(specs)
+    except FaultSpecError as exc:
+        raise ProfileError(f"profile {source}: {exc}") from None
+    return tuple(specs)

@@ -31,7 +31,7 @@ RUN_FILE = "run.json"
 
 # Operations in the order reports list them: the proxy's classification is the one definition.
 OPERATIONS: tuple[str, ...] = tuple(infra_operations.OPERATIONS)
-OUTCOMES: tuple[str, ...] = ("ok", "failed", "timeout", "interrupted", "error")
+OUTCOMES: tuple[str, ...] = ("ok", "failed", "timeout", "interrupted", "error", "conflict")
 # The proxy's `error` value when the client went away: not a server failure, reported apart.
 CLIENT_DISCONNECTED = "client_disconnected"
 
@@ -77,6 +77,7 @@ class RequestRecord:
 
     ``status`` is None when no upstream response arrived (a transport error, named in
     ``error``). ``run_id`` is None when the proxy could not attribute the request to a run.
+    ``fault`` is the id of the injected fault rule that shaped the exchange (None: genuine).
     """
 
     ts: float
@@ -92,6 +93,7 @@ class RequestRecord:
     error: str | None = None
     user_agent: str | None = None
     range: str | None = None
+    fault: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The line's content as a JSON-ready dict."""
@@ -114,6 +116,7 @@ class RequestRecord:
             error=_field(data, "error", (str,), optional=True),
             user_agent=_field(data, "user_agent", (str,), optional=True),
             range=_field(data, "range", (str,), optional=True),
+            fault=_field(data, "fault", (str,), optional=True),
         )
 
     @property
@@ -148,6 +151,7 @@ class ClientRecord:
     error: str | None = None
     cpu_s: float | None = None  # user + system CPU of the client process tree
     max_rss_kb: int | None = None
+    client_version: str | None = None  # the version of the client that ran (pip 25.3...)
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -178,6 +182,7 @@ class ClientRecord:
             error=_field(data, "error", (str,), optional=True),
             cpu_s=_opt_float(_field(data, "cpu_s", _NUM, optional=True)),
             max_rss_kb=_field(data, "max_rss_kb", (int,), optional=True),
+            client_version=_field(data, "client_version", (str,), optional=True),
         )
 
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from engine.client_kinds import ClientKindUsage, client_kind_usage
 from engine.records import (
     CLIENTS_FILE,
     REQUESTS_FILE,
@@ -31,8 +32,11 @@ from engine.records import (
     write_text_atomic,
 )
 from engine.report_md import render_markdown, terminal_summary
-from engine.stats import RunStats, compute_stats
+from engine.sampler import HOST_FILE
+from engine.saturation import GeneratorCheck, HostSample, check_generator, load_host_samples
+from engine.stats import NOT_FAILED, RunStats, compute_stats
 from engine.thresholds import DEFAULTS, ThresholdError, ThresholdResult, evaluate, merge
+from engine.trace import build_trace, diagnose, fault_kinds
 
 __all__ = [
     "REPORT_JSON",
@@ -75,6 +79,12 @@ class Report:
     failed_runs: tuple[ClientRecord, ...]  # not-ok client runs, first FAILED_RUNS_SHOWN
     duration_s: float | None  # run.json's end - start, or up to the last recorded event
     generated_at: str
+    # Was the load generator the bottleneck? (host.jsonl + client lag; engine.saturation)
+    generator: GeneratorCheck | None = None
+    # run id -> why it failed, from its requests (engine.trace: injected faults named as such)
+    failure_reasons: Mapping[str, str] = field(default_factory=dict)
+    # Per client kind: versions, user agents, requests per run (engine.client_kinds)
+    client_kinds: tuple[ClientKindUsage, ...] = ()
 
     @property
     def verdict(self) -> Literal["pass", "fail"]:
@@ -116,9 +126,14 @@ class Report:
             "requests": stats["requests"],
             "thresholds": [t.to_dict() for t in self.thresholds],
             "clients": stats["clients"],
-            "failed_runs": [asdict(r) for r in self.failed_runs],
+            "failed_runs": [
+                {**asdict(r), "diagnosis": self.failure_reasons.get(r.run_id)}
+                for r in self.failed_runs
+            ],
+            "client_kinds": [u.to_dict() for u in self.client_kinds],
             "skipped_lines": dict(self.skipped_lines),
             "notes": list(self.notes),
+            "generator": None if self.generator is None else self.generator.to_dict(),
             "run": dict(self.run),
             "run_dir": str(self.run_dir),
         }
@@ -207,6 +222,17 @@ def _notes(
         notes.append(
             f"{sum(errors.values())} request(s) got no complete upstream response ({detail})."
         )
+    if req.injected_count:
+        rules = ", ".join(f"{k} {n}" for k, n in req.injected_by_rule.items())
+        counted = (
+            "they count as errors (--count-injected)"
+            if run.get("count_injected")
+            else "they are not counted as errors (--count-injected counts them)"
+        )
+        notes.append(
+            f"{req.injected_count} request(s) met an injected fault ({rules}), "
+            f"{req.injected_error_count} of them failed; {counted}."
+        )
     if req.client_disconnected_count:
         notes.append(
             f"{req.client_disconnected_count} request(s) ended with the client disconnecting; "
@@ -258,11 +284,21 @@ def build_report(run_dir: Path, thresholds: Mapping[str, float] | None = None) -
         )
     except OSError as exc:
         raise ReportError(f"{run_dir}: cannot read a stream ({exc})") from None
-    stats = compute_stats(requests, clients)
+    stats = compute_stats(requests, clients, count_injected=bool(run.get("count_injected")))
     results = tuple(evaluate(limits, stats))
     skipped = {REQUESTS_FILE: skipped_requests, CLIENTS_FILE: skipped_clients}
+    host: list[HostSample] = []
+    if (run_dir / HOST_FILE).is_file():  # absent before host sampling: no CPU figures then
+        try:
+            host, skipped[HOST_FILE] = load_host_samples(run_dir / HOST_FILE)
+        except OSError:
+            host = []
+    target = run.get("target")
+    local = isinstance(target, Mapping) and target.get("kind") == "embedded"
+    generator = check_generator(host, clients, local_target=local)
     failed = sorted(
-        (c for c in clients if c.outcome not in {"ok", "interrupted"}), key=lambda c: c.started
+        (c for c in clients if c.outcome not in {*NOT_FAILED, "interrupted"}),
+        key=lambda c: c.started,
     )
     return Report(
         run_dir=run_dir,
@@ -276,15 +312,29 @@ def build_report(run_dir: Path, thresholds: Mapping[str, float] | None = None) -
         failed_runs=tuple(failed[:FAILED_RUNS_SHOWN]),
         duration_s=_duration(run, stats, clients),
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        generator=generator,
+        failure_reasons={
+            c.run_id: diagnose(build_trace(c.run_id, requests, c, fault_kinds(run)))
+            for c in failed[:FAILED_RUNS_SHOWN]
+        },
+        client_kinds=client_kind_usage(requests, clients),
     )
 
 
 def write_reports(run_dir: Path, thresholds: Mapping[str, float] | None = None) -> Report:
-    """Build the report and write ``report.json`` and ``report.md`` (each atomically)."""
+    """Build the report and write ``report.json``, the chart PNGs, ``report.md`` and the
+    self-contained ``report.html`` (each atomically)."""
+    # Imported here: matplotlib is slow to import and only reports need it, not every command.
+    from engine.report_charts import build_charts, write_chart_files
+    from engine.report_html import REPORT_HTML, render_html
+
     report = build_report(run_dir, thresholds)
     try:
         write_json_atomic(run_dir / REPORT_JSON, report.to_dict())
-        write_text_atomic(run_dir / REPORT_MD, render_markdown(report))
+        charts = build_charts(report)
+        write_chart_files(run_dir, charts)
+        write_text_atomic(run_dir / REPORT_MD, render_markdown(report, charts.links))
+        write_text_atomic(run_dir / REPORT_HTML, render_html(report, charts))
     except OSError as exc:
         raise ReportError(f"{run_dir}: cannot write the report ({exc})") from None
     return report

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 
 from tabulate import tabulate
 
+from engine.client_kinds import USAGE_HEADERS, usage_rows
+from engine.saturation import warning_lines
 from engine.stats import ClientGroupStats, Distribution
 from engine.thresholds import ThresholdResult
 
@@ -205,12 +207,14 @@ def _run_lines(report: Report) -> list[str]:
     ]
 
 
-def render_markdown(report: Report) -> str:
-    """``report.md``: verdict first, then thresholds, operations, status codes, runs, notes."""
+def render_markdown(report: Report, charts: Sequence[tuple[str, str]] = ()) -> str:
+    """``report.md``: verdict first, then thresholds, operations, status codes, runs, charts
+    (``charts``: (title, PNG file name next to report.md)), notes."""
     stats = report.stats
     parts = [
         f"# pipstorm report: {report.profile_name}",
         f"**{_verdict_line(report)}**",
+        *_generator_warning_md(report),
         "\n".join(_run_lines(report)),
         "## Thresholds",
         _table(
@@ -245,6 +249,11 @@ def render_markdown(report: Report) -> str:
         parts.append(_table(rows, CLIENT_HEADERS))
     else:
         parts.append("No client runs were recorded.")
+    if report.client_kinds:
+        parts += [
+            "### Client kinds: versions, user agents seen by the index, requests per run",
+            _table(usage_rows(report.client_kinds), USAGE_HEADERS),
+        ]
     if report.failed_runs:
         shown = len(report.failed_runs)
         parts += [
@@ -257,12 +266,17 @@ def render_markdown(report: Report) -> str:
                         _cell(f"{r.project} {r.version or ''}"),
                         r.outcome,
                         NONE if r.exit_code is None else str(r.exit_code),
-                        _cell(_reason(r.error, r.stderr_tail)),
+                        _cell(_reason(report.failure_reasons.get(r.run_id), r.stderr_tail)),
                     ]
                     for r in report.failed_runs
                 ),
                 ("run", "client", "job", "outcome", "exit", "reason"),
             ),
+        ]
+    if charts:
+        parts += [
+            "## Charts\n\nAll of them, with the tables, in one page: [report.html](report.html).",
+            "\n\n".join(f"![{title}]({name})" for title, name in charts),
         ]
     if report.notes:
         parts += ["## Notes", "\n".join(f"- {n}" for n in report.notes)]
@@ -276,10 +290,20 @@ def _reason(error: str | None, stderr_tail: str) -> str:
     return reason if len(reason) <= STDERR_SHOWN else reason[: STDERR_SHOWN - 3] + "..."
 
 
+def _generator_warning_md(report: Report) -> list[str]:
+    """A blockquote right under the verdict when the generator was the bottleneck."""
+    lines = warning_lines(report.generator)
+    if not lines:
+        return []
+    head, *middle, advice = lines
+    quoted = [f"> **{head}**", ">", *(f"> {line.strip()}" for line in middle), ">", f"> {advice}"]
+    return ["\n".join(quoted)]
+
+
 def terminal_summary(report: Report) -> str:
     """A compact summary for the end of ``pipstorm run`` / ``pipstorm report``."""
     stats = report.stats
-    lines = [_verdict_line(report)]
+    lines = [_verdict_line(report), *warning_lines(report.generator)]
     if report.thresholds:
         lines += [
             "",

@@ -7,6 +7,7 @@ ends with a report of the part that ran, and the same report can be rebuilt late
 
 from __future__ import annotations
 
+import bisect
 import platform
 import shutil
 import signal
@@ -22,24 +23,33 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from clients.process import CLIENT_NICE
 from clients.task import ClientResult, ClientTask
+from clients.twine import KIND as UPLOAD_KIND
 from engine import thresholds as thresholds_mod
+from engine.client_mix import choose_clients
+from engine.client_mix import warm_up as warm_up_clients
 from engine.pool import ClientPool
+from engine.priority import ProxyGuard, protect_proxy
 from engine.profiles import Profile, load_profile
+from engine.progress import LiveProgress, RunCounts
 from engine.records import CLIENTS_FILE, REQUESTS_FILE, RUN_FILE, ClientRecord, JsonlWriter
 from engine.records import write_json_atomic as write_json
 from engine.report import Report, terminal_summary, write_reports
+from engine.run_faults import RunFaults
+from engine.sampler import HOST_FILE, HostSampler
 from engine.schedule import PlannedRun, Timeline, build_schedule
-from engine.target import check_loopback, open_target
+from engine.stats import NOT_FAILED
+from engine.target import Target, check_loopback, open_target
 from infra.proxy import RecordingProxy
 from packages.spec import CorpusSpec
 
+#: Where an embedded target writes what upload runs publish, inside the run's folder.
+UPLOADS_DIR = "uploads"
 #: A run is handed to a worker this long before it is due, so its venv is ready on time.
 PREPARE_AHEAD_S = 10.0
 #: The first tick comes this long after the pool starts, so tick 0 is not late by design.
 START_MARGIN_S = 2.0
-#: How often a progress line is printed.
-PROGRESS_EVERY_S = 10.0
 EXIT_INTERRUPTED = 130
 
 
@@ -59,6 +69,12 @@ class RunOptions:
     run_timeout_s: float = 120.0
     corpus: CorpusSpec = field(default_factory=CorpusSpec)
     quiet: bool = False
+    proxy_priority: str = "auto"  # engine.priority.protect_proxy's mode: auto, nice, none
+    client: str | None = None  # --client: every run this kind (else the profile's mix)
+    mix: dict[str, float] | None = None  # --mix: kinds and shares
+    client_versions: dict[str, str | None] = field(default_factory=dict)  # --pip-version ...
+    faults: tuple[str, ...] = ()  # --fault SPEC (infra.faults), before the profile's [[faults]]
+    count_injected: bool = False  # --count-injected: injected faults count as errors
 
 
 @dataclass(frozen=True)
@@ -160,9 +176,14 @@ def _initial_meta(
     }
 
 
-def execute_run(options: RunOptions, say: Callable[[str], None] | None = None) -> RunResult:
+def execute_run(
+    options: RunOptions, say: Callable[[str], None] | None = None, target: Target | None = None
+) -> RunResult:
     """Run ``options`` and return the verdict. Raises the components' one-line errors for bad
-    input or an unusable target before any load is sent."""
+    input or an unusable target before any load is sent.
+
+    ``target``: an index already open (the pytest plugin's session target), used instead of
+    opening one from ``options``; the caller keeps it up and stops it."""
     emit: Callable[[str], None] = say or _to_stderr
     profile = load_profile(options.profile)
     limits = thresholds_mod.merge(
@@ -170,19 +191,39 @@ def execute_run(options: RunOptions, say: Callable[[str], None] | None = None) -
         profile.thresholds,
         dict(thresholds_mod.parse_override(text) for text in options.threshold_overrides),
     )
+    choice = choose_clients(
+        profile, client=options.client, mix=options.mix, versions=options.client_versions
+    )
     line, plan = build_schedule(
         profile,
         options.corpus.releases(),
         seed=options.seed,
         duration_s=options.duration_s,
         time_scale=options.time_scale,
+        mix=choice.mix,
+        pins=choice.pins,
     )
     if options.index_url is not None:  # refuse a non-loopback target before anything else
         check_loopback(options.index_url, allow_remote=options.allow_remote_target)
+    faults = RunFaults.from_specs((*options.faults, *profile.faults), seed=options.seed)
+    warm_up_clients(choice, emit)  # tool installs are the generator's cost: before any load
     run_dir = make_run_dir(options.results_root, profile.name)
+    if UPLOAD_KIND in choice.kinds and target is None:  # the embedded target's uploads go here
+        (run_dir / UPLOADS_DIR).mkdir()
     meta = _initial_meta(options, profile, line, len(plan), limits)
+    meta["clients"] = choice.to_dict()
+    meta["faults"] = faults.meta() if faults is not None else []
+    meta["count_injected"] = options.count_injected
     write_json(run_dir / RUN_FILE, meta)
-    state = _RunState(meta=meta, run_dir=run_dir, emit=emit)
+    state = _RunState(
+        meta=meta, run_dir=run_dir, emit=emit, tty=say is None and sys.stderr.isatty()
+    )
+    state.target = target
+    if faults is not None:
+        kinds = {r.run_id: r.client for r in plan}
+        state.faults_path = faults.write_plan(
+            run_dir, kinds, tick_s=line.tick_s, burst_ticks_s=line.burst_ticks
+        )
     try:
         _drive(options, line, plan, state)
     except Exception:
@@ -206,6 +247,9 @@ class _RunState:
     meta: dict[str, Any]
     run_dir: Path
     emit: Callable[[str], None]
+    tty: bool = False  # progress as one line rewritten in place on stderr
+    target: Target | None = None
+    faults_path: Path | None = None  # faults.json, handed to the proxy (engine.run_faults)
     load_sent: bool = False
 
 
@@ -221,12 +265,13 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
     try:
         with ExitStack() as stack:
             stack.enter_context(_signals_as_interrupts())
-            target = stack.enter_context(
+            target = state.target or stack.enter_context(
                 open_target(
                     options.index_url,
                     corpus=options.corpus,
                     allow_remote=options.allow_remote_target,
                     log_path=run_dir / "target.log",
+                    upload_dir=uploads if (uploads := run_dir / UPLOADS_DIR).is_dir() else None,
                 )
             )
             meta["target"] = {"kind": target.kind, "index_url": target.index_url}
@@ -236,25 +281,64 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
             )
             proxy = stack.enter_context(
                 RecordingProxy(
-                    target.index_url, run_dir / REQUESTS_FILE, credentials=target.credentials
+                    target.index_url,
+                    run_dir / REQUESTS_FILE,
+                    credentials=target.credentials,
+                    faults_path=state.faults_path,
                 )
             )
+            # The proxy outranks the clients (niced in clients.process) for the CPU.
+            proxy_priority = protect_proxy(proxy.pid, mode=options.proxy_priority)
+            meta["priority"] = {"clients_nice": CLIENT_NICE, "proxy": proxy_priority}
             progress = _Progress()
             clients_log = stack.enter_context(JsonlWriter(run_dir / CLIENTS_FILE))
             record = _recorder(clients_log, {r.run_id: r for r in plan}, progress, origin)
-            pool = ClientPool(record, workers=options.workers)
+            pool = started = ClientPool(record, workers=options.workers)
             pool.start()
             state.load_sent = True
             origin.extend((time.time() + START_MARGIN_S, time.monotonic() + START_MARGIN_S))
-            meta["started"] = origin[0]
-            write_json(run_dir / RUN_FILE, meta)
-            try:
-                _dispatch(
-                    plan, pool, proxy.index_url_for, options, (origin[1], line, progress, emit)
+            _mark_started(state, origin[0])
+            # Entered last, so stopped first: before the proxy and the target it samples.
+            stack.enter_context(
+                HostSampler(
+                    run_dir / HOST_FILE,
+                    proxy_pid=proxy.pid,
+                    target_pid=target.server_pid,
+                    client_pids=lambda: started.pids,
+                    on_sample=ProxyGuard(proxy.pid, proxy_priority),
                 )
+            )
+            live = LiveProgress(
+                run_dir / REQUESTS_FILE,
+                planned_s=line.duration_s,
+                t0_mono=origin[1],
+                emit=emit,
+                tty=sys.stderr if state.tty else None,
+                quiet=options.quiet,
+            )
+            dues: list[float] = []  # CLOCK_MONOTONIC due times of the runs handed out
+
+            def counts() -> RunCounts:
+                launched = bisect.bisect_right(dues, time.monotonic())
+                return RunCounts(
+                    launched=launched,
+                    in_flight=max(0, launched - progress.finished),
+                    finished=progress.finished,
+                    failed=progress.failed,
+                )
+
+            try:
+                _dispatch(plan, pool, proxy.index_url_for, options, (origin[1], dues, live, counts))
                 # Every run has been handed out; wait for the last ones (bounded by their timeout).
-                pool.wait_idle(options.run_timeout_s + 3 * PREPARE_AHEAD_S)
+                deadline = time.monotonic() + options.run_timeout_s + 3 * PREPARE_AHEAD_S
+                while not pool.wait_idle(min(1.0, max(0.0, deadline - time.monotonic()))):
+                    if time.monotonic() >= deadline:
+                        break
+                    live.update(counts())
+                live.update(counts(), force=True)
+                live.close()
             except (KeyboardInterrupt, _Interrupted):
+                live.close()
                 meta["interrupted"] = True
                 emit("pipstorm: interrupted: stopping clients and writing the report")
             with _no_interrupts_while_cleaning(emit):
@@ -266,6 +350,14 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
     finally:
         if pool is not None:
             pool.stop()  # idempotent; here for errors raised past the normal stop
+
+
+def _mark_started(state: _RunState, started: float) -> None:
+    """Time zero is known: into run.json, and into the fault plan (after=, during=bursts)."""
+    state.meta["started"] = started
+    write_json(state.run_dir / RUN_FILE, state.meta)
+    if state.faults_path is not None:
+        RunFaults.set_origin(state.faults_path, started)
 
 
 def _to_stderr(line: str) -> None:
@@ -310,10 +402,11 @@ def _recorder(
                 error=result.error,
                 cpu_s=round(result.cpu_s, 4),
                 max_rss_kb=result.max_rss_kb,
+                client_version=result.client_version,
             )
         )
         progress.finished += 1
-        progress.failed += result.outcome != "ok"
+        progress.failed += result.outcome not in NOT_FAILED
 
     return record
 
@@ -323,20 +416,17 @@ def _dispatch(
     pool: ClientPool,
     index_url_for: Callable[[str], str],
     options: RunOptions,
-    clock: tuple[float, Timeline, _Progress, Callable[[str], None]],
+    clock: tuple[float, list[float], LiveProgress, Callable[[], RunCounts]],
 ) -> None:
-    """Hand each run to the pool ``PREPARE_AHEAD_S`` before it is due, printing progress."""
-    t0_mono, line, progress, emit = clock
-    next_progress = time.monotonic() + PROGRESS_EVERY_S
+    """Hand each run to the pool ``PREPARE_AHEAD_S`` before it is due, updating progress."""
+    t0_mono, dues, live, counts = clock
     for run in plan:
         due = t0_mono + run.offset_s
         while (wait := due - PREPARE_AHEAD_S - time.monotonic()) > 0:
             time.sleep(min(wait, 0.5))
             if pool.fatal:
                 raise RuntimeError(pool.fatal)
-            if not options.quiet and time.monotonic() >= next_progress:
-                next_progress += PROGRESS_EVERY_S
-                emit(_progress_line(t0_mono, line, pool, progress))
+            live.update(counts())
         pool.submit(
             ClientTask(
                 run_id=run.run_id,
@@ -345,22 +435,16 @@ def _dispatch(
                 version=run.version,
                 index_url=index_url_for(run.run_id),
                 timeout_s=options.run_timeout_s,
+                requirements=run.requirements,
+                resolve_deps=options.corpus.has_dependencies,
+                client_version=options.client_versions.get(run.client),
             ),
             due,
         )
-    while pool.in_flight and time.monotonic() < t0_mono + line.duration_s:
+        dues.append(due)  # the plan is in time order, so `dues` stays sorted
+    while pool.in_flight and time.monotonic() < t0_mono + live.planned_s:
         time.sleep(0.5)
-        if not options.quiet and time.monotonic() >= next_progress:
-            next_progress += PROGRESS_EVERY_S
-            emit(_progress_line(t0_mono, line, pool, progress))
-
-
-def _progress_line(t0_mono: float, line: Timeline, pool: ClientPool, progress: _Progress) -> str:
-    elapsed = max(0.0, time.monotonic() - t0_mono)
-    return (
-        f"[{elapsed:6.0f}/{line.duration_s:.0f} s] runs: {progress.finished} finished, "
-        f"{pool.in_flight} queued or in flight, {progress.failed} failed"
-    )
+        live.update(counts())
 
 
 def describe_profile(profile: Profile) -> str:

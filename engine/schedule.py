@@ -25,6 +25,8 @@ class PlannedRun:
     client: str
     project: str
     version: str
+    #: Further pinned releases a resolving client (poetry, uv) locks with the first one.
+    requirements: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -88,13 +90,28 @@ def build_schedule(
     seed: int,
     duration_s: float | None = None,
     time_scale: float | None = None,
+    mix: dict[str, float] | None = None,
+    pins: dict[str, int] | None = None,
 ) -> tuple[Timeline, list[PlannedRun]]:
     """Every run of the profile, in start order; the packages are picked at random under ``seed``
-    so that two runs with the same seed ask for the same releases in the same order."""
+    so that two runs with the same seed ask for the same releases in the same order.
+
+    ``mix`` (default: the profile's) gives each run its client kind, drawn under ``seed`` too;
+    ``pins`` says how many releases a run of a kind asks for (default 1: pip's one download).
+    The kind and the extra pins come from their own random streams, so a single-client
+    schedule picks exactly the releases it picked before mixes existed.
+    """
     if not releases:
         raise ProfileError("the corpus has no releases to ask for")
     line = timeline(profile, duration_s=duration_s, time_scale=time_scale)
     rng = random.Random(seed)
+    shares = mix if mix is not None else profile.client_mix
+    kinds = [kind for kind, share in shares.items() if share > 0]
+    weights = [shares[kind] for kind in kinds]
+    kind_rng = random.Random(f"client-mix:{seed}")
+    by_project: dict[str, list[str]] = {}
+    for project, version in releases:
+        by_project.setdefault(project, []).append(version)
     burst_ticks = set(line.burst_ticks)
     runs: list[PlannedRun] = []
     for tick in range(line.ticks):
@@ -103,15 +120,33 @@ def build_schedule(
         count = profile.clients * (profile.burst_multiplier if burst else 1)
         for _ in range(count):
             project, version = rng.choice(releases)
+            run_id = f"r{len(runs):05d}"
+            client = kinds[0] if len(kinds) == 1 else kind_rng.choices(kinds, weights)[0]
+            wanted = (pins or {}).get(client, 1)
             runs.append(
                 PlannedRun(
-                    run_id=f"r{len(runs):05d}",
+                    run_id=run_id,
                     offset_s=offset,
                     tick=tick,
                     burst=burst,
-                    client=profile.client,
+                    client=client,
                     project=project,
                     version=version,
+                    requirements=_more_pins(by_project, project, wanted - 1, f"{seed}:{run_id}"),
                 )
             )
     return line, runs
+
+
+def _more_pins(
+    by_project: dict[str, list[str]], first: str, count: int, seed: str
+) -> tuple[tuple[str, str], ...]:
+    """``count`` releases of other projects than ``first`` (one per project: a lock cannot pin
+    two versions of one project), or as many as the corpus has."""
+    if count <= 0:
+        return ()
+    rng = random.Random(f"pins:{seed}")
+    others = sorted(p for p in by_project if p != first)
+    return tuple(
+        (p, rng.choice(by_project[p])) for p in rng.sample(others, min(count, len(others)))
+    )

@@ -11,6 +11,11 @@ What counts as an error (one definition, used by every number here and by the th
   before the headers), or an ``error`` recorded after the status (reset mid-body).
   ``client_disconnected`` is the exception: the client went away, which says nothing about
   the index, so it is counted apart and never in an error rate.
+
+An exchange shaped by an injected fault (``fault`` set, ``pipstorm run --fault``) is counted
+apart as well: it says what the client does, not what the index does, so error counts,
+``error_5xx_count`` and the transport errors hold genuine ones only, unless ``count_injected``
+is asked for (``--count-injected``).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from typing import Any
 
@@ -89,8 +94,14 @@ def rate_percent(part: int, whole: int) -> float | None:
 
 
 def is_http_error(rec: RequestRecord) -> bool:
-    """The upstream answered with an error status."""
-    return rec.status is not None and rec.status >= 400
+    """The upstream answered with an error status; an upload's 409 (the file exists) is the
+    index refusing a duplicate, counted as a conflict, not as an error."""
+    return rec.status is not None and rec.status >= 400 and not is_upload_conflict(rec)
+
+
+def is_upload_conflict(rec: RequestRecord) -> bool:
+    """An upload refused with 409 Conflict because the index already has the file."""
+    return rec.op == "upload" and rec.status == 409
 
 
 def transport_kind(rec: RequestRecord) -> str | None:
@@ -107,6 +118,16 @@ def is_error(rec: RequestRecord) -> bool:
         return True
     kind = transport_kind(rec)
     return kind is not None and kind != CLIENT_DISCONNECTED
+
+
+def is_injected(rec: RequestRecord) -> bool:
+    """The exchange was shaped by an injected fault rule (its id is in ``rec.fault``)."""
+    return rec.fault is not None
+
+
+def counts_as_error(rec: RequestRecord, *, count_injected: bool = False) -> bool:
+    """An error for the error counts: genuine ones only unless ``count_injected``."""
+    return is_error(rec) and (count_injected or not is_injected(rec))
 
 
 def _status_counts(records: Iterable[RequestRecord]) -> dict[str, int]:
@@ -127,11 +148,14 @@ class OperationStats:
     error_count: int
     error_rate: float | None  # percent
     status_code_counts: Mapping[str, int]
+    injected_count: int = 0  # requests shaped by an injected fault
 
 
-def operation_stats(op: str, records: Sequence[RequestRecord]) -> OperationStats:
+def operation_stats(
+    op: str, records: Sequence[RequestRecord], *, count_injected: bool = False
+) -> OperationStats:
     """Latency (all requests of the op, failed ones too: that is what clients waited) etc."""
-    errors = sum(1 for r in records if is_error(r))
+    errors = sum(1 for r in records if counts_as_error(r, count_injected=count_injected))
     return OperationStats(
         op=op,
         count=len(records),
@@ -144,6 +168,7 @@ def operation_stats(op: str, records: Sequence[RequestRecord]) -> OperationStats
         error_count=errors,
         error_rate=rate_percent(errors, len(records)),
         status_code_counts=_status_counts(records),
+        injected_count=sum(1 for r in records if is_injected(r)),
     )
 
 
@@ -166,6 +191,9 @@ class RequestStats:
     window_s: float | None
     throughput_rps: float | None
     total_ms: Distribution | None
+    injected_count: int = 0  # requests shaped by an injected fault (pipstorm run --fault)
+    injected_by_rule: Mapping[str, int] = field(default_factory=dict)
+    injected_error_count: int = 0  # of those, the ones that would count as errors
 
     @property
     def latency_p95(self) -> float | None:
@@ -178,10 +206,13 @@ class RequestStats:
         return None if self.total_ms is None else self.total_ms.p99
 
 
-def request_stats(records: Sequence[RequestRecord]) -> RequestStats:
+def request_stats(
+    records: Sequence[RequestRecord], *, count_injected: bool = False
+) -> RequestStats:
     """Overall numbers; throughput is over the measured window, first arrival to last end."""
-    errors = sum(1 for r in records if is_error(r))
-    transport = Counter(kind for r in records if (kind := transport_kind(r)) is not None)
+    errors = sum(1 for r in records if counts_as_error(r, count_injected=count_injected))
+    judged = [r for r in records if count_injected or not is_injected(r)]
+    transport = Counter(kind for r in judged if (kind := transport_kind(r)) is not None)
     disconnected = sum(1 for r in records if transport_kind(r) == CLIENT_DISCONNECTED)
     seen: Counter[tuple[str, str, str]] = Counter(
         (r.run_id, r.method, r.path) for r in records if r.run_id is not None
@@ -193,7 +224,7 @@ def request_stats(records: Sequence[RequestRecord]) -> RequestStats:
         count=len(records),
         error_count=errors,
         error_rate=rate_percent(errors, len(records)),
-        error_5xx_count=sum(1 for r in records if r.status is not None and 500 <= r.status <= 599),
+        error_5xx_count=sum(1 for r in judged if r.status is not None and 500 <= r.status <= 599),
         status_code_counts=_status_counts(records),
         transport_errors=dict(sorted(transport.items())),
         client_disconnected_count=disconnected,
@@ -205,6 +236,9 @@ def request_stats(records: Sequence[RequestRecord]) -> RequestStats:
         window_s=window,
         throughput_rps=len(records) / window if window else None,
         total_ms=distribution(r.total_ms for r in records),
+        injected_count=sum(1 for r in records if is_injected(r)),
+        injected_by_rule=dict(sorted(Counter(r.fault for r in records if r.fault).items())),
+        injected_error_count=sum(1 for r in records if is_injected(r) and is_error(r)),
     )
 
 
@@ -232,13 +266,16 @@ class ClientGroupStats:
 # An interrupted run was stopped by us (Ctrl-C, end of a cut-short run), so it says nothing
 # about the index: it is neither a success nor a failure in the run error rate.
 _NOT_JUDGED = frozenset({"interrupted"})
+# A conflict (an upload refused because the index has the file: pypiserver's 409) is the index
+# answering correctly: counted apart in ``by_outcome``, never as a failure.
+NOT_FAILED = frozenset({"ok", "conflict"})
 
 
 def client_group_stats(records: Sequence[ClientRecord]) -> ClientGroupStats:
     """Outcomes, error rate and time distributions of a group of client runs."""
     outcomes = Counter(r.outcome for r in records)
     judged = [r for r in records if r.outcome not in _NOT_JUDGED]
-    failed = sum(1 for r in judged if r.outcome != "ok")
+    failed = sum(1 for r in judged if r.outcome not in NOT_FAILED)
     return ClientGroupStats(
         count=len(records),
         by_outcome=dict(sorted(outcomes.items())),
@@ -298,14 +335,21 @@ def _op_order(op: str) -> tuple[int, str]:
 
 
 def compute_stats(
-    requests: Sequence[RequestRecord], clients: Sequence[ClientRecord] = ()
+    requests: Sequence[RequestRecord],
+    clients: Sequence[ClientRecord] = (),
+    *,
+    count_injected: bool = False,
 ) -> RunStats:
-    """The statistics of a run from its records (in any order)."""
+    """The statistics of a run from its records (in any order); injected faults count as
+    errors only with ``count_injected``."""
     by_op: dict[str, list[RequestRecord]] = {}
     for rec in requests:
         by_op.setdefault(rec.op, []).append(rec)
     return RunStats(
-        requests=request_stats(requests),
-        operations={op: operation_stats(op, by_op[op]) for op in sorted(by_op, key=_op_order)},
+        requests=request_stats(requests, count_injected=count_injected),
+        operations={
+            op: operation_stats(op, by_op[op], count_injected=count_injected)
+            for op in sorted(by_op, key=_op_order)
+        },
         clients=client_stats(clients),
     )

@@ -99,12 +99,15 @@ def open_target(
     corpus: CorpusSpec,
     allow_remote: bool,
     log_path: Path | None,
+    upload_dir: Path | None = None,
 ) -> Iterator[Target]:
-    """The embedded target (started here, stopped on exit) or the remote one, checked."""
+    """The embedded target (started here, stopped on exit) or the remote one, checked.
+
+    ``upload_dir``: where the embedded target stores uploads (never the corpus cache)."""
     first_project = corpus.project_names()[0]
     if index_url is None:
         built = cached_corpus(corpus)
-        with LocalPypiserver(built.directory, log_path=log_path) as server:
+        with LocalPypiserver(built.directory, log_path=log_path, upload_dir=upload_dir) as server:
             preflight(server.index_url, server.credentials, first_project)
             yield Target(
                 kind="embedded",

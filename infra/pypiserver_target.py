@@ -63,14 +63,21 @@ class LocalPypiserver:
         credentials: Credentials | None = None,
         log_path: Path | None = None,
         ready_timeout: float = READY_TIMEOUT_S,
+        upload_dir: Path | None = None,
     ) -> None:
         if not package_dir.is_dir():
             raise TargetError(f"package directory does not exist: {package_dir}")
+        if upload_dir is not None and not upload_dir.is_dir():
+            raise TargetError(f"upload directory does not exist: {upload_dir}")
         if workers < 1 or threads < 1:
             raise TargetError(f"workers and threads must be >= 1 (got {workers}, {threads})")
         if not 0 <= port <= 65535:
             raise TargetError(f"port out of range: {port}")
         self.package_dir = package_dir.resolve()
+        # pypiserver writes uploads into its first package directory and serves (and checks
+        # for an existing file) across all of them: a separate first directory keeps uploads
+        # out of the corpus cache, which later runs would otherwise see changed.
+        self.upload_dir = upload_dir.resolve() if upload_dir is not None else None
         self.host = host
         self.workers = workers
         self.threads = threads
@@ -189,6 +196,7 @@ class LocalPypiserver:
             str(self._requested_port),
             "--health-endpoint",
             _HEALTH_PATH,
+            *([str(self.upload_dir)] if self.upload_dir is not None else []),
             str(self.package_dir),
         ]
         env = dict(os.environ)

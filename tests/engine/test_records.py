@@ -33,6 +33,7 @@ REQUEST = {
     "error": None,
     "user_agent": "pip/26.0.1",
     "range": None,
+    "fault": None,
 }
 
 CLIENT = {
@@ -53,6 +54,7 @@ CLIENT = {
     "error": None,
     "cpu_s": 0.41,
     "max_rss_kb": 31000,
+    "client_version": "25.3",
 }
 
 
@@ -69,8 +71,9 @@ def test_client_record_round_trips() -> None:
 
 def test_unknown_keys_are_ignored_and_optional_ones_default() -> None:
     data = {k: REQUEST[k] for k in ("ts", "op", "method", "path", "status", "total_ms")}
-    rec = RequestRecord.from_json({**data, "fault": "delay"})
+    rec = RequestRecord.from_json({**data, "a_future_key": "delay"})
     assert rec.run_id is None
+    assert rec.fault is None
     assert rec.bytes == 0
     assert rec.ttfb_ms is None
 

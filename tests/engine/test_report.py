@@ -139,13 +139,17 @@ def test_report_of_a_healthy_run(tmp_path: Path) -> None:
     assert "| listing" in md
     assert "Skipped 1 malformed line(s) in requests.jsonl" in md
     # only the reports were added next to the streams: no temp files left behind
-    assert sorted(p.name for p in run_dir.iterdir()) == [
+    assert sorted(p.name for p in run_dir.iterdir() if not p.name.startswith("chart-")) == [
         "clients.jsonl",
+        "report.html",
         "report.json",
         "report.md",
         "requests.jsonl",
         "run.json",
     ]
+    assert {p.name for p in run_dir.glob("chart-*")} == {
+        f"chart-{k}.png" for k in ("rate", "latency", "status", "latency-distribution", "clients")
+    }
 
 
 def test_failing_thresholds_show_in_report_md_with_measured_values(tmp_path: Path) -> None:
