@@ -28,6 +28,8 @@ from infra import operations as infra_operations
 REQUESTS_FILE = "requests.jsonl"
 CLIENTS_FILE = "clients.jsonl"
 RUN_FILE = "run.json"
+#: Permissions of the files written atomically (run.json, reports): like any file a tool writes.
+REPORT_MODE = 0o644
 
 # Operations in the order reports list them: the proxy's classification is the one definition.
 OPERATIONS: tuple[str, ...] = tuple(infra_operations.OPERATIONS)
@@ -289,6 +291,8 @@ def write_text_atomic(path: Path, text: str) -> None:
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
+        # mkstemp makes the file private (0600); a report is meant to be read by others too.
+        os.fchmod(fd, REPORT_MODE)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()

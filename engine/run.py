@@ -24,30 +24,28 @@ from types import FrameType
 from typing import Any
 
 from clients.process import CLIENT_NICE
-from clients.task import ClientResult, ClientTask
+from clients.task import ClientTask
 from clients.twine import KIND as UPLOAD_KIND
 from engine import thresholds as thresholds_mod
 from engine.client_mix import choose_clients
 from engine.client_mix import warm_up as warm_up_clients
+from engine.dispatch import PREPARE_AHEAD_S, Finished, client_recorder, dispatch_plan
 from engine.pool import ClientPool
 from engine.priority import ProxyGuard, protect_proxy
 from engine.profiles import Profile, load_profile
 from engine.progress import LiveProgress, RunCounts
-from engine.records import CLIENTS_FILE, REQUESTS_FILE, RUN_FILE, ClientRecord, JsonlWriter
+from engine.records import CLIENTS_FILE, REQUESTS_FILE, RUN_FILE, JsonlWriter
 from engine.records import write_json_atomic as write_json
 from engine.report import Report, terminal_summary, write_reports
 from engine.run_faults import RunFaults
 from engine.sampler import HOST_FILE, HostSampler
 from engine.schedule import PlannedRun, Timeline, build_schedule
-from engine.stats import NOT_FAILED
 from engine.target import Target, check_loopback, open_target
 from infra.proxy import RecordingProxy
 from packages.spec import CorpusSpec
 
 #: Where an embedded target writes what upload runs publish, inside the run's folder.
 UPLOADS_DIR = "uploads"
-#: A run is handed to a worker this long before it is due, so its venv is ready on time.
-PREPARE_AHEAD_S = 10.0
 #: The first tick comes this long after the pool starts, so tick 0 is not late by design.
 START_MARGIN_S = 2.0
 EXIT_INTERRUPTED = 130
@@ -290,9 +288,9 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
             # The proxy outranks the clients (niced in clients.process) for the CPU.
             proxy_priority = protect_proxy(proxy.pid, mode=options.proxy_priority)
             meta["priority"] = {"clients_nice": CLIENT_NICE, "proxy": proxy_priority}
-            progress = _Progress()
+            progress = Finished()
             clients_log = stack.enter_context(JsonlWriter(run_dir / CLIENTS_FILE))
-            record = _recorder(clients_log, {r.run_id: r for r in plan}, progress, origin)
+            record = client_recorder(clients_log, {r.run_id: r for r in plan}, progress, origin)
             pool = started = ClientPool(record, workers=options.workers)
             pool.start()
             state.load_sent = True
@@ -328,7 +326,8 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
                 )
 
             try:
-                _dispatch(plan, pool, proxy.index_url_for, options, (origin[1], dues, live, counts))
+                make_task = _task_maker(options, proxy.index_url_for)
+                dispatch_plan(plan, pool, make_task, (origin[1], dues, live, counts))
                 # Every run has been handed out; wait for the last ones (bounded by their timeout).
                 deadline = time.monotonic() + options.run_timeout_s + 3 * PREPARE_AHEAD_S
                 while not pool.wait_idle(min(1.0, max(0.0, deadline - time.monotonic()))):
@@ -352,6 +351,27 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
             pool.stop()  # idempotent; here for errors raised past the normal stop
 
 
+def _task_maker(
+    options: RunOptions, index_url_for: Callable[[str], str]
+) -> Callable[[PlannedRun], ClientTask]:
+    """What a worker is told for each planned run: the run's own proxy prefix and the options."""
+
+    def make(run: PlannedRun) -> ClientTask:
+        return ClientTask(
+            run_id=run.run_id,
+            client=run.client,
+            project=run.project,
+            version=run.version,
+            index_url=index_url_for(run.run_id),
+            timeout_s=options.run_timeout_s,
+            requirements=run.requirements,
+            resolve_deps=options.corpus.has_dependencies,
+            client_version=options.client_versions.get(run.client),
+        )
+
+    return make
+
+
 def _mark_started(state: _RunState, started: float) -> None:
     """Time zero is known: into run.json, and into the fault plan (after=, during=bursts)."""
     state.meta["started"] = started
@@ -363,95 +383,3 @@ def _mark_started(state: _RunState, started: float) -> None:
 def _to_stderr(line: str) -> None:
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
-
-
-@dataclass
-class _Progress:
-    finished: int = 0
-    failed: int = 0
-
-
-def _recorder(
-    writer: JsonlWriter,
-    plan: dict[str, PlannedRun],
-    progress: _Progress,
-    origin: list[float],
-) -> Callable[[ClientResult], None]:
-    """Turn a worker's result into one ``clients.jsonl`` line the moment it arrives."""
-
-    def record(result: ClientResult) -> None:
-        planned = plan[result.run_id]
-        intended = origin[0] + planned.offset_s
-        began = result.launched if result.launched is not None else result.started
-        writer.write(
-            ClientRecord(
-                run_id=result.run_id,
-                client=result.client,
-                project=planned.project,
-                version=planned.version,
-                tick=planned.tick,
-                burst=planned.burst,
-                intended=intended,
-                started=result.started,
-                launched=result.launched,
-                ended=result.ended,
-                lag_s=began - intended,
-                exit_code=result.exit_code,
-                outcome=result.outcome,
-                stderr_tail=result.stderr_tail,
-                error=result.error,
-                cpu_s=round(result.cpu_s, 4),
-                max_rss_kb=result.max_rss_kb,
-                client_version=result.client_version,
-            )
-        )
-        progress.finished += 1
-        progress.failed += result.outcome not in NOT_FAILED
-
-    return record
-
-
-def _dispatch(
-    plan: list[PlannedRun],
-    pool: ClientPool,
-    index_url_for: Callable[[str], str],
-    options: RunOptions,
-    clock: tuple[float, list[float], LiveProgress, Callable[[], RunCounts]],
-) -> None:
-    """Hand each run to the pool ``PREPARE_AHEAD_S`` before it is due, updating progress."""
-    t0_mono, dues, live, counts = clock
-    for run in plan:
-        due = t0_mono + run.offset_s
-        while (wait := due - PREPARE_AHEAD_S - time.monotonic()) > 0:
-            time.sleep(min(wait, 0.5))
-            if pool.fatal:
-                raise RuntimeError(pool.fatal)
-            live.update(counts())
-        pool.submit(
-            ClientTask(
-                run_id=run.run_id,
-                client=run.client,
-                project=run.project,
-                version=run.version,
-                index_url=index_url_for(run.run_id),
-                timeout_s=options.run_timeout_s,
-                requirements=run.requirements,
-                resolve_deps=options.corpus.has_dependencies,
-                client_version=options.client_versions.get(run.client),
-            ),
-            due,
-        )
-        dues.append(due)  # the plan is in time order, so `dues` stays sorted
-    while pool.in_flight and time.monotonic() < t0_mono + live.planned_s:
-        time.sleep(0.5)
-        live.update(counts())
-
-
-def describe_profile(profile: Profile) -> str:
-    """One line per profile for ``pipstorm profiles``."""
-    bursts = (
-        f"x{profile.burst_multiplier} every {profile.burst_every_s:g} s"
-        if profile.has_bursts
-        else "none"
-    )
-    return f"{profile.name}: {profile.clients} clients, {profile.duration_s:g} s, bursts {bursts}"

@@ -161,3 +161,9 @@ def test_write_json_atomic_leaves_no_temp_files(tmp_path: Path) -> None:
     write_json_atomic(path, {"schema": 1, "ended": 2.0})
     assert json.loads(path.read_text(encoding="utf-8")) == {"schema": 1, "ended": 2.0}
     assert [p.name for p in tmp_path.iterdir()] == ["run.json"]
+
+
+def test_atomic_writes_are_readable_by_others(tmp_path: Path) -> None:
+    target = tmp_path / "report.json"
+    write_json_atomic(target, {"a": 1})
+    assert target.stat().st_mode & 0o777 == 0o644

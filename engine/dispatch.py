@@ -1,0 +1,93 @@
+"""Handing a run's schedule to the pool, and turning the pool's results into records.
+
+The engine process does little during a run: it hands each planned run to the pool ahead of its
+intended start (``engine.pool`` launches it on time) and writes one ``clients.jsonl`` line per
+result as it arrives, so an interrupted run keeps every result that came in.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from clients.runner import ClientError
+from clients.task import ClientResult, ClientTask
+from engine.pool import ClientPool
+from engine.progress import LiveProgress, RunCounts
+from engine.records import ClientRecord, JsonlWriter
+from engine.schedule import PlannedRun
+from engine.stats import NOT_FAILED
+
+#: A run is handed to a worker this long before it is due, so its venv is ready on time.
+PREPARE_AHEAD_S = 10.0
+
+
+@dataclass
+class Finished:
+    """Client runs that have reported, and how many of them did not succeed."""
+
+    finished: int = 0
+    failed: int = 0
+
+
+def client_recorder(
+    writer: JsonlWriter,
+    plan: dict[str, PlannedRun],
+    progress: Finished,
+    origin: list[float],
+) -> Callable[[ClientResult], None]:
+    """Turn a worker's result into one ``clients.jsonl`` line the moment it arrives."""
+
+    def record(result: ClientResult) -> None:
+        planned = plan[result.run_id]
+        intended = origin[0] + planned.offset_s
+        began = result.launched if result.launched is not None else result.started
+        writer.write(
+            ClientRecord(
+                run_id=result.run_id,
+                client=result.client,
+                project=planned.project,
+                version=planned.version,
+                tick=planned.tick,
+                burst=planned.burst,
+                intended=intended,
+                started=result.started,
+                launched=result.launched,
+                ended=result.ended,
+                lag_s=began - intended,
+                exit_code=result.exit_code,
+                outcome=result.outcome,
+                stderr_tail=result.stderr_tail,
+                error=result.error,
+                cpu_s=round(result.cpu_s, 4),
+                max_rss_kb=result.max_rss_kb,
+                client_version=result.client_version,
+            )
+        )
+        progress.finished += 1
+        progress.failed += result.outcome not in NOT_FAILED
+
+    return record
+
+
+def dispatch_plan(
+    plan: list[PlannedRun],
+    pool: ClientPool,
+    make_task: Callable[[PlannedRun], ClientTask],
+    clock: tuple[float, list[float], LiveProgress, Callable[[], RunCounts]],
+) -> None:
+    """Hand each run to the pool ``PREPARE_AHEAD_S`` before it is due, updating progress."""
+    t0_mono, dues, live, counts = clock
+    for run in plan:
+        due = t0_mono + run.offset_s
+        while (wait := due - PREPARE_AHEAD_S - time.monotonic()) > 0:
+            time.sleep(min(wait, 0.5))
+            if pool.fatal:  # a worker could not run a task at all (e.g. a driver refused it)
+                raise ClientError(pool.fatal)
+            live.update(counts())
+        pool.submit(make_task(run), due)
+        dues.append(due)  # the plan is in time order, so `dues` stays sorted
+    while pool.in_flight and time.monotonic() < t0_mono + live.planned_s:
+        time.sleep(0.5)
+        live.update(counts())
