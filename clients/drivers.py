@@ -26,10 +26,27 @@ from typing import Protocol, runtime_checkable
 
 from clients.process import Outcome, ProcessRegistry
 from clients.task import ClientTask
+from clients.tools import Tool, ToolError, ensure_tool
 
 
 class DriverError(Exception):
     """A run could not be prepared (venv, tool, project); the message is one line."""
+
+
+def tool_for(name: str, version: str) -> Tool:
+    """The cached tool venv of ``name==version`` (made on first use), or a DriverError."""
+    try:
+        return ensure_tool(name, version)
+    except ToolError as exc:
+        raise DriverError(str(exc)) from exc
+
+
+def write_project(work: Path, pyproject: str) -> Path:
+    """A throwaway project dir in the run's ``work`` dir holding just ``pyproject.toml``."""
+    project = work / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text(pyproject, encoding="utf-8")
+    return project
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,9 @@ import re
 import tomllib
 from pathlib import Path
 
-from clients.drivers import Command, DriverError
+from clients.drivers import Command, tool_for, write_project
 from clients.process import Outcome
 from clients.task import ClientTask
-from clients.tools import ToolError, ensure_tool
 
 #: Dependencies of each run's throwaway project: the incident's lock jobs had a handful.
 LOCK_DEPENDENCIES = 5
@@ -92,20 +91,12 @@ class PoetryDriver:
     default_version: str | None = DEFAULT_VERSION
 
     def warm_up(self, version: str | None) -> None:
-        try:
-            ensure_tool("poetry", version or DEFAULT_VERSION)
-        except ToolError as exc:
-            raise DriverError(str(exc)) from exc
+        tool_for("poetry", version or DEFAULT_VERSION)
 
     def prepare(self, task: ClientTask, work: Path) -> Command:
         version = task.client_version or DEFAULT_VERSION
-        try:
-            tool = ensure_tool("poetry", version)
-        except ToolError as exc:
-            raise DriverError(str(exc)) from exc
-        project = work / "project"
-        project.mkdir()
-        (project / "pyproject.toml").write_text(project_toml(task), encoding="utf-8")
+        tool = tool_for("poetry", version)
+        project = write_project(work, project_toml(task))
         env = {
             "POETRY_CACHE_DIR": str(work / "poetry-cache"),
             "POETRY_CONFIG_DIR": str(work / "poetry-config"),

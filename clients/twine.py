@@ -26,10 +26,9 @@ import re
 import secrets
 from pathlib import Path
 
-from clients.drivers import Command, DriverError
+from clients.drivers import Command, DriverError, tool_for
 from clients.process import Outcome
 from clients.task import ClientTask
-from clients.tools import ToolError, ensure_tool
 from packages.build import build_release
 from packages.spec import CorpusError
 
@@ -69,17 +68,14 @@ class TwineDriver:
     default_version: str | None = DEFAULT_VERSION
 
     def warm_up(self, version: str | None) -> None:
-        try:
-            ensure_tool("twine", version or DEFAULT_VERSION)
-        except ToolError as exc:
-            raise DriverError(str(exc)) from exc
+        tool_for("twine", version or DEFAULT_VERSION)
 
     def prepare(self, task: ClientTask, work: Path) -> Command:
         version = task.client_version or DEFAULT_VERSION
+        tool = tool_for("twine", version)
         try:
-            tool = ensure_tool("twine", version)
             wheel = build_release(task.project, upload_version(task.version), work / "dist")
-        except (ToolError, CorpusError) as exc:
+        except CorpusError as exc:
             raise DriverError(str(exc)) from exc
         env = {
             "TWINE_USERNAME": PLACEHOLDER_USERNAME,

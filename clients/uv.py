@@ -12,11 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clients.drivers import Command, DriverError
+from clients.drivers import Command, tool_for, write_project
 from clients.poetry import check_lock
 from clients.process import Outcome
 from clients.task import ClientTask
-from clients.tools import ToolError, ensure_tool
 
 #: Dependencies of each run's throwaway project: the incident's lock jobs had a handful.
 LOCK_DEPENDENCIES = 5
@@ -58,20 +57,12 @@ class UvDriver:
     default_version: str | None = DEFAULT_VERSION
 
     def warm_up(self, version: str | None) -> None:
-        try:
-            ensure_tool("uv", version or DEFAULT_VERSION)
-        except ToolError as exc:
-            raise DriverError(str(exc)) from exc
+        tool_for("uv", version or DEFAULT_VERSION)
 
     def prepare(self, task: ClientTask, work: Path) -> Command:
         version = task.client_version or DEFAULT_VERSION
-        try:
-            tool = ensure_tool("uv", version)
-        except ToolError as exc:
-            raise DriverError(str(exc)) from exc
-        project = work / "project"
-        project.mkdir()
-        (project / "pyproject.toml").write_text(project_toml(task), encoding="utf-8")
+        tool = tool_for("uv", version)
+        project = write_project(work, project_toml(task))
         env = {
             "UV_CACHE_DIR": str(work / "uv-cache"),
             "UV_PYTHON_DOWNLOADS": "never",

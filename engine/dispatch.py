@@ -41,28 +41,14 @@ def client_recorder(
 
     def record(result: ClientResult) -> None:
         planned = plan[result.run_id]
-        intended = origin[0] + planned.offset_s
-        began = result.launched if result.launched is not None else result.started
         writer.write(
-            ClientRecord(
-                run_id=result.run_id,
-                client=result.client,
+            ClientRecord.from_result(
+                result,
                 project=planned.project,
                 version=planned.version,
+                intended=origin[0] + planned.offset_s,
                 tick=planned.tick,
                 burst=planned.burst,
-                intended=intended,
-                started=result.started,
-                launched=result.launched,
-                ended=result.ended,
-                lag_s=began - intended,
-                exit_code=result.exit_code,
-                outcome=result.outcome,
-                stderr_tail=result.stderr_tail,
-                error=result.error,
-                cpu_s=round(result.cpu_s, 4),
-                max_rss_kb=result.max_rss_kb,
-                client_version=result.client_version,
             )
         )
         progress.finished += 1

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Protocol, Self
 
+from clients.task import ClientResult
 from infra import operations as infra_operations
 
 REQUESTS_FILE = "requests.jsonl"
@@ -158,6 +159,43 @@ class ClientRecord:
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
             raise RecordError(f"outcome must be one of {', '.join(OUTCOMES)}, got {self.outcome!r}")
+
+    @classmethod
+    def from_result(
+        cls,
+        result: ClientResult,
+        *,
+        project: str,
+        version: str | None,
+        intended: float,
+        tick: int = 0,
+        burst: bool = False,
+    ) -> ClientRecord:
+        """The record of a client run as a worker reported it, placed in the schedule.
+
+        Lag is measured to the client's launch (its venv is made ahead of time, so the start
+        of preparation says nothing about load arriving late)."""
+        began = result.launched if result.launched is not None else result.started
+        return cls(
+            run_id=result.run_id,
+            client=result.client,
+            project=project,
+            version=version,
+            tick=tick,
+            burst=burst,
+            intended=intended,
+            started=result.started,
+            launched=result.launched,
+            ended=result.ended,
+            lag_s=began - intended,
+            exit_code=result.exit_code,
+            outcome=result.outcome,
+            stderr_tail=result.stderr_tail,
+            error=result.error,
+            cpu_s=round(result.cpu_s, 4),
+            max_rss_kb=result.max_rss_kb,
+            client_version=result.client_version,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The line's content as a JSON-ready dict."""

@@ -20,7 +20,7 @@ from clients.drivers import DriverError
 from clients.drivers import warm_up as warm_up_driver
 from clients.process import ProcessRegistry
 from clients.runner import KINDS, ClientError, execute
-from clients.task import ClientResult, ClientTask
+from clients.task import ClientTask
 from engine.records import CLIENTS_FILE, REQUESTS_FILE, RUN_FILE, ClientRecord, JsonlWriter
 from engine.records import write_json_atomic as write_json
 from engine.run import make_run_dir
@@ -142,31 +142,15 @@ def run_lab(options: LabOptions, say: Callable[[str], None]) -> LabResult:
                 extra_args=options.client_args,
             )
             result = execute(task, temp_root=run_dir, registry=registry)
-            clients_log.write(_client_record(result, project, version))
+            clients_log.write(
+                # a lab run is not scheduled: it is due when it launches, never late
+                ClientRecord.from_result(
+                    result,
+                    project=project,
+                    version=version,
+                    intended=result.launched if result.launched is not None else result.started,
+                )
+            )
     meta["ended"] = time.time()
     write_json(run_dir / RUN_FILE, meta)
     return LabResult(run_dir=run_dir, traces=load_traces(run_dir))
-
-
-def _client_record(result: ClientResult, project: str, version: str) -> ClientRecord:
-    began = result.launched if result.launched is not None else result.started
-    return ClientRecord(
-        run_id=result.run_id,
-        client=result.client,
-        project=project,
-        version=version,
-        tick=0,
-        burst=False,
-        intended=began,  # a lab run is not scheduled: it is never late
-        started=result.started,
-        launched=result.launched,
-        ended=result.ended,
-        lag_s=0.0,
-        exit_code=result.exit_code,
-        outcome=result.outcome,
-        stderr_tail=result.stderr_tail,
-        error=result.error,
-        cpu_s=round(result.cpu_s, 4),
-        max_rss_kb=result.max_rss_kb,
-        client_version=result.client_version,
-    )
