@@ -7,10 +7,12 @@ by exact times.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from engine.records import load_requests
 from engine.trace import RunTrace, diagnose, load_traces
 from tests.e2e.conftest import pipstorm
 
@@ -87,3 +89,73 @@ def test_a_stall_longer_than_pips_timeout(e2e_env: dict[str, str], tmp_path: Pat
     assert later and all(g is not None and g >= 2.0 for g in later)  # its read timeout
     assert trace.client is not None and trace.client.outcome == "failed"
     assert "retries exhausted on injected stall" in out
+
+
+def lab_traces(env: dict[str, str], tmp_path: Path, *args: str) -> tuple[str, list[RunTrace]]:
+    results = tmp_path / "results"
+    done = pipstorm(
+        ["retry-lab", "--results", str(results), *args], env, tmpdir=tmp_path / "tmp", timeout=240
+    )
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = results.iterdir()
+    return done.stdout, list(load_traces(run_dir).traces)
+
+
+def listing_gaps(trace: RunTrace) -> list[float]:
+    (listing,) = [u for u in trace.urls if u.op == "listing"]
+    assert [a.outcome for a in listing.attempts] == ["503", "503", "503", "200"]
+    return [a.gap_s or 0.0 for a in listing.attempts[1:]]
+
+
+def test_two_pip_versions_side_by_side(e2e_env: dict[str, str], tmp_path: Path) -> None:
+    out, traces = lab_traces(
+        e2e_env,
+        tmp_path,
+        *("--fault", "op=listing,status=503,first=3"),
+        *("--client-version", "25.3", "--client-version", "26.3"),
+    )
+    assert [t.client.client_version for t in traces if t.client] == ["25.3", "26.3"]
+    agents = {
+        a.record.user_agent.split()[0] for t in traces for a in t.attempts if a.record.user_agent
+    }
+    assert agents == {"pip/25.3", "pip/26.3"}
+    for trace in traces:
+        assert trace.client is not None and trace.client.outcome == "ok"
+        assert listing_gaps(trace)[2] >= 1.0  # both back off the urllib3 way
+    assert "recovered after retrying: 2 run(s)" in out
+
+
+def test_poetry_retries_503_with_its_own_linear_backoff(
+    e2e_env: dict[str, str], tmp_path: Path
+) -> None:
+    _, (trace,) = lab_traces(
+        e2e_env, tmp_path, "--client", "poetry", "--fault", "op=listing,status=503,first=3"
+    )
+    assert trace.client is not None and trace.client.outcome == "ok"
+    g1, g2, g3 = listing_gaps(trace)
+    # poetry sleeps 0.5 s x attempt (0.5, 1.0, 1.5): no immediate first retry, unlike pip
+    assert g1 >= 0.5 and g2 >= 1.0 and g3 >= 1.5
+    assert g3 - g2 < 1.5 * (g2 - g1) + 0.5  # linear steps, not doubling
+
+
+def test_a_load_run_under_a_fault_rule_counts_only_genuine_errors(
+    e2e_env: dict[str, str], tmp_path: Path
+) -> None:
+    results = tmp_path / "results"
+    done = pipstorm(
+        [
+            *("run", "--profile", "light_load", "--duration", "10", "--quiet"),
+            *("--results", str(results), "--fault", "op=listing,status=503,first=1"),
+        ],
+        e2e_env,
+        tmpdir=tmp_path / "tmp",
+    )
+    assert done.returncode == 0, done.stderr  # the injected 503s are not the index's errors
+    (run_dir,) = results.iterdir()
+    requests, _ = load_requests(run_dir / "requests.jsonl")
+    injected = [r for r in requests if r.fault is not None]
+    assert [(r.op, r.status, r.fault) for r in injected] == [("listing", 503, "f1")] * 3
+    assert {r.run_id for r in injected} == {r.run_id for r in requests}  # one per pip run
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["error_5xx_count"] == 0
+    assert report["verdict"] == "pass"
