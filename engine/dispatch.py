@@ -69,11 +69,30 @@ def dispatch_plan(
         due = t0_mono + run.offset_s
         while (wait := due - PREPARE_AHEAD_S - time.monotonic()) > 0:
             time.sleep(min(wait, 0.5))
-            if pool.fatal:  # a worker could not run a task at all (e.g. a driver refused it)
-                raise ClientError(pool.fatal)
+            raise_if_fatal(pool)
             live.update(counts())
         pool.submit(make_task(run), due)
         dues.append(due)  # the plan is in time order, so `dues` stays sorted
     while pool.in_flight and time.monotonic() < t0_mono + live.planned_s:
         time.sleep(0.5)
+        raise_if_fatal(pool)
         live.update(counts())
+
+
+def wait_for_last_runs(
+    pool: ClientPool, timeout_s: float, live: LiveProgress, counts: Callable[[], RunCounts]
+) -> None:
+    """Every run has been handed out: wait for the last ones (bounded by their timeout)."""
+    deadline = time.monotonic() + timeout_s
+    while not pool.wait_idle(min(1.0, max(0.0, deadline - time.monotonic()))):
+        if time.monotonic() >= deadline:
+            break
+        live.update(counts())
+    raise_if_fatal(pool)
+
+
+def raise_if_fatal(pool: ClientPool) -> None:
+    """Stop the run when the pool cannot go on: a worker died, or could not run a task at all
+    (a driver refused it); waiting on would only wait for runs that will never come."""
+    if pool.fatal:
+        raise ClientError(pool.fatal)

@@ -179,6 +179,7 @@ class ClientPool:
             try:
                 kind, payload = self._outbox.get(timeout=0.5)
             except queue.Empty:
+                self._check_workers()
                 if len(self._exited) == len(self._procs) or not any(
                     p.is_alive() for p in self._procs
                 ):
@@ -200,6 +201,22 @@ class ClientPool:
                     self._all_done.notify_all()
             elif kind == "exit":
                 self._exited.add(payload)
+
+    def _check_workers(self) -> None:
+        """A worker that died unasked (killed, or crashed while starting: e.g. a script that
+        starts a run without an ``if __name__ == "__main__":`` guard, which the spawn start
+        method re-imports) would leave its runs unrun forever: make it the pool's fatal error."""
+        if self._stopped or self.fatal is not None:
+            return
+        for index, proc in enumerate(self._procs):
+            if index not in self._exited and proc.exitcode is not None:
+                with self._all_done:
+                    self.fatal = (
+                        f"pool worker {index} exited unexpectedly (exit code {proc.exitcode}); "
+                        "a script that starts a run needs an `if __name__ == '__main__':` guard"
+                    )
+                    self._all_done.notify_all()
+                return
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """Stop every worker: runs not yet due are dropped, running clients are stopped

@@ -29,7 +29,13 @@ from clients.twine import KIND as UPLOAD_KIND
 from engine import thresholds as thresholds_mod
 from engine.client_mix import choose_clients
 from engine.client_mix import warm_up as warm_up_clients
-from engine.dispatch import PREPARE_AHEAD_S, Finished, client_recorder, dispatch_plan
+from engine.dispatch import (
+    PREPARE_AHEAD_S,
+    Finished,
+    client_recorder,
+    dispatch_plan,
+    wait_for_last_runs,
+)
 from engine.pool import ClientPool
 from engine.priority import ProxyGuard, protect_proxy
 from engine.profiles import Profile, load_profile
@@ -329,11 +335,7 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
                 make_task = _task_maker(options, proxy.index_url_for)
                 dispatch_plan(plan, pool, make_task, (origin[1], dues, live, counts))
                 # Every run has been handed out; wait for the last ones (bounded by their timeout).
-                deadline = time.monotonic() + options.run_timeout_s + 3 * PREPARE_AHEAD_S
-                while not pool.wait_idle(min(1.0, max(0.0, deadline - time.monotonic()))):
-                    if time.monotonic() >= deadline:
-                        break
-                    live.update(counts())
+                wait_for_last_runs(pool, options.run_timeout_s + 3 * PREPARE_AHEAD_S, live, counts)
                 live.update(counts(), force=True)
                 live.close()
             except (KeyboardInterrupt, _Interrupted):
