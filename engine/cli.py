@@ -58,19 +58,35 @@ corpus_app = typer.Typer(help="The synthetic package corpus.", no_args_is_help=T
 app.add_typer(corpus_app, name="corpus")
 
 
+# Options several commands share, declared once.
+ProfileOpt = Annotated[
+    str, typer.Option("--profile", help="Built-in profile name or a .toml file.")
+]
+DurationOpt = Annotated[
+    float | None,
+    typer.Option("--duration", help="Run the first S seconds at the profile's real rates."),
+]
+TimeScaleOpt = Annotated[
+    float | None, typer.Option("--time-scale", help="Compress the whole profile F times.")
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for the packages each run asks for.")]
+ResultsOpt = Annotated[Path, typer.Option("--results", help="Folder for the results.")]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", help="Worker processes of the pool (default: CPU count)."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress lines.")]
+
+
 def _versions(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 @app.command()
 def run(
-    profile: Annotated[str, typer.Option(help="Built-in profile name or a .toml file.")],
-    duration: Annotated[
-        float | None, typer.Option(help="Run the first S seconds at the profile's real rates.")
-    ] = None,
-    time_scale: Annotated[
-        float | None, typer.Option(help="Compress the whole profile F times.")
-    ] = None,
+    profile: ProfileOpt,
+    duration: DurationOpt = None,
+    time_scale: TimeScaleOpt = None,
     index_url: Annotated[
         str | None,
         typer.Option(
@@ -81,19 +97,17 @@ def run(
     allow_remote_target: Annotated[
         bool, typer.Option(help="Allow an --index-url that is not a loopback address.")
     ] = False,
-    results: Annotated[Path, typer.Option(help="Folder for the run's results.")] = Path("results"),
+    results: ResultsOpt = Path("results"),
     threshold: Annotated[
         list[str] | None,
         typer.Option(help="Override a threshold: KEY=VALUE (or KEY=off). Repeatable."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for the packages each run asks for.")] = 1,
-    workers: Annotated[
-        int | None, typer.Option(help="Worker processes of the pool (default: CPU count).")
-    ] = None,
+    seed: SeedOpt = 1,
+    workers: WorkersOpt = None,
     run_timeout: Annotated[
         float, typer.Option(help="Seconds before a client run is stopped.")
     ] = 120.0,
-    quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
+    quiet: QuietOpt = False,
     client: Annotated[
         str | None, typer.Option(help="Every run this client: pip, poetry, uv, twine or http.")
     ] = None,
@@ -279,23 +293,19 @@ def trace(
 
 @app.command()
 def realism(
-    profile: Annotated[str, typer.Option(help="Built-in profile name or a .toml file.")],
-    duration: Annotated[
-        float | None, typer.Option(help="Run the first S seconds at the profile's real rates.")
-    ] = None,
-    time_scale: Annotated[
-        float | None, typer.Option(help="Compress the whole profile F times.")
-    ] = None,
+    profile: ProfileOpt,
+    duration: DurationOpt = None,
+    time_scale: TimeScaleOpt = None,
     client: Annotated[
         str | None, typer.Option(help="The real side: every run this client (default: profile).")
     ] = None,
     mix: Annotated[
         str | None, typer.Option(help="The real side's shares, e.g. pip=0.6,...")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed for the packages each run asks for.")] = 1,
-    results: Annotated[Path, typer.Option(help="Folder for the results.")] = Path("results"),
-    workers: Annotated[int | None, typer.Option(help="Worker processes of the pool.")] = None,
-    quiet: Annotated[bool, typer.Option(help="No progress lines.")] = False,
+    seed: SeedOpt = 1,
+    results: ResultsOpt = Path("results"),
+    workers: WorkersOpt = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Play a profile with the synthetic client, then with real clients, and compare them."""
     from engine.client_mix import parse_mix
@@ -339,7 +349,7 @@ def retry_lab(
     run_timeout: Annotated[
         float, typer.Option(help="Seconds before a client run is stopped.")
     ] = 120.0,
-    results: Annotated[Path, typer.Option(help="Folder for the results.")] = Path("results"),
+    results: ResultsOpt = Path("results"),
 ) -> None:
     """Run one client (once per --client-version) under injected faults and print its timeline."""
     import shlex
