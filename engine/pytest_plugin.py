@@ -20,7 +20,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -145,7 +144,11 @@ def pipstorm_corpus() -> Corpus:
 
 
 @pytest.fixture(scope="session")
-def pipstorm_target(request: pytest.FixtureRequest, pipstorm_corpus: Corpus) -> Iterator[Target]:
+def pipstorm_target(
+    request: pytest.FixtureRequest,
+    pipstorm_corpus: Corpus,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Target]:
     """The index every ``pipstorm_run`` of the session loads: ``--pipstorm-index-url``, or the
     embedded pypiserver serving ``pipstorm_corpus`` (kept up with ``--keep-after``)."""
     from engine.target import open_target
@@ -153,7 +156,8 @@ def pipstorm_target(request: pytest.FixtureRequest, pipstorm_corpus: Corpus) -> 
     config = request.config
     url = config.getoption("--pipstorm-index-url")
     if url is None and config.getoption("--keep-after"):
-        yield _kept_target(config, pipstorm_corpus)
+        # Its log lives in pytest's own temp tree, which pytest prunes (it keeps the last 3).
+        yield _kept_target(config, pipstorm_corpus, tmp_path_factory.mktemp("kept-target"))
         return
     with open_target(
         url,
@@ -189,13 +193,13 @@ def pipstorm_run(
     return run
 
 
-def _kept_target(config: pytest.Config, corpus: Corpus) -> Target:
+def _kept_target(config: pytest.Config, corpus: Corpus, folder: Path) -> Target:
     """``pipstorm serve`` in a session of its own, so it outlives this pytest process."""
     from engine.target import Target, preflight
     from infra.credentials import Credentials
 
     credentials = Credentials.generate()
-    log = Path(tempfile.mkdtemp(prefix="pipstorm-kept-")) / "serve.log"
+    log = folder / "serve.log"
     env = {
         **os.environ,
         "PYPI_USERNAME": credentials.username,
