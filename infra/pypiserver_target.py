@@ -40,6 +40,10 @@ _STDERR_TAIL_CHARS = 400
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
+#: The private temp dir of one server (its cwd): htpasswd, gunicorn's files, the log.
+PRIVATE_DIR_PREFIX = "pipstorm-pypiserver-"
+
+
 class TargetError(Exception):
     """The local target could not be started or did not behave; the message is one line."""
 
@@ -125,7 +129,7 @@ class LocalPypiserver:
         if self._requested_port:
             # gunicorn retries a taken port for 5 s before giving up: fail fast instead.
             _check_port_free(self.host, self._requested_port)
-        self._tmpdir = Path(tempfile.mkdtemp(prefix="pipstorm-pypiserver-"))
+        self._tmpdir = Path(tempfile.mkdtemp(prefix=PRIVATE_DIR_PREFIX))
         try:
             self._launch(self._tmpdir)
             self._port = self._wait_for_port()
@@ -368,6 +372,11 @@ def _serve_until_orphaned(argv: list[str]) -> None:
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
+        # The owner died without stopping us (SIGKILL), so nobody else will remove our private
+        # dir (our cwd: the htpasswd, maybe the log); checked by name before anything goes.
+        here = Path.cwd()
+        if here.name.startswith(PRIVATE_DIR_PREFIX):
+            shutil.rmtree(here, ignore_errors=True)
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="pipstorm-parent-watch", daemon=True).start()

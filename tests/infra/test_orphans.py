@@ -46,6 +46,8 @@ def test_servers_exit_when_their_owner_is_killed(corpus: Corpus, tmp_path: Path)
         assert owner.stdout is not None
         server_pid, proxy_pid = map(int, owner.stdout.readline().split())
         server = psutil.Process(server_pid)
+        private_dir = Path(server.cwd())  # the server's htpasswd and log live there
+        assert private_dir.name.startswith("pipstorm-pypiserver-")
         members = [server, *server.children(recursive=True), psutil.Process(proxy_pid)]
         assert len(members) == 3
     finally:
@@ -62,3 +64,4 @@ def test_servers_exit_when_their_owner_is_killed(corpus: Corpus, tmp_path: Path)
     for process in alive:  # do not leak them into other tests, then fail
         process.kill()
     assert not alive, f"orphans left: {alive}"
+    assert not private_dir.exists()  # nobody else is left to remove it
