@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from engine.run import RunOptions
-    from engine.target import Target
+    from engine.run.execute import RunOptions
+    from engine.run.target import Target
     from packages.cache import Corpus
 
 #: How long ``--keep-after`` waits for the detached server to say its URL.
@@ -111,7 +111,7 @@ class PipstormResult:
 
 def run_options(profile: str, overrides: Mapping[str, Any], results_root: Path) -> RunOptions:
     """``pipstorm_run``'s keywords as ``RunOptions``; an unknown keyword is a usage error."""
-    from engine.run import RunOptions
+    from engine.run.execute import RunOptions
 
     values: dict[str, Any] = {}
     thresholds: list[str] = []
@@ -151,7 +151,7 @@ def pipstorm_target(
 ) -> Iterator[Target]:
     """The index every ``pipstorm_run`` of the session loads: ``--pipstorm-index-url``, or the
     embedded pypiserver serving ``pipstorm_corpus`` (kept up with ``--keep-after``)."""
-    from engine.target import open_target
+    from engine.run.target import open_target
 
     config = request.config
     url = config.getoption("--pipstorm-index-url")
@@ -174,7 +174,7 @@ def pipstorm_run(
 ) -> Callable[..., PipstormResult]:
     """``pipstorm_run(profile, duration=..., time_scale=..., thresholds={KEY: limit}, seed=...,
     workers=..., run_timeout=...)``: one run against ``pipstorm_target``, judged."""
-    from engine.run import execute_run
+    from engine.run.execute import execute_run
 
     option = request.config.getoption("--pipstorm-results")
     results_root = Path(option) if option else tmp_path / "pipstorm"
@@ -195,7 +195,7 @@ def pipstorm_run(
 
 def _kept_target(config: pytest.Config, corpus: Corpus, folder: Path) -> Target:
     """``pipstorm serve`` in a session of its own, so it outlives this pytest process."""
-    from engine.target import Target, preflight
+    from engine.run.target import Target, preflight
     from infra.credentials import Credentials
 
     credentials = Credentials.generate()

@@ -1,6 +1,6 @@
 """One JSON line per proxied request: the record and its writer.
 
-The reader is the engine's (``engine.records.load_requests``): the proxy only writes. The
+The reader is the engine's (``engine.rundir.records.load_requests``): the proxy only writes. The
 engine's ``RequestRecord`` parses exactly these keys (a test holds the two to one shape).
 
 The writer appends each line with a single ``write(2)`` on an ``O_APPEND`` descriptor opened

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.records import load_requests
+from engine.rundir.records import load_requests
 from infra.proxy import RecordingProxy
 from infra.pypiserver_target import LocalPypiserver
 from tests.infra.conftest import write_wheel

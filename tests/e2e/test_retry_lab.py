@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.records import load_requests
-from engine.trace import RunTrace, diagnose, load_traces
+from engine.analysis.trace import RunTrace, diagnose, load_traces
+from engine.rundir.records import load_requests
 from tests.e2e.conftest import pipstorm
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.records import load_clients, load_requests
+from engine.rundir.records import load_clients, load_requests
 from tests.e2e.conftest import leftovers, pipstorm
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,7 @@ import pytest
 from clients.process import ProcessRegistry
 from clients.runner import execute
 from clients.task import ClientTask
-from engine.records import load_requests
+from engine.rundir.records import load_requests
 from infra.proxy import RecordingProxy
 from infra.pypiserver_target import LocalPypiserver
 from packages.cache import cached_corpus

@@ -1,7 +1,7 @@
 """A run directory written record by record with the engine's own writers, for report tests.
 
-The shape comes from :mod:`engine.records` (requests, clients) and from what
-``engine.sampler`` writes (host.jsonl), so the reports read exactly what a real run leaves; the
+The shape comes from :mod:`engine.rundir.records` (requests, clients) and from what
+``engine.run.sampler`` writes (host.jsonl), so the reports read exactly what a real run leaves; the
 numbers are synthetic (seeded) so a 24-minute production_incident with thousands of requests can
 be reported on in a unit test without running it.
 """
@@ -12,7 +12,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from engine.records import (
+from engine.rundir.records import (
     CLIENTS_FILE,
     REQUESTS_FILE,
     RUN_FILE,
@@ -26,7 +26,7 @@ T0 = 1_790_000_000.0
 
 
 def host_line(ts: float, cpu: float, *, cores: int = 2) -> dict[str, Any]:
-    """One host.jsonl line as engine.sampler writes it."""
+    """One host.jsonl line as engine.run.sampler writes it."""
     return {
         "ts": ts,
         "interval_s": 1.0,

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.records import RequestRecord, load_requests
+from engine.rundir.records import RequestRecord, load_requests
 from infra.proxy import RecordingProxy
 from infra.pypiserver_target import LocalPypiserver
 

@@ -6,8 +6,8 @@ import dataclasses
 import json
 from pathlib import Path
 
-from engine.records import RequestRecord as EngineRecord
-from engine.records import load_requests
+from engine.rundir.records import RequestRecord as EngineRecord
+from engine.rundir.records import load_requests
 from infra.proxy_log import RECORD_KEYS, RecordWriter, RequestRecord
 
 

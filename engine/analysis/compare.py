@@ -1,0 +1,288 @@
+"""``pipstorm compare A B [C ...]``: the key figures of several runs side by side.
+
+The seed's users compared a baseline deployment with an optimised one by running ``jq`` over
+two report.json files. Here the first run is the baseline and every other run gets, for each
+figure, its value and its change against the baseline, marked ``better`` or ``worse`` where the
+direction is obvious (lower latency and error counts are better).
+
+Each argument is a run directory or a ``report.json``. A run directory without a report.json
+(a run killed before it wrote one) is reported on in memory from its streams, without writing
+anything, so comparing never changes a results folder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from tabulate import tabulate
+
+from engine.rundir.records import RUN_FILE
+
+FORMATS = ("table", "md", "json")
+REPORT_JSON = (
+    "report.json"  # engine.report.model's file name (not imported: it pulls in matplotlib)
+)
+
+Direction = Literal["lower", "higher", None]
+
+
+class CompareError(ValueError):
+    """An argument is not a run or a report; the message names it and the problem."""
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of the comparison: how to read it from report.json and which way is better."""
+
+    key: str
+    label: str
+    digits: int
+    better: Direction
+    read: Callable[[Mapping[str, Any]], float | None]
+
+
+def _get(data: Any, *path: str) -> Any:  # noqa: ANN401 - walks untyped JSON
+    for key in path:
+        if not isinstance(data, Mapping):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _num(*path: str) -> Callable[[Mapping[str, Any]], float | None]:
+    def read(report: Mapping[str, Any]) -> float | None:
+        value = _get(report, *path)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        return float(value) if math.isfinite(value) else None
+
+    return read
+
+
+def _failed_thresholds(report: Mapping[str, Any]) -> float | None:
+    results = report.get("thresholds")
+    if not isinstance(results, list):
+        return None
+    return float(sum(1 for r in results if isinstance(r, Mapping) and r.get("passed") is False))
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("thresholds_failed", "thresholds failed", 0, "lower", _failed_thresholds),
+    Metric("requests", "requests", 0, None, _num("requests", "count")),
+    Metric("throughput_rps", "throughput (req/s)", 2, None, _num("requests", "throughput_rps")),
+    Metric("error_rate", "error rate (%)", 2, "lower", _num("error_rate")),
+    Metric("error_5xx_count", "5xx responses", 0, "lower", _num("error_5xx_count")),
+    Metric("latency_p95", "p95 all (ms)", 1, "lower", _num("latency_p95")),
+    Metric("latency_p99", "p99 all (ms)", 1, "lower", _num("latency_p99")),
+    Metric(
+        "p95_listing_ms",
+        "p95 listing (ms)",
+        1,
+        "lower",
+        _num("operations", "listing", "total_ms", "p95"),
+    ),
+    Metric(
+        "p99_listing_ms",
+        "p99 listing (ms)",
+        1,
+        "lower",
+        _num("operations", "listing", "total_ms", "p99"),
+    ),
+    Metric(
+        "p95_download_ms",
+        "p95 download (ms)",
+        1,
+        "lower",
+        _num("operations", "download", "total_ms", "p95"),
+    ),
+    Metric(
+        "p99_download_ms",
+        "p99 download (ms)",
+        1,
+        "lower",
+        _num("operations", "download", "total_ms", "p99"),
+    ),
+    Metric("client_runs", "client runs", 0, None, _num("clients", "all", "count")),
+    Metric(
+        "client_failed", "client runs failed", 0, "lower", _num("clients", "all", "failed_count")
+    ),
+    Metric(
+        "client_error_rate", "run error rate (%)", 2, "lower", _num("clients", "all", "error_rate")
+    ),
+    Metric(
+        "client_p95_s", "client run p95 (s)", 2, "lower", _num("clients", "all", "client_s", "p95")
+    ),
+    Metric("lag_p95_s", "lag p95 (s)", 3, "lower", _num("clients", "all", "lag_s", "p95")),
+    Metric("lag_max_s", "lag max (s)", 3, "lower", _num("clients", "all", "lag_s", "max")),
+    Metric("duration_s", "duration (s)", 1, None, _num("duration_s")),
+)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One compared run: where it came from and its report.json document."""
+
+    label: str
+    source: Path
+    report: Mapping[str, Any]
+
+    @property
+    def verdict(self) -> str:
+        """``pass``/``fail``, with the flags a reader must see (interrupted, generator-bound)."""
+        verdict = str(self.report.get("verdict", "?"))
+        flags = [
+            name
+            for name, on in (
+                ("interrupted", self.report.get("interrupted") is True),
+                ("incomplete", self.report.get("incomplete") is True),
+                ("generator-bound", _get(self.report, "generator", "saturated") is True),
+            )
+            if on
+        ]
+        return verdict + (f" ({', '.join(flags)})" if flags else "")
+
+
+def load_run(arg: Path) -> RunSummary:
+    """A run directory or a report.json, as a :class:`RunSummary`; one-line errors."""
+    if arg.is_dir():
+        path = arg / REPORT_JSON
+        if not path.is_file():
+            if not (arg / RUN_FILE).is_file():
+                raise CompareError(f"{arg}: not a pipstorm results folder (no {REPORT_JSON})")
+            from engine.report.model import build_report  # no report.json yet: build one in memory
+
+            return RunSummary(arg.name, arg, build_report(arg).to_dict())
+        label = arg.name
+    elif arg.is_file():
+        path, label = arg, arg.parent.name or arg.name
+    else:
+        raise CompareError(f"{arg}: no such run folder or report.json")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CompareError(f"{path}: not a readable report.json ({exc})") from None
+    if not isinstance(data, dict) or "verdict" not in data or "schema" not in data:
+        raise CompareError(f"{path}: not a pipstorm report.json (no schema/verdict)")
+    if data["schema"] != 1:
+        raise CompareError(f"{path}: unsupported report schema {data['schema']!r} (reads 1)")
+    return RunSummary(label, path, data)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A value against the baseline's: absolute and relative change, and its direction."""
+
+    value: float | None
+    change: float | None
+    change_percent: float | None
+    judgement: Literal["better", "worse", "same"] | None
+
+
+def delta(metric: Metric, baseline: float | None, value: float | None) -> Delta:
+    """The change of ``value`` against ``baseline`` (None parts where it is undefined)."""
+    if value is None or baseline is None:
+        return Delta(value, None, None, None)
+    change = value - baseline
+    percent = None if baseline == 0 else 100.0 * change / abs(baseline)
+    judgement: Literal["better", "worse", "same"] | None = None
+    if metric.better is not None:
+        if round(change, metric.digits) == 0:
+            judgement = "same"
+        else:
+            lower = change < 0
+            judgement = "better" if lower == (metric.better == "lower") else "worse"
+    return Delta(value, change, percent, judgement)
+
+
+def compare(runs: Sequence[RunSummary]) -> list[tuple[Metric, list[Delta]]]:
+    """For each metric, every run's value and change against the first run."""
+    rows = []
+    for metric in METRICS:
+        values = [metric.read(r.report) for r in runs]
+        rows.append((metric, [delta(metric, values[0], v) for v in values]))
+    return rows
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _fmt_delta(metric: Metric, d: Delta) -> str:
+    if d.change is None:
+        return "-"
+    if d.judgement == "same" or (d.judgement is None and d.change == 0):
+        return "="
+    text = (
+        f"{d.change_percent:+.1f} %"
+        if d.change_percent is not None
+        else f"{d.change:+.{metric.digits}f}"
+    )
+    return f"{text} {d.judgement}" if d.judgement else text
+
+
+def render(runs: Sequence[RunSummary], fmt: str) -> str:
+    """The comparison as a terminal table, Markdown, or JSON."""
+    if fmt not in FORMATS:
+        raise CompareError(f"unknown --format {fmt!r} (one of: {', '.join(FORMATS)})")
+    rows = compare(runs)
+    names = [chr(ord("A") + i) if i < 26 else f"R{i}" for i in range(len(runs))]
+    if fmt == "json":
+        return json.dumps(
+            {
+                "baseline": names[0],
+                "runs": [
+                    {"name": n, "label": r.label, "source": str(r.source), "verdict": r.verdict}
+                    for n, r in zip(names, runs, strict=True)
+                ],
+                "metrics": [
+                    {
+                        "key": m.key,
+                        "label": m.label,
+                        "better": m.better,
+                        "values": [d.value for d in ds],
+                        "change": [d.change for d in ds],
+                        "change_percent": [d.change_percent for d in ds],
+                        "judgement": [d.judgement for d in ds],
+                    }
+                    for m, ds in rows
+                ],
+            },
+            indent=2,
+            allow_nan=False,
+        )
+    headers = ["metric", f"{names[0]} (baseline)"]
+    for n in names[1:]:
+        headers += [n, f"{n} vs {names[0]}"]
+    table = [["verdict", runs[0].verdict, *(c for r in runs[1:] for c in (r.verdict, ""))]]
+    for metric, ds in rows:
+        cells = [metric.label, _fmt(ds[0].value, metric.digits)]
+        for d in ds[1:]:
+            cells += [_fmt(d.value, metric.digits), _fmt_delta(metric, d)]
+        table.append(cells)
+    align = ["left", *(["right"] * (len(headers) - 1))]
+    legend = [f"{n}: {r.source}" for n, r in zip(names, runs, strict=True)]
+    body = tabulate(
+        table,
+        headers=headers,
+        tablefmt="github" if fmt == "md" else "simple",
+        disable_numparse=True,
+        colalign=align,
+    )
+    if fmt == "md":
+        legend = [f"- **{n}**: `{r.source}`" for n, r in zip(names, runs, strict=True)]
+        return "\n".join(legend) + "\n\n" + body + "\n"
+    return "\n".join(legend) + "\n\n" + body
+
+
+def compare_paths(args: Sequence[Path], fmt: str = "table") -> str:
+    """Load each argument and render the comparison; at least two runs are needed."""
+    if fmt not in FORMATS:
+        raise CompareError(f"unknown --format {fmt!r} (one of: {', '.join(FORMATS)})")
+    if len(args) < 2:
+        raise CompareError("compare needs at least two runs (results folders or report.json)")
+    return render([load_run(a) for a in args], fmt)

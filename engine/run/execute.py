@@ -1,0 +1,387 @@
+"""One load run, start to verdict: target -> proxy -> schedule -> pool -> reports.
+
+Everything a run learns is appended to its JSONL streams as it happens; the reports are built
+from those files afterwards. So an interrupted run (Ctrl-C, SIGTERM, a crash of a part) still
+ends with a report of the part that ran, and the same report can be rebuilt later.
+"""
+
+from __future__ import annotations
+
+import bisect
+import platform
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from clients.process import CLIENT_NICE
+from clients.task import ClientTask
+from clients.twine import KIND as UPLOAD_KIND
+from engine.analysis import thresholds as thresholds_mod
+from engine.report.model import Report, terminal_summary, write_reports
+from engine.run.client_mix import choose_clients
+from engine.run.client_mix import warm_up as warm_up_clients
+from engine.run.dispatch import (
+    PREPARE_AHEAD_S,
+    Finished,
+    client_recorder,
+    dispatch_plan,
+    wait_for_last_runs,
+)
+from engine.run.faults import RunFaults
+from engine.run.pool import ClientPool
+from engine.run.priority import ProxyGuard, protect_proxy
+from engine.run.profiles import Profile, load_profile
+from engine.run.progress import LiveProgress, RunCounts
+from engine.run.sampler import HOST_FILE, HostSampler
+from engine.run.schedule import PlannedRun, Timeline, build_schedule
+from engine.run.target import Target, check_loopback, open_target
+from engine.rundir.records import CLIENTS_FILE, REQUESTS_FILE, RUN_FILE, JsonlWriter
+from engine.rundir.records import write_json_atomic as write_json
+from infra.proxy import RecordingProxy
+from packages.spec import CorpusSpec
+
+#: Where an embedded target writes what upload runs publish, inside the run's folder.
+UPLOADS_DIR = "uploads"
+#: The first tick comes this long after the pool starts, so tick 0 is not late by design.
+START_MARGIN_S = 2.0
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything ``pipstorm run`` can be told."""
+
+    profile: str
+    duration_s: float | None = None
+    time_scale: float | None = None
+    index_url: str | None = None
+    allow_remote_target: bool = False
+    results_root: Path = Path("results")
+    threshold_overrides: tuple[str, ...] = ()
+    seed: int = 1
+    workers: int | None = None
+    run_timeout_s: float = 120.0
+    corpus: CorpusSpec = field(default_factory=CorpusSpec)
+    quiet: bool = False
+    proxy_priority: str = "auto"  # engine.run.priority.protect_proxy's mode: auto, nice, none
+    client: str | None = None  # --client: every run this kind (else the profile's mix)
+    mix: dict[str, float] | None = None  # --mix: kinds and shares
+    client_versions: dict[str, str | None] = field(default_factory=dict)  # --pip-version ...
+    faults: tuple[str, ...] = ()  # --fault SPEC (infra.faults), before the profile's [[faults]]
+    count_injected: bool = False  # --count-injected: injected faults count as errors
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    report: Report
+    interrupted: bool
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_INTERRUPTED if self.interrupted else self.report.exit_code
+
+
+class _Interrupted(Exception):
+    """SIGTERM, turned into an exception so the run unwinds like on Ctrl-C."""
+
+
+def make_run_dir(root: Path, profile: str) -> Path:
+    """``results/<UTC timestamp>-<profile>/``, never reusing an existing folder."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in profile)[:60]
+    root.mkdir(parents=True, exist_ok=True)
+    for attempt in range(100):
+        path = root / (f"{stamp}-{safe}" + (f"-{attempt}" if attempt else ""))
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"cannot make a fresh results folder under {root}")
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for dist in ("pipstorm", "pypiserver", "aiohttp", "virtualenv"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "unknown"
+    return found
+
+
+@contextmanager
+def _signals_as_interrupts() -> Iterator[None]:
+    """SIGTERM stops a run the way Ctrl-C does; restored afterwards."""
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise _Interrupted(signal.Signals(signum).name)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _no_interrupts_while_cleaning(say: Callable[[str], None]) -> Iterator[None]:
+    """A second Ctrl-C during clean-up would leave processes behind: acknowledge it instead."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_again(signum: int, frame: FrameType | None) -> None:
+        say("stopping: cleaning up clients, proxy and target (a few seconds)")
+
+    old_int = signal.signal(signal.SIGINT, on_again)
+    old_term = signal.signal(signal.SIGTERM, on_again)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def _initial_meta(
+    options: RunOptions, profile: Profile, line: Timeline, planned: int, limits: dict[str, float]
+) -> dict[str, Any]:
+    """``run.json`` as written before the run; the run fills in start, end and target."""
+    return {
+        "schema": 1,
+        "profile": profile.to_dict(),
+        "planned_duration_s": line.duration_s,
+        "time_scale": line.time_scale,
+        "tick_s": line.tick_s,
+        "burst_ticks_s": line.burst_ticks,
+        "started": None,
+        "ended": None,
+        "interrupted": False,
+        "seed": options.seed,
+        "runs_planned": planned,
+        "runs_dispatched": 0,
+        "thresholds": limits,
+        "target": {"kind": "embedded" if options.index_url is None else "remote"},
+        "versions": _versions(),
+    }
+
+
+def execute_run(
+    options: RunOptions, say: Callable[[str], None] | None = None, target: Target | None = None
+) -> RunResult:
+    """Run ``options`` and return the verdict. Raises the components' one-line errors for bad
+    input or an unusable target before any load is sent.
+
+    ``target``: an index already open (the pytest plugin's session target), used instead of
+    opening one from ``options``; the caller keeps it up and stops it."""
+    emit: Callable[[str], None] = say or _to_stderr
+    profile = load_profile(options.profile)
+    limits = thresholds_mod.merge(
+        thresholds_mod.DEFAULTS,
+        profile.thresholds,
+        dict(thresholds_mod.parse_override(text) for text in options.threshold_overrides),
+    )
+    choice = choose_clients(
+        profile, client=options.client, mix=options.mix, versions=options.client_versions
+    )
+    line, plan = build_schedule(
+        profile,
+        options.corpus.releases(),
+        seed=options.seed,
+        duration_s=options.duration_s,
+        time_scale=options.time_scale,
+        mix=choice.mix,
+        pins=choice.pins,
+    )
+    if options.index_url is not None:  # refuse a non-loopback target before anything else
+        check_loopback(options.index_url, allow_remote=options.allow_remote_target)
+    faults = RunFaults.from_specs((*options.faults, *profile.faults), seed=options.seed)
+    warm_up_clients(choice, emit)  # tool installs are the generator's cost: before any load
+    run_dir = make_run_dir(options.results_root, profile.name)
+    if UPLOAD_KIND in choice.kinds and target is None:  # the embedded target's uploads go here
+        (run_dir / UPLOADS_DIR).mkdir()
+    meta = _initial_meta(options, profile, line, len(plan), limits)
+    meta["clients"] = choice.to_dict()
+    meta["faults"] = faults.meta() if faults is not None else []
+    meta["count_injected"] = options.count_injected
+    write_json(run_dir / RUN_FILE, meta)
+    state = _RunState(
+        meta=meta, run_dir=run_dir, emit=emit, tty=say is None and sys.stderr.isatty()
+    )
+    state.target = target
+    if faults is not None:
+        kinds = {r.run_id: r.client for r in plan}
+        state.faults_path = faults.write_plan(
+            run_dir, kinds, tick_s=line.tick_s, burst_ticks_s=line.burst_ticks
+        )
+    try:
+        _drive(options, line, plan, state)
+    except Exception:
+        if not state.load_sent:
+            # Refused before any load was sent (unusable target, port in use): a results
+            # folder holding nothing but run.json would only be noise.
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    finally:
+        if run_dir.exists():
+            meta["ended"] = time.time()
+            write_json(run_dir / RUN_FILE, meta)
+    report = write_reports(run_dir)
+    emit(terminal_summary(report))
+    emit(f"reports: {run_dir / 'report.md'} (and report.json)")
+    return RunResult(run_dir=run_dir, report=report, interrupted=bool(meta["interrupted"]))
+
+
+@dataclass
+class _RunState:
+    meta: dict[str, Any]
+    run_dir: Path
+    emit: Callable[[str], None]
+    tty: bool = False  # progress as one line rewritten in place on stderr
+    target: Target | None = None
+    faults_path: Path | None = None  # faults.json, handed to the proxy (engine.run.faults)
+    load_sent: bool = False
+
+
+def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _RunState) -> None:
+    """Start target, proxy and pool, play the schedule, then stop everything.
+
+    Whatever happens, everything started here is stopped before this returns or raises; an
+    interruption is noted in ``run.json`` (``interrupted``), not raised.
+    """
+    meta, run_dir, emit = state.meta, state.run_dir, state.emit
+    pool: ClientPool | None = None
+    origin: list[float] = []  # (wall, monotonic) of offset 0, known once the pool is up
+    try:
+        with ExitStack() as stack:
+            stack.enter_context(_signals_as_interrupts())
+            target = state.target or stack.enter_context(
+                open_target(
+                    options.index_url,
+                    corpus=options.corpus,
+                    allow_remote=options.allow_remote_target,
+                    log_path=run_dir / "target.log",
+                    upload_dir=uploads if (uploads := run_dir / UPLOADS_DIR).is_dir() else None,
+                )
+            )
+            meta["target"] = {"kind": target.kind, "index_url": target.index_url}
+            emit(
+                f"pipstorm: {meta['profile']['name']}: {meta['runs_planned']} client runs in "
+                f"{line.duration_s:g} s against {target.index_url} -> {run_dir}"
+            )
+            proxy = stack.enter_context(
+                RecordingProxy(
+                    target.index_url,
+                    run_dir / REQUESTS_FILE,
+                    credentials=target.credentials,
+                    faults_path=state.faults_path,
+                )
+            )
+            # The proxy outranks the clients (niced in clients.process) for the CPU.
+            proxy_priority = protect_proxy(proxy.pid, mode=options.proxy_priority)
+            meta["priority"] = {"clients_nice": CLIENT_NICE, "proxy": proxy_priority}
+            progress = Finished()
+            clients_log = stack.enter_context(JsonlWriter(run_dir / CLIENTS_FILE))
+            record = client_recorder(clients_log, {r.run_id: r for r in plan}, progress, origin)
+            pool = started = ClientPool(record, workers=options.workers)
+            pool.start()
+            state.load_sent = True
+            origin.extend((time.time() + START_MARGIN_S, time.monotonic() + START_MARGIN_S))
+            _mark_started(state, origin[0])
+            # Entered last, so stopped first: before the proxy and the target it samples.
+            stack.enter_context(
+                HostSampler(
+                    run_dir / HOST_FILE,
+                    proxy_pid=proxy.pid,
+                    target_pid=target.server_pid,
+                    client_pids=lambda: started.pids,
+                    on_sample=ProxyGuard(proxy.pid, proxy_priority),
+                )
+            )
+            live = LiveProgress(
+                run_dir / REQUESTS_FILE,
+                planned_s=line.duration_s,
+                t0_mono=origin[1],
+                emit=emit,
+                tty=sys.stderr if state.tty else None,
+                quiet=options.quiet,
+            )
+            dues: list[float] = []  # CLOCK_MONOTONIC due times of the runs handed out
+
+            def counts() -> RunCounts:
+                launched = bisect.bisect_right(dues, time.monotonic())
+                return RunCounts(
+                    launched=launched,
+                    in_flight=max(0, launched - progress.finished),
+                    finished=progress.finished,
+                    failed=progress.failed,
+                )
+
+            try:
+                make_task = _task_maker(options, proxy.index_url_for)
+                dispatch_plan(plan, pool, make_task, (origin[1], dues, live, counts))
+                # Every run has been handed out; wait for the last ones (bounded by their timeout).
+                wait_for_last_runs(pool, options.run_timeout_s + 3 * PREPARE_AHEAD_S, live, counts)
+                live.update(counts(), force=True)
+                live.close()
+            except (KeyboardInterrupt, _Interrupted):
+                live.close()
+                meta["interrupted"] = True
+                emit("pipstorm: interrupted: stopping clients and writing the report")
+            with _no_interrupts_while_cleaning(emit):
+                pool.stop()
+                meta["runs_dispatched"] = pool.dispatched
+                stack.close()  # proxy, then target: in reverse order of starting
+    except (KeyboardInterrupt, _Interrupted):
+        meta["interrupted"] = True  # during start-up or shut-down of a part
+    finally:
+        if pool is not None:
+            pool.stop()  # idempotent; here for errors raised past the normal stop
+
+
+def _task_maker(
+    options: RunOptions, index_url_for: Callable[[str], str]
+) -> Callable[[PlannedRun], ClientTask]:
+    """What a worker is told for each planned run: the run's own proxy prefix and the options."""
+
+    def make(run: PlannedRun) -> ClientTask:
+        return ClientTask(
+            run_id=run.run_id,
+            client=run.client,
+            project=run.project,
+            version=run.version,
+            index_url=index_url_for(run.run_id),
+            timeout_s=options.run_timeout_s,
+            requirements=run.requirements,
+            resolve_deps=options.corpus.has_dependencies,
+            client_version=options.client_versions.get(run.client),
+        )
+
+    return make
+
+
+def _mark_started(state: _RunState, started: float) -> None:
+    """Time zero is known: into run.json, and into the fault plan (after=, during=bursts)."""
+    state.meta["started"] = started
+    write_json(state.run_dir / RUN_FILE, state.meta)
+    if state.faults_path is not None:
+        RunFaults.set_origin(state.faults_path, started)
+
+
+def _to_stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()

@@ -1,0 +1,260 @@
+"""Host sampling: CPU and memory of this host, the proxy, a local target and the clients.
+
+Once a second a thread of the engine process appends one JSON line to ``host.jsonl`` in the run
+directory, as it happens, so an interrupted run keeps what was sampled. The report reads it to
+tell whether the generator itself was the bottleneck (``engine.analysis.saturation``).
+
+Why a thread and not a process: the engine process is not time-critical (it hands runs to the
+workers ten seconds ahead; the workers launch them on time), a sample costs a few milliseconds
+of CPU, and every figure is a difference of cumulative counters divided by the *measured*
+interval, so a sample taken late because the GIL was busy is still exact, just later.
+
+Why cumulative counters rather than ``psutil.Process.cpu_percent``: client processes live a
+second or two, so most of them are born and gone between two samples. A group's CPU is counted
+as ``user + system + children_user + children_system`` of every live member (roots and their
+descendants): when a member exits and its parent reaps it, its CPU moves into the parent's
+``children_*`` counters, so the group total stays continuous and no short-lived pip is missed.
+(The pool's workers reap their pips with ``os.wait4``; gunicorn reaps its workers.)
+
+Units: ``host_cpu_percent`` is 0-100 of the whole machine; a group's ``cpu_percent`` is 100 per
+fully busy core, as ``top`` shows it. ``rss_mb`` sums the members' resident sets (shared pages
+are counted once per process, so it overstates a forked server's real use).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import psutil
+
+from engine.rundir.records import JsonlWriter
+
+HOST_FILE = "host.jsonl"
+#: Seconds between two samples.
+SAMPLE_EVERY_S = 1.0
+
+Pids = Callable[[], Sequence[int]]
+OnSample = Callable[[Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class _GroupReading:
+    cpu_s: float  # cumulative CPU seconds of the group, reaped children included
+    rss_bytes: int
+    processes: int
+
+
+def _children_map() -> dict[int, list[int]]:
+    """ppid -> pids, from one scan of /proc (one scan per sample serves every group)."""
+    children: dict[int, list[int]] = {}
+    for proc in psutil.process_iter(["ppid"]):
+        ppid = proc.info.get("ppid")
+        if isinstance(ppid, int):
+            children.setdefault(ppid, []).append(proc.pid)
+    return children
+
+
+def _members(roots: Sequence[int], children: Mapping[int, list[int]]) -> list[int]:
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        stack.extend(children.get(pid, ()))
+    return sorted(seen)
+
+
+class _ProcessCache:
+    """``psutil.Process`` objects kept between samples (psutil checks a pid was not reused)."""
+
+    def __init__(self) -> None:
+        self._procs: dict[int, psutil.Process] = {}
+
+    def read(self, pids: Sequence[int], *, reaped: bool) -> _GroupReading:
+        """Sum the members' counters; ``reaped`` adds the CPU of children they have reaped."""
+        cpu = 0.0
+        rss = 0
+        count = 0
+        for pid in pids:
+            proc = self._procs.get(pid)
+            try:
+                if proc is None or not proc.is_running():
+                    proc = self._procs[pid] = psutil.Process(pid)
+                with proc.oneshot():
+                    times = proc.cpu_times()
+                    rss += proc.memory_info().rss
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                self._procs.pop(pid, None)
+                continue
+            cpu += times.user + times.system
+            if reaped:
+                cpu += times.children_user + times.children_system
+            count += 1
+        return _GroupReading(cpu_s=cpu, rss_bytes=rss, processes=count)
+
+    def forget_except(self, alive: set[int]) -> None:
+        for pid in [p for p in self._procs if p not in alive]:
+            del self._procs[pid]
+
+
+def _busy(times: Any) -> tuple[float, float]:  # noqa: ANN401 - psutil's scputimes namedtuple
+    """(busy, total) seconds of a CPU times tuple; idle and iowait are not busy (as psutil)."""
+    total = float(sum(times))
+    idle = float(times.idle) + float(getattr(times, "iowait", 0.0))
+    return total - idle, total
+
+
+def _percent(busy: float, total: float) -> float:
+    return round(min(100.0, max(0.0, 100.0 * busy / total)), 1) if total > 0 else 0.0
+
+
+class HostSampler:
+    """Samples every ``every_s`` seconds in a daemon thread until stopped; a context manager.
+
+    ``client_pids`` is called at each sample (the pool's workers come and go); the proxy and a
+    local target are fixed pids, ``None`` when absent (a remote target is not ours to sample).
+    ``on_sample`` sees each sample right after it is written (the proxy's priority guard).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        proxy_pid: int | None,
+        target_pid: int | None,
+        client_pids: Pids,
+        every_s: float = SAMPLE_EVERY_S,
+        on_sample: OnSample | None = None,
+    ) -> None:
+        self.path = path
+        self.every_s = every_s
+        # The engine alone (its descendants are the groups below); every other group is its
+        # roots plus their descendants.
+        self._groups: dict[str, Pids | None] = {
+            "engine": lambda: [os.getpid()],
+            "proxy": (lambda: [proxy_pid]) if proxy_pid is not None else None,
+            "target": (lambda: [target_pid]) if target_pid is not None else None,
+            "clients": client_pids,
+        }
+        self._on_sample = on_sample
+        self._cache = _ProcessCache()
+        self._last_cpu: dict[str, float] = {}
+        self._last_host: list[tuple[float, float]] = []
+        self._last_mono = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._writer: JsonlWriter | None = None
+        self.samples = 0
+        self.error: str | None = None
+
+    def start(self) -> None:
+        """Take the baseline reading and start the thread; the first line comes ``every_s``
+        later."""
+        if self._thread is not None:
+            raise RuntimeError("the sampler is already running")
+        self._writer = JsonlWriter(self.path)
+        self.sample()  # baseline: counters only, nothing written
+        self._thread = threading.Thread(target=self._loop, name="host-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and close ``host.jsonl``; safe to call twice."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5 * self.every_s + 5)
+            self._thread = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        due = time.monotonic() + self.every_s
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
+            # Never catch up with a burst of samples after a stall: the next one is a full
+            # interval away, and the stall shows as a longer interval_s.
+            due = max(due + self.every_s, time.monotonic() + self.every_s / 2)
+            try:
+                sample = self.sample()
+                if sample is not None and self._writer is not None:
+                    self._writer.write(sample)
+                    self.samples += 1
+                    if self._on_sample is not None:
+                        self._on_sample(sample)
+            except Exception as exc:  # sampling must never break a run: note it, go on
+                self.error = f"{type(exc).__name__}: {exc}"
+
+    def sample(self) -> dict[str, Any] | None:
+        """One reading; the dict of a ``host.jsonl`` line, or None for the first (baseline)
+        reading, which has no previous counters to differ from."""
+        started = time.perf_counter()
+        mono = time.monotonic()
+        per_core = [_busy(t) for t in psutil.cpu_times(percpu=True)]
+        children = _children_map()
+        readings: dict[str, _GroupReading | None] = {}
+        alive: set[int] = set()
+        for name, pids in self._groups.items():
+            if pids is None:
+                readings[name] = None
+                continue
+            own = name == "engine"
+            members = list(pids()) if own else _members(list(pids()), children)
+            alive.update(members)
+            readings[name] = self._cache.read(members, reaped=not own)
+        self._cache.forget_except(alive)
+        first = not self._last_host
+        interval = mono - self._last_mono
+        previous_host, previous_cpu = self._last_host, self._last_cpu
+        self._last_host, self._last_mono = per_core, mono
+        self._last_cpu = {n: r.cpu_s for n, r in readings.items() if r is not None}
+        if first or interval <= 0:
+            return None
+        deltas = [
+            (busy - old_busy, total - old_total)
+            for (busy, total), (old_busy, old_total) in zip(per_core, previous_host, strict=False)
+        ]
+        memory = psutil.virtual_memory()
+        sample: dict[str, Any] = {
+            "ts": round(time.time(), 3),
+            "interval_s": round(interval, 3),
+            "host_cpu_percent": _percent(sum(b for b, _ in deltas), sum(t for _, t in deltas)),
+            "host_cpu_per_core": [_percent(b, t) for b, t in deltas],
+            "host_mem_percent": round(memory.percent, 1),
+            "host_mem_used_mb": round((memory.total - memory.available) / 2**20, 1),
+            "host_mem_available_mb": round(memory.available / 2**20, 1),
+            "load1": round(os.getloadavg()[0], 2),
+        }
+        for name, reading in readings.items():
+            if reading is None:
+                sample[name] = None
+                continue
+            used = reading.cpu_s - previous_cpu.get(name, reading.cpu_s)
+            sample[name] = {
+                # A member reaped by a process outside the group takes its CPU with it: a
+                # negative difference is that loss, not negative work.
+                "cpu_percent": round(max(0.0, 100.0 * used / interval), 1),
+                "rss_mb": round(reading.rss_bytes / 2**20, 1),
+                "processes": reading.processes,
+            }
+        sample["sample_ms"] = round(1000 * (time.perf_counter() - started), 2)
+        return sample

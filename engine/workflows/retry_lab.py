@@ -1,0 +1,156 @@
+"""``pipstorm retry-lab``: one client run (per client version) under injected faults, traced.
+
+The quick answer to "what does pip 25.3 do when the index answers 503?": the embedded target,
+the recording proxy with the fault rules, then each requested client version once, one after
+the other, and the timeline of each. The results folder is a normal one (``run.json``,
+``requests.jsonl``, ``clients.jsonl``, ``faults.json``), so ``pipstorm trace`` and
+``pipstorm report`` read it too.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clients.drivers import DriverError
+from clients.drivers import warm_up as warm_up_driver
+from clients.process import ProcessRegistry
+from clients.runner import KINDS, ClientError, execute
+from clients.task import ClientTask
+from engine.analysis.trace import RunDirTraces, load_traces
+from engine.report.trace_text import render_run, render_summary
+from engine.run.execute import make_run_dir
+from engine.run.faults import RunFaults
+from engine.run.target import open_target
+from engine.rundir.records import CLIENTS_FILE, REQUESTS_FILE, RUN_FILE, ClientRecord, JsonlWriter
+from engine.rundir.records import write_json_atomic as write_json
+from infra.proxy import RecordingProxy
+from packages.spec import CorpusSpec
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class LabOptions:
+    """What ``pipstorm retry-lab`` can be told."""
+
+    client: str = "pip"
+    versions: tuple[str | None, ...] = (None,)  # None: the driver's default version
+    faults: tuple[str, ...] = ()
+    client_args: tuple[str, ...] = ()
+    package: str | None = None  # "name==version"; default: the corpus's first release
+    seed: int = 1
+    run_timeout_s: float = 120.0
+    results_root: Path = Path("results")
+    corpus: CorpusSpec = field(default_factory=CorpusSpec)
+
+
+@dataclass(frozen=True)
+class LabResult:
+    run_dir: Path
+    traces: RunDirTraces
+
+    def render(self) -> str:
+        """Every run's timeline, then the summary."""
+        parts = [render_run(t) for t in self.traces.traces]
+        return "\n\n".join([*parts, render_summary(self.traces), f"results: {self.run_dir}"])
+
+
+def _release(options: LabOptions) -> tuple[str, str]:
+    if options.package is None:
+        return options.corpus.releases()[0]
+    name, sep, version = options.package.partition("==")
+    if not sep or not name.strip() or not version.strip():
+        raise ClientError(f"--package must look like NAME==VERSION, got {options.package!r}")
+    return name.strip(), version.strip()
+
+
+def run_ids(client: str, versions: Sequence[str | None]) -> list[str]:
+    """One run id per version, readable in a trace: ``lab1-pip-25.3``, ``lab2-pip-default``."""
+    return [
+        _UNSAFE.sub("_", f"lab{i}-{client}-{v or 'default'}")[:64]
+        for i, v in enumerate(versions, start=1)
+    ]
+
+
+def run_lab(options: LabOptions, say: Callable[[str], None]) -> LabResult:
+    """Run the lab; the components' one-line errors for bad input or an unusable target."""
+    if options.client not in KINDS:
+        raise ClientError(f"unknown client kind {options.client!r} (known: {', '.join(KINDS)})")
+    project, version = _release(options)
+    faults = RunFaults.from_specs(options.faults, seed=options.seed)
+    versions = options.versions or (None,)
+    ids = run_ids(options.client, versions)
+    for pinned in dict.fromkeys(versions):
+        try:
+            warm_up_driver({options.client: pinned})  # tool installs happen before any timing
+        except DriverError as exc:
+            raise ClientError(str(exc)) from None
+    run_dir = make_run_dir(options.results_root, f"retry-lab-{options.client}")
+    meta: dict[str, Any] = {
+        "schema": 1,
+        "profile": {"name": f"retry-lab-{options.client}", "client": options.client},
+        "started": None,
+        "ended": None,
+        "interrupted": False,
+        "seed": options.seed,
+        "runs_planned": len(ids),
+        "thresholds": {},
+        "faults": faults.meta() if faults is not None else [],
+        "count_injected": False,
+        "lab": {"project": project, "version": version, "client_args": list(options.client_args)},
+    }
+    write_json(run_dir / RUN_FILE, meta)
+    plan_path = (
+        faults.write_plan(run_dir, dict.fromkeys(ids, options.client))
+        if faults is not None
+        else None
+    )
+    with (
+        open_target(
+            None, corpus=options.corpus, allow_remote=False, log_path=run_dir / "target.log"
+        ) as target,
+        RecordingProxy(
+            target.index_url,
+            run_dir / REQUESTS_FILE,
+            credentials=target.credentials,
+            faults_path=plan_path,
+        ) as proxy,
+        JsonlWriter(run_dir / CLIENTS_FILE) as clients_log,
+    ):
+        meta["target"] = {"kind": target.kind, "index_url": target.index_url}
+        meta["started"] = time.time()
+        write_json(run_dir / RUN_FILE, meta)
+        if plan_path is not None:
+            RunFaults.set_origin(plan_path, meta["started"])
+        registry = ProcessRegistry()
+        for run_id, pinned in zip(ids, versions, strict=True):
+            shown = pinned or "(default version)"
+            say(f"retry-lab: {run_id}: {options.client} {shown}, {project}=={version}")
+            task = ClientTask(
+                run_id=run_id,
+                client=options.client,
+                project=project,
+                version=version,
+                index_url=proxy.index_url_for(run_id),
+                timeout_s=options.run_timeout_s,
+                client_version=pinned,
+                extra_args=options.client_args,
+            )
+            result = execute(task, temp_root=run_dir, registry=registry)
+            clients_log.write(
+                # a lab run is not scheduled: it is due when it launches, never late
+                ClientRecord.from_result(
+                    result,
+                    project=project,
+                    version=version,
+                    intended=result.launched if result.launched is not None else result.started,
+                )
+            )
+    meta["ended"] = time.time()
+    write_json(run_dir / RUN_FILE, meta)
+    return LabResult(run_dir=run_dir, traces=load_traces(run_dir))

@@ -1,0 +1,97 @@
+"""report.html and the chart PNGs: self-contained, offline, rendered by a real browser."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from engine.report.html import REPORT_HTML
+from engine.report.model import write_reports
+from tests.engine.chromium_shot import (
+    colour_pixels,
+    distinct_colours,
+    needs_chromium,
+    screenshot,
+    verdict_colour,
+)
+from tests.engine.synthetic_run import write_run
+
+MAIN_CHARTS = {"rate", "latency", "status", "latency-distribution", "clients"}
+
+
+@pytest.fixture(scope="module")
+def big_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 24-minute production_incident (2,160 client runs, 4,320 requests, host samples)."""
+    run_dir = write_run(tmp_path_factory.mktemp("report") / "run")
+    write_reports(run_dir)
+    return run_dir
+
+
+def test_every_chart_is_written_and_linked_from_report_md(big_run: Path) -> None:
+    pngs = {p.name for p in big_run.glob("chart-*.png")}
+    assert pngs == {f"chart-{k}.png" for k in (*MAIN_CHARTS, "host")}
+    for name in pngs:
+        assert (big_run / name).read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    md = (big_run / "report.md").read_text()
+    assert set(re.findall(r"\]\((chart-[a-z-]+\.png)\)", md)) == pngs
+    assert "(report.html)" in md
+
+
+def test_report_html_is_self_contained(big_run: Path) -> None:
+    page = (big_run / REPORT_HTML).read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert "PASS: all 2 thresholds passed" in page
+    # Nothing to fetch: every src is inline data, no stylesheet or script from anywhere.
+    sources = re.findall(r'\s(?:src|href)="([^"#][^"]*)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources), sources[:3]
+    assert "<script" not in page and "<link" not in page
+    assert page.count("<img ") == len(MAIN_CHARTS) + 1
+    assert "no-host-samples" not in page
+    assert json.loads((big_run / "report.json").read_text())["verdict"] == "pass"
+
+
+def test_without_host_samples_the_page_says_so(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / "run", duration_s=120, host=False)
+    (run_dir / "chart-host.png").write_bytes(b"stale")  # from an earlier rebuild
+    write_reports(run_dir)
+    page = (run_dir / REPORT_HTML).read_text()
+    assert 'id="no-host-samples"' in page and "no host.jsonl in the run folder" in page
+    assert not (run_dir / "chart-host.png").exists()
+    (run_dir / "host.jsonl").write_text('{"ts": "x"}\n{"ts": 1, "mystery": 2}\n{"cut')
+    write_reports(run_dir)
+    assert "host.jsonl has no samples with known keys" in (run_dir / REPORT_HTML).read_text()
+
+
+def test_a_crashed_run_with_a_cut_line_still_gets_every_report(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / "run", duration_s=300, ended=False)
+    with (run_dir / "requests.jsonl").open("a") as fh:
+        fh.write('{"ts": 1790000100.5, "op": "listing", "meth')  # the crash cut this line
+    report = write_reports(run_dir)
+    assert report.incomplete
+    page = (run_dir / REPORT_HTML).read_text()
+    assert "incomplete run" in page and "Skipped 1 malformed line" in page
+    assert {p.name for p in run_dir.glob("chart-*.png")} >= {"chart-rate.png"}
+
+
+def test_a_run_with_nothing_recorded_has_a_page_without_charts(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"schema": 1, "started": None}))
+    write_reports(run_dir)
+    page = (run_dir / REPORT_HTML).read_text()
+    assert "Nothing was recorded to chart." in page
+    assert not list(run_dir.glob("chart-*.png"))
+
+
+@needs_chromium
+def test_chromium_renders_the_charts(big_run: Path, tmp_path: Path) -> None:
+    shot = screenshot(big_run / REPORT_HTML, tmp_path / "shot.png", tmp_path / "profile")
+    assert verdict_colour(shot)[1] > 100  # the green PASS banner, not a blank page
+    for colour in ("#1f77b4", "#ff7f0e", "#2ca02c"):  # listing, download, status 200
+        assert colour_pixels(shot, colour) > 1000, colour
+    # Below the verdict, run and thresholds boxes come the charts: ~20,000 colours (lines,
+    # bars, anti-aliasing); the same page with broken images measured ~1,300 (table text).
+    assert distinct_colours(shot, slice(600, 3000)) > 5000

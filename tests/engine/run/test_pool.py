@@ -1,0 +1,39 @@
+"""The pool's own failure modes, with real worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from clients.runner import ClientError
+from engine.run.dispatch import raise_if_fatal
+from engine.run.pool import ClientPool
+
+
+def test_a_worker_killed_mid_run_is_a_fatal_error_not_a_hang() -> None:
+    pool = ClientPool(lambda result: None, workers=2)
+    pool.start()
+    try:
+        os.kill(pool.pids[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while pool.fatal is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pool.fatal is not None
+        assert "pool worker 0 exited unexpectedly (exit code -9)" in pool.fatal
+        assert pool.wait_idle(1.0)  # waiting ends instead of waiting for runs that never come
+        with pytest.raises(ClientError, match="exited unexpectedly"):
+            raise_if_fatal(pool)
+    finally:
+        pool.stop()
+    assert not any(p.is_alive() for p in pool._procs)
+
+
+def test_a_stopped_pool_is_not_fatal() -> None:
+    pool = ClientPool(lambda result: None, workers=1)
+    pool.start()
+    pool.stop()
+    pool.stop()  # idempotent
+    assert pool.fatal is None
