@@ -1,7 +1,6 @@
 """One JSON line per proxied request: the record and its writer.
 
-The reader is the engine's (``engine.rundir.records.load_requests``): the proxy only writes. The
-engine's ``RequestRecord`` parses exactly these keys (a test holds the two to one shape).
+The reader is the engine's (``engine.rundir.records.load_requests``): the proxy only writes.
 
 The writer appends each line with a single ``write(2)`` on an ``O_APPEND`` descriptor opened
 once: no buffer to flush, so a crash of the proxy loses at most the line being written, and a
@@ -16,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
-
-from infra.operations import Operation
 
 RECORD_KEYS: Final = (
     "ts",
@@ -42,54 +39,45 @@ USER_AGENT_MAX: Final = 200
 class RequestRecord:
     """One HTTP exchange as the proxy saw it; field names are the JSON keys.
 
+    The one definition: the proxy writes it, the engine reads it back
+    (``engine.rundir.records.load_requests``).
+
     ``status`` is None when no upstream response came (then ``error`` says why); ``error`` is
     also set when a response was cut short (``client_disconnected``, ``upstream_reset``).
     ``path`` is the path and query as forwarded upstream, relative to the upstream origin (for
     an unattributed request: as received). ``bytes`` counts body bytes delivered to the client.
-    ``fault`` is the id of the injected fault rule that shaped this exchange (``infra.faults``),
-    None for an exchange left alone.
+    ``run_id`` is None when the request could not be attributed to a client run. ``fault`` is
+    the id of the injected fault rule that shaped this exchange (``infra.faults``), None for an
+    exchange left alone.
     """
 
     ts: float
-    run_id: str | None
-    op: Operation
+    op: str
     method: str
     path: str
     status: int | None
-    bytes: int
-    req_bytes: int
-    ttfb_ms: float
     total_ms: float
-    error: str | None
-    user_agent: str | None
-    range: str | None
+    run_id: str | None = None
+    bytes: int = 0
+    req_bytes: int = 0
+    ttfb_ms: float | None = None
+    error: str | None = None
+    user_agent: str | None = None
+    range: str | None = None
     fault: str | None = None
+
+    @property
+    def end(self) -> float:
+        """Wall time (epoch s) at which the exchange finished."""
+        return self.ts + self.total_ms / 1000.0
+
+    def to_json(self) -> dict[str, object]:
+        """The record as a JSON-ready dict, keys in ``RECORD_KEYS`` order."""
+        return {key: getattr(self, key) for key in RECORD_KEYS}
 
     def to_json_line(self) -> str:
         """The record as one JSON line, keys in ``RECORD_KEYS`` order, newline-terminated."""
-        return (
-            json.dumps(
-                {
-                    "ts": self.ts,
-                    "run_id": self.run_id,
-                    "op": self.op,
-                    "method": self.method,
-                    "path": self.path,
-                    "status": self.status,
-                    "bytes": self.bytes,
-                    "req_bytes": self.req_bytes,
-                    "ttfb_ms": self.ttfb_ms,
-                    "total_ms": self.total_ms,
-                    "error": self.error,
-                    "user_agent": self.user_agent,
-                    "range": self.range,
-                    "fault": self.fault,
-                },
-                ensure_ascii=False,
-                separators=(",", ":"),
-            )
-            + "\n"
-        )
+        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 class RecordWriter:

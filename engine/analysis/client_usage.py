@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from engine.rundir.records import OPERATIONS, ClientRecord, RequestRecord
+from engine.rundir.records import ClientRecord, RequestRecord, op_order
 
 
 @dataclass(frozen=True)
@@ -68,39 +68,10 @@ def client_kind_usage(
                 ),
                 requests=len(recs),
                 requests_per_run={
-                    op: round(ops[op] / len(runs), 3) for op in sorted(ops, key=_op_rank)
+                    op: round(ops[op] / len(runs), 3) for op in sorted(ops, key=op_order)
                 },
                 bytes_per_run=round(sum(r.bytes for r in recs) / len(runs), 1),
                 cpu_s_per_run=round(sum(cpu) / len(cpu), 4) if cpu else None,
             )
         )
     return tuple(usage)
-
-
-def _op_rank(op: str) -> tuple[int, str]:
-    return (OPERATIONS.index(op) if op in OPERATIONS else len(OPERATIONS), op)
-
-
-def usage_rows(usage: Sequence[ClientKindUsage]) -> list[list[str]]:
-    """Rows for a table: client, runs, versions, user agents, requests/run by op, bytes/run."""
-    return [
-        [
-            u.client,
-            str(u.runs),
-            ", ".join(f"{v} ({n})" for v, n in u.versions.items()),
-            ", ".join(f"{a} ({n})" for a, n in u.user_agents.items()) or "-",
-            ", ".join(f"{op} {n:g}" for op, n in u.requests_per_run.items()) or "-",
-            f"{u.bytes_per_run:,.0f}",
-        ]
-        for u in usage
-    ]
-
-
-USAGE_HEADERS = (
-    "client",
-    "runs",
-    "versions",
-    "user agents (requests)",
-    "requests/run",
-    "bytes/run",
-)

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from tabulate import tabulate
 
-from engine.rundir.records import RUN_FILE
+from engine.rundir.files import RUN_FILE
 
 FORMATS = ("table", "md", "json")
 REPORT_JSON = (

@@ -14,19 +14,18 @@ The rule (either condition flags the run as generator-bound):
 - **lag**: the p99 of the client runs' launch lag above ``LAG_P99_S`` (1 s): the generator could
   not launch runs on time, so the planned load was not offered.
 
-``host.jsonl`` is read defensively: a line that is not an object with a numeric
-``host_cpu_percent`` is skipped and counted (a crash cuts the last line short).
+``host.jsonl`` is parsed once, by ``engine.rundir.host``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from engine.analysis.stats import percentile
-from engine.rundir.records import ClientRecord, read_jsonl
+from engine.rundir.host import HostRow
+from engine.rundir.records import ClientRecord
 
 CPU_BUSY_PERCENT = 90.0
 CPU_SUSTAINED_S = 5.0
@@ -87,18 +86,9 @@ def _group_cpu(value: object) -> float | None:
     return _num(value.get("cpu_percent")) if isinstance(value, Mapping) else None
 
 
-def load_host_samples(path: Path) -> tuple[list[HostSample], int]:
-    """``host.jsonl`` as samples in time order, plus the number of skipped lines."""
-    rows, skipped = read_jsonl(path)
-    samples: list[HostSample] = []
-    for row in rows:
-        sample = HostSample.from_json(row)
-        if sample is None:
-            skipped += 1
-        else:
-            samples.append(sample)
-    samples.sort(key=lambda s: s.ts)
-    return samples, skipped
+def host_samples(rows: Iterable[HostRow]) -> list[HostSample]:
+    """The rule's view of ``host.jsonl`` rows (``engine.rundir.host``: parsed, in time order)."""
+    return [s for s in map(HostSample.from_json, rows) if s is not None]
 
 
 @dataclass(frozen=True)

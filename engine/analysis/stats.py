@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from typing import Any
 
-from engine.rundir.records import CLIENT_DISCONNECTED, OPERATIONS, ClientRecord, RequestRecord
+from engine.rundir.records import CLIENT_DISCONNECTED, ClientRecord, RequestRecord, op_order
 
 TRANSPORT_BUCKET = "transport"  # status_code_counts key for requests without a status
 
@@ -330,10 +330,6 @@ class RunStats:
         }
 
 
-def _op_order(op: str) -> tuple[int, str]:
-    return (OPERATIONS.index(op) if op in OPERATIONS else len(OPERATIONS), op)
-
-
 def compute_stats(
     requests: Sequence[RequestRecord],
     clients: Sequence[ClientRecord] = (),
@@ -349,7 +345,7 @@ def compute_stats(
         requests=request_stats(requests, count_injected=count_injected),
         operations={
             op: operation_stats(op, by_op[op], count_injected=count_injected)
-            for op in sorted(by_op, key=_op_order)
+            for op in sorted(by_op, key=op_order)
         },
         clients=client_stats(clients),
     )

@@ -9,9 +9,8 @@ chart and a table never disagree on what "p95" means.
 Times on every chart are seconds after the run's offset 0 (``run.json``'s ``started``), the
 clock ``burst_ticks_s`` is written in, so burst ticks can be drawn on the same axis.
 
-``host.jsonl`` is written by the host sampler; it is read defensively here (any JSON object with
-a numeric ``ts``; nested objects are flattened to ``a_b`` names) so that a missing file, an older
-or newer sampler, or a line cut short by a crash never stops a report.
+``host.jsonl`` rows come parsed from ``engine.rundir.host``; nested objects are flattened to
+``a_b`` names here, so an older or newer sampler never stops a report.
 """
 
 from __future__ import annotations
@@ -20,13 +19,12 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from engine.analysis.stats import TRANSPORT_BUCKET, percentile
-from engine.rundir.records import OPERATIONS, ClientRecord, RequestRecord, read_jsonl
+from engine.rundir.meta import RunMeta
+from engine.rundir.records import ClientRecord, RequestRecord, op_order
 
-HOST_FILE = "host.jsonl"
 #: Round bucket widths, smallest first; the first that gives <= MAX_BUCKETS buckets is used.
 BUCKET_WIDTHS_S: tuple[float, ...] = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)
 MAX_BUCKETS = 200
@@ -45,22 +43,13 @@ def bucket_width(span_s: float) -> float:
 
 
 def run_origin(
-    run: Mapping[str, Any], requests: Sequence[RequestRecord], clients: Sequence[ClientRecord]
+    run: RunMeta, requests: Sequence[RequestRecord], clients: Sequence[ClientRecord]
 ) -> float | None:
     """Epoch seconds of offset 0: run.json's ``started``, else the first thing recorded."""
-    started = run.get("started")
-    if isinstance(started, int | float) and not isinstance(started, bool):
-        return float(started)
+    if run.started is not None:
+        return run.started
     events = [r.ts for r in requests] + [c.intended for c in clients]
     return min(events) if events else None
-
-
-def burst_ticks(run: Mapping[str, Any]) -> tuple[float, ...]:
-    """``burst_ticks_s`` from run.json (offsets in seconds), ignoring anything not a number."""
-    ticks = run.get("burst_ticks_s")
-    if not isinstance(ticks, list):
-        return ()
-    return tuple(float(t) for t in ticks if isinstance(t, int | float) and not isinstance(t, bool))
 
 
 @dataclass(frozen=True)
@@ -81,10 +70,6 @@ class RequestSeries:
         return not self.samples_by_op
 
 
-def _op_order(op: str) -> tuple[int, str]:
-    return (OPERATIONS.index(op) if op in OPERATIONS else len(OPERATIONS), op)
-
-
 def _status_key(rec: RequestRecord) -> str:
     return TRANSPORT_BUCKET if rec.status is None else str(rec.status)
 
@@ -103,7 +88,7 @@ def request_series(
     n = max(1, math.ceil(span / width))
     if (last - 0.0) / width >= n:  # a request exactly at the end of the span
         n += 1
-    ops = sorted({r.op for r in requests}, key=_op_order)
+    ops = sorted({r.op for r in requests}, key=op_order)
     per_bucket: dict[str, list[list[float]]] = {op: [[] for _ in range(n)] for op in ops}
     status = Counter(_status_key(r) for r in requests)
     shown = [code for code, _ in status.most_common(MAX_STATUS_SERIES)]
@@ -256,16 +241,3 @@ def host_series(rows: Iterable[Mapping[str, Any]], origin: float) -> HostSeries:
 
 def _div(value: float | None, by: int) -> float | None:
     return None if value is None else value / by
-
-
-def load_host_series(run_dir: Path, origin: float) -> HostSeries | None:
-    """``host.jsonl`` of a run as series; None when the file is absent or unreadable."""
-    path = run_dir / HOST_FILE
-    if not path.is_file():
-        return None
-    try:
-        rows, _ = read_jsonl(path)
-    except OSError:
-        return None
-    series = host_series(rows, origin)
-    return None if series.empty else series

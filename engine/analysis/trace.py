@@ -10,22 +10,12 @@ reason of each failed run.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from engine.rundir.records import (
-    CLIENTS_FILE,
-    REQUESTS_FILE,
-    RUN_FILE,
-    ClientRecord,
-    RecordError,
-    RequestRecord,
-    load_clients,
-    load_requests,
-)
+from engine.rundir.data import RunData
+from engine.rundir.records import ClientRecord, RequestRecord
 from infra.faults import FaultSpecError, parse_fault
 
 MISSING_PACKAGE_HINT = "No matching distribution found"
@@ -97,11 +87,10 @@ class RunTrace:
         return self.client is not None and self.client.outcome == "ok" and self.retries > 0
 
 
-def fault_kinds(run: Mapping[str, object]) -> dict[str, str]:
+def fault_kinds(faults: Sequence[Mapping[str, object]]) -> dict[str, str]:
     """Rule id -> action kind, from ``run.json``'s ``faults`` list (unknown ids stay unknown)."""
     kinds: dict[str, str] = {}
-    faults = run.get("faults")
-    for item in faults if isinstance(faults, list) else []:
+    for item in faults:
         if isinstance(item, Mapping) and isinstance(item.get("spec"), str):
             rule_id = str(item.get("id", ""))
             try:
@@ -199,32 +188,19 @@ def _from_stderr(trace: RunTrace, client: ClientRecord) -> str:
 class RunDirTraces:
     """Every client run of a results folder, traced."""
 
-    run: Mapping[str, object]
+    data: RunData
     traces: tuple[RunTrace, ...]
-    requests: tuple[RequestRecord, ...]
 
 
-def load_traces(run_dir: Path) -> RunDirTraces:
-    """Read a results folder's streams and trace each client run (runs seen only by the proxy
-    too). RecordError when the folder is not a pipstorm results folder."""
-    run_path = run_dir / RUN_FILE
-    try:
-        run = json.loads(run_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise RecordError(
-            f"{run_dir} is not a pipstorm results folder ({run_path}: {exc})"
-        ) from None
-    if not isinstance(run, dict):
-        raise RecordError(f"{run_path}: expected a JSON object")
-    requests_path, clients_path = run_dir / REQUESTS_FILE, run_dir / CLIENTS_FILE
-    requests = load_requests(requests_path)[0] if requests_path.is_file() else []
-    clients = load_clients(clients_path)[0] if clients_path.is_file() else []
+def trace_runs(data: RunData) -> RunDirTraces:
+    """Trace each client run of a results folder (runs seen only by the proxy too)."""
+    requests, clients = data.requests, data.clients
     by_id = {c.run_id: c for c in clients}
     order = [c.run_id for c in sorted(clients, key=lambda c: (c.intended, c.run_id))]
     order += sorted({r.run_id for r in requests if r.run_id is not None} - set(by_id))
-    kinds = fault_kinds(run)
+    kinds = fault_kinds(data.meta.faults)
     traces = tuple(build_trace(rid, requests, by_id.get(rid), kinds) for rid in order)
-    return RunDirTraces(run=run, traces=traces, requests=tuple(requests))
+    return RunDirTraces(data=data, traces=traces)
 
 
 def retry_counts(traces: Sequence[RunTrace]) -> dict[str, tuple[int, int, int]]:

@@ -20,7 +20,7 @@ from engine.analysis.thresholds import ThresholdError
 from engine.report.model import ReportError
 from engine.run.profiles import BUILTIN_PROFILES, ProfileError
 from engine.run.target import TargetSetupError
-from engine.rundir.records import RecordError
+from engine.rundir.jsonl import RecordError
 from infra.credentials import CredentialsError
 from infra.faults import FaultSpecError
 from infra.proxy import ProxyError
@@ -247,7 +247,8 @@ def report(
 ) -> None:
     """Rebuild report.json, report.md, report.html and the charts from a run's JSONL streams
     (also an interrupted run)."""
-    from engine.report.model import terminal_summary, write_reports
+    from engine.report.terminal import terminal_summary
+    from engine.report.write import write_reports
 
     if not (run_dir / "run.json").is_file():
         raise RecordError(f"{run_dir} is not a pipstorm results folder (no run.json)")
@@ -278,10 +279,11 @@ def trace(
     ] = None,
 ) -> None:
     """Request timelines: one run's attempts per URL, or the whole run's retries and failures."""
-    from engine.analysis.trace import load_traces
+    from engine.analysis.trace import trace_runs
     from engine.report.trace_text import render_run, render_summary
+    from engine.rundir.data import RunData
 
-    data = load_traces(run_dir)
+    data = trace_runs(RunData.load(run_dir))
     if run_id is None:
         typer.echo(render_summary(data))
         return

@@ -12,53 +12,27 @@ atomically, like ``report.md``.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from engine.analysis.client_usage import ClientKindUsage, client_kind_usage
-from engine.analysis.saturation import (
-    GeneratorCheck,
-    HostSample,
-    check_generator,
-    load_host_samples,
-)
+from engine.analysis.saturation import GeneratorCheck, check_generator, host_samples
 from engine.analysis.stats import NOT_FAILED, RunStats, compute_stats
 from engine.analysis.thresholds import DEFAULTS, ThresholdError, ThresholdResult, evaluate, merge
 from engine.analysis.trace import build_trace, diagnose, fault_kinds
-from engine.report.markdown import render_markdown, terminal_summary
-from engine.run.sampler import HOST_FILE
-from engine.rundir.records import (
-    CLIENTS_FILE,
-    REQUESTS_FILE,
-    RUN_FILE,
-    ClientRecord,
-    RecordError,
-    load_clients,
-    load_requests,
-    write_json_atomic,
-    write_text_atomic,
-)
-
-__all__ = [
-    "REPORT_JSON",
-    "REPORT_MD",
-    "SCHEMA",
-    "Report",
-    "ReportError",
-    "build_report",
-    "render_markdown",
-    "terminal_summary",
-    "write_reports",
-]
+from engine.rundir.data import RunData
+from engine.rundir.files import RUN_FILE
+from engine.rundir.jsonl import RecordError
+from engine.rundir.meta import RunMeta
+from engine.rundir.records import ClientRecord
 
 SCHEMA = 1
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
-SUPPORTED_RUN_SCHEMAS = frozenset({1})
+REPORT_HTML = "report.html"
 # A run that started this much later than planned means the load was lower than asked.
 LATE_START_NOTE_S = 1.0
 # Failed client runs listed with their reason in report.md (all are in clients.jsonl).
@@ -73,13 +47,9 @@ class ReportError(RecordError):
 class Report:
     """Everything known about one run, judged against its thresholds."""
 
-    run_dir: Path
-    run: Mapping[str, Any]
+    data: RunData
     stats: RunStats
     thresholds: tuple[ThresholdResult, ...]
-    skipped_lines: Mapping[str, int]
-    incomplete: bool  # run.json has no end time: crashed, killed, or still going
-    interrupted: bool  # the run was stopped early on purpose (Ctrl-C)
     notes: tuple[str, ...]
     failed_runs: tuple[ClientRecord, ...]  # not-ok client runs, first FAILED_RUNS_SHOWN
     duration_s: float | None  # run.json's end - start, or up to the last recorded event
@@ -90,6 +60,29 @@ class Report:
     failure_reasons: Mapping[str, str] = field(default_factory=dict)
     # Per client kind: versions, user agents, requests per run (engine.analysis.client_usage)
     client_kinds: tuple[ClientKindUsage, ...] = ()
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data.run_dir
+
+    @property
+    def run(self) -> RunMeta:
+        """``run.json`` as read."""
+        return self.data.meta
+
+    @property
+    def skipped_lines(self) -> Mapping[str, int]:
+        return self.data.skipped
+
+    @property
+    def incomplete(self) -> bool:
+        """run.json has no end time: crashed, killed, or still going."""
+        return self.run.ended is None
+
+    @property
+    def interrupted(self) -> bool:
+        """The run was stopped early on purpose (Ctrl-C, SIGTERM)."""
+        return self.run.interrupted
 
     @property
     def verdict(self) -> Literal["pass", "fail"]:
@@ -104,9 +97,12 @@ class Report:
     @property
     def profile_name(self) -> str:
         """The profile's name as run.json recorded it ("?" when absent)."""
-        profile = self.run.get("profile")
-        name = profile.get("name") if isinstance(profile, Mapping) else None
-        return name if isinstance(name, str) else "?"
+        return self.run.profile_name
+
+    def failure_reason(self, run: ClientRecord) -> str:
+        """Why a failed run failed, as every rendering shows it: the diagnosis from its
+        requests (injected faults named), else the client's own error."""
+        return self.failure_reasons.get(run.run_id) or run.error or run.outcome
 
     def to_dict(self) -> dict[str, Any]:
         """The ``report.json`` document."""
@@ -117,8 +113,8 @@ class Report:
             "generated_at": self.generated_at,
             "verdict": self.verdict,
             "profile": self.profile_name,
-            "started": _number(self.run.get("started")),
-            "ended": _number(self.run.get("ended")),
+            "started": self.run.started,
+            "ended": self.run.ended,
             "duration_s": self.duration_s,
             "incomplete": self.incomplete,
             "interrupted": self.interrupted,
@@ -139,69 +135,44 @@ class Report:
             "skipped_lines": dict(self.skipped_lines),
             "notes": list(self.notes),
             "generator": None if self.generator is None else self.generator.to_dict(),
-            "run": dict(self.run),
+            "run": self.run.to_json(),
             "run_dir": str(self.run_dir),
         }
 
 
-def _number(value: object) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+def _duration(run: RunMeta, stats: RunStats, clients: Sequence[ClientRecord]) -> float | None:
+    if run.started is None:
         return None
-    return float(value)
-
-
-def _duration(run: Mapping[str, Any], stats: RunStats, clients: list[ClientRecord]) -> float | None:
-    started = _number(run.get("started"))
-    if started is None:
-        return None
-    ended = _number(run.get("ended"))
+    ended = run.ended
     if ended is None:  # crashed: the last thing recorded is the best end we have
-        events = [started, *(c.ended for c in clients)]
+        events = [run.started, *(c.ended for c in clients)]
         if stats.requests.last_end is not None:
             events.append(stats.requests.last_end)
         ended = max(events)
-    return ended - started
+    return ended - run.started
 
 
-def _read_run_json(run_dir: Path) -> dict[str, Any]:
-    if not run_dir.is_dir():
-        raise ReportError(f"{run_dir}: no such run directory")
-    path = run_dir / RUN_FILE
+def _limits(run: RunMeta, thresholds: Mapping[str, float] | None, where: Path) -> dict[str, float]:
+    """The thresholds to judge by: given ones, else run.json's, else the defaults."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ReportError(f"{run_dir}: no {RUN_FILE}, not a pipstorm run directory") from None
-    except (ValueError, OSError) as exc:
-        raise ReportError(f"{path}: unreadable ({exc})") from None
-    if not isinstance(data, dict):
-        raise ReportError(f"{path}: expected a JSON object")
-    schema = data.get("schema")
-    if schema not in SUPPORTED_RUN_SCHEMAS:
-        raise ReportError(f"{path}: unsupported schema {schema!r} (this version reads 1)")
-    return data
-
-
-def _thresholds_of(run: Mapping[str, Any], path: Path) -> dict[str, float]:
-    recorded = run.get("thresholds", DEFAULTS)
-    if not isinstance(recorded, Mapping):
-        raise ReportError(f"{path}: 'thresholds' must be an object of KEY: limit")
-    try:
-        return merge(recorded)
+        if thresholds is not None:
+            return merge(thresholds)
+        return merge(DEFAULTS if run.thresholds is None else run.thresholds)
     except ThresholdError as exc:
-        raise ReportError(f"{path}: {exc}") from None
+        raise ReportError(f"{where}: {exc}" if thresholds is None else str(exc)) from None
 
 
 def _notes(
-    run: Mapping[str, Any],
+    run: RunMeta,
     stats: RunStats,
     results: tuple[ThresholdResult, ...],
     skipped: Mapping[str, int],
-    missing: list[str],
+    missing: Sequence[str],
 ) -> list[str]:
     notes: list[str] = []
-    if run.get("interrupted"):
+    if run.interrupted:
         notes.append("The run was interrupted: the numbers cover only the part that ran.")
-    elif run.get("ended") is None:
+    elif run.ended is None:
         notes.append(
             "run.json has no end time: the run crashed or is still going; "
             "this report covers what was recorded."
@@ -231,7 +202,7 @@ def _notes(
         rules = ", ".join(f"{k} {n}" for k, n in req.injected_by_rule.items())
         counted = (
             "they count as errors (--count-injected)"
-            if run.get("count_injected")
+            if run.count_injected
             else "they are not counted as errors (--count-injected counts them)"
         )
         notes.append(
@@ -249,9 +220,8 @@ def _notes(
             "run (same method and path): retries, mostly."
         )
     runs = stats.clients.all
-    planned = run.get("runs_planned")
-    if isinstance(planned, int) and not isinstance(planned, bool) and runs.count < planned:
-        notes.append(f"{runs.count} of {planned} planned client runs were recorded.")
+    if runs.count < run.runs_planned:
+        notes.append(f"{runs.count} of {run.runs_planned} planned client runs were recorded.")
     if runs.by_outcome.get("interrupted"):
         notes.append(
             f"{runs.by_outcome['interrupted']} client run(s) were interrupted; "
@@ -265,81 +235,43 @@ def _notes(
     return notes
 
 
-def build_report(run_dir: Path, thresholds: Mapping[str, float] | None = None) -> Report:
-    """Read a run directory and judge it.
+def build_report(source: Path | RunData, thresholds: Mapping[str, float] | None = None) -> Report:
+    """Judge a results folder (read once, or already read).
 
     ``thresholds`` replaces the ones recorded in run.json (to re-judge an old run); by default
     the recorded ones are used, or the defaults if run.json has none.
     """
-    run = _read_run_json(run_dir)
-    if thresholds is None:
-        limits = _thresholds_of(run, run_dir / RUN_FILE)
-    else:
-        try:
-            limits = merge(thresholds)
-        except ThresholdError as exc:
-            raise ReportError(str(exc)) from None
-    missing = [n for n in (REQUESTS_FILE, CLIENTS_FILE) if not (run_dir / n).is_file()]
-    try:
-        requests, skipped_requests = (
-            ([], 0) if REQUESTS_FILE in missing else load_requests(run_dir / REQUESTS_FILE)
-        )
-        clients, skipped_clients = (
-            ([], 0) if CLIENTS_FILE in missing else load_clients(run_dir / CLIENTS_FILE)
-        )
-    except OSError as exc:
-        raise ReportError(f"{run_dir}: cannot read a stream ({exc})") from None
-    stats = compute_stats(requests, clients, count_injected=bool(run.get("count_injected")))
+    data = source if isinstance(source, RunData) else _load(source)
+    run = data.meta
+    limits = _limits(run, thresholds, data.run_dir / RUN_FILE)
+    requests, clients = data.requests, data.clients
+    stats = compute_stats(requests, clients, count_injected=run.count_injected)
     results = tuple(evaluate(limits, stats))
-    skipped = {REQUESTS_FILE: skipped_requests, CLIENTS_FILE: skipped_clients}
-    host: list[HostSample] = []
-    if (run_dir / HOST_FILE).is_file():  # absent before host sampling: no CPU figures then
-        try:
-            host, skipped[HOST_FILE] = load_host_samples(run_dir / HOST_FILE)
-        except OSError:
-            host = []
-    target = run.get("target")
-    local = isinstance(target, Mapping) and target.get("kind") == "embedded"
-    generator = check_generator(host, clients, local_target=local)
+    generator = check_generator(host_samples(data.host), clients, local_target=run.embedded_target)
     failed = sorted(
         (c for c in clients if c.outcome not in {*NOT_FAILED, "interrupted"}),
         key=lambda c: c.started,
     )
+    kinds = fault_kinds(run.faults)
     return Report(
-        run_dir=run_dir,
-        run=run,
+        data=data,
         stats=stats,
         thresholds=results,
-        skipped_lines=skipped,
-        incomplete=run.get("ended") is None,
-        interrupted=bool(run.get("interrupted")),
-        notes=tuple(_notes(run, stats, results, skipped, missing)),
+        notes=tuple(_notes(run, stats, results, data.skipped, data.missing)),
         failed_runs=tuple(failed[:FAILED_RUNS_SHOWN]),
         duration_s=_duration(run, stats, clients),
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         generator=generator,
         failure_reasons={
-            c.run_id: diagnose(build_trace(c.run_id, requests, c, fault_kinds(run)))
+            c.run_id: diagnose(build_trace(c.run_id, requests, c, kinds))
             for c in failed[:FAILED_RUNS_SHOWN]
         },
         client_kinds=client_kind_usage(requests, clients),
     )
 
 
-def write_reports(run_dir: Path, thresholds: Mapping[str, float] | None = None) -> Report:
-    """Build the report and write ``report.json``, the chart PNGs, ``report.md`` and the
-    self-contained ``report.html`` (each atomically)."""
-    # Imported here: matplotlib is slow to import and only reports need it, not every command.
-    from engine.report.chart_files import build_charts, write_chart_files
-    from engine.report.html import REPORT_HTML, render_html
-
-    report = build_report(run_dir, thresholds)
+def _load(run_dir: Path) -> RunData:
     try:
-        write_json_atomic(run_dir / REPORT_JSON, report.to_dict())
-        charts = build_charts(report)
-        write_chart_files(run_dir, charts)
-        write_text_atomic(run_dir / REPORT_MD, render_markdown(report, charts.links))
-        write_text_atomic(run_dir / REPORT_HTML, render_html(report, charts))
-    except OSError as exc:
-        raise ReportError(f"{run_dir}: cannot write the report ({exc})") from None
-    return report
+        return RunData.load(run_dir)
+    except RecordError as exc:
+        raise ReportError(str(exc)) from None

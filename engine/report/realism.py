@@ -12,7 +12,8 @@ from collections.abc import Callable
 from tabulate import tabulate
 
 from engine.analysis.stats import Distribution
-from engine.rundir.records import OPERATIONS, write_json_atomic, write_text_atomic
+from engine.rundir.files import write_json_atomic, write_text_atomic
+from engine.rundir.records import OPERATIONS
 from engine.workflows.realism import REALISM_JSON, REALISM_MD, OperationSide, Realism, Side
 
 NONE = "-"

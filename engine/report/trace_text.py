@@ -75,10 +75,10 @@ def render_run(trace: RunTrace) -> str:
 def render_summary(data: RunDirTraces) -> str:
     """The whole results folder: retries per operation, recovered runs, failed runs and why."""
     traces = data.traces
-    lines = [f"{len(traces)} client run(s), {len(data.requests)} request(s)"]
-    faults = data.run.get("faults")
-    if isinstance(faults, list) and faults:
-        specs = ", ".join(f"{f.get('id')}: {f.get('spec')}" for f in faults if isinstance(f, dict))
+    lines = [f"{len(traces)} client run(s), {len(data.data.requests)} request(s)"]
+    faults = data.data.meta.faults
+    if faults:
+        specs = ", ".join(f"{f.get('id')}: {f.get('spec')}" for f in faults)
         lines.append(f"injected fault rules: {specs}")
     counts = retry_counts(traces)
     if counts:

@@ -7,9 +7,10 @@ result as it arrives, so an interrupted run keeps every result that came in.
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from clients.runner import ClientError
 from clients.task import ClientResult, ClientTask
@@ -17,25 +18,47 @@ from engine.analysis.stats import NOT_FAILED
 from engine.run.pool import ClientPool
 from engine.run.progress import LiveProgress, RunCounts
 from engine.run.schedule import PlannedRun
-from engine.rundir.records import ClientRecord, JsonlWriter
+from engine.rundir.jsonl import JsonlWriter
+from engine.rundir.records import ClientRecord
 
 #: A run is handed to a worker this long before it is due, so its venv is ready on time.
 PREPARE_AHEAD_S = 10.0
 
 
 @dataclass
-class Finished:
-    """Client runs that have reported, and how many of them did not succeed."""
+class RunClock:
+    """Time zero of a run on both clocks, and the progress counts read off it.
 
+    ``t0_wall``/``t0_mono`` are set once the pool is up (:meth:`start`); every planned offset is
+    due at ``t0_mono + offset`` (CLOCK_MONOTONIC is shared by all processes on Linux) and is
+    recorded against ``t0_wall + offset``. ``dues`` holds the due times of the runs handed out,
+    in order, so the number launched so far is a bisection.
+    """
+
+    t0_wall: float = 0.0
+    t0_mono: float = 0.0
+    dues: list[float] = field(default_factory=list)
     finished: int = 0
     failed: int = 0
 
+    def start(self, margin_s: float) -> None:
+        """Offset 0 is ``margin_s`` from now."""
+        self.t0_wall = time.time() + margin_s
+        self.t0_mono = time.monotonic() + margin_s
+
+    def counts(self) -> RunCounts:
+        """Runs launched, in flight, finished and failed, now."""
+        launched = bisect.bisect_right(self.dues, time.monotonic())
+        return RunCounts(
+            launched=launched,
+            in_flight=max(0, launched - self.finished),
+            finished=self.finished,
+            failed=self.failed,
+        )
+
 
 def client_recorder(
-    writer: JsonlWriter,
-    plan: dict[str, PlannedRun],
-    progress: Finished,
-    origin: list[float],
+    writer: JsonlWriter, plan: dict[str, PlannedRun], clock: RunClock
 ) -> Callable[[ClientResult], None]:
     """Turn a worker's result into one ``clients.jsonl`` line the moment it arrives."""
 
@@ -46,13 +69,13 @@ def client_recorder(
                 result,
                 project=planned.project,
                 version=planned.version,
-                intended=origin[0] + planned.offset_s,
+                intended=clock.t0_wall + planned.offset_s,
                 tick=planned.tick,
                 burst=planned.burst,
             )
         )
-        progress.finished += 1
-        progress.failed += result.outcome not in NOT_FAILED
+        clock.finished += 1
+        clock.failed += result.outcome not in NOT_FAILED
 
     return record
 
@@ -61,33 +84,33 @@ def dispatch_plan(
     plan: list[PlannedRun],
     pool: ClientPool,
     make_task: Callable[[PlannedRun], ClientTask],
-    clock: tuple[float, list[float], LiveProgress, Callable[[], RunCounts]],
+    clock: RunClock,
+    live: LiveProgress,
 ) -> None:
     """Hand each run to the pool ``PREPARE_AHEAD_S`` before it is due, updating progress."""
-    t0_mono, dues, live, counts = clock
     for run in plan:
-        due = t0_mono + run.offset_s
+        due = clock.t0_mono + run.offset_s
         while (wait := due - PREPARE_AHEAD_S - time.monotonic()) > 0:
             time.sleep(min(wait, 0.5))
             raise_if_fatal(pool)
-            live.update(counts())
+            live.update(clock.counts())
         pool.submit(make_task(run), due)
-        dues.append(due)  # the plan is in time order, so `dues` stays sorted
-    while pool.in_flight and time.monotonic() < t0_mono + live.planned_s:
+        clock.dues.append(due)  # the plan is in time order, so `dues` stays sorted
+    while pool.in_flight and time.monotonic() < clock.t0_mono + live.planned_s:
         time.sleep(0.5)
         raise_if_fatal(pool)
-        live.update(counts())
+        live.update(clock.counts())
 
 
 def wait_for_last_runs(
-    pool: ClientPool, timeout_s: float, live: LiveProgress, counts: Callable[[], RunCounts]
+    pool: ClientPool, timeout_s: float, live: LiveProgress, clock: RunClock
 ) -> None:
     """Every run has been handed out: wait for the last ones (bounded by their timeout)."""
     deadline = time.monotonic() + timeout_s
     while not pool.wait_idle(min(1.0, max(0.0, deadline - time.monotonic()))):
         if time.monotonic() >= deadline:
             break
-        live.update(counts())
+        live.update(clock.counts())
     raise_if_fatal(pool)
 
 

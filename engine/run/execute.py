@@ -7,8 +7,6 @@ ends with a report of the part that ran, and the same report can be rebuilt late
 
 from __future__ import annotations
 
-import bisect
-import platform
 import shutil
 import signal
 import sys
@@ -17,22 +15,21 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 from clients.process import CLIENT_NICE
 from clients.task import ClientTask
 from clients.twine import KIND as UPLOAD_KIND
 from engine.analysis import thresholds as thresholds_mod
-from engine.report.model import Report, terminal_summary, write_reports
+from engine.report.model import Report
+from engine.report.terminal import terminal_summary
+from engine.report.write import write_reports
 from engine.run.client_mix import choose_clients
 from engine.run.client_mix import warm_up as warm_up_clients
 from engine.run.dispatch import (
     PREPARE_AHEAD_S,
-    Finished,
+    RunClock,
     client_recorder,
     dispatch_plan,
     wait_for_last_runs,
@@ -41,12 +38,13 @@ from engine.run.faults import RunFaults
 from engine.run.pool import ClientPool
 from engine.run.priority import ProxyGuard, protect_proxy
 from engine.run.profiles import Profile, load_profile
-from engine.run.progress import LiveProgress, RunCounts
-from engine.run.sampler import HOST_FILE, HostSampler
+from engine.run.progress import LiveProgress
+from engine.run.sampler import HostSampler
 from engine.run.schedule import PlannedRun, Timeline, build_schedule
 from engine.run.target import Target, check_loopback, open_target
-from engine.rundir.records import CLIENTS_FILE, REQUESTS_FILE, RUN_FILE, JsonlWriter
-from engine.rundir.records import write_json_atomic as write_json
+from engine.rundir.files import CLIENTS_FILE, HOST_FILE, REQUESTS_FILE, make_run_dir
+from engine.rundir.jsonl import JsonlWriter
+from engine.rundir.meta import RunMeta
 from infra.proxy import RecordingProxy
 from packages.spec import CorpusSpec
 
@@ -96,31 +94,6 @@ class _Interrupted(Exception):
     """SIGTERM, turned into an exception so the run unwinds like on Ctrl-C."""
 
 
-def make_run_dir(root: Path, profile: str) -> Path:
-    """``results/<UTC timestamp>-<profile>/``, never reusing an existing folder."""
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in profile)[:60]
-    root.mkdir(parents=True, exist_ok=True)
-    for attempt in range(100):
-        path = root / (f"{stamp}-{safe}" + (f"-{attempt}" if attempt else ""))
-        try:
-            path.mkdir()
-        except FileExistsError:
-            continue
-        return path
-    raise FileExistsError(f"cannot make a fresh results folder under {root}")
-
-
-def _versions() -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for dist in ("pipstorm", "pypiserver", "aiohttp", "virtualenv"):
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            found[dist] = "unknown"
-    return found
-
-
 @contextmanager
 def _signals_as_interrupts() -> Iterator[None]:
     """SIGTERM stops a run the way Ctrl-C does; restored afterwards."""
@@ -159,25 +132,20 @@ def _no_interrupts_while_cleaning(say: Callable[[str], None]) -> Iterator[None]:
 
 def _initial_meta(
     options: RunOptions, profile: Profile, line: Timeline, planned: int, limits: dict[str, float]
-) -> dict[str, Any]:
+) -> RunMeta:
     """``run.json`` as written before the run; the run fills in start, end and target."""
-    return {
-        "schema": 1,
-        "profile": profile.to_dict(),
-        "planned_duration_s": line.duration_s,
-        "time_scale": line.time_scale,
-        "tick_s": line.tick_s,
-        "burst_ticks_s": line.burst_ticks,
-        "started": None,
-        "ended": None,
-        "interrupted": False,
-        "seed": options.seed,
-        "runs_planned": planned,
-        "runs_dispatched": 0,
-        "thresholds": limits,
-        "target": {"kind": "embedded" if options.index_url is None else "remote"},
-        "versions": _versions(),
-    }
+    return RunMeta(
+        profile=profile.to_dict(),
+        planned_duration_s=line.duration_s,
+        time_scale=line.time_scale,
+        tick_s=line.tick_s,
+        burst_ticks_s=list(line.burst_ticks),
+        seed=options.seed,
+        runs_planned=planned,
+        thresholds=limits,
+        target={"kind": "embedded" if options.index_url is None else "remote"},
+        count_injected=options.count_injected,
+    )
 
 
 def execute_run(
@@ -215,10 +183,9 @@ def execute_run(
     if UPLOAD_KIND in choice.kinds and target is None:  # the embedded target's uploads go here
         (run_dir / UPLOADS_DIR).mkdir()
     meta = _initial_meta(options, profile, line, len(plan), limits)
-    meta["clients"] = choice.to_dict()
-    meta["faults"] = faults.meta() if faults is not None else []
-    meta["count_injected"] = options.count_injected
-    write_json(run_dir / RUN_FILE, meta)
+    meta.clients = choice.to_dict()
+    meta.faults = faults.meta() if faults is not None else []
+    meta.write(run_dir)
     state = _RunState(
         meta=meta, run_dir=run_dir, emit=emit, tty=say is None and sys.stderr.isatty()
     )
@@ -238,17 +205,17 @@ def execute_run(
         raise
     finally:
         if run_dir.exists():
-            meta["ended"] = time.time()
-            write_json(run_dir / RUN_FILE, meta)
+            meta.ended = time.time()
+            meta.write(run_dir)
     report = write_reports(run_dir)
     emit(terminal_summary(report))
     emit(f"reports: {run_dir / 'report.md'} (and report.json)")
-    return RunResult(run_dir=run_dir, report=report, interrupted=bool(meta["interrupted"]))
+    return RunResult(run_dir=run_dir, report=report, interrupted=meta.interrupted)
 
 
 @dataclass
 class _RunState:
-    meta: dict[str, Any]
+    meta: RunMeta
     run_dir: Path
     emit: Callable[[str], None]
     tty: bool = False  # progress as one line rewritten in place on stderr
@@ -265,7 +232,7 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
     """
     meta, run_dir, emit = state.meta, state.run_dir, state.emit
     pool: ClientPool | None = None
-    origin: list[float] = []  # (wall, monotonic) of offset 0, known once the pool is up
+    clock = RunClock()  # offset 0, known once the pool is up
     try:
         with ExitStack() as stack:
             stack.enter_context(_signals_as_interrupts())
@@ -278,9 +245,9 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
                     upload_dir=uploads if (uploads := run_dir / UPLOADS_DIR).is_dir() else None,
                 )
             )
-            meta["target"] = {"kind": target.kind, "index_url": target.index_url}
+            meta.target = {"kind": target.kind, "index_url": target.index_url}
             emit(
-                f"pipstorm: {meta['profile']['name']}: {meta['runs_planned']} client runs in "
+                f"pipstorm: {meta.profile_name}: {meta.runs_planned} client runs in "
                 f"{line.duration_s:g} s against {target.index_url} -> {run_dir}"
             )
             proxy = stack.enter_context(
@@ -293,15 +260,14 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
             )
             # The proxy outranks the clients (niced in clients.process) for the CPU.
             proxy_priority = protect_proxy(proxy.pid, mode=options.proxy_priority)
-            meta["priority"] = {"clients_nice": CLIENT_NICE, "proxy": proxy_priority}
-            progress = Finished()
+            meta.priority = {"clients_nice": CLIENT_NICE, "proxy": proxy_priority}
             clients_log = stack.enter_context(JsonlWriter(run_dir / CLIENTS_FILE))
-            record = client_recorder(clients_log, {r.run_id: r for r in plan}, progress, origin)
+            record = client_recorder(clients_log, {r.run_id: r for r in plan}, clock)
             pool = started = ClientPool(record, workers=options.workers)
             pool.start()
             state.load_sent = True
-            origin.extend((time.time() + START_MARGIN_S, time.monotonic() + START_MARGIN_S))
-            _mark_started(state, origin[0])
+            clock.start(START_MARGIN_S)
+            _mark_started(state, clock.t0_wall)
             # Entered last, so stopped first: before the proxy and the target it samples.
             stack.enter_context(
                 HostSampler(
@@ -315,39 +281,28 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
             live = LiveProgress(
                 run_dir / REQUESTS_FILE,
                 planned_s=line.duration_s,
-                t0_mono=origin[1],
+                t0_mono=clock.t0_mono,
                 emit=emit,
                 tty=sys.stderr if state.tty else None,
                 quiet=options.quiet,
             )
-            dues: list[float] = []  # CLOCK_MONOTONIC due times of the runs handed out
-
-            def counts() -> RunCounts:
-                launched = bisect.bisect_right(dues, time.monotonic())
-                return RunCounts(
-                    launched=launched,
-                    in_flight=max(0, launched - progress.finished),
-                    finished=progress.finished,
-                    failed=progress.failed,
-                )
-
             try:
                 make_task = _task_maker(options, proxy.index_url_for)
-                dispatch_plan(plan, pool, make_task, (origin[1], dues, live, counts))
+                dispatch_plan(plan, pool, make_task, clock, live)
                 # Every run has been handed out; wait for the last ones (bounded by their timeout).
-                wait_for_last_runs(pool, options.run_timeout_s + 3 * PREPARE_AHEAD_S, live, counts)
-                live.update(counts(), force=True)
+                wait_for_last_runs(pool, options.run_timeout_s + 3 * PREPARE_AHEAD_S, live, clock)
+                live.update(clock.counts(), force=True)
                 live.close()
             except (KeyboardInterrupt, _Interrupted):
                 live.close()
-                meta["interrupted"] = True
+                meta.interrupted = True
                 emit("pipstorm: interrupted: stopping clients and writing the report")
             with _no_interrupts_while_cleaning(emit):
                 pool.stop()
-                meta["runs_dispatched"] = pool.dispatched
+                meta.runs_dispatched = pool.dispatched
                 stack.close()  # proxy, then target: in reverse order of starting
     except (KeyboardInterrupt, _Interrupted):
-        meta["interrupted"] = True  # during start-up or shut-down of a part
+        meta.interrupted = True  # during start-up or shut-down of a part
     finally:
         if pool is not None:
             pool.stop()  # idempotent; here for errors raised past the normal stop
@@ -376,8 +331,8 @@ def _task_maker(
 
 def _mark_started(state: _RunState, started: float) -> None:
     """Time zero is known: into run.json, and into the fault plan (after=, during=bursts)."""
-    state.meta["started"] = started
-    write_json(state.run_dir / RUN_FILE, state.meta)
+    state.meta.started = started
+    state.meta.write(state.run_dir)
     if state.faults_path is not None:
         RunFaults.set_origin(state.faults_path, started)
 

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import TextIO
 
 from engine.analysis.stats import is_error, percentile
-from engine.rundir.records import RecordError, RequestRecord
+from engine.rundir.jsonl import RecordError
+from engine.rundir.records import request_from_json
 
 TTY_EVERY_S = 1.0
 PLAIN_EVERY_S = 60.0
@@ -64,7 +65,7 @@ class RequestTail:
         now = time.monotonic()
         for raw in lines:
             try:
-                record = RequestRecord.from_json(json.loads(raw))
+                record = request_from_json(json.loads(raw))
             except (ValueError, RecordError, TypeError, AttributeError):
                 continue
             self.total += 1

@@ -34,9 +34,8 @@ from typing import Any, Self
 
 import psutil
 
-from engine.rundir.records import JsonlWriter
+from engine.rundir.jsonl import JsonlWriter
 
-HOST_FILE = "host.jsonl"
 #: Seconds between two samples.
 SAMPLE_EVERY_S = 1.0
 

@@ -1,36 +1,35 @@
-"""The records a run writes and the one way to write and read them.
-
-A run directory holds append-only JSONL streams (``requests.jsonl``, ``clients.jsonl``) and a
-``run.json``. The streams are the source of truth: they are appended while the run goes, so a
-crash or Ctrl-C can leave the last line cut short. Readers therefore skip malformed lines and
-count them instead of failing, and writers flush every line so that a crash loses at most the
-line being written.
+"""The records of a results folder's streams: one client run, one request, and their readers.
 
 The JSON field names are the attribute names, one to one, so ``to_json``/``from_json`` are plain
-and a line can be read by ``jq`` with the same words the code uses.
+and a line can be read by ``jq`` with the same words the code uses. A request's record is the
+proxy's own type (``infra.proxy_log.RequestRecord``: one definition for writer and reader);
+parsing it back, with every field's JSON type checked, is done here.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import tempfile
-import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Protocol, Self
+from typing import Any
 
 from clients.task import ClientResult
+from engine.rundir.jsonl import RecordError, read_jsonl
 from infra import operations as infra_operations
+from infra.proxy_log import RequestRecord
 
-REQUESTS_FILE = "requests.jsonl"
-CLIENTS_FILE = "clients.jsonl"
-RUN_FILE = "run.json"
-#: Permissions of the files written atomically (run.json, reports): like any file a tool writes.
-REPORT_MODE = 0o644
+__all__ = [
+    "CLIENT_DISCONNECTED",
+    "OPERATIONS",
+    "OUTCOMES",
+    "ClientRecord",
+    "RequestRecord",
+    "load_clients",
+    "load_requests",
+    "op_order",
+    "request_from_json",
+]
 
 # Operations in the order reports list them: the proxy's classification is the one definition.
 OPERATIONS: tuple[str, ...] = tuple(infra_operations.OPERATIONS)
@@ -39,14 +38,9 @@ OUTCOMES: tuple[str, ...] = ("ok", "failed", "timeout", "interrupted", "error", 
 CLIENT_DISCONNECTED = "client_disconnected"
 
 
-class RecordError(ValueError):
-    """A record (or line) does not have the shape this version expects."""
-
-
-class SupportsToJson(Protocol):
-    """Anything :class:`JsonlWriter` can write besides a plain mapping."""
-
-    def to_json(self) -> dict[str, Any]: ...
+def op_order(op: str) -> tuple[int, str]:
+    """Sort key of an operation: the report's order, unknown ones last by name."""
+    return (OPERATIONS.index(op) if op in OPERATIONS else len(OPERATIONS), op)
 
 
 def _field(data: Mapping[str, Any], key: str, kinds: tuple[type, ...], *, optional: bool) -> Any:  # noqa: ANN401 - checked at run time against `kinds`
@@ -74,58 +68,25 @@ def _kind_names(kinds: tuple[type, ...]) -> str:
 _NUM = (int, float)
 
 
-@dataclass(frozen=True)
-class RequestRecord:
-    """One HTTP exchange seen by the recording proxy (one line of ``requests.jsonl``).
-
-    ``status`` is None when no upstream response arrived (a transport error, named in
-    ``error``). ``run_id`` is None when the proxy could not attribute the request to a run.
-    ``fault`` is the id of the injected fault rule that shaped the exchange (None: genuine).
-    """
-
-    ts: float
-    op: str
-    method: str
-    path: str
-    status: int | None
-    total_ms: float
-    run_id: str | None = None
-    bytes: int = 0
-    req_bytes: int = 0
-    ttfb_ms: float | None = None
-    error: str | None = None
-    user_agent: str | None = None
-    range: str | None = None
-    fault: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The line's content as a JSON-ready dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RequestRecord:
-        """Parse one line's dict; unknown keys are ignored so newer writers stay readable."""
-        return cls(
-            ts=float(_field(data, "ts", _NUM, optional=False)),
-            op=_field(data, "op", (str,), optional=False),
-            method=_field(data, "method", (str,), optional=False),
-            path=_field(data, "path", (str,), optional=False),
-            status=_field(data, "status", (int,), optional=True),
-            total_ms=float(_field(data, "total_ms", _NUM, optional=False)),
-            run_id=_field(data, "run_id", (str,), optional=True),
-            bytes=_field(data, "bytes", (int,), optional=True) or 0,
-            req_bytes=_field(data, "req_bytes", (int,), optional=True) or 0,
-            ttfb_ms=_opt_float(_field(data, "ttfb_ms", _NUM, optional=True)),
-            error=_field(data, "error", (str,), optional=True),
-            user_agent=_field(data, "user_agent", (str,), optional=True),
-            range=_field(data, "range", (str,), optional=True),
-            fault=_field(data, "fault", (str,), optional=True),
-        )
-
-    @property
-    def end(self) -> float:
-        """Wall time (epoch s) at which the exchange finished."""
-        return self.ts + self.total_ms / 1000.0
+def request_from_json(data: Mapping[str, Any]) -> RequestRecord:
+    """Parse one ``requests.jsonl`` line's dict; unknown keys are ignored so newer writers stay
+    readable; RecordError names a field of the wrong type."""
+    return RequestRecord(
+        ts=float(_field(data, "ts", _NUM, optional=False)),
+        op=_field(data, "op", (str,), optional=False),
+        method=_field(data, "method", (str,), optional=False),
+        path=_field(data, "path", (str,), optional=False),
+        status=_field(data, "status", (int,), optional=True),
+        total_ms=float(_field(data, "total_ms", _NUM, optional=False)),
+        run_id=_field(data, "run_id", (str,), optional=True),
+        bytes=_field(data, "bytes", (int,), optional=True) or 0,
+        req_bytes=_field(data, "req_bytes", (int,), optional=True) or 0,
+        ttfb_ms=_opt_float(_field(data, "ttfb_ms", _NUM, optional=True)),
+        error=_field(data, "error", (str,), optional=True),
+        user_agent=_field(data, "user_agent", (str,), optional=True),
+        range=_field(data, "range", (str,), optional=True),
+        fault=_field(data, "fault", (str,), optional=True),
+    )
 
 
 @dataclass(frozen=True)
@@ -230,79 +191,13 @@ def _opt_float(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
-class JsonlWriter:
-    """Appends one JSON object per line to a file, flushing each line.
-
-    The file is opened once in append mode; every record is serialised first and written with
-    a single ``write`` call under a lock, so threads sharing a writer never interleave lines and
-    a crash loses at most the line in flight (which readers then skip).
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._lock = threading.Lock()
-        self._file: IO[str] | None = path.open("a", encoding="utf-8")
-
-    def write(self, record: SupportsToJson | Mapping[str, Any]) -> None:
-        """Write one record (anything with ``to_json()``, or a mapping) as one line."""
-        data = dict(record) if isinstance(record, Mapping) else record.to_json()
-        line = json.dumps(data, separators=(",", ":"), allow_nan=False) + "\n"
-        with self._lock:
-            if self._file is None:
-                raise RecordError(f"{self.path} is closed")
-            self._file.write(line)
-            self._file.flush()
-
-    def close(self) -> None:
-        """Close the file; further writes raise :class:`RecordError`."""
-        with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """Read a JSONL stream: the objects, and how many non-blank lines were skipped.
-
-    A line is skipped when it is not valid UTF-8 JSON or not an object; that is how a final
-    line cut short by a crash looks. Blank lines are ignored without being counted.
-    """
-    rows: list[dict[str, Any]] = []
-    skipped = 0
-    with path.open("rb") as fh:
-        for raw in fh:
-            if not raw.strip():
-                continue
-            try:
-                value = json.loads(raw)
-            except ValueError:  # JSONDecodeError and UnicodeDecodeError both
-                skipped += 1
-                continue
-            if isinstance(value, dict):
-                rows.append(value)
-            else:
-                skipped += 1
-    return rows, skipped
-
-
 def load_requests(path: Path) -> tuple[list[RequestRecord], int]:
     """``requests.jsonl`` as records, plus skipped lines (malformed JSON or wrong shape)."""
     rows, skipped = read_jsonl(path)
     records: list[RequestRecord] = []
     for row in rows:
         try:
-            records.append(RequestRecord.from_json(row))
+            records.append(request_from_json(row))
         except RecordError:
             skipped += 1
     return records, skipped
@@ -318,29 +213,3 @@ def load_clients(path: Path) -> tuple[list[ClientRecord], int]:
         except RecordError:
             skipped += 1
     return records, skipped
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that readers see the old file or the new, never half.
-
-    The temp file lives in the same folder (``os.replace`` is atomic only within a file
-    system) and is removed if anything fails before the rename.
-    """
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        # mkstemp makes the file private (0600); a report is meant to be read by others too.
-        os.fchmod(fd, REPORT_MODE)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)  # os.replace: atomic within one file system
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """Write a JSON document atomically (``run.json``, ``report.json``), indented for people."""
-    write_text_atomic(path, json.dumps(data, indent=2, allow_nan=False) + "\n")

@@ -33,12 +33,11 @@ from engine.run.execute import (
     RunOptions,
     RunResult,
     execute_run,
-    make_run_dir,
 )
 from engine.run.profiles import ProfileError, load_profile
 from engine.run.schedule import timeline
 from engine.run.target import open_target
-from engine.rundir.records import REQUESTS_FILE, load_requests
+from engine.rundir.files import make_run_dir
 from packages.spec import CorpusSpec
 
 SCHEMA = 1
@@ -215,9 +214,8 @@ def side(label: str, report: Report, *, interrupted: bool = False) -> Side:
     stats = report.stats
     runs = stats.clients.all.count
     per = max(runs, 1)
-    requests, _ = load_requests(report.run_dir / REQUESTS_FILE)
-    clients = report.run.get("clients", {})
-    mix = clients.get("mix", {}) if isinstance(clients, Mapping) else {}
+    requests = report.data.requests
+    mix = report.run.clients.get("mix", {})
     agents: dict[str, int] = {}
     for usage in report.client_kinds:
         for agent, count in usage.user_agents.items():

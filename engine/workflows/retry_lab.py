@@ -14,20 +14,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from clients.drivers import DriverError
 from clients.drivers import warm_up as warm_up_driver
 from clients.process import ProcessRegistry
 from clients.runner import KINDS, ClientError, execute
 from clients.task import ClientTask
-from engine.analysis.trace import RunDirTraces, load_traces
+from engine.analysis.trace import RunDirTraces, trace_runs
 from engine.report.trace_text import render_run, render_summary
-from engine.run.execute import make_run_dir
 from engine.run.faults import RunFaults
 from engine.run.target import open_target
-from engine.rundir.records import CLIENTS_FILE, REQUESTS_FILE, RUN_FILE, ClientRecord, JsonlWriter
-from engine.rundir.records import write_json_atomic as write_json
+from engine.rundir.data import RunData
+from engine.rundir.files import CLIENTS_FILE, REQUESTS_FILE, make_run_dir
+from engine.rundir.jsonl import JsonlWriter
+from engine.rundir.meta import RunMeta
+from engine.rundir.records import ClientRecord
 from infra.proxy import RecordingProxy
 from packages.spec import CorpusSpec
 
@@ -91,20 +92,22 @@ def run_lab(options: LabOptions, say: Callable[[str], None]) -> LabResult:
         except DriverError as exc:
             raise ClientError(str(exc)) from None
     run_dir = make_run_dir(options.results_root, f"retry-lab-{options.client}")
-    meta: dict[str, Any] = {
-        "schema": 1,
-        "profile": {"name": f"retry-lab-{options.client}", "client": options.client},
-        "started": None,
-        "ended": None,
-        "interrupted": False,
-        "seed": options.seed,
-        "runs_planned": len(ids),
-        "thresholds": {},
-        "faults": faults.meta() if faults is not None else [],
-        "count_injected": False,
-        "lab": {"project": project, "version": version, "client_args": list(options.client_args)},
-    }
-    write_json(run_dir / RUN_FILE, meta)
+    meta = RunMeta(
+        profile={"name": f"retry-lab-{options.client}", "client": options.client},
+        seed=options.seed,
+        runs_planned=len(ids),
+        runs_dispatched=len(ids),
+        thresholds={},
+        faults=faults.meta() if faults is not None else [],
+        clients={"mix": {options.client: 1.0}, "versions": {options.client: None}},
+        lab={
+            "project": project,
+            "version": version,
+            "client_args": list(options.client_args),
+            "client_versions": list(versions),
+        },
+    )
+    meta.write(run_dir)
     plan_path = (
         faults.write_plan(run_dir, dict.fromkeys(ids, options.client))
         if faults is not None
@@ -122,11 +125,11 @@ def run_lab(options: LabOptions, say: Callable[[str], None]) -> LabResult:
         ) as proxy,
         JsonlWriter(run_dir / CLIENTS_FILE) as clients_log,
     ):
-        meta["target"] = {"kind": target.kind, "index_url": target.index_url}
-        meta["started"] = time.time()
-        write_json(run_dir / RUN_FILE, meta)
+        meta.target = {"kind": target.kind, "index_url": target.index_url}
+        meta.started = time.time()
+        meta.write(run_dir)
         if plan_path is not None:
-            RunFaults.set_origin(plan_path, meta["started"])
+            RunFaults.set_origin(plan_path, meta.started)
         registry = ProcessRegistry()
         for run_id, pinned in zip(ids, versions, strict=True):
             shown = pinned or "(default version)"
@@ -151,6 +154,6 @@ def run_lab(options: LabOptions, say: Callable[[str], None]) -> LabResult:
                     intended=result.launched if result.launched is not None else result.started,
                 )
             )
-    meta["ended"] = time.time()
-    write_json(run_dir / RUN_FILE, meta)
-    return LabResult(run_dir=run_dir, traces=load_traces(run_dir))
+    meta.ended = time.time()
+    meta.write(run_dir)
+    return LabResult(run_dir=run_dir, traces=trace_runs(RunData.load(run_dir)))

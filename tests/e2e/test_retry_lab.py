@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.analysis.trace import RunTrace, diagnose, load_traces
+from engine.analysis.trace import RunTrace, diagnose, trace_runs
+from engine.rundir.data import RunData
 from engine.rundir.records import load_requests
 from tests.e2e.conftest import pipstorm
 
@@ -26,7 +27,7 @@ def lab(env: dict[str, str], tmp_path: Path, *args: str) -> tuple[str, RunTrace,
     )
     assert done.returncode == 0, done.stderr
     (run_dir,) = results.iterdir()
-    (trace,) = load_traces(run_dir).traces
+    (trace,) = trace_runs(RunData.load(run_dir)).traces
     return done.stdout, trace, run_dir
 
 
@@ -98,7 +99,7 @@ def lab_traces(env: dict[str, str], tmp_path: Path, *args: str) -> tuple[str, li
     )
     assert done.returncode == 0, done.stderr
     (run_dir,) = results.iterdir()
-    return done.stdout, list(load_traces(run_dir).traces)
+    return done.stdout, list(trace_runs(RunData.load(run_dir)).traces)
 
 
 def listing_gaps(trace: RunTrace) -> list[float]:

@@ -12,15 +12,9 @@ import random
 from pathlib import Path
 from typing import Any
 
-from engine.rundir.records import (
-    CLIENTS_FILE,
-    REQUESTS_FILE,
-    RUN_FILE,
-    ClientRecord,
-    JsonlWriter,
-    RequestRecord,
-    write_json_atomic,
-)
+from engine.rundir.files import CLIENTS_FILE, REQUESTS_FILE, RUN_FILE, write_json_atomic
+from engine.rundir.jsonl import JsonlWriter
+from engine.rundir.records import ClientRecord, RequestRecord
 
 T0 = 1_790_000_000.0
 

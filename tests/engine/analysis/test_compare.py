@@ -9,7 +9,7 @@ import pytest
 
 from engine.analysis.compare import compare_paths
 from engine.cli import main
-from engine.report.model import write_reports
+from engine.report.write import write_reports
 from tests.engine.synthetic_run import write_run
 
 

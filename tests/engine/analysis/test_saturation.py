@@ -13,11 +13,15 @@ from engine.analysis.saturation import (
     CPU_SUSTAINED_S,
     GeneratorCheck,
     check_generator,
-    load_host_samples,
+    host_samples,
     warning_lines,
 )
-from engine.report.model import build_report, render_markdown, terminal_summary
-from engine.rundir.records import CLIENTS_FILE, RUN_FILE, ClientRecord, load_clients
+from engine.report.markdown import render_markdown
+from engine.report.model import build_report
+from engine.report.terminal import terminal_summary
+from engine.rundir.files import CLIENTS_FILE, RUN_FILE
+from engine.rundir.host import load_host
+from engine.rundir.records import ClientRecord, load_clients
 
 T0 = 1_700_000_000.0
 
@@ -71,7 +75,8 @@ def check(
 ) -> GeneratorCheck:
     path = tmp_path / "host.jsonl"
     write_host(path, cpus, **kw)
-    samples, skipped = load_host_samples(path)
+    rows, skipped = load_host(path)
+    samples = host_samples(rows)
     assert skipped == 0
     clients = [client(f"r{i}", lag) for i, lag in enumerate(lags)]
     return check_generator(samples, clients, local_target=True)
@@ -143,7 +148,8 @@ def test_malformed_host_lines_are_skipped_and_counted(tmp_path: Path) -> None:
     write_host(path, [50.0, 60.0])
     with path.open("a", encoding="utf-8") as fh:
         fh.write('{"ts": 1, "host_cpu_percent": "high"}\n[1, 2]\n{"ts": 170000')
-    samples, skipped = load_host_samples(path)
+    rows, skipped = load_host(path)
+    samples = host_samples(rows)
     assert [s.host_cpu_percent for s in samples] == [50.0, 60.0]
     assert samples[0].clients_cpu_percent == 150.0
     assert skipped == 3

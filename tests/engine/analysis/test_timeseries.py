@@ -7,11 +7,11 @@ from typing import Any
 from engine.analysis.timeseries import (
     MAX_BUCKETS,
     bucket_width,
-    burst_ticks,
     host_series,
     request_series,
     run_origin,
 )
+from engine.rundir.meta import RunMeta
 from engine.rundir.records import RequestRecord
 from tests.engine.synthetic_run import host_line
 
@@ -55,12 +55,11 @@ def test_requests_outside_the_span_are_kept() -> None:
     assert series.starts[-1] >= 19
 
 
-def test_origin_and_burst_ticks_from_run_json() -> None:
-    assert run_origin({"started": 5.0}, [req(9.0)], []) == 5.0
-    assert run_origin({"started": None}, [req(9.0), req(7.0)], []) == 7.0  # crashed early
-    assert run_origin({}, [], []) is None
-    assert burst_ticks({"burst_ticks_s": [0, 60.0, "x", True]}) == (0.0, 60.0)
-    assert burst_ticks({}) == ()
+def test_origin_from_run_json() -> None:
+    assert run_origin(RunMeta(profile={}, started=5.0), [req(9.0)], []) == 5.0
+    crashed_early = RunMeta(profile={}, started=None)
+    assert run_origin(crashed_early, [req(9.0), req(7.0)], []) == 7.0
+    assert run_origin(crashed_early, [], []) is None
 
 
 def test_host_series_reads_the_sampler_shape_as_shares_of_the_machine() -> None:

@@ -9,15 +9,11 @@ from typing import Any
 
 import pytest
 
-from engine.report.model import (
-    REPORT_JSON,
-    REPORT_MD,
-    ReportError,
-    build_report,
-    terminal_summary,
-    write_reports,
-)
-from engine.rundir.records import RUN_FILE, ClientRecord, RequestRecord
+from engine.report.model import REPORT_JSON, REPORT_MD, ReportError, build_report
+from engine.report.terminal import terminal_summary
+from engine.report.write import write_reports
+from engine.rundir.files import RUN_FILE
+from engine.rundir.records import ClientRecord, RequestRecord
 from tests.engine.analysis.test_stats import T0, req, run
 
 

@@ -8,15 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from engine.rundir.files import write_json_atomic
+from engine.rundir.jsonl import JsonlWriter, RecordError, read_jsonl
 from engine.rundir.records import (
     ClientRecord,
-    JsonlWriter,
-    RecordError,
-    RequestRecord,
     load_clients,
     load_requests,
-    read_jsonl,
-    write_json_atomic,
+    request_from_json,
 )
 
 REQUEST = {
@@ -59,7 +57,7 @@ CLIENT = {
 
 
 def test_request_record_round_trips() -> None:
-    rec = RequestRecord.from_json(REQUEST)
+    rec = request_from_json(REQUEST)
     assert rec.to_json() == REQUEST
     assert rec.end == pytest.approx(1764040000.123 + 0.0034)
 
@@ -71,7 +69,7 @@ def test_client_record_round_trips() -> None:
 
 def test_unknown_keys_are_ignored_and_optional_ones_default() -> None:
     data = {k: REQUEST[k] for k in ("ts", "op", "method", "path", "status", "total_ms")}
-    rec = RequestRecord.from_json({**data, "a_future_key": "delay"})
+    rec = request_from_json({**data, "a_future_key": "delay"})
     assert rec.run_id is None
     assert rec.fault is None
     assert rec.bytes == 0
@@ -89,7 +87,7 @@ def test_unknown_keys_are_ignored_and_optional_ones_default() -> None:
 )
 def test_request_record_rejects_bad_fields(change: dict[str, object], message: str) -> None:
     with pytest.raises(RecordError, match=message):
-        RequestRecord.from_json({**REQUEST, **change})
+        request_from_json({**REQUEST, **change})
 
 
 def test_client_record_rejects_unknown_outcome() -> None:
@@ -100,7 +98,7 @@ def test_client_record_rejects_unknown_outcome() -> None:
 def test_writer_and_reader_skip_a_truncated_last_line(tmp_path: Path) -> None:
     path = tmp_path / "requests.jsonl"
     with JsonlWriter(path) as writer:
-        writer.write(RequestRecord.from_json(REQUEST))
+        writer.write(request_from_json(REQUEST))
         writer.write({**REQUEST, "run_id": "r00013"})
     with path.open("a", encoding="utf-8") as fh:
         fh.write("\n")  # a blank line is not a skipped line

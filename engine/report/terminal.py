@@ -1,0 +1,48 @@
+"""The compact summary printed at the end of ``pipstorm run`` and ``pipstorm report``."""
+
+from __future__ import annotations
+
+from engine.analysis.saturation import warning_lines
+from engine.report.markdown import table
+from engine.report.model import Report
+from engine.report.rows import NONE, dist_cells, threshold_rows, verdict_line
+
+PCTS = ("p50", "p95", "p99")
+
+
+def terminal_summary(report: Report) -> str:
+    """Verdict, the generator warning, thresholds, operations, client runs, notes."""
+    stats = report.stats
+    lines = [verdict_line(report), *warning_lines(report.generator)]
+    if report.thresholds:
+        lines += [
+            "",
+            table(
+                [[r.key, r.limit, r.measured, r.result] for r in threshold_rows(report)],
+                ("threshold", "limit", "measured", "result"),
+                "simple",
+                ("left", "right", "right", "left"),
+            ),
+        ]
+    if stats.operations:
+        rows = [
+            [
+                op,
+                str(s.count),
+                *dist_cells(s.total_ms, ("p50", "p95", "p99"), 1),
+                str(s.error_count),
+            ]
+            for op, s in stats.operations.items()
+        ]
+        lines += [
+            "",
+            table(
+                rows, ("operation", "requests", "p50 ms", "p95 ms", "p99 ms", "errors"), "simple"
+            ),
+        ]
+    runs = stats.clients.all
+    outcomes = ", ".join(f"{k} {n}" for k, n in runs.by_outcome.items()) or "none"
+    lag = NONE if runs.lag_s is None else f"{runs.lag_s.p95:.3f}/{runs.lag_s.max:.3f}"
+    lines += ["", f"client runs: {runs.count} ({outcomes}); lag p95/max {lag} s"]
+    lines += [f"note: {n}" for n in report.notes]
+    return "\n".join(lines)

@@ -1,0 +1,164 @@
+"""``run.json``: what a run was asked to do and how it went, as one versioned class.
+
+:class:`RunMeta` is the only writer and the only reader of ``run.json``: ``pipstorm run`` and
+``pipstorm retry-lab`` fill one in as they go and :meth:`RunMeta.write` it at each step (planned,
+started, ended), atomically; reports, traces and charts :meth:`RunMeta.read` it back with every
+field's type checked. A field an older version did not write reads as its default, an unknown
+key is ignored, so folders from other versions of the same schema stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from importlib import metadata
+from pathlib import Path
+from typing import Any, ClassVar
+
+from engine.rundir.files import RUN_FILE, write_json_atomic
+from engine.rundir.jsonl import RecordError
+
+SCHEMA = 1
+SUPPORTED_SCHEMAS = frozenset({SCHEMA})
+#: Distributions whose versions a run records (the client versions are in ``clients``).
+RECORDED_DISTRIBUTIONS = ("pipstorm", "pypiserver", "aiohttp", "virtualenv")
+
+
+def installed_versions() -> dict[str, str]:
+    """Python's and the recorded distributions' versions on this generator."""
+    found = {"python": platform.python_version()}
+    for dist in RECORDED_DISTRIBUTIONS:
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "unknown"
+    return found
+
+
+@dataclass
+class RunMeta:
+    """The content of ``run.json`` (schema 1). Times are epoch seconds.
+
+    ``profile`` is the profile as played (``Profile.to_dict()``, at least ``name``);
+    ``thresholds`` None means none were recorded (the defaults apply); ``target`` holds
+    ``kind`` (embedded, remote) and ``index_url``; ``clients`` the mix and the version of each
+    kind; ``faults`` each injected rule's id and spec; ``priority`` what was applied to clients
+    and proxy; ``lab`` what a retry-lab run asked for (None for a load run).
+    """
+
+    profile: dict[str, Any]
+    planned_duration_s: float | None = None
+    time_scale: float = 1.0
+    tick_s: float | None = None
+    burst_ticks_s: list[float] = field(default_factory=list)
+    started: float | None = None
+    ended: float | None = None
+    interrupted: bool = False
+    seed: int = 1
+    runs_planned: int = 0
+    runs_dispatched: int = 0
+    thresholds: dict[str, float] | None = None
+    target: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=installed_versions)
+    clients: dict[str, Any] = field(default_factory=dict)
+    faults: list[dict[str, str]] = field(default_factory=list)
+    count_injected: bool = False
+    priority: dict[str, Any] = field(default_factory=dict)
+    lab: dict[str, Any] | None = None
+
+    schema: ClassVar[int] = SCHEMA
+
+    @property
+    def profile_name(self) -> str:
+        """The profile's name ("?" when run.json did not record one)."""
+        name = self.profile.get("name")
+        return name if isinstance(name, str) else "?"
+
+    @property
+    def embedded_target(self) -> bool:
+        """Whether the index was pipstorm's own local pypiserver (its CPU is on this host)."""
+        return self.target.get("kind") == "embedded"
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``run.json`` document, ``schema`` first."""
+        return {"schema": self.schema, **asdict(self)}
+
+    def write(self, run_dir: Path) -> None:
+        """Replace ``run_dir/run.json`` atomically with this state."""
+        write_json_atomic(run_dir / RUN_FILE, self.to_json())
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any], *, source: str = RUN_FILE) -> RunMeta:
+        """Parse a ``run.json`` document; RecordError names the field of the wrong type."""
+        schema = data.get("schema")
+        if schema not in SUPPORTED_SCHEMAS:
+            raise RecordError(f"{source}: unsupported schema {schema!r} (this version reads 1)")
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data or (data[f.name] is None and f.name not in _NULLABLE):
+                continue
+            values[f.name] = _checked(f.name, data[f.name], source)
+        if "profile" not in values:
+            values["profile"] = {}
+        return cls(**values)
+
+    @classmethod
+    def read(cls, run_dir: Path) -> RunMeta:
+        """``run_dir/run.json``; RecordError (one line) when it is missing or malformed."""
+        if not run_dir.is_dir():
+            raise RecordError(f"{run_dir}: no such run directory")
+        path = run_dir / RUN_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise RecordError(f"{run_dir}: no {RUN_FILE}, not a pipstorm run directory") from None
+        except (ValueError, OSError) as exc:
+            raise RecordError(f"{path}: unreadable ({exc})") from None
+        if not isinstance(data, dict):
+            raise RecordError(f"{path}: expected a JSON object")
+        return cls.from_json(data, source=str(path))
+
+
+_NULLABLE = frozenset({"planned_duration_s", "tick_s", "started", "ended", "thresholds", "lab"})
+_NUMBERS = frozenset({"planned_duration_s", "time_scale", "tick_s", "started", "ended"})
+_INTS = frozenset({"seed", "runs_planned", "runs_dispatched"})
+_BOOLS = frozenset({"interrupted", "count_injected"})
+_OBJECTS = frozenset({"profile", "target", "versions", "clients", "priority", "thresholds", "lab"})
+_LISTS = frozenset({"burst_ticks_s", "faults"})
+
+
+def _checked(name: str, value: object, source: str) -> Any:  # noqa: ANN401 - checked per field
+    """``value`` if it has the JSON type field ``name`` takes, else RecordError."""
+    if value is None:
+        return None
+    ok = (
+        (name in _NUMBERS and isinstance(value, int | float) and not isinstance(value, bool))
+        or (name in _INTS and isinstance(value, int) and not isinstance(value, bool))
+        or (name in _BOOLS and isinstance(value, bool))
+        or (name in _OBJECTS and isinstance(value, dict))
+        or (name in _LISTS and isinstance(value, list))
+    )
+    if not ok:
+        kind = (
+            "a number"
+            if name in _NUMBERS
+            else "an integer"
+            if name in _INTS
+            else "true or false"
+            if name in _BOOLS
+            else "an object"
+            if name in _OBJECTS
+            else "a list"
+        )
+        raise RecordError(f"{source}: {name!r} must be {kind}, got {value!r}")
+    if name == "thresholds" and isinstance(value, dict):
+        bad = [k for k, v in value.items() if isinstance(v, bool) or not isinstance(v, int | float)]
+        if bad:
+            raise RecordError(f"{source}: threshold {bad[0]!r} must be a number")
+    if name in _NUMBERS and isinstance(value, int | float):
+        return float(value)
+    if name == "burst_ticks_s" and isinstance(value, list):
+        return [float(t) for t in value if isinstance(t, int | float) and not isinstance(t, bool)]
+    return value
