@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from clients.drivers import Command, DriverError
+from clients.driver import Command
 from clients.process import Outcome
 from clients.task import ClientTask
-from clients.tools import ToolError, pip_wheel_dir
-from clients.venv import VenvError, create_venv
+from clients.tools import pip_wheel_dir
+from clients.venv import create_venv
 
 #: The client kind this driver answers to in profiles and records.
 KIND = "pip"
@@ -57,18 +57,12 @@ class PipDriver:
 
     def warm_up(self, version: str | None) -> None:
         if version is not None:
-            try:
-                pip_wheel_dir(version)
-            except ToolError as exc:
-                raise DriverError(str(exc)) from exc
+            pip_wheel_dir(version)
 
     def prepare(self, task: ClientTask, work: Path) -> Command:
         version = task.client_version
-        try:
-            wheels = pip_wheel_dir(version) if version is not None else None
-            venv = create_venv(work / "venv", pip_version=version, pip_wheel_dir=wheels)
-        except (ToolError, VenvError) as exc:
-            raise DriverError(str(exc)) from exc
+        wheels = pip_wheel_dir(version) if version is not None else None
+        venv = create_venv(work / "venv", pip_version=version, pip_wheel_dir=wheels)
         dest = work / "download"
         argv = pip_download_argv(venv.python, task, dest, no_deps=not task.resolve_deps)
         return Command(argv=argv, client_version=version or _seeded_version(venv.path))

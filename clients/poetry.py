@@ -11,13 +11,14 @@ which makes poetry 2 drop PyPI: no request leaves for anywhere but the index und
 
 from __future__ import annotations
 
-import re
-import tomllib
 from pathlib import Path
 
-from clients.drivers import Command, tool_for, write_project
+from clients.driver import Command
 from clients.process import Outcome
+from clients.project import check_lock, write_project
+from clients.project import project_toml as lock_project
 from clients.task import ClientTask
+from clients.tools import ensure_tool
 
 #: Dependencies of each run's throwaway project: the incident's lock jobs had a handful.
 LOCK_DEPENDENCIES = 5
@@ -25,15 +26,7 @@ KIND = "poetry"
 #: A current poetry 2.x (``pip index versions poetry`` listed 2.5.1 as newest when written).
 DEFAULT_VERSION = "2.5.1"
 
-_PYPROJECT = """\
-[project]
-name = "pipstorm-lock-{run_id}"
-version = "0.0.0"
-requires-python = ">=3.8"
-dependencies = [
-{dependencies}
-]
-
+_TOOL_TABLES = """\
 [tool.poetry]
 package-mode = false
 
@@ -46,41 +39,7 @@ priority = "primary"
 
 def project_toml(task: ClientTask) -> str:
     """The ``pyproject.toml`` of one run: its pins as dependencies, the run's URL as source."""
-    deps = ",\n".join(f'    "{project} (=={version})"' for project, version in task.pins)
-    run = "".join(c if c.isalnum() else "-" for c in task.run_id).lower()
-    return _PYPROJECT.format(run_id=run, dependencies=deps, index_url=task.index_url)
-
-
-def locked_versions(lock_file: Path) -> dict[str, str]:
-    """``{normalized name: version}`` of a ``poetry.lock`` (or a uv.lock: same layout)."""
-    data = tomllib.loads(lock_file.read_text(encoding="utf-8"))
-    packages = data.get("package", [])
-    return {
-        normalize(str(p.get("name", ""))): str(p.get("version", ""))
-        for p in packages
-        if isinstance(p, dict)
-    }
-
-
-def normalize(name: str) -> str:
-    """PEP 503 name normalization (runs of ``-_.`` become ``-``, lowercase)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def check_lock(task: ClientTask, lock_file: Path, tool: str) -> str | None:
-    """None if ``lock_file`` is valid TOML that pins every release ``task`` asked for."""
-    if not lock_file.is_file():
-        return f"{tool} exited 0 but wrote no {lock_file.name}"
-    try:
-        locked = locked_versions(lock_file)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        return f"{lock_file.name} is not valid TOML: {exc}"
-    wrong = [
-        f"{project}=={version} (locked: {locked.get(normalize(project), 'absent')})"
-        for project, version in task.pins
-        if locked.get(normalize(project)) != version
-    ]
-    return f"{lock_file.name} does not pin {', '.join(wrong)}" if wrong else None
+    return lock_project(task, lambda project, version: f"{project} (=={version})", _TOOL_TABLES)
 
 
 class PoetryDriver:
@@ -91,11 +50,11 @@ class PoetryDriver:
     default_version: str | None = DEFAULT_VERSION
 
     def warm_up(self, version: str | None) -> None:
-        tool_for("poetry", version or DEFAULT_VERSION)
+        ensure_tool("poetry", version or DEFAULT_VERSION)
 
     def prepare(self, task: ClientTask, work: Path) -> Command:
         version = task.client_version or DEFAULT_VERSION
-        tool = tool_for("poetry", version)
+        tool = ensure_tool("poetry", version)
         project = write_project(work, project_toml(task))
         env = {
             "POETRY_CACHE_DIR": str(work / "poetry-cache"),

@@ -1,5 +1,5 @@
 """Run one client task end to end: private temp dir, the driver's preparation, the client,
-its check, clean-up. Client kinds differ only in their driver (``clients.drivers``)."""
+its check, clean-up. Client kinds differ only in their driver (``clients.registry``)."""
 
 from __future__ import annotations
 
@@ -9,19 +9,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from clients.drivers import Command, ConflictAware, DriverError, driver_for, registry
+from clients.driver import Command, ConflictAware
 from clients.environment import scrubbed_env
+from clients.errors import DriverError
 from clients.process import Outcome, ProcessRegistry, run_process
-from clients.task import ClientResult, ClientTask
-from clients.task import Outcome as OutcomeKind
+from clients.registry import driver_for
+from clients.task import ClientResult, ClientTask, RunOutcome
 from clients.venv import throwaway_dir
-
-#: Client kinds this version can drive.
-KINDS = tuple(registry())
-
-
-class ClientError(Exception):
-    """A task names something no driver can do; the message is one line."""
 
 
 @dataclass(frozen=True)
@@ -42,9 +36,8 @@ class Prepared:
 
 @contextmanager
 def prepared(task: ClientTask, *, temp_root: Path | None) -> Iterator[Prepared]:
-    """Make the run's private dir and what its driver needs; removed when the block exits."""
-    if task.client not in KINDS:
-        raise ClientError(f"unknown client kind {task.client!r} (known: {', '.join(KINDS)})")
+    """Make the run's private dir and what its driver needs; removed when the block exits.
+    UnknownClientError (before anything is made) when no driver answers to the task's kind."""
     driver = driver_for(task.client)
     started = time.time()
     with throwaway_dir(temp_root, f"pipstorm-{task.run_id}-") as work:
@@ -60,7 +53,7 @@ def launch(prep: Prepared, *, registry: ProcessRegistry) -> ClientResult:
     """Run the prepared client now and describe it; a failing client is a result, not an error."""
     task = prep.task
     if prep.command is None or registry.stopping:
-        kind: OutcomeKind = "error" if prep.command is None else "interrupted"
+        kind: RunOutcome = "error" if prep.command is None else "interrupted"
         return _not_launched(prep, prep.error or "interrupted before launch", kind)
     home = prep.work / "home"
     home.mkdir(exist_ok=True)
@@ -110,7 +103,7 @@ def execute(task: ClientTask, *, temp_root: Path | None, registry: ProcessRegist
         return launch(prep, registry=registry)
 
 
-def classify(outcome: Outcome) -> OutcomeKind:
+def classify(outcome: Outcome) -> RunOutcome:
     """Name what happened to a client process, for the report's run outcome counts."""
     if outcome.timed_out:
         return "timeout"
@@ -121,7 +114,7 @@ def classify(outcome: Outcome) -> OutcomeKind:
     return "ok" if outcome.exit_code == 0 else "failed"
 
 
-def _not_launched(prep: Prepared, why: str, kind: OutcomeKind) -> ClientResult:
+def _not_launched(prep: Prepared, why: str, kind: RunOutcome) -> ClientResult:
     return ClientResult(
         run_id=prep.task.run_id,
         client=prep.task.client,

@@ -24,9 +24,10 @@ from importlib import metadata
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-from clients.drivers import Command
+from clients.driver import Command
 from clients.process import Outcome, ProcessRegistry
 from clients.task import ClientTask
+from packages.spec import canonical_name
 
 KIND = "http"
 MAX_REDIRECTS = 5
@@ -161,16 +162,11 @@ def find_file(listing: str, project: str, version: str) -> str | None:
             continue
         if (
             len(parts) == 2
-            and _normalized(parts[0]) == _normalized(project)
+            and canonical_name(parts[0]) == canonical_name(project)
             and parts[1] == version
         ):
             found.append((rank, unescape(href)))
     return min(found)[1] if found else None
-
-
-def _normalized(name: str) -> str:
-    """PEP 503 normalization (a wheel's ``_`` and a project's ``-`` compare equal)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def run_in_process(task: ClientTask, timeout_s: float, registry: ProcessRegistry) -> Outcome:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 #: ``conflict``: an upload the index refused because the file exists (pypiserver's 409).
-Outcome = Literal["ok", "failed", "timeout", "interrupted", "error", "conflict"]
+RunOutcome = Literal["ok", "failed", "timeout", "interrupted", "error", "conflict"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class ClientResult:
     launched: float | None
     ended: float
     exit_code: int | None
-    outcome: Outcome
+    outcome: RunOutcome
     stderr_tail: str
     error: str | None
     cpu_s: float

@@ -26,17 +26,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from clients.errors import ToolError
 from clients.process import ProcessRegistry, run_process
-from clients.venv import VenvError, create_venv
+from clients.venv import create_venv
 from packages.cache import default_cache_root
 
 #: Seconds a tool install may take (pip resolving poetry from a slow mirror).
 INSTALL_TIMEOUT_S = 600.0
 _VERSION_RE = re.compile(r"[0-9]+(?:\.[0-9]+)*(?:(?:a|b|rc)[0-9]+)?(?:\.post[0-9]+)?")
-
-
-class ToolError(Exception):
-    """A client tool cannot be installed or found; the message is one line."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +134,3 @@ def _publish(staging: Path, final: Path) -> None:
         if error.errno in (errno.ENOTEMPTY, errno.EEXIST) and final.is_dir():
             return  # another process published it first: use theirs
         raise ToolError(f"cannot publish {final}: {error}") from error
-
-
-__all__ = ["Tool", "ToolError", "VenvError", "check_version", "ensure_tool", "pip_wheel_dir"]

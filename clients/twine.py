@@ -26,9 +26,11 @@ import re
 import secrets
 from pathlib import Path
 
-from clients.drivers import Command, DriverError, tool_for
+from clients.driver import Command
+from clients.errors import DriverError
 from clients.process import Outcome
 from clients.task import ClientTask
+from clients.tools import ensure_tool
 from packages.build import build_release
 from packages.spec import CorpusError
 
@@ -68,11 +70,11 @@ class TwineDriver:
     default_version: str | None = DEFAULT_VERSION
 
     def warm_up(self, version: str | None) -> None:
-        tool_for("twine", version or DEFAULT_VERSION)
+        ensure_tool("twine", version or DEFAULT_VERSION)
 
     def prepare(self, task: ClientTask, work: Path) -> Command:
         version = task.client_version or DEFAULT_VERSION
-        tool = tool_for("twine", version)
+        tool = ensure_tool("twine", version)
         try:
             wheel = build_release(task.project, upload_version(task.version), work / "dist")
         except CorpusError as exc:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from clients.drivers import Command, tool_for, write_project
-from clients.poetry import check_lock
+from clients.driver import Command
 from clients.process import Outcome
+from clients.project import check_lock, write_project
+from clients.project import project_toml as lock_project
 from clients.task import ClientTask
+from clients.tools import ensure_tool
 
 #: Dependencies of each run's throwaway project: the incident's lock jobs had a handful.
 LOCK_DEPENDENCIES = 5
@@ -23,15 +25,7 @@ KIND = "uv"
 #: A current uv (``pip index versions uv`` listed 0.13.9 as newest when written).
 DEFAULT_VERSION = "0.13.9"
 
-_PYPROJECT = """\
-[project]
-name = "pipstorm-lock-{run_id}"
-version = "0.0.0"
-requires-python = ">=3.8"
-dependencies = [
-{dependencies}
-]
-
+_TOOL_TABLES = """\
 [tool.uv]
 package = false
 
@@ -44,9 +38,7 @@ default = true
 
 def project_toml(task: ClientTask) -> str:
     """The ``pyproject.toml`` of one run: its pins as dependencies, the run's URL as index."""
-    deps = ",\n".join(f'    "{project}=={version}"' for project, version in task.pins)
-    run = "".join(c if c.isalnum() else "-" for c in task.run_id).lower()
-    return _PYPROJECT.format(run_id=run, dependencies=deps, index_url=task.index_url)
+    return lock_project(task, lambda project, version: f"{project}=={version}", _TOOL_TABLES)
 
 
 class UvDriver:
@@ -57,11 +49,11 @@ class UvDriver:
     default_version: str | None = DEFAULT_VERSION
 
     def warm_up(self, version: str | None) -> None:
-        tool_for("uv", version or DEFAULT_VERSION)
+        ensure_tool("uv", version or DEFAULT_VERSION)
 
     def prepare(self, task: ClientTask, work: Path) -> Command:
         version = task.client_version or DEFAULT_VERSION
-        tool = tool_for("uv", version)
+        tool = ensure_tool("uv", version)
         project = write_project(work, project_toml(task))
         env = {
             "UV_CACHE_DIR": str(work / "uv-cache"),

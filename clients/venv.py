@@ -18,11 +18,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from clients.errors import VenvError
+
 CREATION_LOCK = threading.Lock()
-
-
-class VenvError(Exception):
-    """A throwaway venv could not be made; the message is one line."""
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from infra.errors import InfraError
+
 # How the proxy process receives upstream credentials: its environment, never its argv.
 UPSTREAM_USERNAME_ENV: Final = "PIPSTORM_UPSTREAM_USERNAME"
 UPSTREAM_PASSWORD_ENV: Final = "PIPSTORM_UPSTREAM_PASSWORD"  # noqa: S105 - a variable name
 
 
-class CredentialsError(ValueError):
+class CredentialsError(InfraError, ValueError):
     """Credentials that HTTP Basic auth or an htpasswd file cannot carry."""
 
 

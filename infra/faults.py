@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from infra.errors import InfraError
 from infra.operations import OPERATIONS
 
 MATCH_KEYS: Final = (
@@ -49,7 +50,7 @@ _SIZE_RE: Final = re.compile(r"(\d+(?:\.\d+)?)([kKmM]?)(?:[bB])?(?:/s)?")
 _MATCHABLE_OPS: Final = tuple(op for op in OPERATIONS if op != "redirect")
 
 
-class FaultSpecError(ValueError):
+class FaultSpecError(InfraError, ValueError):
     """A fault spec or fault plan is malformed; the message is one line naming the bad part."""
 
 

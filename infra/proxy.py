@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import IO, Final, Self
 
 from infra.credentials import UPSTREAM_PASSWORD_ENV, UPSTREAM_USERNAME_ENV, Credentials
+from infra.errors import InfraError
 from infra.proxy_rewrite import RUN_ID_RE, UpstreamLayout
 
 START_TIMEOUT_S: Final = 15.0
@@ -31,7 +32,7 @@ _ERROR_TAIL_CHARS: Final = 400
 _PACKAGE_ROOT: Final = Path(__file__).resolve().parent.parent
 
 
-class ProxyError(Exception):
+class ProxyError(InfraError):
     """The proxy could not be started or was misused; the message is one line."""
 
 

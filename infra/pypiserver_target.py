@@ -31,6 +31,7 @@ from typing import IO, Self
 import psutil
 
 from infra.credentials import Credentials
+from infra.errors import InfraError
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -44,7 +45,7 @@ _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 PRIVATE_DIR_PREFIX = "pipstorm-pypiserver-"
 
 
-class TargetError(Exception):
+class TargetError(InfraError):
     """The local target could not be started or did not behave; the message is one line."""
 
 

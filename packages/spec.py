@@ -152,6 +152,12 @@ class CorpusSpec:
         return hashlib.sha256(encoded).hexdigest()[:16]
 
 
+def canonical_name(name: str) -> str:
+    """PEP 503 normalization: runs of ``-_.`` become ``-``, lowercase (a wheel's ``_`` and a
+    project's ``-`` compare equal)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def module_name(project: str) -> str:
     """The import name of a corpus project: `test-package-007` -> `test_package_007`."""
     return project.replace("-", "_")

@@ -13,6 +13,10 @@ The rule (either condition flags the run as generator-bound):
   quarter of the run in short spells distorts the percentiles as much.
 - **lag**: the p99 of the client runs' launch lag above ``LAG_P99_S`` (1 s): the generator could
   not launch runs on time, so the planned load was not offered.
+- **onset**: the p95 of the runs' onset (intended instant -> first request at the proxy) above
+  ``engine.analysis.onset.ONSET_P95_S`` (1 s) at any burst tick or at the base ticks: the runs
+  were released on time but reached the index late (client start-up starved of CPU), so the index
+  saw a smear instead of the profile's bursts, whatever the CPU figure says.
 
 ``host.jsonl`` is parsed once, by ``engine.rundir.host``.
 """
@@ -23,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from engine.analysis.onset import ONSET_P95_S, Onset
 from engine.analysis.stats import percentile
 from engine.rundir.host import HostRow
 from engine.rundir.records import ClientRecord
@@ -39,6 +44,11 @@ CPU_INFLATED = (
     "that wait is recorded as latency",
     "error rates: client runs that hit their timeout, and requests they abandoned",
     "client run wall times and lag",
+)
+ONSET_INFLATED = (
+    "the offered load: runs reached the index late, so bursts arrived smeared over seconds and "
+    "the index saw less concurrency than the profile plans",
+    "latency and error figures under the bursts, which were not the profile's bursts",
 )
 LAG_INFLATED = (
     "the offered load: runs started late, so the index saw less load than the profile plans "
@@ -132,6 +142,7 @@ class GeneratorCheck:
                 "cpu_sustained_s": CPU_SUSTAINED_S,
                 "cpu_busy_share": CPU_BUSY_SHARE,
                 "lag_p99_s": LAG_P99_S,
+                "onset_p95_s": ONSET_P95_S,
             },
         }
 
@@ -160,7 +171,11 @@ def _max(values: Sequence[float | None]) -> float | None:
 
 
 def check_generator(
-    samples: Sequence[HostSample], clients: Sequence[ClientRecord], *, local_target: bool
+    samples: Sequence[HostSample],
+    clients: Sequence[ClientRecord],
+    *,
+    local_target: bool,
+    onset: Onset | None = None,
 ) -> GeneratorCheck:
     """Apply the rule (see the module docstring) to a run's samples and client runs."""
     reasons: list[str] = []
@@ -185,6 +200,10 @@ def check_generator(
     if lag_p99 is not None and lag_p99 > LAG_P99_S:
         reasons.append(f"client run lag p99 {lag_p99:.2f} s > {LAG_P99_S:g} s")
         inflated.extend(t for t in LAG_INFLATED if t not in inflated)
+    worst = None if onset is None else onset.worst_p95_s
+    if onset is not None and onset.late and worst is not None:
+        reasons.append(f"burst onset p95 {worst:.2f} s > {ONSET_P95_S:g} s")
+        inflated.extend(t for t in ONSET_INFLATED if t not in inflated)
     return GeneratorCheck(
         saturated=bool(reasons),
         reasons=tuple(reasons),

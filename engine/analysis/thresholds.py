@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from engine.analysis.stats import RunStats
+from engine.errors import UsageError
 from engine.rundir.records import OPERATIONS
 
 Comparison = Literal["<", "<="]
@@ -43,7 +44,7 @@ OFF_WORDS = frozenset({"off", "none", "disabled"})
 _LATENCY_KEY = re.compile(r"^(p50|p90|p95|p99|max)_([a-z]+)_ms$")
 
 
-class ThresholdError(ValueError):
+class ThresholdError(UsageError, ValueError):
     """A threshold key or value is not valid; the message names the bad part."""
 
 

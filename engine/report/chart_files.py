@@ -73,6 +73,7 @@ def _build_charts(report: Report) -> ReportCharts:
         origin=origin,
         span_s=span,
         ticks=[t for t in report.run.burst_ticks_s if t <= span],
+        onset=None if report.onset is None else report.onset.by_run,
     )
     return ReportCharts(
         tuple(charts),

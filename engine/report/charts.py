@@ -289,11 +289,18 @@ def distribution_chart(series: RequestSeries) -> Figure:
 
 
 def clients_chart(
-    clients: Sequence[ClientRecord], origin: float, span_s: float, ticks: Sequence[float]
+    clients: Sequence[ClientRecord],
+    origin: float,
+    span_s: float,
+    ticks: Sequence[float],
+    onset: Mapping[str, float] | None = None,
 ) -> Figure:
-    """Each client run at its intended start: its wall time (top) and launch lag (bottom)."""
-    fig = _figure(2, 2.6)
-    top, bottom = fig.subplots(2, 1, sharex=True)
+    """Each client run at its intended start: its wall time (top), launch lag (middle) and
+    onset, intended instant to first request at the proxy (bottom, where runs sent any)."""
+    onset = onset or {}
+    fig = _figure(3 if onset else 2, 2.6)
+    axes = fig.subplots(3 if onset else 2, 1, sharex=True)
+    top, middle = axes[0], axes[1]
     outcomes = sorted({c.outcome for c in clients}, key=lambda o: (o != "ok", o))
     for i, outcome in enumerate(outcomes):
         group = [c for c in clients if c.outcome == outcome]
@@ -310,7 +317,7 @@ def clients_chart(
             label=f"{outcome} ({len(group)})",
             linewidths=0,
         )
-        bottom.scatter(
+        middle.scatter(
             [c.intended - origin for c in group],
             [c.lag_s for c in group],
             s=size,
@@ -319,12 +326,31 @@ def clients_chart(
             color=colour,
             linewidths=0,
         )
+        if onset:
+            reached = [c for c in group if c.run_id in onset]
+            axes[2].scatter(
+                [c.intended - origin for c in reached],
+                [onset[c.run_id] for c in reached],
+                s=size,
+                marker=marker,
+                alpha=0.6 if outcome == "ok" else 0.9,
+                color=colour,
+                linewidths=0,
+            )
     top.set_ylabel("client run (s)")
     top.set_title("Client runs by intended start: wall time of the client process", loc="left")
-    bottom.set_ylabel("lag (s)")
-    bottom.set_title("Launch lag: how late each run started", loc="left", fontsize="medium")
-    _time_axis(top, span_s, ticks, label=False)
-    _time_axis(bottom, span_s, ticks, label=True)
+    middle.set_ylabel("lag (s)")
+    middle.set_title("Launch lag: how late each run started", loc="left", fontsize="medium")
+    if onset:
+        axes[2].set_ylabel("onset (s)")
+        axes[2].set_title(
+            "Onset: intended instant to the run's first request at the index",
+            loc="left",
+            fontsize="medium",
+        )
+        axes[2].set_ylim(bottom=0)
+    for ax in axes:
+        _time_axis(ax, span_s, ticks, label=ax is axes[-1])
     top.set_ylim(bottom=0)
     _legend(top)
     return fig
@@ -377,6 +403,7 @@ def render_charts(
     origin: float,
     span_s: float,
     ticks: Sequence[float],
+    onset: Mapping[str, float] | None = None,
 ) -> list[Chart]:
     """Every chart there is data for, rendered to PNG, in the order the reports show them."""
     plans: list[tuple[str, str, str, Callable[[], Figure]]] = []
@@ -412,8 +439,9 @@ def render_charts(
             (
                 "clients",
                 "Client runs",
-                "Each run at its intended start: client process wall time, and launch lag.",
-                lambda: clients_chart(clients, origin, span_s, ticks),
+                "Each run at its intended start: client process wall time, launch lag, and "
+                "onset (first request at the index); dotted red lines are burst ticks.",
+                lambda: clients_chart(clients, origin, span_s, ticks, onset),
             )
         )
     if host is not None and not host.empty:

@@ -12,12 +12,15 @@ from engine.report.rows import (
     CLIENT_HEADERS,
     CLIENT_NOTE,
     FAILED_HEADERS,
+    ONSET_HEADERS,
+    ONSET_NOTE,
     OP_HEADERS,
     THRESHOLD_HEADERS,
     USAGE_HEADERS,
     client_rows,
     failed_rows,
     generator_warning,
+    onset_rows,
     operation_rows,
     run_facts,
     status_rows,
@@ -106,6 +109,9 @@ def render_markdown(report: Report, charts: Sequence[tuple[str, str]] = ()) -> s
     parts.append(f"## Client runs\n\n{CLIENT_NOTE}")
     rows = client_rows(report)
     parts.append(table(rows, CLIENT_HEADERS) if rows else "No client runs were recorded.")
+    onset = onset_rows(report)
+    if onset:
+        parts += [f"### Burst onset\n\n{ONSET_NOTE}", table(onset, ONSET_HEADERS)]
     if report.client_kinds:
         parts += [
             "### Client kinds: versions, user agents seen by the index, requests per run",

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.analysis.client_usage import ClientKindUsage, client_kind_usage
+from engine.analysis.onset import Onset, burst_onset
 from engine.analysis.saturation import GeneratorCheck, check_generator, host_samples
 from engine.analysis.stats import NOT_FAILED, RunStats, compute_stats
 from engine.analysis.thresholds import DEFAULTS, ThresholdError, ThresholdResult, evaluate, merge
@@ -60,6 +61,8 @@ class Report:
     failure_reasons: Mapping[str, str] = field(default_factory=dict)
     # Per client kind: versions, user agents, requests per run (engine.analysis.client_usage)
     client_kinds: tuple[ClientKindUsage, ...] = ()
+    # How late runs reached the index, per burst tick and for the base ticks (engine.analysis.onset)
+    onset: Onset | None = None
 
     @property
     def run_dir(self) -> Path:
@@ -135,6 +138,7 @@ class Report:
             "skipped_lines": dict(self.skipped_lines),
             "notes": list(self.notes),
             "generator": None if self.generator is None else self.generator.to_dict(),
+            "onset": None if self.onset is None else self.onset.to_dict(),
             "run": self.run.to_json(),
             "run_dir": str(self.run_dir),
         }
@@ -247,7 +251,10 @@ def build_report(source: Path | RunData, thresholds: Mapping[str, float] | None 
     requests, clients = data.requests, data.clients
     stats = compute_stats(requests, clients, count_injected=run.count_injected)
     results = tuple(evaluate(limits, stats))
-    generator = check_generator(host_samples(data.host), clients, local_target=run.embedded_target)
+    onset = burst_onset(requests, clients, run.started)
+    generator = check_generator(
+        host_samples(data.host), clients, local_target=run.embedded_target, onset=onset
+    )
     failed = sorted(
         (c for c in clients if c.outcome not in {*NOT_FAILED, "interrupted"}),
         key=lambda c: c.started,
@@ -267,6 +274,7 @@ def build_report(source: Path | RunData, thresholds: Mapping[str, float] | None 
             for c in failed[:FAILED_RUNS_SHOWN]
         },
         client_kinds=client_kind_usage(requests, clients),
+        onset=onset,
     )
 
 

@@ -11,12 +11,14 @@ from collections.abc import Callable
 
 from tabulate import tabulate
 
+from engine.analysis.realism import OperationSide, Realism, Side
 from engine.analysis.stats import Distribution
 from engine.rundir.files import write_json_atomic, write_text_atomic
 from engine.rundir.records import OPERATIONS
-from engine.workflows.realism import REALISM_JSON, REALISM_MD, OperationSide, Realism, Side
 
 NONE = "-"
+REALISM_JSON = "realism.json"
+REALISM_MD = "realism.md"
 
 
 def write_realism(realism: Realism) -> None:

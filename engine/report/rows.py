@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from engine.analysis.client_usage import ClientKindUsage
+from engine.analysis.onset import ONSET_P95_S
 from engine.analysis.saturation import warning_lines
 from engine.analysis.stats import ClientGroupStats, Distribution
 from engine.analysis.thresholds import ThresholdResult
@@ -66,6 +67,21 @@ USAGE_HEADERS = (
     "bytes/run",
 )
 FAILED_HEADERS = ("run", "client", "job", "outcome", "exit", "reason")
+ONSET_HEADERS = (
+    "tick",
+    "at s",
+    "runs",
+    "reached",
+    "onset p50 s",
+    "onset p95 s",
+    "onset max s",
+    "spread s",
+)
+ONSET_NOTE = (
+    "onset: from a run's intended instant to its first request at the proxy, what the index "
+    "felt; spread: first to last first-request of a burst. An onset p95 above "
+    f"{ONSET_P95_S:g} s means the bursts the index saw were not the profile's."
+)
 
 
 def fmt_num(value: float | None, digits: int = 1) -> str:
@@ -173,6 +189,25 @@ def status_rows(report: Report) -> list[list[str]]:
 
 def transport_rows(report: Report) -> list[list[str]]:
     return [[k, str(v)] for k, v in report.stats.requests.transport_errors.items()]
+
+
+def onset_rows(report: Report) -> list[list[str]]:
+    """One row per burst tick, then one for the base ticks together."""
+    onset = report.onset
+    if onset is None:
+        return []
+    groups = [*onset.bursts, *([onset.base] if onset.base is not None else [])]
+    return [
+        [
+            f"burst {g.tick}" if g.tick is not None else "base ticks",
+            fmt_num(g.offset_s, 0),
+            str(g.runs),
+            str(g.reached),
+            *dist_cells(g.onset_s, ("p50", "p95", "max"), 2),
+            fmt_num(g.spread_s, 2),
+        ]
+        for g in groups
+    ]
 
 
 def _client_row(name: str, g: ClientGroupStats) -> list[str]:

@@ -5,7 +5,14 @@ from __future__ import annotations
 from engine.analysis.saturation import warning_lines
 from engine.report.markdown import table
 from engine.report.model import Report
-from engine.report.rows import NONE, dist_cells, threshold_rows, verdict_line
+from engine.report.rows import (
+    NONE,
+    ONSET_HEADERS,
+    dist_cells,
+    onset_rows,
+    threshold_rows,
+    verdict_line,
+)
 
 PCTS = ("p50", "p95", "p99")
 
@@ -44,5 +51,8 @@ def terminal_summary(report: Report) -> str:
     outcomes = ", ".join(f"{k} {n}" for k, n in runs.by_outcome.items()) or "none"
     lag = NONE if runs.lag_s is None else f"{runs.lag_s.p95:.3f}/{runs.lag_s.max:.3f}"
     lines += ["", f"client runs: {runs.count} ({outcomes}); lag p95/max {lag} s"]
+    onset = onset_rows(report)
+    if onset:
+        lines += ["", table(onset, ONSET_HEADERS, "simple")]
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(lines)

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from clients.drivers import DriverError, driver_for, registry
-from clients.tools import ToolError, check_version
+from clients.registry import driver_for
+from clients.tools import check_version
 from engine.run.profiles import Profile, ProfileError
 
 
@@ -68,22 +68,18 @@ def choose_clients(
     mix: Mapping[str, float] | None = None,
     versions: Mapping[str, str | None] | None = None,
 ) -> ClientChoice:
-    """The run's client choice; ProfileError for an unknown kind or a bad version."""
+    """The run's client choice; ProfileError for contradicting options, the clients layer's
+    errors for an unknown kind or a bad version."""
     if client is not None and mix is not None:
         raise ProfileError("give --client or --mix, not both")
     shares = dict(mix) if mix is not None else ({client: 1.0} if client else profile.client_mix)
-    known = registry()
     for kind in shares:
-        if kind not in known:
-            raise ProfileError(f"unknown client kind {kind!r} (known: {', '.join(known)})")
-    pinned: dict[str, str] = {}
-    for kind, version in (versions or {}).items():
-        if version is None:
-            continue
-        try:
-            pinned[kind] = check_version(kind, version)
-        except ToolError as exc:
-            raise ProfileError(str(exc)) from None
+        driver_for(kind)  # UnknownClientError names the known kinds
+    pinned = {
+        kind: check_version(kind, version)
+        for kind, version in (versions or {}).items()
+        if version is not None
+    }
     return ClientChoice(mix=shares, versions=pinned)
 
 
@@ -94,7 +90,4 @@ def warm_up(choice: ClientChoice, say: Callable[[str], None]) -> None:
         version = choice.versions.get(kind, driver.default_version)
         if version is not None:
             say(f"pipstorm: preparing {kind} {version} (cached after the first time)")
-        try:
-            driver.warm_up(version)
-        except DriverError as exc:
-            raise ProfileError(f"{kind}: {exc}") from None
+        driver.warm_up(version)

@@ -12,10 +12,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from clients.runner import ClientError
 from clients.task import ClientResult, ClientTask
 from engine.analysis.stats import NOT_FAILED
-from engine.run.pool import ClientPool
+from engine.run.pool import ClientPool, PoolError
 from engine.run.progress import LiveProgress, RunCounts
 from engine.run.schedule import PlannedRun
 from engine.rundir.jsonl import JsonlWriter
@@ -118,4 +117,4 @@ def raise_if_fatal(pool: ClientPool) -> None:
     """Stop the run when the pool cannot go on: a worker died, or could not run a task at all
     (a driver refused it); waiting on would only wait for runs that will never come."""
     if pool.fatal:
-        raise ClientError(pool.fatal)
+        raise PoolError(pool.fatal)

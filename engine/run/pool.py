@@ -27,12 +27,18 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
+from clients.errors import UnknownClientError
 from clients.process import ProcessRegistry
-from clients.runner import ClientError, launch, prepared
+from clients.runner import launch, prepared
 from clients.task import ClientResult, ClientTask
+from engine.errors import UsageError
 
 #: How often an idle worker checks that its parent is still alive.
 PARENT_CHECK_S = 1.0
+
+
+class PoolError(UsageError):
+    """The pool cannot go on (a worker died, a task no driver can run); one line."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,7 @@ def _run_one(
             if stop.wait(max(0.0, item.due_mono - time.monotonic())):
                 return  # stopped before it was due: the run never happened
             result = launch(prep, registry=registry)
-    except ClientError as exc:
+    except UnknownClientError as exc:
         outbox.put(("fatal", str(exc)))
         return
     outbox.put(("result", result))

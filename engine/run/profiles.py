@@ -14,10 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.errors import UsageError
 from infra.faults import FaultSpecError, parse_faults, spec_from_table
 
 
-class ProfileError(Exception):
+class ProfileError(UsageError):
     """A profile cannot be used; the message is one line naming the problem."""
 
 

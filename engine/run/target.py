@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from engine.errors import UsageError
 from infra.credentials import Credentials, CredentialsError
 from infra.pypiserver_target import LocalPypiserver
 from packages.cache import cached_corpus
@@ -29,7 +30,7 @@ PASSWORD_VAR = "PYPI_PASSWORD"  # noqa: S105 - the name of a variable, not a pas
 PREFLIGHT_TIMEOUT_S = 10.0
 
 
-class TargetSetupError(Exception):
+class TargetSetupError(UsageError):
     """The target cannot be used; the message is one line naming the problem."""
 
 

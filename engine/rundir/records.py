@@ -12,9 +12,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from clients.task import ClientResult
+from clients.task import ClientResult, RunOutcome
 from engine.rundir.jsonl import RecordError, read_jsonl
 from infra import operations as infra_operations
 from infra.proxy_log import RequestRecord
@@ -33,7 +33,7 @@ __all__ = [
 
 # Operations in the order reports list them: the proxy's classification is the one definition.
 OPERATIONS: tuple[str, ...] = tuple(infra_operations.OPERATIONS)
-OUTCOMES: tuple[str, ...] = ("ok", "failed", "timeout", "interrupted", "error", "conflict")
+OUTCOMES: tuple[str, ...] = get_args(RunOutcome)
 # The proxy's `error` value when the client went away: not a server failure, reported apart.
 CLIENT_DISCONNECTED = "client_disconnected"
 

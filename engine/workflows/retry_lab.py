@@ -15,12 +15,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clients.drivers import DriverError
-from clients.drivers import warm_up as warm_up_driver
 from clients.process import ProcessRegistry
-from clients.runner import KINDS, ClientError, execute
+from clients.registry import driver_for
+from clients.registry import warm_up as warm_up_driver
+from clients.runner import execute
 from clients.task import ClientTask
 from engine.analysis.trace import RunDirTraces, trace_runs
+from engine.errors import UsageError
 from engine.report.trace_text import render_run, render_summary
 from engine.run.faults import RunFaults
 from engine.run.target import open_target
@@ -66,7 +67,7 @@ def _release(options: LabOptions) -> tuple[str, str]:
         return options.corpus.releases()[0]
     name, sep, version = options.package.partition("==")
     if not sep or not name.strip() or not version.strip():
-        raise ClientError(f"--package must look like NAME==VERSION, got {options.package!r}")
+        raise UsageError(f"--package must look like NAME==VERSION, got {options.package!r}")
     return name.strip(), version.strip()
 
 
@@ -80,17 +81,13 @@ def run_ids(client: str, versions: Sequence[str | None]) -> list[str]:
 
 def run_lab(options: LabOptions, say: Callable[[str], None]) -> LabResult:
     """Run the lab; the components' one-line errors for bad input or an unusable target."""
-    if options.client not in KINDS:
-        raise ClientError(f"unknown client kind {options.client!r} (known: {', '.join(KINDS)})")
+    driver_for(options.client)  # UnknownClientError names the known kinds
     project, version = _release(options)
     faults = RunFaults.from_specs(options.faults, seed=options.seed)
     versions = options.versions or (None,)
     ids = run_ids(options.client, versions)
     for pinned in dict.fromkeys(versions):
-        try:
-            warm_up_driver({options.client: pinned})  # tool installs happen before any timing
-        except DriverError as exc:
-            raise ClientError(str(exc)) from None
+        warm_up_driver({options.client: pinned})  # tool installs happen before any timing
     run_dir = make_run_dir(options.results_root, f"retry-lab-{options.client}")
     meta = RunMeta(
         profile={"name": f"retry-lab-{options.client}", "client": options.client},

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from clients.drivers import driver_for
 from clients.process import ProcessRegistry
+from clients.registry import driver_for
 from clients.runner import launch, prepared
 from clients.task import ClientTask
 from infra.proxy import RecordingProxy

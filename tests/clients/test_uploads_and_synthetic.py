@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from clients.drivers import ConflictAware, driver_for
+from clients.driver import ConflictAware
 from clients.process import Outcome
+from clients.registry import driver_for
 from clients.synthetic import find_file
 from clients.task import ClientTask
 from clients.twine import DRIVER as TWINE

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import subprocess
 import sys
 import time
@@ -54,7 +55,8 @@ def test_compare_of_two_real_runs_prints_the_deltas(
     proc = pipstorm(["compare", str(a), str(b / "report.json")], e2e_env, tmpdir=tmp_path)
     assert proc.returncode == 0, proc.stderr
     verdicts = next(ln for ln in proc.stdout.splitlines() if ln.startswith("verdict"))
-    assert verdicts.split()[1:] == ["pass", "fail"]
+    # a busy machine may add "(generator-bound)" after a verdict: the verdicts are what counts
+    assert re.sub(r"\([^)]*\)", "", verdicts).split()[1:] == ["pass", "fail"]
     listing = next(ln for ln in proc.stdout.splitlines() if ln.startswith("p95 listing"))
     assert "%" in listing or "=" in listing  # a change against A is printed
     data = json.loads(

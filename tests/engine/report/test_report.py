@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import html
 import json
 import statistics
 from pathlib import Path
@@ -9,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from engine.report.model import REPORT_JSON, REPORT_MD, ReportError, build_report
+from engine.report.model import REPORT_HTML, REPORT_JSON, REPORT_MD, ReportError, build_report
 from engine.report.terminal import terminal_summary
 from engine.report.write import write_reports
 from engine.rundir.files import RUN_FILE
@@ -335,3 +337,33 @@ def test_terminal_summary(tmp_path: Path) -> None:
     assert "< 5000 ms" in row
     assert any(line.startswith("listing") and " 30 " in line for line in lines)
     assert "client runs: 3 (ok 3); lag p95/max" in text
+
+
+def test_html_and_markdown_show_the_same_failed_run_reason(tmp_path: Path) -> None:
+    """Both pages take the reason from one place: the diagnosis from the run's requests (an
+    injected 503 named as such), not the client's raw error in one and the diagnosis in the
+    other."""
+    retries = [
+        dataclasses.replace(req(t, "listing", 503, 5.0, run_id="r9"), fault="f1")
+        for t in (1.0, 1.5, 2.5)
+    ]
+    failed = ClientRecord.from_json(
+        {**run("r9", "failed").to_json(), "error": "pip exited 1", "stderr_tail": "ERROR: x"}
+    )
+    faults = [{"id": "f1", "spec": "op=listing,status=503"}]
+    run_dir = make_run_dir(
+        tmp_path / "run",
+        [*healthy_requests(), *retries],
+        [*healthy_clients(), failed],
+        run=run_json(faults=faults),
+    )
+    report = write_reports(run_dir)
+    reason = report.failure_reason(report.failed_runs[0])
+    assert "injected 503" in reason
+    assert "pip exited 1" not in reason
+    md = (run_dir / REPORT_MD).read_text(encoding="utf-8")
+    page = (run_dir / REPORT_HTML).read_text(encoding="utf-8")
+    md_row = next(line for line in md.splitlines() if line.startswith("| r9 "))
+    assert reason in md_row
+    assert f'<td class="text">{html.escape(reason)}</td>' in page
+    assert "pip exited 1" not in page

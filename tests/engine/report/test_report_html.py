@@ -95,3 +95,16 @@ def test_chromium_renders_the_charts(big_run: Path, tmp_path: Path) -> None:
     # Below the verdict, run and thresholds boxes come the charts: ~20,000 colours (lines,
     # bars, anti-aliasing); the same page with broken images measured ~1,300 (table text).
     assert distinct_colours(shot, slice(600, 3000)) > 5000
+
+
+def test_burst_onset_is_in_every_rendering(big_run: Path) -> None:
+    """Every burst tick of the 24-minute run has its onset row in report.json, .md and .html."""
+    onset = json.loads((big_run / "report.json").read_text())["onset"]
+    assert len(onset["bursts"]) == 24
+    assert all(b["runs"] == 75 and b["reached"] == 75 for b in onset["bursts"])
+    assert onset["base"]["runs"] == 2160 - 24 * 75
+    assert onset["late"] is False and 0 < onset["worst_p95_s"] < 1
+    md = (big_run / "report.md").read_text()
+    assert "### Burst onset" in md and "| burst 6 " in md and "| base ticks " in md
+    page = (big_run / REPORT_HTML).read_text()
+    assert 'id="burst-onset"' in page and "<td>burst 138</td>" in page

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from clients.errors import ToolError, UnknownClientError
 from engine.run.client_mix import choose_clients, parse_mix
 from engine.run.profiles import BUILTIN_PROFILES, ProfileError, load_profile
 from engine.run.schedule import build_schedule
@@ -26,11 +27,11 @@ def test_parse_mix_and_its_errors() -> None:
 def test_choose_clients_checks_kinds_and_versions() -> None:
     assert choose_clients(LIGHT).mix == {"pip": 1.0}
     assert choose_clients(LIGHT, client="poetry").kinds == ["poetry"]
-    with pytest.raises(ProfileError, match="unknown client kind 'npm'"):
+    with pytest.raises(UnknownClientError, match="unknown client kind 'npm'"):
         choose_clients(LIGHT, mix={"npm": 1.0})
     with pytest.raises(ProfileError, match="not both"):
         choose_clients(LIGHT, client="pip", mix={"pip": 1.0})
-    with pytest.raises(ProfileError, match="release number"):
+    with pytest.raises(ToolError, match="release number"):
         choose_clients(LIGHT, versions={"pip": "newest"})
     choice = choose_clients(LIGHT, mix={"pip": 1, "uv": 0}, versions={"pip": "25.3", "uv": None})
     assert choice.kinds == ["pip"]

@@ -8,9 +8,8 @@ import time
 
 import pytest
 
-from clients.runner import ClientError
 from engine.run.dispatch import raise_if_fatal
-from engine.run.pool import ClientPool
+from engine.run.pool import ClientPool, PoolError
 
 
 def test_a_worker_killed_mid_run_is_a_fatal_error_not_a_hang() -> None:
@@ -24,7 +23,7 @@ def test_a_worker_killed_mid_run_is_a_fatal_error_not_a_hang() -> None:
         assert pool.fatal is not None
         assert "pool worker 0 exited unexpectedly (exit code -9)" in pool.fatal
         assert pool.wait_idle(1.0)  # waiting ends instead of waiting for runs that never come
-        with pytest.raises(ClientError, match="exited unexpectedly"):
+        with pytest.raises(PoolError, match="exited unexpectedly"):
             raise_if_fatal(pool)
     finally:
         pool.stop()

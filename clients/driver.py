@@ -1,8 +1,9 @@
-"""What every client kind must say, and the registry the runner looks kinds up in.
+"""What every client kind must say: the driver protocol and the command a prepared run launches.
 
-A driver is one small module (``clients.pip``, ``clients.poetry``, ``clients.uv``) holding one
-object with this shape. The runner does the rest the same way for every kind: the run's private
-dir, the scrubbed environment, the one subprocess wrapper, the result record.
+A driver is one small module (``clients.pip``, ``clients.poetry``, ``clients.uv``, ...) holding
+one object with this shape; ``clients.registry`` lists them. The runner does the rest the same
+way for every kind: the run's private dir, the scrubbed environment, the one subprocess wrapper,
+the result record.
 
 - ``warm_up(version)``: what can be made once per generator (a cached tool venv, a pinned pip
   wheel), called before a load run starts so no client run pays for it.
@@ -26,27 +27,6 @@ from typing import Protocol, runtime_checkable
 
 from clients.process import Outcome, ProcessRegistry
 from clients.task import ClientTask
-from clients.tools import Tool, ToolError, ensure_tool
-
-
-class DriverError(Exception):
-    """A run could not be prepared (venv, tool, project); the message is one line."""
-
-
-def tool_for(name: str, version: str) -> Tool:
-    """The cached tool venv of ``name==version`` (made on first use), or a DriverError."""
-    try:
-        return ensure_tool(name, version)
-    except ToolError as exc:
-        raise DriverError(str(exc)) from exc
-
-
-def write_project(work: Path, pyproject: str) -> Path:
-    """A throwaway project dir in the run's ``work`` dir holding just ``pyproject.toml``."""
-    project = work / "project"
-    project.mkdir()
-    (project / "pyproject.toml").write_text(pyproject, encoding="utf-8")
-    return project
 
 
 @dataclass(frozen=True)
@@ -97,25 +77,3 @@ class ConflictAware(Protocol):
     def conflict(self, task: ClientTask, work: Path, outcome: Outcome) -> str | None:
         """Why a run that exited non-zero is a conflict (one line), or None if it is not."""
         ...
-
-
-def registry() -> dict[str, Driver]:
-    """Every client kind this version can drive, by kind name."""
-    from clients import pip, poetry, synthetic, twine, uv
-
-    drivers: list[Driver] = [pip.DRIVER, poetry.DRIVER, uv.DRIVER, twine.DRIVER, synthetic.DRIVER]
-    return {driver.kind: driver for driver in drivers}
-
-
-def driver_for(kind: str) -> Driver:
-    """The driver of ``kind``; DriverError naming the known kinds otherwise."""
-    drivers = registry()
-    if kind not in drivers:
-        raise DriverError(f"unknown client kind {kind!r} (known: {', '.join(drivers)})")
-    return drivers[kind]
-
-
-def warm_up(kinds_and_versions: Mapping[str, str | None]) -> None:
-    """Warm up each client kind at its version (cached tools); before a load run starts."""
-    for kind, version in kinds_and_versions.items():
-        driver_for(kind).warm_up(version)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.analysis.compare import compare_paths
 from engine.cli import main
+from engine.report.compare import compare_paths
 from engine.report.write import write_reports
 from tests.engine.synthetic_run import write_run
 

@@ -1,0 +1,79 @@
+"""The ``pipstorm`` typer app: every command registered, and ``main`` with its exit codes.
+
+Exit codes (as pypa/build): 0 pass, 1 a threshold failed, 2 usage or environment error (one
+``ERROR:`` line, never a traceback: any error of a layer's base, ``engine.errors.UsageError``,
+``clients.errors.ClientsError``, ``infra.errors.InfraError``, ``packages.spec.CorpusError``, or
+an ``OSError``), 130 interrupted (a report of the part that ran is still written).
+"""
+
+from __future__ import annotations
+
+import typer
+from typer.exceptions import TyperException
+
+from clients.errors import ClientsError
+from engine.cli import inspect, load, serve
+from engine.errors import UsageError
+from infra.errors import InfraError
+from packages.spec import CorpusError
+
+EXIT_USAGE = 2
+
+#: Error bases that mean "bad input or unusable environment": one line, exit 2.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    UsageError,
+    ClientsError,
+    InfraError,
+    CorpusError,
+    OSError,
+)
+
+app = typer.Typer(
+    name="pipstorm",
+    help="Load-test a Python package index with real pip clients through a recording proxy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+corpus_app = typer.Typer(help="The synthetic package corpus.", no_args_is_help=True)
+app.add_typer(corpus_app, name="corpus")
+
+app.command()(load.run)
+app.command()(load.realism)
+app.command("retry-lab")(load.retry_lab)
+app.command()(inspect.profiles)
+app.command()(inspect.report)
+app.command()(inspect.compare)
+app.command()(inspect.trace)
+app.command()(serve.serve)
+corpus_app.command("build")(serve.corpus_build)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI, turning known errors into one line and exit code 2."""
+    try:
+        # Without standalone mode click returns a command's typer.Exit code instead of exiting.
+        code = app(args=argv, standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except USER_ERRORS as exc:
+        typer.secho(f"ERROR: {_one_line(exc)}", fg=typer.colors.RED, err=True)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        typer.secho("ERROR: interrupted", fg=typer.colors.RED, err=True)
+        return 130
+    except typer.Abort:
+        return 130
+    except TyperException as exc:  # usage errors (bad option, missing argument): click's text
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            typer.secho(f"ERROR: {_one_line(exc)}", fg=typer.colors.RED, err=True)
+        return EXIT_USAGE
+    return code if isinstance(code, int) else 0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return " ".join(text.split())

@@ -1,0 +1,81 @@
+"""Commands that read results folders: ``report``, ``compare``, ``trace``; and ``profiles``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from engine.rundir.jsonl import RecordError
+
+
+def profiles() -> None:
+    """List the built-in profiles."""
+    from tabulate import tabulate
+
+    from engine.run.profiles import BUILTIN_PROFILES
+
+    rows = [
+        [
+            p.name,
+            p.clients,
+            f"{p.duration_s:g}",
+            f"{p.tick_s:g}",
+            f"x{p.burst_multiplier} every {p.burst_every_s:g} s" if p.has_bursts else "-",
+            p.peak_clients,
+            p.description,
+        ]
+        for p in BUILTIN_PROFILES.values()
+    ]
+    headers = ["profile", "clients", "duration s", "tick s", "bursts", "peak", "description"]
+    typer.echo(tabulate(rows, headers=headers, tablefmt="github"))
+
+
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run's results folder.")],
+) -> None:
+    """Rebuild report.json, report.md, report.html and the charts from a run's JSONL streams
+    (also an interrupted run)."""
+    from engine.report.terminal import terminal_summary
+    from engine.report.write import write_reports
+
+    if not (run_dir / "run.json").is_file():
+        raise RecordError(f"{run_dir} is not a pipstorm results folder (no run.json)")
+    built = write_reports(run_dir)
+    typer.echo(terminal_summary(built))
+    raise typer.Exit(built.exit_code)
+
+
+def compare(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(help="Results folders or report.json files; the first is the baseline."),
+    ],
+    output_format: Annotated[str, typer.Option("--format", help="table, md or json.")] = "table",
+) -> None:
+    """Key figures of two or more runs side by side, with changes against the first."""
+    from engine.report.compare import compare_paths
+
+    typer.echo(compare_paths(runs, output_format))
+
+
+def trace(
+    run_dir: Annotated[Path, typer.Argument(help="A run's results folder.")],
+    run_id: Annotated[
+        str | None, typer.Option("--run", help="One client run's timeline (a run id).")
+    ] = None,
+) -> None:
+    """Request timelines: one run's attempts per URL, or the whole run's retries and failures."""
+    from engine.analysis.trace import trace_runs
+    from engine.report.trace_text import render_run, render_summary
+    from engine.rundir.data import RunData
+
+    data = trace_runs(RunData.load(run_dir))
+    if run_id is None:
+        typer.echo(render_summary(data))
+        return
+    found = [t for t in data.traces if t.run_id == run_id]
+    if not found:
+        raise RecordError(f"no client run {run_id!r} in {run_dir}")
+    typer.echo(render_run(found[0]))

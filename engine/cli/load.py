@@ -1,0 +1,176 @@
+"""Commands that send load: ``run``, ``realism``, ``retry-lab``."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from engine.cli.options import (
+    DurationOpt,
+    ProfileOpt,
+    QuietOpt,
+    ResultsOpt,
+    SeedOpt,
+    TimeScaleOpt,
+    WorkersOpt,
+)
+from engine.errors import UsageError
+from packages.spec import CorpusSpec
+
+
+def run(
+    profile: ProfileOpt,
+    duration: DurationOpt = None,
+    time_scale: TimeScaleOpt = None,
+    index_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Index to load (default: an embedded local pypiserver). "
+            "Credentials come from PYPI_USERNAME/PYPI_PASSWORD."
+        ),
+    ] = None,
+    allow_remote_target: Annotated[
+        bool, typer.Option(help="Allow an --index-url that is not a loopback address.")
+    ] = False,
+    results: ResultsOpt = Path("results"),
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option(help="Override a threshold: KEY=VALUE (or KEY=off). Repeatable."),
+    ] = None,
+    seed: SeedOpt = 1,
+    workers: WorkersOpt = None,
+    run_timeout: Annotated[
+        float, typer.Option(help="Seconds before a client run is stopped.")
+    ] = 120.0,
+    quiet: QuietOpt = False,
+    client: Annotated[
+        str | None, typer.Option(help="Every run this client: pip, poetry, uv, twine or http.")
+    ] = None,
+    mix: Annotated[
+        str | None, typer.Option(help="Client shares, e.g. pip=0.6,poetry=0.4 (default: profile).")
+    ] = None,
+    pip_version: Annotated[str | None, typer.Option(help="Pin pip, e.g. 25.3.")] = None,
+    poetry_version: Annotated[str | None, typer.Option(help="Pin poetry, e.g. 2.1.3.")] = None,
+    uv_version: Annotated[str | None, typer.Option(help="Pin uv, e.g. 0.13.9.")] = None,
+    dep_fan_out: Annotated[
+        int, typer.Option(help="Corpus packages each depend on N others (with --dep-depth).")
+    ] = 0,
+    dep_depth: Annotated[int, typer.Option(help="Longest dependency chain in the corpus.")] = 0,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(help="Inject a fault: SPEC, e.g. op=listing,status=503,first=3. Repeatable."),
+    ] = None,
+    count_injected: Annotated[
+        bool, typer.Option(help="Count injected faults as errors in the thresholds.")
+    ] = False,
+) -> None:
+    """Run a load profile and judge it against the thresholds."""
+    from engine.run.client_mix import parse_mix
+    from engine.run.execute import RunOptions, execute_run
+
+    result = execute_run(
+        RunOptions(
+            profile=profile,
+            duration_s=duration,
+            time_scale=time_scale,
+            index_url=index_url,
+            allow_remote_target=allow_remote_target,
+            results_root=results,
+            threshold_overrides=tuple(threshold or ()),
+            seed=seed,
+            workers=workers,
+            run_timeout_s=run_timeout,
+            quiet=quiet,
+            client=client,
+            mix=parse_mix(mix) if mix is not None else None,
+            client_versions={"pip": pip_version, "poetry": poetry_version, "uv": uv_version},
+            corpus=CorpusSpec(dep_fan_out=dep_fan_out, dep_depth=dep_depth),
+            faults=tuple(fault or ()),
+            count_injected=count_injected,
+        )
+    )
+    raise typer.Exit(result.exit_code)
+
+
+def realism(
+    profile: ProfileOpt,
+    duration: DurationOpt = None,
+    time_scale: TimeScaleOpt = None,
+    client: Annotated[
+        str | None, typer.Option(help="The real side: every run this client (default: profile).")
+    ] = None,
+    mix: Annotated[
+        str | None, typer.Option(help="The real side's shares, e.g. pip=0.6,...")
+    ] = None,
+    seed: SeedOpt = 1,
+    results: ResultsOpt = Path("results"),
+    workers: WorkersOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Play a profile with the synthetic client, then with real clients, and compare them."""
+    from engine.report.realism import terminal_summary
+    from engine.run.client_mix import parse_mix
+    from engine.run.execute import EXIT_INTERRUPTED
+    from engine.workflows.realism import RealismOptions, run_realism
+
+    found = run_realism(
+        RealismOptions(
+            profile=profile,
+            duration_s=duration,
+            time_scale=time_scale,
+            client=client,
+            mix=parse_mix(mix) if mix is not None else None,
+            seed=seed,
+            results_root=results,
+            workers=workers,
+            quiet=quiet,
+        )
+    )
+    typer.echo(terminal_summary(found))
+    raise typer.Exit(EXIT_INTERRUPTED if found.interrupted else 0)
+
+
+def retry_lab(
+    fault: Annotated[
+        list[str] | None, typer.Option(help="Inject a fault: SPEC (see README). Repeatable.")
+    ] = None,
+    client: Annotated[str, typer.Option(help="The client kind.")] = "pip",
+    client_version: Annotated[
+        list[str] | None, typer.Option(help="A client version to try; repeat to compare.")
+    ] = None,
+    client_arg: Annotated[
+        list[str] | None,
+        typer.Option(help="Arguments added to the client's command, e.g. '--retries 2'."),
+    ] = None,
+    package: Annotated[
+        str | None, typer.Option(help="NAME==VERSION to ask for (default: the first release).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for fault probabilities.")] = 1,
+    run_timeout: Annotated[
+        float, typer.Option(help="Seconds before a client run is stopped.")
+    ] = 120.0,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Run one client (once per --client-version) under injected faults and print its timeline."""
+
+    from engine.workflows.retry_lab import LabOptions, run_lab
+
+    try:
+        extra = tuple(arg for text in client_arg or () for arg in shlex.split(text))
+    except ValueError as exc:
+        raise UsageError(f"--client-arg: {exc}") from None
+    options = LabOptions(
+        client=client,
+        versions=tuple(client_version) if client_version else (None,),
+        faults=tuple(fault or ()),
+        client_args=extra,
+        package=package,
+        seed=seed,
+        run_timeout_s=run_timeout,
+        results_root=results,
+    )
+    lab = run_lab(options, lambda line: typer.echo(line, err=True))
+    typer.echo(lab.render())

@@ -1,0 +1,75 @@
+"""Commands around the embedded target: ``serve`` and ``corpus build``."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from packages.spec import CorpusError, CorpusSpec
+
+
+def _versions(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def serve(
+    corpus: Annotated[
+        Path | None, typer.Option(help="Folder of wheels (default: the cached default corpus).")
+    ] = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 0,
+    workers: Annotated[int, typer.Option(help="gunicorn workers.")] = 2,
+) -> None:
+    """Run the embedded pypiserver in the foreground until Ctrl-C."""
+    from infra.pypiserver_target import LocalPypiserver
+    from packages.cache import cached_corpus
+
+    directory = corpus if corpus is not None else cached_corpus(CorpusSpec()).directory
+    if not directory.is_dir():
+        raise CorpusError(f"corpus folder {directory} does not exist")
+
+    from infra.credentials import Credentials
+
+    creds = Credentials.from_env(os.environ, "PYPI_USERNAME", "PYPI_PASSWORD")
+    server = LocalPypiserver(directory, port=port, workers=workers, credentials=creds)
+    with server, tempfile.TemporaryDirectory(prefix="pipstorm-serve-") as private:
+        # The password goes to a file only its owner can read, never to the terminal or a log.
+        secret = Path(private) / "credentials"
+        secret.touch(mode=0o600)
+        secret.write_text(
+            f"{server.credentials.username}:{server.credentials.password}\n", encoding="utf-8"
+        )
+        typer.echo(f"serving {directory} at {server.index_url}")
+        typer.echo(f"username:password in {secret} (removed on exit); Ctrl-C stops the server.")
+        try:
+            code = server.wait()
+        except KeyboardInterrupt:
+            code = 0
+    raise typer.Exit(code)
+
+
+def corpus_build(
+    out: Annotated[Path, typer.Option(help="Folder to write the wheels into.")],
+    packages: Annotated[int, typer.Option(help="Number of projects.")] = 100,
+    versions: Annotated[
+        str, typer.Option(help="Comma-separated versions of each project.")
+    ] = "1.0.0,1.1.0,2.0.0",
+    payload_kb: Annotated[int, typer.Option(help="Extra payload per wheel, KiB.")] = 0,
+) -> None:
+    """Build the synthetic corpus (deterministic: same options, same bytes)."""
+
+    from packages.build import build_corpus
+
+    spec = CorpusSpec(packages=packages, versions=_versions(versions), payload_kb=payload_kb)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    wheels = build_corpus(spec, out)
+    size = sum(w.stat().st_size for w in wheels)
+    typer.echo(
+        f"built {len(wheels)} wheels ({size / 1e6:.2f} MB) in {time.perf_counter() - start:.2f} s"
+        f" -> {out}"
+    )

@@ -1,0 +1,114 @@
+"""The import graph of pipstorm's own modules has no circle, and the layers point one way.
+
+Every import counts, also the ones inside functions and under ``TYPE_CHECKING``: a circle that
+only a local import hides is still two modules that cannot be read, or changed, apart. The
+direction between top-level folders and between engine's subpackages is ruff's (banned-api in
+nested ruff.toml files); this test holds what ruff cannot see: circles within a layer.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("engine", "clients", "infra", "packages")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+
+
+def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """Our modules ``path`` imports; ``from a import b`` names ``a.b`` when that is a module."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            subs = {f"{node.module}.{a.name}" for a in node.names} & modules.keys()
+            found.update(subs or {node.module})
+    return found & modules.keys()
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(path, modules) - {name} for name, path in modules.items()}
+
+
+def circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for succ in sorted(graph.get(node, ())):
+            if succ not in index:
+                visit(succ)
+                low[node] = min(low[node], low[succ])
+            elif succ in on_stack:
+                low[node] = min(low[node], index[succ])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_checker_finds_a_circle() -> None:
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circle_between_pipstorm_modules() -> None:
+    graph = import_graph()
+    assert len(graph) > 50, "the walk found too few modules to mean anything"
+    assert "engine.report.model" in graph["engine.report.markdown"]
+    assert circles(graph) == []
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [
+        ("engine.rundir", ("engine.run.", "engine.analysis", "engine.report", "engine.workflows")),
+        ("engine.analysis", ("engine.run.", "engine.report", "engine.workflows", "engine.cli")),
+        ("engine.report", ("engine.run.", "engine.workflows", "engine.cli")),
+        ("clients", ("engine",)),
+        ("infra", ("engine", "clients")),
+        ("packages", ("engine", "clients", "infra")),
+    ],
+)
+def test_layers_point_one_way(package: str, forbidden: tuple[str, ...]) -> None:
+    """The same rule as the nested ruff.toml files, over every import (local ones too)."""
+    graph = import_graph()
+    wrong = sorted(
+        f"{mod} -> {dep}"
+        for mod, deps in graph.items()
+        if mod == package or mod.startswith(package + ".")
+        for dep in deps
+        if dep.startswith(forbidden)
+    )
+    assert wrong == []
