@@ -66,6 +66,12 @@ def run(
     count_injected: Annotated[
         bool, typer.Option(help="Count injected faults as errors in the thresholds.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Play a plan this machine cannot prepare or hold (recorded as a warning)."
+        ),
+    ] = False,
 ) -> None:
     """Run a load profile and judge it against the thresholds."""
     from engine.run.client_mix import parse_mix
@@ -90,6 +96,7 @@ def run(
             corpus=CorpusSpec(dep_fan_out=dep_fan_out, dep_depth=dep_depth),
             faults=tuple(fault or ()),
             count_injected=count_injected,
+            force=force,
         )
     )
     raise typer.Exit(result.exit_code)

@@ -24,7 +24,8 @@ def serve(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 0,
     workers: Annotated[int, typer.Option(help="gunicorn workers.")] = 2,
 ) -> None:
-    """Run the embedded pypiserver in the foreground until Ctrl-C."""
+    """Run the embedded pypiserver in the foreground until Ctrl-C (or SIGTERM)."""
+    from engine.run.signals import Terminated, terminate_as_interrupt
     from infra.pypiserver_target import LocalPypiserver
     from packages.cache import cached_corpus
 
@@ -36,7 +37,12 @@ def serve(
 
     creds = Credentials.from_env(os.environ, "PYPI_USERNAME", "PYPI_PASSWORD")
     server = LocalPypiserver(directory, port=port, workers=workers, credentials=creds)
-    with server, tempfile.TemporaryDirectory(prefix="pipstorm-serve-") as private:
+    # SIGTERM unwinds like Ctrl-C: the server is stopped and the credentials file removed.
+    with (
+        terminate_as_interrupt(),
+        server,
+        tempfile.TemporaryDirectory(prefix="pipstorm-serve-") as private,
+    ):
         # The password goes to a file only its owner can read, never to the terminal or a log.
         secret = Path(private) / "credentials"
         secret.touch(mode=0o600)
@@ -47,7 +53,7 @@ def serve(
         typer.echo(f"username:password in {secret} (removed on exit); Ctrl-C stops the server.")
         try:
             code = server.wait()
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Terminated):
             code = 0
     raise typer.Exit(code)
 

@@ -173,7 +173,7 @@ def _notes(
     skipped: Mapping[str, int],
     missing: Sequence[str],
 ) -> list[str]:
-    notes: list[str] = []
+    notes: list[str] = [f"WARNING: {w}." for w in run.warnings]
     if run.interrupted:
         notes.append("The run was interrupted: the numbers cover only the part that ran.")
     elif run.ended is None:

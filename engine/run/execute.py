@@ -25,6 +25,7 @@ from engine.analysis import thresholds as thresholds_mod
 from engine.report.model import Report
 from engine.report.terminal import terminal_summary
 from engine.report.write import write_reports
+from engine.run import capacity
 from engine.run.client_mix import choose_clients
 from engine.run.client_mix import warm_up as warm_up_clients
 from engine.run.dispatch import (
@@ -40,7 +41,8 @@ from engine.run.priority import ProxyGuard, protect_proxy
 from engine.run.profiles import Profile, load_profile
 from engine.run.progress import LiveProgress
 from engine.run.sampler import HostSampler
-from engine.run.schedule import PlannedRun, Timeline, build_schedule
+from engine.run.schedule import PlannedRun, Timeline, build_schedule, timeline
+from engine.run.signals import Terminated, terminate_as_interrupt
 from engine.run.target import Target, check_loopback, open_target
 from engine.rundir.files import CLIENTS_FILE, HOST_FILE, REQUESTS_FILE, make_run_dir
 from engine.rundir.jsonl import JsonlWriter
@@ -52,7 +54,8 @@ from packages.spec import CorpusSpec
 UPLOADS_DIR = "uploads"
 #: The first tick comes this long after the pool starts, so tick 0 is not late by design.
 START_MARGIN_S = 2.0
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT), as shells report 128 + 2
+EXIT_TERMINATED = 143  # SIGTERM: stopped the same way, reported as shells do (128 + 15)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class RunOptions:
     client_versions: dict[str, str | None] = field(default_factory=dict)  # --pip-version ...
     faults: tuple[str, ...] = ()  # --fault SPEC (infra.faults), before the profile's [[faults]]
     count_injected: bool = False  # --count-injected: injected faults count as errors
+    force: bool = False  # --force: play a plan engine.run.capacity refuses, with a warning
 
 
 @dataclass(frozen=True)
@@ -84,31 +88,14 @@ class RunResult:
     run_dir: Path
     report: Report
     interrupted: bool
+    stopped_by: str | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
 
     @property
     def exit_code(self) -> int:
-        return EXIT_INTERRUPTED if self.interrupted else self.report.exit_code
-
-
-class _Interrupted(Exception):
-    """SIGTERM, turned into an exception so the run unwinds like on Ctrl-C."""
-
-
-@contextmanager
-def _signals_as_interrupts() -> Iterator[None]:
-    """SIGTERM stops a run the way Ctrl-C does; restored afterwards."""
-
-    def on_term(signum: int, frame: FrameType | None) -> None:
-        raise _Interrupted(signal.Signals(signum).name)
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, on_term)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+        """The verdict's code; 130 after Ctrl-C, 143 after SIGTERM (the report still written)."""
+        if not self.interrupted:
+            return self.report.exit_code
+        return EXIT_TERMINATED if self.stopped_by == "SIGTERM" else EXIT_INTERRUPTED
 
 
 @contextmanager
@@ -166,6 +153,12 @@ def execute_run(
     choice = choose_clients(
         profile, client=options.client, mix=options.mix, versions=options.client_versions
     )
+    line = timeline(profile, duration_s=options.duration_s, time_scale=options.time_scale)
+    # Before the schedule is built: an absurd profile must not exhaust memory building it.
+    warnings = capacity.check(
+        capacity.measure(line, profile.clients, profile.burst_multiplier, choice.mix),
+        force=options.force,
+    )
     line, plan = build_schedule(
         profile,
         options.corpus.releases(),
@@ -184,6 +177,9 @@ def execute_run(
         (run_dir / UPLOADS_DIR).mkdir()
     meta = _initial_meta(options, profile, line, len(plan), limits)
     meta.clients = choice.to_dict()
+    meta.warnings = warnings
+    for warning in warnings:
+        emit(f"pipstorm: WARNING: {warning}")
     meta.faults = faults.meta() if faults is not None else []
     meta.write(run_dir)
     state = _RunState(
@@ -210,7 +206,9 @@ def execute_run(
     report = write_reports(run_dir)
     emit(terminal_summary(report))
     emit(f"reports: {run_dir / 'report.md'} (and report.json)")
-    return RunResult(run_dir=run_dir, report=report, interrupted=meta.interrupted)
+    return RunResult(
+        run_dir=run_dir, report=report, interrupted=meta.interrupted, stopped_by=state.stopped_by
+    )
 
 
 @dataclass
@@ -222,6 +220,13 @@ class _RunState:
     target: Target | None = None
     faults_path: Path | None = None  # faults.json, handed to the proxy (engine.run.faults)
     load_sent: bool = False
+    stopped_by: str | None = None  # SIGINT or SIGTERM, once the run was interrupted
+
+
+def _interrupted(state: _RunState, exc: BaseException) -> None:
+    state.meta.interrupted = True
+    if state.stopped_by is None:
+        state.stopped_by = str(exc) if isinstance(exc, Terminated) else "SIGINT"
 
 
 def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _RunState) -> None:
@@ -235,7 +240,7 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
     clock = RunClock()  # offset 0, known once the pool is up
     try:
         with ExitStack() as stack:
-            stack.enter_context(_signals_as_interrupts())
+            stack.enter_context(terminate_as_interrupt())
             target = state.target or stack.enter_context(
                 open_target(
                     options.index_url,
@@ -293,16 +298,16 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
                 wait_for_last_runs(pool, options.run_timeout_s + 3 * PREPARE_AHEAD_S, live, clock)
                 live.update(clock.counts(), force=True)
                 live.close()
-            except (KeyboardInterrupt, _Interrupted):
+            except (KeyboardInterrupt, Terminated) as exc:
                 live.close()
-                meta.interrupted = True
+                _interrupted(state, exc)
                 emit("pipstorm: interrupted: stopping clients and writing the report")
             with _no_interrupts_while_cleaning(emit):
                 pool.stop()
                 meta.runs_dispatched = pool.dispatched
                 stack.close()  # proxy, then target: in reverse order of starting
-    except (KeyboardInterrupt, _Interrupted):
-        meta.interrupted = True  # during start-up or shut-down of a part
+    except (KeyboardInterrupt, Terminated) as exc:
+        _interrupted(state, exc)  # during start-up or shut-down of a part
     finally:
         if pool is not None:
             pool.stop()  # idempotent; here for errors raised past the normal stop

@@ -227,11 +227,17 @@ class ClientPool:
     def stop(self, timeout_s: float = 15.0) -> None:
         """Stop every worker: runs not yet due are dropped, running clients are stopped
         (SIGINT -> SIGTERM -> SIGKILL) and recorded as interrupted. Workers that do not exit
-        in time are killed, so nothing is left behind either way. Safe to call twice."""
+        in time are killed, so nothing is left behind either way. Safe to call twice.
+
+        Bounded whatever state the pool is in: the queues' feeder threads may be blocked
+        writing to a pipe whose reader (a worker) is gone, with thousands of dispatches still
+        buffered; joining them would wait forever, so their buffers are abandoned instead
+        (``cancel_join_thread``): what was not delivered was never going to run."""
         if self._stopped:
             return
         self._stopped = True
         for inbox in self._inboxes:
+            inbox.cancel_join_thread()
             with contextlib.suppress(OSError, ValueError):
                 inbox.put(None)
         deadline = time.monotonic() + timeout_s
@@ -243,8 +249,7 @@ class ClientPool:
                 proc.join(2)
         if self._collector is not None:
             self._collector.join(timeout=2)
+        self._outbox.cancel_join_thread()
+        self._outbox.close()
         for inbox in self._inboxes:
             inbox.close()
-            inbox.join_thread()
-        self._outbox.close()
-        self._outbox.join_thread()

@@ -45,7 +45,8 @@ class RunMeta:
     ``thresholds`` None means none were recorded (the defaults apply); ``target`` holds
     ``kind`` (embedded, remote) and ``index_url``; ``clients`` the mix and the version of each
     kind; ``faults`` each injected rule's id and spec; ``priority`` what was applied to clients
-    and proxy; ``lab`` what a retry-lab run asked for (None for a load run).
+    and proxy; ``lab`` what a retry-lab run asked for (None for a load run); ``warnings`` what the
+    run was told and did anyway (``--force`` past the capacity check).
     """
 
     profile: dict[str, Any]
@@ -67,6 +68,7 @@ class RunMeta:
     count_injected: bool = False
     priority: dict[str, Any] = field(default_factory=dict)
     lab: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
 
     schema: ClassVar[int] = SCHEMA
 
@@ -126,7 +128,7 @@ _NUMBERS = frozenset({"planned_duration_s", "time_scale", "tick_s", "started", "
 _INTS = frozenset({"seed", "runs_planned", "runs_dispatched"})
 _BOOLS = frozenset({"interrupted", "count_injected"})
 _OBJECTS = frozenset({"profile", "target", "versions", "clients", "priority", "thresholds", "lab"})
-_LISTS = frozenset({"burst_ticks_s", "faults"})
+_LISTS = frozenset({"burst_ticks_s", "faults", "warnings"})
 
 
 def _checked(name: str, value: object, source: str) -> Any:  # noqa: ANN401 - checked per field

@@ -74,10 +74,13 @@ def test_a_signal_mid_run_stops_everything_and_still_reports(
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
-    assert proc.returncode == 130, err
+    assert proc.returncode == (130 if sig == signal.SIGINT else 143), err
     assert "Traceback" not in err
-    alive = [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert alive == [], [p.cmdline() for p in alive]
+    # a process caught in the middle of exiting (its memory, cmdline included, already gone)
+    # is given the 5 s the reliability promise allows; anything still there after that leaked
+    _, alive = psutil.wait_procs(tree, timeout=5)
+    alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], [(p.pid, p.status(), p.cmdline()) for p in alive]
     assert leftovers(tmpdir) == []
     found = run_dir()
     assert found is not None

@@ -19,7 +19,12 @@ from packages.spec import CorpusSpec
 pytestmark = pytest.mark.e2e
 
 
-def test_serve_until_ctrl_c(e2e_env: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_serve_until_ctrl_c_or_sigterm(
+    e2e_env: dict[str, str], tmp_path: Path, sig: signal.Signals
+) -> None:
+    """SIGTERM (a service manager's stop) used to kill serve at once and orphan pypiserver,
+    still listening, with the credentials file left in TMPDIR: now it unwinds like Ctrl-C."""
     corpus = cached_corpus(CorpusSpec(packages=2, versions=("1.0.0",)), tmp_path / "cache")
     proc = subprocess.Popen(
         [sys.executable, "-m", "engine", "serve", "--corpus", str(corpus.directory)],
@@ -46,7 +51,7 @@ def test_serve_until_ctrl_c(e2e_env: dict[str, str], tmp_path: Path) -> None:
             assert b"test_package_000-1.0.0-py3-none-any.whl" in response.read()
         tree = psutil.Process(proc.pid).children(recursive=True)
         assert tree  # pypiserver and its gunicorn workers
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         assert proc.wait(timeout=30) == 0
     finally:
         if proc.poll() is None:

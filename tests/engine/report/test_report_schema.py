@@ -21,7 +21,7 @@ REPORT_KEYS = {
 RUN_KEYS = {
     "schema", "profile", "planned_duration_s", "time_scale", "tick_s", "burst_ticks_s",
     "started", "ended", "interrupted", "seed", "runs_planned", "runs_dispatched", "thresholds",
-    "target", "versions", "clients", "faults", "count_injected", "priority", "lab",
+    "target", "versions", "clients", "faults", "count_injected", "priority", "lab", "warnings",
 }  # fmt: skip
 
 

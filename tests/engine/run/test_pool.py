@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -36,3 +37,21 @@ def test_a_stopped_pool_is_not_fatal() -> None:
     pool.stop()
     pool.stop()  # idempotent
     assert pool.fatal is None
+
+
+def test_stop_is_bounded_when_a_worker_is_gone_and_its_queue_is_full() -> None:
+    """A huge plan handed out at once, then the worker dies: the queue's feeder thread blocks
+    on a pipe nobody reads. stop() must not join it (it did: a run hung for 11 minutes)."""
+    from clients.task import ClientTask
+
+    pool = ClientPool(lambda result: None, workers=1)
+    pool.start()
+    os.kill(pool.pids[0], signal.SIGKILL)
+    task = ClientTask(run_id="r" * 200, client="http", project="p", version="1", index_url="x")
+    for _ in range(20_000):  # far more than a pipe buffer holds
+        pool.submit(task, time.monotonic() + 3600)
+    stopper = threading.Thread(target=pool.stop, kwargs={"timeout_s": 2.0}, daemon=True)
+    stopper.start()
+    stopper.join(timeout=120)  # a hang, not a duration: stop() returns in seconds when bounded
+    assert not stopper.is_alive(), "ClientPool.stop() hung on a queue whose reader is gone"
+    assert not any(p.is_alive() for p in pool._procs)
