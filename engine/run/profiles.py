@@ -17,6 +17,9 @@ from typing import Any
 from engine.errors import UsageError
 from infra.faults import FaultSpecError, parse_faults, spec_from_table
 
+#: Longer than any load test; a larger number is a typo (or an attempt to exhaust memory).
+MAX_DURATION_S = 7 * 24 * 3600.0
+
 
 class ProfileError(UsageError):
     """A profile cannot be used; the message is one line naming the problem."""
@@ -54,6 +57,10 @@ class Profile:
             raise bad(f"clients must be >= 1, got {self.clients}")
         if not self.duration_s > 0 or not math.isfinite(self.duration_s):
             raise bad(f"duration_s must be > 0, got {self.duration_s}")
+        if self.duration_s > MAX_DURATION_S:
+            raise bad(
+                f"duration_s must be at most {MAX_DURATION_S:g} (a week), got {self.duration_s:g}"
+            )
         if not self.tick_s > 0:
             raise bad(f"tick_s must be > 0, got {self.tick_s}")
         if self.burst_multiplier < 1:
