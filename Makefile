@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit e2e bench clean
+.PHONY: run test lint typecheck unit e2e bench soak clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ run: $(STAMP)
 
 ## test: style, types, then the whole suite (end-to-end tests last)
 test: lint typecheck
-	$(BIN)/python -m pytest -m "not e2e and not bench"
+	$(BIN)/python -m pytest -m "not e2e and not bench and not soak"
 	$(BIN)/python -m pytest -m "e2e"
 
 lint: $(STAMP)
@@ -29,7 +29,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e and not bench"
+	$(BIN)/python -m pytest -m "not e2e and not bench and not soak"
 
 e2e: $(STAMP)
 	$(BIN)/python -m pytest -m "e2e"
@@ -37,6 +37,10 @@ e2e: $(STAMP)
 ## bench: on-demand benchmarks; they print ratios against a baseline measured in the same run
 bench: $(STAMP)
 	$(BIN)/python -m pytest -m bench -s tests/bench
+
+## soak: the long runs (a full production_incident, a 30-minute soak): flat memory, nothing lost
+soak: $(STAMP)
+	$(BIN)/python -m pytest -m soak -s tests/soak
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -38,6 +38,8 @@ from engine.rundir.jsonl import JsonlWriter
 
 #: Seconds between two samples.
 SAMPLE_EVERY_S = 1.0
+#: Groups measured without their descendants.
+_OWN_ONLY = frozenset({"engine", "pool"})
 
 Pids = Callable[[], Sequence[int]]
 OnSample = Callable[[Mapping[str, Any]], None]
@@ -48,6 +50,7 @@ class _GroupReading:
     cpu_s: float  # cumulative CPU seconds of the group, reaped children included
     rss_bytes: int
     processes: int
+    fds: int  # open file descriptors (sockets, pipes, files): flat over a long run, or leaking
 
 
 def _children_map() -> dict[int, list[int]]:
@@ -83,6 +86,7 @@ class _ProcessCache:
         cpu = 0.0
         rss = 0
         count = 0
+        fds = 0
         for pid in pids:
             proc = self._procs.get(pid)
             try:
@@ -91,6 +95,7 @@ class _ProcessCache:
                 with proc.oneshot():
                     times = proc.cpu_times()
                     rss += proc.memory_info().rss
+                    fds += proc.num_fds()
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 self._procs.pop(pid, None)
                 continue
@@ -98,7 +103,7 @@ class _ProcessCache:
             if reaped:
                 cpu += times.children_user + times.children_system
             count += 1
-        return _GroupReading(cpu_s=cpu, rss_bytes=rss, processes=count)
+        return _GroupReading(cpu_s=cpu, rss_bytes=rss, processes=count, fds=fds)
 
     def forget_except(self, alive: set[int]) -> None:
         for pid in [p for p in self._procs if p not in alive]:
@@ -136,12 +141,14 @@ class HostSampler:
     ) -> None:
         self.path = path
         self.every_s = every_s
-        # The engine alone (its descendants are the groups below); every other group is its
-        # roots plus their descendants.
+        # The engine alone (its descendants are the groups below) and the pool's workers alone
+        # (their own memory and descriptors: what must stay flat over a long run); every other
+        # group is its roots plus their descendants ("clients": the workers and every client).
         self._groups: dict[str, Pids | None] = {
             "engine": lambda: [os.getpid()],
             "proxy": (lambda: [proxy_pid]) if proxy_pid is not None else None,
             "target": (lambda: [target_pid]) if target_pid is not None else None,
+            "pool": client_pids,
             "clients": client_pids,
         }
         self._on_sample = on_sample
@@ -216,7 +223,7 @@ class HostSampler:
             if pids is None:
                 readings[name] = None
                 continue
-            own = name == "engine"
+            own = name in _OWN_ONLY
             members = list(pids()) if own else _members(list(pids()), children)
             alive.update(members)
             readings[name] = self._cache.read(members, reaped=not own)
@@ -254,6 +261,7 @@ class HostSampler:
                 "cpu_percent": round(max(0.0, 100.0 * used / interval), 1),
                 "rss_mb": round(reading.rss_bytes / 2**20, 1),
                 "processes": reading.processes,
+                "fds": reading.fds,
             }
         sample["sample_ms"] = round(1000 * (time.perf_counter() - started), 2)
         return sample

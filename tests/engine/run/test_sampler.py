@@ -75,7 +75,11 @@ def test_the_thread_appends_a_line_per_sample(tmp_path: Path) -> None:
     assert first["host_mem_percent"] > 0
     assert first["proxy"]["processes"] == 1 and first["proxy"]["rss_mb"] > 0
     assert first["engine"]["processes"] == 1
+    assert first["engine"]["fds"] >= 3  # at least stdin, stdout, stderr; a leak makes it grow
+    assert first["proxy"]["fds"] >= 1
     assert first["target"] is None
-    assert first["clients"] == {"cpu_percent": 0.0, "rss_mb": 0.0, "processes": 0}
+    empty = {"cpu_percent": 0.0, "rss_mb": 0.0, "processes": 0, "fds": 0}
+    assert first["clients"] == empty
+    assert first["pool"] == empty
     assert sampler.error is None
     assert [line["ts"] for line in lines] == sorted(line["ts"] for line in lines)

@@ -1,0 +1,58 @@
+"""``make soak``: the long runs (a full 24-minute production_incident and a 30-minute soak with
+real pip at a rate this machine sustains). Too long for CI's budget; run on demand, figures into
+the README's Reliability section. Each asserts that pipstorm stayed flat and lost nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine.analysis.steady_state import steady_state
+from engine.rundir.data import RunData
+
+pytestmark = pytest.mark.soak
+
+#: Memory growth allowed over a long run (engine, proxy, pool workers each), MB.
+RSS_GROWTH_MAX_MB = 20.0
+#: Open descriptors allowed to differ between the start and the end (sockets in flight).
+FD_GROWTH_MAX = 16
+#: A steady rate this 2-core machine sustains with real pip, no bursts, for 30 minutes.
+SOAK_PROFILE = "clients = 4\nduration_s = 1800\ntick_s = 10\n"
+
+
+def run(args: list[str], results: Path) -> Path:
+    proc = subprocess.run(
+        [sys.executable, "-m", "engine", "run", *args, "--results", str(results), "--quiet"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=3 * 3600,
+    )
+    assert proc.returncode in {0, 1}, proc.stderr
+    (run_dir,) = results.iterdir()
+    print(proc.stderr[-3000:])  # the verdict and the figures, for the README
+    return run_dir
+
+
+def judge(run_dir: Path) -> None:
+    state = steady_state(RunData.load(run_dir))
+    for g in state.growth:
+        print(f"{g.group} {g.figure}: {g.start:.1f} -> {g.end:.1f} ({g.growth:+.1f})")
+    assert state.worst("rss_mb") <= RSS_GROWTH_MAX_MB
+    assert state.worst("fds") <= FD_GROWTH_MAX
+    assert state.ok_runs_without_requests == ()
+    assert state.unattributed_requests == 0
+    assert state.skipped_lines == 0
+
+
+def test_a_full_production_incident(tmp_path: Path) -> None:
+    judge(run(["--profile", "production_incident"], tmp_path / "results"))
+
+
+def test_a_thirty_minute_soak_with_real_pip(tmp_path: Path) -> None:
+    profile = tmp_path / "soak.toml"
+    profile.write_text(SOAK_PROFILE, encoding="utf-8")
+    judge(run(["--profile", str(profile), "--client", "pip"], tmp_path / "results"))
