@@ -1,0 +1,44 @@
+"""The AWS stack: Terraform outputs of the deployed index and its CloudWatch series.
+
+``infra/terraform/pypiserver`` (data, not a package) deploys the index with the published
+``infrahouse/pypiserver/aws`` module; this package reads what it outputs and what CloudWatch
+holds about it. boto3 is imported only when AWS is actually asked.
+"""
+
+from __future__ import annotations
+
+from infra.aws.cloudwatch import CloudWatchData, MissingSeries, Series, fetch_metrics
+from infra.aws.cloudwatch_log import (
+    FILE_NAME,
+    CloudWatchLogError,
+    read_cloudwatch,
+    write_cloudwatch,
+)
+from infra.aws.metrics import METRICS, MetricSpec, MetricWindow, metric_spec
+from infra.aws.session import AwsAccessError, aws_session, region_from
+from infra.aws.stack import AwsStack, StackDimensions
+from infra.aws.terraform_outputs import TerraformOutputError, read_stack
+from infra.aws.watch import watch_stack
+
+__all__ = [
+    "FILE_NAME",
+    "METRICS",
+    "AwsAccessError",
+    "AwsStack",
+    "CloudWatchData",
+    "CloudWatchLogError",
+    "MetricSpec",
+    "MetricWindow",
+    "MissingSeries",
+    "Series",
+    "StackDimensions",
+    "TerraformOutputError",
+    "aws_session",
+    "fetch_metrics",
+    "metric_spec",
+    "read_cloudwatch",
+    "read_stack",
+    "region_from",
+    "watch_stack",
+    "write_cloudwatch",
+]
