@@ -4,7 +4,9 @@
         assert pipstorm_run("light_load", duration=60).passed
 
 Fixtures: ``pipstorm_corpus`` (the synthetic corpus, built once per machine), ``pipstorm_target``
-(one index for the whole session: the embedded pypiserver, or ``--pipstorm-index-url``) and
+(one index for the whole session: the embedded pypiserver, ``--pipstorm-index-url``, or
+``--pipstorm-target terraform:DIR`` for a deployed AWS stack, whose CloudWatch series each run's
+report then shows) and
 ``pipstorm_run(profile, **overrides)`` (one run against that target, judged). ``--keep-after``
 leaves the embedded target running after the session and prints its URL, like the seed's flag.
 
@@ -16,6 +18,7 @@ imported when a fixture is used. Every name it adds starts with ``pipstorm``, ex
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -54,10 +57,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "(credentials from PYPI_USERNAME/PYPI_PASSWORD).",
     )
     group.addoption(
+        "--pipstorm-target",
+        default=None,
+        help="Index to load: terraform:DIR (a deployed Terraform root's outputs), url:URL or "
+        "embedded (the default).",
+    )
+    group.addoption(
+        "--pipstorm-aws-role-arn",
+        default=None,
+        help="IAM role to assume for reading CloudWatch (default: AWS_ROLE_ARN).",
+    )
+    group.addoption(
         "--pipstorm-allow-remote-target",
         action="store_true",
         default=False,
-        help="Allow a --pipstorm-index-url that is not a loopback address.",
+        help="Allow a --pipstorm-index-url or --pipstorm-target that is not a loopback address.",
     )
     group.addoption(
         "--pipstorm-results",
@@ -151,11 +165,14 @@ def pipstorm_target(
 ) -> Iterator[Target]:
     """The index every ``pipstorm_run`` of the session loads: ``--pipstorm-index-url``, or the
     embedded pypiserver serving ``pipstorm_corpus`` (kept up with ``--keep-after``)."""
-    from engine.run.target import open_target
+    from engine.run.target import open_target, parse_target, resolve_stack
 
     config = request.config
-    url = config.getoption("--pipstorm-index-url")
-    if url is None and config.getoption("--keep-after"):
+    spec = parse_target(
+        config.getoption("--pipstorm-target"), config.getoption("--pipstorm-index-url")
+    )
+    url, stack = spec.index_url, resolve_stack(spec)
+    if url is None and stack is None and config.getoption("--keep-after"):
         # Its log lives in pytest's own temp tree, which pytest prunes (it keeps the last 3).
         yield _kept_target(config, pipstorm_corpus, tmp_path_factory.mktemp("kept-target"))
         return
@@ -164,6 +181,7 @@ def pipstorm_target(
         corpus=pipstorm_corpus.spec,
         allow_remote=bool(config.getoption("--pipstorm-allow-remote-target")),
         log_path=None,
+        stack=stack,
     ) as target:
         yield target
 
@@ -180,7 +198,10 @@ def pipstorm_run(
     results_root = Path(option) if option else tmp_path / "pipstorm"
 
     def run(profile: str, **overrides: Any) -> PipstormResult:  # noqa: ANN401 - RunOptions values
-        options = run_options(profile, overrides, results_root)
+        options = dataclasses.replace(
+            run_options(profile, overrides, results_root),
+            aws_role_arn=request.config.getoption("--pipstorm-aws-role-arn"),
+        )
         # print: pytest captures it and shows it with the test's failure.
         result = execute_run(options, say=print, target=pipstorm_target)
         return PipstormResult(

@@ -38,6 +38,7 @@ class Metric:
     digits: int
     better: Direction
     read: Callable[[Mapping[str, Any]], float | None]
+    optional: bool = False  # a row only when some run has it (CloudWatch: runs against AWS)
 
 
 def _get(data: Any, *path: str) -> Any:  # noqa: ANN401 - walks untyped JSON
@@ -48,12 +49,12 @@ def _get(data: Any, *path: str) -> Any:  # noqa: ANN401 - walks untyped JSON
     return data
 
 
-def _num(*path: str) -> Callable[[Mapping[str, Any]], float | None]:
+def _num(*path: str, scale: float = 1.0) -> Callable[[Mapping[str, Any]], float | None]:
     def read(report: Mapping[str, Any]) -> float | None:
         value = _get(report, *path)
         if isinstance(value, bool) or not isinstance(value, int | float):
             return None
-        return float(value) if math.isfinite(value) else None
+        return float(value) * scale if math.isfinite(value) else None
 
     return read
 
@@ -116,6 +117,35 @@ METRICS: tuple[Metric, ...] = (
     Metric("onset_p95_s", "onset p95, worst tick (s)", 2, "lower", _num("onset", "worst_p95_s")),
     Metric("duration_s", "duration (s)", 1, None, _num("duration_s")),
 )
+# The server side, from report.json's ``cloudwatch`` (runs against an AWS stack only).
+_CW = ("cloudwatch", "series")
+METRICS += (
+    Metric("cw_ecs_cpu_max", "ECS CPU max (%)", 1, "lower", _num(*_CW, "ecs_cpu", "max"), True),
+    Metric(
+        "cw_ecs_memory_max", "ECS memory max (%)", 1, "lower",
+        _num(*_CW, "ecs_memory", "max"), True,
+    ),
+    Metric(
+        "cw_efs_burst_credits_min", "EFS burst credits min (GiB)", 2, "higher",
+        _num(*_CW, "efs_burst_credits", "min", scale=1 / 2**30), True,
+    ),
+    Metric(
+        "cw_efs_io_limit_max", "EFS I/O limit max (%)", 1, "lower",
+        _num(*_CW, "efs_percent_io_limit", "max"), True,
+    ),
+    Metric(
+        "cw_alb_response_ms", "ALB target response mean (ms)", 1, "lower",
+        _num(*_CW, "alb_target_response_time", "mean", scale=1000.0), True,
+    ),
+    Metric(
+        "cw_alb_target_5xx", "ALB target 5xx", 0, "lower",
+        _num(*_CW, "alb_target_5xx", "total"), True,
+    ),
+    Metric(
+        "cw_alb_unhealthy_max", "ALB unhealthy targets max", 0, "lower",
+        _num(*_CW, "alb_unhealthy_hosts", "max"), True,
+    ),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -173,5 +203,7 @@ def compare(runs: Sequence[RunSummary]) -> list[tuple[Metric, list[Delta]]]:
     rows = []
     for metric in METRICS:
         values = [metric.read(r.report) for r in runs]
+        if metric.optional and all(v is None for v in values):
+            continue
         rows.append((metric, [delta(metric, values[0], v) for v in values]))
     return rows

@@ -12,7 +12,7 @@ import typer
 from typer.exceptions import TyperException
 
 from clients.errors import ClientsError
-from engine.cli import inspect, load, serve
+from engine.cli import aws, inspect, load, serve
 from engine.errors import UsageError
 from infra.errors import InfraError
 from packages.spec import CorpusError
@@ -41,6 +41,7 @@ app.add_typer(corpus_app, name="corpus")
 app.command()(load.run)
 app.command()(load.realism)
 app.command("retry-lab")(load.retry_lab)
+app.command()(aws.watch)
 app.command()(inspect.profiles)
 app.command()(inspect.report)
 app.command()(inspect.compare)

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from engine.cli.options import AwsRoleOpt, TargetOpt
+from engine.errors import UsageError
 from engine.rundir.jsonl import RecordError
 
 
@@ -34,6 +36,16 @@ def profiles() -> None:
 
 def report(
     run_dir: Annotated[Path, typer.Argument(help="A run's results folder.")],
+    cloudwatch: Annotated[
+        bool,
+        typer.Option(
+            "--cloudwatch",
+            help="Fetch the AWS stack's CloudWatch series for the run's window first "
+            "(cloudwatch.jsonl): for a run that did not, or before CloudWatch had them all.",
+        ),
+    ] = False,
+    target: TargetOpt = None,
+    aws_role_arn: AwsRoleOpt = None,
 ) -> None:
     """Rebuild report.json, report.md, report.html and the charts from a run's JSONL streams
     (also an interrupted run)."""
@@ -42,9 +54,30 @@ def report(
 
     if not (run_dir / "run.json").is_file():
         raise RecordError(f"{run_dir} is not a pipstorm results folder (no run.json)")
+    if cloudwatch:
+        _refetch_cloudwatch(run_dir, target, aws_role_arn)
+    elif target is not None:
+        raise UsageError("--target on report only says which stack --cloudwatch asks about")
     built = write_reports(run_dir)
     typer.echo(terminal_summary(built))
     raise typer.Exit(built.exit_code)
+
+
+def _refetch_cloudwatch(run_dir: Path, target: str | None, role_arn: str | None) -> None:
+    from engine.run.cloudwatch import fetch_run_cloudwatch
+    from engine.run.target import parse_target, resolve_stack
+    from engine.rundir.meta import RunMeta
+
+    spec = parse_target(target)
+    if spec.index_url is not None:
+        raise UsageError("--target for --cloudwatch must be terraform:DIR (a URL has no metrics)")
+    data = fetch_run_cloudwatch(
+        run_dir, RunMeta.read(run_dir), role_arn=role_arn, stack=resolve_stack(spec)
+    )
+    typer.echo(
+        f"CloudWatch: {len(data.series)} series with datapoints -> {run_dir / 'cloudwatch.jsonl'}",
+        err=True,
+    )
 
 
 def compare(

@@ -9,11 +9,13 @@ from typing import Annotated
 import typer
 
 from engine.cli.options import (
+    AwsRoleOpt,
     DurationOpt,
     ProfileOpt,
     QuietOpt,
     ResultsOpt,
     SeedOpt,
+    TargetOpt,
     TimeScaleOpt,
     WorkersOpt,
 )
@@ -25,6 +27,7 @@ def run(
     profile: ProfileOpt,
     duration: DurationOpt = None,
     time_scale: TimeScaleOpt = None,
+    target: TargetOpt = None,
     index_url: Annotated[
         str | None,
         typer.Option(
@@ -33,8 +36,10 @@ def run(
         ),
     ] = None,
     allow_remote_target: Annotated[
-        bool, typer.Option(help="Allow an --index-url that is not a loopback address.")
+        bool,
+        typer.Option(help="Allow a target (--target, --index-url) that is not a loopback address."),
     ] = False,
+    aws_role_arn: AwsRoleOpt = None,
     results: ResultsOpt = Path("results"),
     threshold: Annotated[
         list[str] | None,
@@ -76,13 +81,17 @@ def run(
     """Run a load profile and judge it against the thresholds."""
     from engine.run.client_mix import parse_mix
     from engine.run.execute import RunOptions, execute_run
+    from engine.run.target import parse_target
 
+    spec = parse_target(target, index_url)
     result = execute_run(
         RunOptions(
             profile=profile,
             duration_s=duration,
             time_scale=time_scale,
-            index_url=index_url,
+            index_url=spec.index_url,
+            terraform_dir=spec.terraform_dir,
+            aws_role_arn=aws_role_arn,
             allow_remote_target=allow_remote_target,
             results_root=results,
             threshold_overrides=tuple(threshold or ()),

@@ -25,3 +25,18 @@ WorkersOpt = Annotated[
     typer.Option("--workers", help="Worker processes of the pool (default: CPU count)."),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", help="No progress lines.")]
+TargetOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--target",
+        help="The index: terraform:DIR (a deployed Terraform root: URL, credentials and "
+        "CloudWatch from its outputs), url:URL (as --index-url) or embedded (the default).",
+    ),
+]
+AwsRoleOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--aws-role-arn",
+        help="IAM role to assume (STS) for reading CloudWatch; default: AWS_ROLE_ARN.",
+    ),
+]

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from engine.analysis.timeseries import host_series, request_series, run_origin
 from engine.report.charts import Chart, render_charts
+from engine.report.cloudwatch_chart import cloudwatch_charts
 from engine.report.model import Report
 from engine.rundir.files import write_bytes_atomic
 
@@ -75,6 +76,11 @@ def _build_charts(report: Report) -> ReportCharts:
         ticks=[t for t in report.run.burst_ticks_s if t <= span],
         onset=None if report.onset is None else report.onset.by_run,
     )
+    # The server side goes right after the latency charts it explains.
+    ticks = [t for t in report.run.burst_ticks_s if t <= span]
+    server = cloudwatch_charts(data.cloudwatch, origin, span, ticks)
+    after = next((i + 1 for i, c in enumerate(charts) if c.key == "latency"), len(charts))
+    charts[after:after] = server
     return ReportCharts(
         tuple(charts),
         host_sampled=host is not None and not host.empty,

@@ -91,7 +91,7 @@ def _mmss(value: float, _pos: object = None) -> str:
     return f"{sign}{whole // 60}:{whole % 60:02d}"
 
 
-def _time_axis(ax: Axes, span_s: float, ticks: Sequence[float], *, label: bool) -> None:
+def time_axis(ax: Axes, span_s: float, ticks: Sequence[float], *, label: bool) -> None:
     """m:ss ticks at a round step, the burst ticks as faint red lines, 0..span visible."""
     step = next((s for s in _TICK_STEPS_S if span_s / s <= 12), _TICK_STEPS_S[-1])
     ax.xaxis.set_major_locator(MultipleLocator(step))
@@ -113,17 +113,19 @@ def _time_axis(ax: Axes, span_s: float, ticks: Sequence[float], *, label: bool) 
         ax.set_xlabel("time since start (m:ss)")
 
 
-def _figure(panels: int, height: float = PANEL_HEIGHT_IN) -> Figure:
+def panel_figure(panels: int, height: float = PANEL_HEIGHT_IN) -> Figure:
+    """A figure for ``panels`` stacked panels, the width every report chart shares."""
     return Figure(figsize=(WIDTH_IN, height * panels), dpi=DPI, layout="constrained")
 
 
-def _png(fig: Figure) -> bytes:
+def to_png(fig: Figure) -> bytes:
+    """The figure as PNG bytes (no software tag: the same chart gives the same bytes)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, metadata={"Software": None})
     return buf.getvalue()
 
 
-def _legend(ax: Axes, *, inside: bool = False) -> None:
+def add_legend(ax: Axes, *, inside: bool = False) -> None:
     """The legend above the axes on the right, opposite the left-aligned title, so it never
     hides data (``inside``: upper right in the axes, for charts whose top is empty anyway).
     Only when something is labelled: an empty legend is a warning, and warnings are errors."""
@@ -171,7 +173,7 @@ def _stacked_bars(
 
 def rate_chart(series: RequestSeries, span_s: float, ticks: Sequence[float]) -> Figure:
     """Requests per second by operation, stacked, per time bucket."""
-    fig = _figure(1)
+    fig = panel_figure(1)
     ax = fig.add_subplot()
     _stacked_bars(
         ax,
@@ -181,10 +183,10 @@ def rate_chart(series: RequestSeries, span_s: float, ticks: Sequence[float]) -> 
             for i, (op, rates) in enumerate(series.rate_by_op.items())
         ],
     )
-    _time_axis(ax, span_s, ticks, label=True)
+    time_axis(ax, span_s, ticks, label=True)
     ax.set_ylabel("requests / s")
     ax.set_title(f"Request rate by operation ({series.width_s:g} s buckets)", loc="left")
-    _legend(ax)
+    add_legend(ax)
     return fig
 
 
@@ -198,7 +200,7 @@ def _latency_scale(values: Sequence[float]) -> str:
 def latency_chart(series: RequestSeries, span_s: float, ticks: Sequence[float]) -> Figure:
     """p50/p95/p99 latency per time bucket, one panel per operation."""
     ops = list(series.latency_by_op)
-    fig = _figure(len(ops), 2.4)
+    fig = panel_figure(len(ops), 2.4)
     axes = fig.subplots(len(ops), 1, sharex=True, squeeze=False)[:, 0]
     styles = {"p50": (":", 1.2), "p95": ("-", 1.8), "p99": ("--", 1.2)}
     for i, (ax, op) in enumerate(zip(axes, ops, strict=True)):
@@ -220,8 +222,8 @@ def latency_chart(series: RequestSeries, span_s: float, ticks: Sequence[float]) 
         ax.set_yscale(_latency_scale(shown))
         ax.set_ylabel("ms")
         ax.set_title(f"{op}: latency p50 / p95 / p99", loc="left", fontsize="medium")
-        _time_axis(ax, span_s, ticks, label=ax is axes[-1])
-        _legend(ax)
+        time_axis(ax, span_s, ticks, label=ax is axes[-1])
+        add_legend(ax)
     return fig
 
 
@@ -237,7 +239,7 @@ def status_chart(series: RequestSeries, span_s: float, ticks: Sequence[float]) -
         for code, counts in series.status_counts.items()
     ]
     errors = [s for s in stacks if _is_error_status(s[0]) and any(s[1])]
-    fig = _figure(2 if errors else 1, 2.6)
+    fig = panel_figure(2 if errors else 1, 2.6)
     axes = fig.subplots(2 if errors else 1, 1, sharex=True, squeeze=False)[:, 0]
     _stacked_bars(axes[0], series, stacks)
     axes[0].set_ylabel("responses / s")
@@ -247,14 +249,14 @@ def status_chart(series: RequestSeries, span_s: float, ticks: Sequence[float]) -
         axes[1].set_ylabel("errors / s")
         axes[1].set_title("Errors only (status >= 400, transport)", loc="left", fontsize="medium")
     for ax in axes:
-        _time_axis(ax, span_s, ticks, label=ax is axes[-1])
-        _legend(ax)
+        time_axis(ax, span_s, ticks, label=ax is axes[-1])
+        add_legend(ax)
     return fig
 
 
 def distribution_chart(series: RequestSeries) -> Figure:
     """Latency histogram per operation on log-spaced bins, with each p95 and p99 marked."""
-    fig = _figure(1, 3.4)
+    fig = panel_figure(1, 3.4)
     ax = fig.add_subplot()
     everything = [v for s in series.samples_by_op.values() for v in s]
     low = max(min(everything), 0.01)
@@ -284,7 +286,7 @@ def distribution_chart(series: RequestSeries) -> Figure:
     ax.set_ylabel("% of the operation's requests")
     ax.set_title("Latency distribution per operation", loc="left")
     ax.grid(True, alpha=0.3)
-    _legend(ax)
+    add_legend(ax)
     return fig
 
 
@@ -298,7 +300,7 @@ def clients_chart(
     """Each client run at its intended start: its wall time (top), launch lag (middle) and
     onset, intended instant to first request at the proxy (bottom, where runs sent any)."""
     onset = onset or {}
-    fig = _figure(3 if onset else 2, 2.6)
+    fig = panel_figure(3 if onset else 2, 2.6)
     axes = fig.subplots(3 if onset else 2, 1, sharex=True)
     top, middle = axes[0], axes[1]
     outcomes = sorted({c.outcome for c in clients}, key=lambda o: (o != "ok", o))
@@ -350,9 +352,9 @@ def clients_chart(
         )
         axes[2].set_ylim(bottom=0)
     for ax in axes:
-        _time_axis(ax, span_s, ticks, label=ax is axes[-1])
+        time_axis(ax, span_s, ticks, label=ax is axes[-1])
     top.set_ylim(bottom=0)
-    _legend(top)
+    add_legend(top)
     return fig
 
 
@@ -372,15 +374,15 @@ def host_chart(host: HostSeries, span_s: float, ticks: Sequence[float]) -> Figur
         )
         if lines
     ]
-    fig = _figure(len(panels), 2.2)
+    fig = panel_figure(len(panels), 2.2)
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (lines, title, label, limit) in zip(axes, panels, strict=True):
         _host_lines(ax, host, lines)
         ax.set_ylabel(label)
         ax.set_ylim(0, limit)
         ax.set_title(title, loc="left", fontsize="medium")
-        _time_axis(ax, span_s, ticks, label=ax is axes[-1])
-        _legend(ax)
+        time_axis(ax, span_s, ticks, label=ax is axes[-1])
+        add_legend(ax)
     return fig
 
 
@@ -454,6 +456,8 @@ def render_charts(
             )
         )
     return [
-        Chart(key=key, title=title, filename=f"chart-{key}.png", caption=caption, png=_png(draw()))
+        Chart(
+            key=key, title=title, filename=f"chart-{key}.png", caption=caption, png=to_png(draw())
+        )
         for key, title, caption, draw in plans
     ]

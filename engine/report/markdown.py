@@ -11,6 +11,8 @@ from engine.report.model import Report
 from engine.report.rows import (
     CLIENT_HEADERS,
     CLIENT_NOTE,
+    CLOUDWATCH_HEADERS,
+    CLOUDWATCH_NOTE,
     FAILED_HEADERS,
     ONSET_HEADERS,
     ONSET_NOTE,
@@ -18,6 +20,7 @@ from engine.report.rows import (
     THRESHOLD_HEADERS,
     USAGE_HEADERS,
     client_rows,
+    cloudwatch_rows,
     failed_rows,
     generator_warning,
     onset_rows,
@@ -122,6 +125,12 @@ def render_markdown(report: Report, charts: Sequence[tuple[str, str]] = ()) -> s
         parts += [
             f"### Failed client runs (first {shown} of {stats.clients.all.failed_count})",
             table(_cells(failed_rows(report)), FAILED_HEADERS),
+        ]
+    cloudwatch = cloudwatch_rows(report)
+    if cloudwatch:
+        parts += [
+            f"## Server side (CloudWatch)\n\n{CLOUDWATCH_NOTE}",
+            table(cloudwatch, CLOUDWATCH_HEADERS, align=("left", "left", "left", *("right",) * 5)),
         ]
     if charts:
         parts += [

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from engine.analysis.client_usage import ClientKindUsage, client_kind_usage
+from engine.analysis.cloudwatch import cloudwatch_section, missing_note
 from engine.analysis.onset import Onset, burst_onset
 from engine.analysis.saturation import GeneratorCheck, check_generator, host_samples
 from engine.analysis.stats import NOT_FAILED, RunStats, compute_stats
@@ -139,6 +140,7 @@ class Report:
             "notes": list(self.notes),
             "generator": None if self.generator is None else self.generator.to_dict(),
             "onset": None if self.onset is None else self.onset.to_dict(),
+            "cloudwatch": cloudwatch_section(self.data.cloudwatch),
             "run": self.run.to_json(),
             "run_dir": str(self.run_dir),
         }
@@ -239,6 +241,14 @@ def _notes(
     return notes
 
 
+def _aws_notes(data: RunData) -> list[str]:
+    """The one line naming missing CloudWatch series and why (runs against an AWS stack)."""
+    if data.cloudwatch is None:
+        return []
+    note = missing_note(data.cloudwatch)
+    return [] if note is None else [note]
+
+
 def build_report(source: Path | RunData, thresholds: Mapping[str, float] | None = None) -> Report:
     """Judge a results folder (read once, or already read).
 
@@ -264,7 +274,7 @@ def build_report(source: Path | RunData, thresholds: Mapping[str, float] | None 
         data=data,
         stats=stats,
         thresholds=results,
-        notes=tuple(_notes(run, stats, results, data.skipped, data.missing)),
+        notes=tuple(_notes(run, stats, results, data.skipped, data.missing) + _aws_notes(data)),
         failed_runs=tuple(failed[:FAILED_RUNS_SHOWN]),
         duration_s=_duration(run, stats, clients),
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),

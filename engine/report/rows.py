@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from engine.analysis.client_usage import ClientKindUsage
+from engine.analysis.cloudwatch import summaries
 from engine.analysis.onset import ONSET_P95_S
 from engine.analysis.saturation import warning_lines
 from engine.analysis.stats import ClientGroupStats, Distribution
@@ -83,6 +84,12 @@ ONSET_NOTE = (
     f"{ONSET_P95_S:g} s means the bursts the index saw were not the profile's."
 )
 
+CLOUDWATCH_HEADERS = ("series", "CloudWatch metric", "stat", "min", "mean", "max", "last", "points")
+CLOUDWATCH_NOTE = (
+    "The AWS stack's own view over the run's window (padded by a period), one value per period: "
+    "ECS service, EFS file system, ALB."
+)
+
 
 def fmt_num(value: float | None, digits: int = 1) -> str:
     """A number with fixed decimals, or "-" when there is none."""
@@ -114,6 +121,34 @@ def fmt_bytes(n: float) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     return f"{value:.2f} GB"
+
+
+def fmt_metric(value: float, unit: str) -> str:
+    """A CloudWatch value in the unit people read it in: %, ms, GiB, or a count."""
+    if unit == "%":
+        return f"{value:.1f} %"
+    if unit == "s":
+        return f"{value * 1000:.0f} ms"
+    if unit == "bytes":
+        return f"{value / 2**30:.2f} GiB"
+    return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
+
+
+def cloudwatch_rows(report: Report) -> list[list[str]]:
+    """One row per CloudWatch series with datapoints (none for a run without CloudWatch)."""
+    data = report.data.cloudwatch
+    if data is None:
+        return []
+    return [
+        [
+            s.key,
+            f"{s.namespace} {s.name}",
+            s.stat,
+            *(fmt_metric(v, s.unit) for v in (s.minimum, s.mean, s.maximum, s.last)),
+            str(s.points),
+        ]
+        for s in summaries(data)
+    ]
 
 
 def fmt_when(epoch: float | None) -> str:

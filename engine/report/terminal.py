@@ -6,8 +6,10 @@ from engine.analysis.saturation import warning_lines
 from engine.report.markdown import table
 from engine.report.model import Report
 from engine.report.rows import (
+    CLOUDWATCH_HEADERS,
     NONE,
     ONSET_HEADERS,
+    cloudwatch_rows,
     dist_cells,
     onset_rows,
     threshold_rows,
@@ -54,5 +56,8 @@ def terminal_summary(report: Report) -> str:
     onset = onset_rows(report)
     if onset:
         lines += ["", table(onset, ONSET_HEADERS, "simple")]
+    cloudwatch = cloudwatch_rows(report)
+    if cloudwatch:
+        lines += ["", table(cloudwatch, CLOUDWATCH_HEADERS, "simple")]
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(lines)

@@ -28,6 +28,7 @@ from engine.report.write import write_reports
 from engine.run import capacity
 from engine.run.client_mix import choose_clients
 from engine.run.client_mix import warm_up as warm_up_clients
+from engine.run.cloudwatch import fetch_run_cloudwatch, stack_meta
 from engine.run.dispatch import (
     PREPARE_AHEAD_S,
     RunClock,
@@ -43,10 +44,11 @@ from engine.run.progress import LiveProgress
 from engine.run.sampler import HostSampler
 from engine.run.schedule import PlannedRun, Timeline, build_schedule, timeline
 from engine.run.signals import Terminated, terminate_as_interrupt
-from engine.run.target import Target, check_loopback, open_target
+from engine.run.target import Target, TargetSpec, check_loopback, open_target, resolve_stack
 from engine.rundir.files import CLIENTS_FILE, HOST_FILE, REQUESTS_FILE, make_run_dir
 from engine.rundir.jsonl import JsonlWriter
 from engine.rundir.meta import RunMeta
+from infra.aws.stack import AwsStack
 from infra.proxy import RecordingProxy
 from packages.spec import CorpusSpec
 
@@ -81,6 +83,8 @@ class RunOptions:
     faults: tuple[str, ...] = ()  # --fault SPEC (infra.faults), before the profile's [[faults]]
     count_injected: bool = False  # --count-injected: injected faults count as errors
     force: bool = False  # --force: play a plan engine.run.capacity refuses, with a warning
+    terraform_dir: Path | None = None  # --target terraform:DIR: a deployed AWS stack
+    aws_role_arn: str | None = None  # --aws-role-arn (else AWS_ROLE_ARN): for CloudWatch
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,11 @@ def _initial_meta(
         seed=options.seed,
         runs_planned=planned,
         thresholds=limits,
-        target={"kind": "embedded" if options.index_url is None else "remote"},
+        target={
+            "kind": "embedded"
+            if options.index_url is None and options.terraform_dir is None
+            else "remote"
+        },
         count_injected=options.count_injected,
     )
 
@@ -168,8 +176,12 @@ def execute_run(
         mix=choice.mix,
         pins=choice.pins,
     )
-    if options.index_url is not None:  # refuse a non-loopback target before anything else
-        check_loopback(options.index_url, allow_remote=options.allow_remote_target)
+    stack: AwsStack | None = None
+    if target is None:  # read the stack and refuse a non-loopback target before anything else
+        stack = resolve_stack(TargetSpec(options.index_url, options.terraform_dir))
+        remote_url = stack.index_url if stack is not None else options.index_url
+        if remote_url is not None:
+            check_loopback(remote_url, allow_remote=options.allow_remote_target)
     faults = RunFaults.from_specs((*options.faults, *profile.faults), seed=options.seed)
     warm_up_clients(choice, emit)  # tool installs are the generator's cost: before any load
     run_dir = make_run_dir(options.results_root, profile.name)
@@ -186,6 +198,7 @@ def execute_run(
         meta=meta, run_dir=run_dir, emit=emit, tty=say is None and sys.stderr.isatty()
     )
     state.target = target
+    state.stack = stack
     if faults is not None:
         kinds = {r.run_id: r.client for r in plan}
         state.faults_path = faults.write_plan(
@@ -203,6 +216,7 @@ def execute_run(
         if run_dir.exists():
             meta.ended = time.time()
             meta.write(run_dir)
+    _fetch_cloudwatch(options, state)
     report = write_reports(run_dir)
     emit(terminal_summary(report))
     emit(f"reports: {run_dir / 'report.md'} (and report.json)")
@@ -221,12 +235,34 @@ class _RunState:
     faults_path: Path | None = None  # faults.json, handed to the proxy (engine.run.faults)
     load_sent: bool = False
     stopped_by: str | None = None  # SIGINT or SIGTERM, once the run was interrupted
+    stack: AwsStack | None = None  # --target terraform:DIR, read before the run
 
 
 def _interrupted(state: _RunState, exc: BaseException) -> None:
     state.meta.interrupted = True
     if state.stopped_by is None:
         state.stopped_by = str(exc) if isinstance(exc, Terminated) else "SIGINT"
+
+
+def _fetch_cloudwatch(options: RunOptions, state: _RunState) -> None:
+    """The server side of a run against an AWS stack, into cloudwatch.jsonl.
+
+    Never fails the run: missing credentials, permissions or datapoints end up as one line in
+    the report (and here), and writing the file failing is said, not raised."""
+    stack = state.target.stack if state.target is not None else None
+    if stack is None or state.meta.started is None:
+        return
+    state.emit("pipstorm: fetching the stack's CloudWatch series for the run's window")
+    try:
+        data = fetch_run_cloudwatch(
+            state.run_dir, state.meta, role_arn=options.aws_role_arn, stack=stack
+        )
+    except OSError as exc:
+        state.emit(f"pipstorm: CloudWatch series not written: {exc}")
+        return
+    summary = data.missing_summary()
+    if summary is not None:
+        state.emit(f"pipstorm: {summary}")
 
 
 def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _RunState) -> None:
@@ -248,9 +284,13 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
                     allow_remote=options.allow_remote_target,
                     log_path=run_dir / "target.log",
                     upload_dir=uploads if (uploads := run_dir / UPLOADS_DIR).is_dir() else None,
+                    stack=state.stack,
                 )
             )
+            state.target = target
             meta.target = {"kind": target.kind, "index_url": target.index_url}
+            if target.stack is not None:
+                meta.target.update(stack_meta(target.stack))
             emit(
                 f"pipstorm: {meta.profile_name}: {meta.runs_planned} client runs in "
                 f"{line.duration_s:g} s against {target.index_url} -> {run_dir}"

@@ -4,6 +4,10 @@ The embedded target is a corpus plus a local pypiserver on 127.0.0.1. A remote t
 index URL with credentials from ``PYPI_USERNAME``/``PYPI_PASSWORD`` (the seed's names), never
 from argv. Load goes only to loopback addresses unless the user says, in so many words, that the
 index is theirs to load (``--allow-remote-target``).
+
+``--target`` names the index in one option: ``terraform:DIR`` (a deployed Terraform root: URL,
+credentials and CloudWatch dimensions from its outputs, ``infra.aws``), ``url:URL`` (the same as
+``--index-url URL``) or ``embedded``.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from engine.errors import UsageError
+from infra.aws.stack import AwsStack
+from infra.aws.terraform_outputs import read_stack
 from infra.credentials import Credentials, CredentialsError
 from infra.pypiserver_target import LocalPypiserver
 from packages.cache import cached_corpus
@@ -28,6 +34,7 @@ from packages.spec import CorpusSpec
 USERNAME_VAR = "PYPI_USERNAME"
 PASSWORD_VAR = "PYPI_PASSWORD"  # noqa: S105 - the name of a variable, not a password
 PREFLIGHT_TIMEOUT_S = 10.0
+TARGET_FORMS = "terraform:DIR, url:URL or embedded"
 
 
 class TargetSetupError(UsageError):
@@ -43,6 +50,35 @@ class Target:
     credentials: Credentials | None
     corpus: CorpusSpec
     server_pid: int | None = None
+    stack: AwsStack | None = None  # a target read from Terraform outputs: CloudWatch can be asked
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """What ``--target``/``--index-url`` asked for: a URL, a Terraform root, or neither
+    (the embedded target)."""
+
+    index_url: str | None = None
+    terraform_dir: Path | None = None
+
+
+def parse_target(target: str | None, index_url: str | None = None) -> TargetSpec:
+    """``--target`` and ``--index-url`` as one ``TargetSpec``; both at once is a usage error."""
+    if target is not None and index_url is not None:
+        raise TargetSetupError("--target and --index-url both name the index: give one of them")
+    if target is None or target == "embedded":
+        return TargetSpec(index_url=index_url)
+    kind, sep, value = target.partition(":")
+    if sep and kind == "terraform" and value:
+        return TargetSpec(terraform_dir=Path(value))
+    if sep and kind == "url" and value:
+        return TargetSpec(index_url=value)
+    raise TargetSetupError(f"--target must be {TARGET_FORMS}, got {target!r}")
+
+
+def resolve_stack(spec: TargetSpec) -> AwsStack | None:
+    """The deployed stack a ``terraform:DIR`` target names (runs ``terraform output``)."""
+    return None if spec.terraform_dir is None else read_stack(spec.terraform_dir)
 
 
 def check_loopback(index_url: str, *, allow_remote: bool) -> None:
@@ -101,11 +137,26 @@ def open_target(
     allow_remote: bool,
     log_path: Path | None,
     upload_dir: Path | None = None,
+    stack: AwsStack | None = None,
 ) -> Iterator[Target]:
     """The embedded target (started here, stopped on exit) or the remote one, checked.
 
-    ``upload_dir``: where the embedded target stores uploads (never the corpus cache)."""
+    ``upload_dir``: where the embedded target stores uploads (never the corpus cache).
+    ``stack``: a deployed AWS stack (``resolve_stack``); its URL and credentials are used and
+    ``index_url`` is ignored."""
     first_project = corpus.project_names()[0]
+    if stack is not None:
+        check_loopback(stack.index_url, allow_remote=allow_remote)
+        normalized = stack.index_url if stack.index_url.endswith("/") else stack.index_url + "/"
+        preflight(normalized, stack.credentials, first_project)
+        yield Target(
+            kind="remote",
+            index_url=normalized,
+            credentials=stack.credentials,
+            corpus=corpus,
+            stack=stack,
+        )
+        return
     if index_url is None:
         built = cached_corpus(corpus)
         with LocalPypiserver(built.directory, log_path=log_path, upload_dir=upload_dir) as server:

@@ -13,11 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from engine.rundir.files import CLIENTS_FILE, HOST_FILE, REQUESTS_FILE
+from engine.rundir.files import CLIENTS_FILE, CLOUDWATCH_FILE, HOST_FILE, REQUESTS_FILE
 from engine.rundir.host import HostRow, load_host
 from engine.rundir.jsonl import RecordError
 from engine.rundir.meta import RunMeta
 from engine.rundir.records import ClientRecord, RequestRecord, load_clients, load_requests
+from infra.aws.cloudwatch import CloudWatchData
+from infra.aws.cloudwatch_log import CloudWatchLogError, read_cloudwatch
 
 T = TypeVar("T")
 
@@ -28,7 +30,9 @@ class RunData:
 
     ``skipped`` counts malformed lines per stream; ``missing`` names the request and client
     streams that do not exist (a run refused before load, or a folder copied in part); host
-    samples are optional (older runs have none) and never reported missing.
+    samples are optional (older runs have none) and never reported missing; so is the
+    CloudWatch side (only runs against an AWS stack have one; an unreadable file counts as one
+    skipped line of ``cloudwatch.jsonl``).
     """
 
     run_dir: Path
@@ -36,6 +40,7 @@ class RunData:
     requests: tuple[RequestRecord, ...] = ()
     clients: tuple[ClientRecord, ...] = ()
     host: tuple[HostRow, ...] = ()
+    cloudwatch: CloudWatchData | None = None
     skipped: Mapping[str, int] = field(default_factory=dict)
     missing: tuple[str, ...] = ()
 
@@ -58,12 +63,18 @@ class RunData:
                 host, skipped[HOST_FILE] = load_host(run_dir / HOST_FILE)
             except OSError:
                 host = []
+        cloudwatch: CloudWatchData | None = None
+        try:
+            cloudwatch = read_cloudwatch(run_dir / CLOUDWATCH_FILE)
+        except (CloudWatchLogError, OSError):
+            skipped[CLOUDWATCH_FILE] = 1
         return cls(
             run_dir=run_dir,
             meta=meta,
             requests=tuple(requests),
             clients=tuple(clients),
             host=tuple(host),
+            cloudwatch=cloudwatch,
             skipped=skipped,
             missing=tuple(missing),
         )

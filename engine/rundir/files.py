@@ -18,6 +18,8 @@ from typing import Any
 REQUESTS_FILE = "requests.jsonl"
 CLIENTS_FILE = "clients.jsonl"
 HOST_FILE = "host.jsonl"
+#: CloudWatch series of a run against an AWS stack (infra.aws.cloudwatch_log writes it).
+CLOUDWATCH_FILE = "cloudwatch.jsonl"
 RUN_FILE = "run.json"
 TARGET_LOG = "target.log"
 #: Permissions of the files written atomically (run.json, reports, charts): anyone may read them.

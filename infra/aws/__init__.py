@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from infra.aws.cloudwatch import CloudWatchData, MissingSeries, Series, fetch_metrics
 from infra.aws.cloudwatch_log import (
-    FILE_NAME,
     CloudWatchLogError,
     read_cloudwatch,
     write_cloudwatch,
@@ -21,7 +20,6 @@ from infra.aws.terraform_outputs import TerraformOutputError, read_stack
 from infra.aws.watch import watch_stack
 
 __all__ = [
-    "FILE_NAME",
     "METRICS",
     "AwsAccessError",
     "AwsStack",

@@ -3,7 +3,7 @@
 Three kinds of line: one ``window`` (what was asked: range, period, region, when), one
 ``point`` per datapoint, one ``missing`` per series that could not be had and why. A datapoint
 per line keeps the file greppable and lets a later fetch (``pipstorm report DIR --cloudwatch``)
-replace it whole. Written atomically (temp file + ``os.replace``): a report never reads half.
+replace it whole. The file name is the results folder's (``engine.rundir.files``). Written atomically (temp file + ``os.replace``): a report never reads half.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Any, Final
 
 from infra.aws.cloudwatch import CloudWatchData, MissingSeries, Series
 from infra.aws.metrics import MetricWindow
+from infra.errors import InfraError
 
-FILE_NAME: Final = "cloudwatch.jsonl"
 SCHEMA: Final = 1
 
 
-class CloudWatchLogError(ValueError):
+class CloudWatchLogError(InfraError, ValueError):
     """A cloudwatch.jsonl that is not what this module writes (one line saying where)."""
 
 

@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
+from infra.errors import InfraError
+
 if TYPE_CHECKING:
     import boto3
 
@@ -25,7 +27,7 @@ CONNECT_TIMEOUT_S: Final = 5.0
 READ_TIMEOUT_S: Final = 20.0
 
 
-class AwsAccessError(Exception):
+class AwsAccessError(InfraError):
     """AWS cannot be read; the message is one line saying why (never a secret)."""
 
 

@@ -26,6 +26,7 @@ from infra.credentials import (
     Credentials,
     CredentialsError,
 )
+from infra.errors import InfraError
 
 URL_VAR: Final = "PYPI_URL"
 USERNAME_VAR: Final = "PYPI_USERNAME"
@@ -39,7 +40,7 @@ _WITHHELD_FROM_TERRAFORM: Final = frozenset(
 _URL_OUTPUTS: Final = ("pypi_url", "pypi_server_urls")
 
 
-class TerraformOutputError(Exception):
+class TerraformOutputError(InfraError):
     """The Terraform root cannot be read; the message is one line naming the problem."""
 
 
