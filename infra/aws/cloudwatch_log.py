@@ -3,7 +3,8 @@
 Three kinds of line: one ``window`` (what was asked: range, period, region, when), one
 ``point`` per datapoint, one ``missing`` per series that could not be had and why. A datapoint
 per line keeps the file greppable and lets a later fetch (``pipstorm report DIR --cloudwatch``)
-replace it whole. The file name is the results folder's (``engine.rundir.files``). Written atomically (temp file + ``os.replace``): a report never reads half.
+replace it whole. The file name is the results folder's (``engine.rundir.files``). Written
+atomically (temp file + ``os.replace``): a report never reads half.
 """
 
 from __future__ import annotations

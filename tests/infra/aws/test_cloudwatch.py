@@ -20,7 +20,7 @@ from infra.aws.cloudwatch_log import CloudWatchLogError, read_cloudwatch, write_
 from infra.aws.metrics import METRIC_KEYS, METRICS, MetricWindow, metric_spec
 from infra.aws.session import AwsAccessError, aws_session, region_from
 from infra.aws.stack import StackDimensions
-from tests.infra.aws.conftest import DIMENSIONS, REGION, minute, put_all, put_points
+from tests.infra.aws.support import DIMENSIONS, REGION, minute, put_all, put_points
 
 BASE = dt.datetime(2026, 11, 30, 10, 0, tzinfo=dt.UTC)
 

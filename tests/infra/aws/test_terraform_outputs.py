@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import stat
-import sys
 from pathlib import Path
 
 import pytest
 
 from infra.aws.stack import StackDimensions
 from infra.aws.terraform_outputs import TerraformOutputError, read_stack
+from tests.infra.aws.support import install_fake_terraform
 
 PASSWORD = "s3cret-Pa55word-from-secrets-manager"  # noqa: S105 - a test value
 
@@ -37,25 +36,6 @@ FULL_OUTPUTS = {
     "target_group_arn_suffix": output("targetgroup/pypiserver/fedcba9876543210"),
     "capacity_info": {"sensitive": False, "type": ["object", {}], "value": {"tasks": 4}},
 }
-
-
-def install_fake_terraform(
-    bin_dir: Path, record: Path, *, stdout: str = "", stderr: str = "", code: int = 0
-) -> None:
-    """A ``terraform`` script that records argv and env, then answers as told."""
-    bin_dir.mkdir(exist_ok=True)
-    script = bin_dir / "terraform"
-    script.write_text(
-        f"#!{sys.executable}\n"
-        "import json, os, sys\n"
-        f"with open({str(record)!r}, 'w') as f:\n"
-        "    json.dump({'argv': sys.argv[1:], 'env': dict(os.environ), 'cwd': os.getcwd()}, f)\n"
-        f"sys.stdout.write({stdout!r})\n"
-        f"sys.stderr.write({stderr!r})\n"
-        f"sys.exit({code})\n",
-        encoding="utf-8",
-    )
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
 
 
 @pytest.fixture

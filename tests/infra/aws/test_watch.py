@@ -10,7 +10,7 @@ import pytest
 
 from infra.aws.metrics import metric_spec
 from infra.aws.watch import format_value, watch_stack
-from tests.infra.aws.conftest import DIMENSIONS, REGION, minute, put_points
+from tests.infra.aws.support import DIMENSIONS, REGION, minute, put_points
 
 
 @pytest.mark.usefixtures("aws")
