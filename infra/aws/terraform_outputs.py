@@ -5,7 +5,9 @@ Terraform cannot run on the machines this is developed on, so the command is the
 parsed in memory, never logged, never put in an exception message (errors name outputs, not
 values), and the child gets no pipstorm or seed credential variables in its environment.
 Outputs win over ``PYPI_URL``/``PYPI_USERNAME``/``PYPI_PASSWORD``, which fill in what a root
-does not output (the seed exported those from the same outputs by hand).
+does not output (the seed exported those from the same outputs by hand). The module outputs the
+server's root URL; pypiserver's simple index is under ``/simple/``, so a URL without a path gets
+it appended.
 """
 
 from __future__ import annotations
@@ -143,12 +145,20 @@ def parse_outputs(
         **{name: _string(outputs.get(name)) for name in StackDimensions.field_names()}
     )
     return AwsStack(
-        index_url=index_url,
+        index_url=_simple_index(index_url),
         credentials=credentials,
         dimensions=dimensions,
         region=_string(outputs.get("aws_region")),
         source=source,
     )
+
+
+def _simple_index(url: str) -> str:
+    """``https://host`` -> ``https://host/simple/``; a URL with a path is taken as given."""
+    parts = urlsplit(url)
+    if parts.path in ("", "/"):
+        return parts._replace(path="/simple/").geturl()
+    return url
 
 
 def _index_url(outputs: Mapping[str, object]) -> str | None:

@@ -3,7 +3,7 @@
 # pypi_url)` lines keep working.
 
 output "pypi_url" {
-  description = "Index URL the clients load (the first DNS name of the module's ALB)."
+  description = "Root URL of the index (the first DNS name of the module's ALB); its simple index is <url>/simple/."
   value       = module.pypiserver.pypi_server_urls[0]
 }
 

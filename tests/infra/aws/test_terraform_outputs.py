@@ -59,7 +59,7 @@ def test_reads_url_credentials_dimensions_and_region(tmp_path: Path, root: Path)
         root,
         environ=environ(tmp_path / "bin", PYPI_PASSWORD="from-env", PIPSTORM_UPSTREAM_PASSWORD="x"),  # noqa: S106
     )
-    assert stack.index_url == "https://pypiserver.example.com"
+    assert stack.index_url == "https://pypiserver.example.com/simple/"  # the root's simple index
     assert stack.credentials is not None
     assert stack.credentials.username == "pypiuser"
     assert stack.credentials.password == PASSWORD  # outputs win over the environment
@@ -93,7 +93,7 @@ def test_the_modules_own_url_output_and_the_seeds_variables_fill_gaps(
         root,
         environ=environ(tmp_path / "bin", PYPI_USERNAME="envuser", PYPI_PASSWORD="envpw"),  # noqa: S106
     )
-    assert stack.index_url == "https://a.example.com"
+    assert stack.index_url == "https://a.example.com/simple/"
     assert stack.credentials is not None
     assert (stack.credentials.username, stack.credentials.password) == ("envuser", "envpw")
     assert stack.dimensions.ecs_cluster_name == "cluster"
@@ -103,8 +103,10 @@ def test_the_modules_own_url_output_and_the_seeds_variables_fill_gaps(
 
 def test_pypi_url_from_the_environment_when_no_output_has_one(tmp_path: Path, root: Path) -> None:
     install_fake_terraform(tmp_path / "bin", tmp_path / "r.json", stdout="{}")
-    stack = read_stack(root, environ=environ(tmp_path / "bin", PYPI_URL="https://seed.example"))
-    assert stack.index_url == "https://seed.example"
+    stack = read_stack(
+        root, environ=environ(tmp_path / "bin", PYPI_URL="https://seed.example/pypi/simple/")
+    )
+    assert stack.index_url == "https://seed.example/pypi/simple/"  # a path is taken as given
     assert stack.credentials is None
 
 
