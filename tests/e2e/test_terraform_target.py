@@ -34,6 +34,7 @@ from tests.infra.aws.support import (
     put_points,
 )
 
+pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.e2e
 PASSWORD = "only-terraform-knows-4c1d9e"  # noqa: S105 - a test value
 
@@ -131,3 +132,32 @@ def test_a_run_against_a_terraform_target_loads_it_and_reports_its_cloudwatch_se
         if path.is_file():
             assert PASSWORD.encode() not in path.read_bytes(), path
     assert PASSWORD not in out + err
+
+
+PLUGIN_TEST = """
+def test_load(pipstorm_run):
+    assert pipstorm_run("light_load", duration=5).passed
+"""
+
+
+def test_the_pytest_plugin_reads_the_same_target_and_refuses_a_remote_one(
+    pytester: pytest.Pytester, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    isolate_aws(monkeypatch, tmp_path)
+    outputs = {
+        "pypi_url": {"value": "https://192.0.2.10/simple/"},  # TEST-NET-1: never loopback
+        "pypi_username": {"sensitive": True, "value": "stackuser"},
+        "pypi_password": {"sensitive": True, "value": PASSWORD},
+    }
+    install_fake_terraform(tmp_path / "bin", tmp_path / "call.json", stdout=json.dumps(outputs))
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    root = tmp_path / "stack"
+    root.mkdir()
+    pytester.makepyfile(test_user=PLUGIN_TEST)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--pipstorm-target=terraform:{root}", timeout=120
+    )
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*refusing to send load to 192.0.2.10*--allow-remote-target*"])
+    assert PASSWORD not in result.stdout.str() + result.stderr.str()
+    assert json.loads((tmp_path / "call.json").read_text())["argv"][0] == f"-chdir={root}"
