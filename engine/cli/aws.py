@@ -38,12 +38,15 @@ def watch(
         raise UsageError("--interval, --lookback and --ticks must be positive")
     region = region_from(os.environ, stack.region)
     typer.echo(f"watching {stack.index_url} in {region or '?'} (Ctrl-C stops)", err=True)
-    watch_stack(
-        stack.dimensions,
-        region=region,
-        out=sys.stdout,
-        role_arn=aws_role_arn,
-        interval=interval,
-        lookback=lookback,
-        max_ticks=ticks,
-    )
+    try:
+        watch_stack(
+            stack.dimensions,
+            region=region,
+            out=sys.stdout,
+            role_arn=aws_role_arn,
+            interval=interval,
+            lookback=lookback,
+            max_ticks=ticks,
+        )
+    except KeyboardInterrupt:  # Ctrl-C is how a watch ends: not an error
+        typer.echo("stopped", err=True)

@@ -131,3 +131,17 @@ def test_watch_prints_the_stacks_series(
 def test_watch_needs_a_terraform_target(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["watch", "--target", "url:http://127.0.0.1:1/simple/"]) == 2
     assert "watch needs --target terraform:DIR" in capsys.readouterr().err
+
+
+def test_ctrl_c_ends_a_watch_without_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import infra.aws.watch
+
+    def interrupted(*args: object, **kwargs: object) -> int:
+        raise KeyboardInterrupt
+
+    root = stack_dir(tmp_path, monkeypatch, "https://192.0.2.10/simple/")
+    monkeypatch.setattr(infra.aws.watch, "watch_stack", interrupted)
+    assert main(["watch", "--target", f"terraform:{root}"]) == 0
+    assert capsys.readouterr().err.endswith("stopped\n")
