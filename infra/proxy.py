@@ -16,13 +16,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Final, Self
 
 from infra.credentials import UPSTREAM_PASSWORD_ENV, UPSTREAM_USERNAME_ENV, Credentials
 from infra.errors import InfraError
-from infra.proxy_rewrite import RUN_ID_RE, UpstreamLayout
+from infra.proxy_rewrite import RUN_ID_RE, UpstreamLayout, parse_origins
 
 START_TIMEOUT_S: Final = 15.0
 SHUTDOWN_GRACE_S: Final = 5.0
@@ -55,9 +56,11 @@ class RecordingProxy:
         start_timeout: float = START_TIMEOUT_S,
         shutdown_grace: float = SHUTDOWN_GRACE_S,
         faults_path: Path | None = None,
+        allow_origins: Sequence[str] = (),
     ) -> None:
         try:
             self.layout = UpstreamLayout.parse(upstream_index_url)
+            parse_origins(allow_origins)
         except ValueError as exc:
             raise ProxyError(str(exc)) from None
         if not 0 <= port <= 65535:
@@ -74,6 +77,8 @@ class RecordingProxy:
         self.shutdown_grace = shutdown_grace
         # A fault plan file (infra.faults.FaultPlan.write): rules, run kinds, times; no secrets.
         self.faults_path = faults_path
+        # Other origins the proxy may forward to besides those the index links (no secrets).
+        self.allow_origins = tuple(allow_origins)
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self._url: str | None = None
@@ -101,7 +106,7 @@ class RecordingProxy:
         """The index URL a client run uses, so all its requests are attributed to ``run_id``."""
         if RUN_ID_RE.fullmatch(run_id) is None:
             raise ProxyError(f"run id must match [A-Za-z0-9_.-]{{1,64}}: {run_id!r}")
-        return f"{self.url}/r/{run_id}/{self.layout.index_suffix}"
+        return f"{self.url}/r/{run_id}{self.layout.index_path}"
 
     def start(self) -> None:
         """Start the proxy process and wait (bounded) for the URL it prints."""
@@ -136,6 +141,8 @@ class RecordingProxy:
         ]
         if self.faults_path is not None:
             argv += ["--faults", str(self.faults_path)]
+        for origin in self.allow_origins:
+            argv += ["--allow-origin", origin]
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         try:
             self._proc = subprocess.Popen(

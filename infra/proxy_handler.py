@@ -7,7 +7,12 @@ Runs inside the proxy process (``infra.proxy_server``). Why each choice:
   rewrite upstream URLs back to the proxy (``infra.proxy_rewrite``), and bodies of at most
   ``SMALL_BODY_BYTES``, sent with their headers in one write;
 - the client's Authorization is replaced by the upstream credentials, so clients never hold
-  them; the header is never logged;
+  them; the header is never logged; requests to any other origin carry no Authorization and no
+  Cookie at all (pip, too, sends an index's credentials to the index's host only);
+- requests for another origin go out only when the index linked it in this proxy's life or it
+  was allowed explicitly (``infra.proxy_links``); others get a 403, recorded as
+  ``origin_refused``, so the proxy is never an open proxy;
+- each exchange is classified by what was served (``infra.operations.classify_served``);
 - an upstream transport failure is a 502 recorded with ``status: null`` and the error kind, so
   reports count it apart from the upstream's own 5xx.
 """
@@ -29,9 +34,10 @@ from yarl import URL
 from infra import proxy_faults
 from infra.fault_plan import FaultMatcher
 from infra.faults import FaultRule
-from infra.operations import classify
+from infra.operations import Linked, classify_served
+from infra.proxy_links import LinkBook
 from infra.proxy_log import USER_AGENT_MAX, RecordWriter, RequestRecord
-from infra.proxy_rewrite import UpstreamLayout
+from infra.proxy_rewrite import Route, UpstreamLayout
 
 REWRITE_MAX_BYTES: Final = 16 * 1024 * 1024
 # Bodies up to this size (known from Content-Length) are sent with their headers in one write.
@@ -50,16 +56,21 @@ _HOP_BY_HOP: Final = (
 )
 # Host is set by the client session for the upstream; Expect is answered here (see below).
 _DROP_FROM_REQUEST: Final = (*_HOP_BY_HOP, "Host", "Expect")
-_NOT_ROUTED: Final = b"not under /r/<run-id>/ or /o/<run-id>/\n"
+# What only the index's origin may see.
+_INDEX_ONLY: Final = ("Authorization", "Cookie")
+_NOT_ROUTED: Final = b"not under /r/<run-id>/ or /o/<run-id>/<origin>/\n"
+_REFUSED: Final = b"origin_refused: the index linked no such origin in this run\n"
 
 
 class _Exchange:
     """Mutable state of one request while it is served; becomes a RequestRecord at the end."""
 
     __slots__ = (
+        "content_type",
         "end",
         "error",
         "fault",
+        "linked",
         "path",
         "req_bytes",
         "run_id",
@@ -82,6 +93,8 @@ class _Exchange:
         self.end: float | None = None
         self.error: str | None = None
         self.fault: FaultRule | None = None  # the injected fault rule that fired, if any
+        self.content_type: str | None = None  # the upstream answer's
+        self.linked: Linked | None = None  # what a listing linked this URL as, if it did
 
 
 class ProxyHandler:
@@ -93,9 +106,12 @@ class ProxyHandler:
         session: aiohttp.ClientSession,
         writer: RecordWriter,
         authorization: str | None,
+        *,
         faults: FaultMatcher | None = None,
+        links: LinkBook | None = None,
     ) -> None:
         self.layout = layout
+        self.links = links if links is not None else LinkBook(layout.origin)
         self.session = session
         self.writer = writer
         self.authorization = authorization
@@ -135,14 +151,20 @@ class ProxyHandler:
         if route is None:
             exchange.status = 404
             return await self._send_local(request, exchange, 404, _NOT_ROUTED)
-        exchange.run_id, exchange.path = route
+        exchange.run_id, exchange.path = route.run_id, route.recorded_path()
+        if not self.links.allows(route.origin):
+            exchange.status, exchange.error = 403, "origin_refused"
+            return await self._send_local(request, exchange, 403, _REFUSED)
+        exchange.linked = self.links.linked(route.upstream_url)
         if self.faults is not None:
             injected = await self._inject_before_upstream(request, exchange)
             if injected is not None:
                 return injected
         headers = CIMultiDict(request.headers)
         _drop_headers(headers, _DROP_FROM_REQUEST)
-        if self.authorization is not None:
+        if not route.index_origin:
+            _drop_headers(headers, _INDEX_ONLY)
+        elif self.authorization is not None:
             headers["Authorization"] = self.authorization
         data = None
         if request.body_exists:
@@ -153,7 +175,7 @@ class ProxyHandler:
         try:
             upstream = await self.session.request(
                 request.method,
-                URL(self.layout.origin + exchange.path, encoded=True),
+                URL(route.upstream_url, encoded=True),
                 headers=headers,
                 data=data,
                 allow_redirects=False,
@@ -167,7 +189,8 @@ class ProxyHandler:
         try:
             exchange.ttfb = time.perf_counter()
             exchange.status = upstream.status
-            return await self._relay(request, upstream, exchange)
+            exchange.content_type = upstream.headers.get("Content-Type")
+            return await self._relay(request, upstream, exchange, route)
         finally:
             upstream.release()
 
@@ -176,14 +199,9 @@ class ProxyHandler:
         request: web.BaseRequest,
         upstream: aiohttp.ClientResponse,
         exchange: _Exchange,
+        route: Route,
     ) -> web.StreamResponse:
-        headers = CIMultiDict(upstream.headers)
-        _drop_headers(headers, _HOP_BY_HOP)
-        location = headers.get("Location")
-        if location is not None:
-            headers["Location"] = self.layout.rewrite_location(
-                location, exchange.run_id or "", self.proxy_url
-            )
+        headers = self._response_headers(upstream, exchange, route)
         content = upstream.content
         response: web.StreamResponse | None = None
         shaped = exchange.fault is not None and exchange.fault.shapes_body
@@ -199,7 +217,7 @@ class ProxyHandler:
                     if complete:
                         body = b"".join(pending)
                         if rewrite:
-                            body = self._rewritten(body, headers, exchange.run_id or "")
+                            body = self._rewritten(body, headers, route, upstream.status)
                         if fault is not None:  # a faulty body is streamed through the shaper
                             headers["Content-Length"] = str(len(body))
                             pending = [body]
@@ -240,6 +258,23 @@ class ProxyHandler:
         if response is None:  # a client gone before anything was prepared
             response = web.Response(status=400)
         return response
+
+    def _response_headers(
+        self, upstream: aiohttp.ClientResponse, exchange: _Exchange, route: Route
+    ) -> CIMultiDict[str]:
+        """The upstream's headers for the client: hop-by-hop ones dropped, a ``Location`` kept on
+        the proxy (and its target's origin let through: the index sent the client there)."""
+        headers = CIMultiDict(upstream.headers)
+        _drop_headers(headers, _HOP_BY_HOP)
+        location = headers.get("Location")
+        if location is not None:
+            new, target, origin = self.layout.rewrite_location(
+                location, route.upstream_url, route.run_id, self.proxy_url
+            )
+            headers["Location"] = new
+            if target is not None and origin is not None:
+                self.links.learn_redirect(origin, target, from_file=exchange.linked == "file")
+        return headers
 
     async def _inject_before_upstream(
         self, request: web.BaseRequest, exchange: _Exchange
@@ -316,7 +351,9 @@ class ProxyHandler:
         finally:  # also when the client hung up during a stall or a slow body
             exchange.sent = shaper.sent
 
-    def _rewritten(self, body: bytes, headers: CIMultiDict[str], run_id: str) -> bytes:
+    def _rewritten(
+        self, body: bytes, headers: CIMultiDict[str], route: Route, status: int
+    ) -> bytes:
         encoding = headers.get("Content-Encoding", "").lower()
         if encoding in ("gzip", "deflate", "x-gzip"):
             try:
@@ -326,7 +363,15 @@ class ProxyHandler:
             del headers["Content-Encoding"]
         elif encoding not in ("", "identity"):
             return body  # cannot read it, so cannot rewrite it
-        rewritten = self.layout.rewrite_body(body, run_id, self.proxy_url)
+        rewritten, links = self.layout.rewrite_listing(
+            body,
+            headers.get("Content-Type", ""),
+            route.upstream_url,
+            route.run_id,
+            self.proxy_url,
+        )
+        if status == 200:  # an error or login page links no files of the index
+            self.links.learn(links)
         headers["Content-Length"] = str(len(rewritten))
         return rewritten
 
@@ -360,7 +405,13 @@ class ProxyHandler:
             RequestRecord(
                 ts=exchange.ts,
                 run_id=exchange.run_id,
-                op=classify(method, exchange.path, status),
+                op=classify_served(
+                    method,
+                    exchange.path,
+                    status,
+                    content_type=exchange.content_type,
+                    linked=exchange.linked,
+                ),
                 method=method,
                 path=exchange.path,
                 status=status,

@@ -1,48 +1,140 @@
 """Where a proxied request goes upstream, and how upstream URLs are turned back into proxy URLs.
 
 Each client run reaches the proxy under its own prefix, so every request it makes, follow-ups
-included, is attributed to it:
+included, is attributed to it. The prefix mirrors a whole origin's path space, so no relative
+link a client resolves can leave it, whatever the index's layout (``/simple/``, devpi's
+``/user/index/+simple/`` with files at ``../../+f/...``, ``/api/pypi/<repo>/simple/``, GitLab's
+``/api/v4/projects/<id>/packages/pypi/simple/``, a static ``/index/``):
 
-- ``/r/<run>/X`` forwards to ``ROOT + X``, where ROOT is the upstream index URL without its last
-  ``simple/`` segment (``https://host/api/pypi/repo/simple/`` -> ``https://host/api/pypi/repo/``);
-- ``/o/<run>/X`` forwards to ``ORIGIN/X`` for upstream links outside ROOT.
+- ``/r/<run>/X`` forwards to ``INDEX_ORIGIN/X``; the client's index URL is
+  ``/r/<run>/<the index path>``;
+- ``/o/<run>/<key>/X`` forwards to ``OTHER_ORIGIN/X``, for files a listing links on another origin
+  (a CDN, S3, PyPI's file host). ``key`` names the origin (``https-443-files.example``); whether
+  the proxy may go there is the handler's decision (``infra.proxy_links``), not this module's.
 
-Upstream URLs in ``Location`` headers and listing bodies are rewritten back into those forms,
-absolute ones (``ORIGIN/...``) and origin-relative ones (``/...``), which a client would otherwise
-resolve against the proxy without the run prefix. Relative links (``../../packages/x.whl``) need
-nothing. Links to other hosts are left alone: they are not the index under test.
+Upstream URLs in ``Location`` headers and listing bodies (HTML ``href``/``src`` values, PEP 691
+JSON ``files[].url``) are rewritten into those forms: absolute ones (``https://host/...``),
+scheme-relative ones (``//host/...``) and origin-relative ones (``/...``), which a client would
+otherwise resolve against the proxy without the run prefix. Relative links need nothing. PEP
+658/714 metadata attributes (``data-dist-info-metadata``, ``data-core-metadata``, JSON
+``core-metadata``) are hashes, not URLs: they are kept as they are, and the metadata URL a client
+derives (the file URL + ``.metadata``) maps onto the upstream's because the file URL does. Links
+with user information (``https://user:pw@host/``) are left alone: the proxy does not carry
+credentials it was not given.
 """
 
 from __future__ import annotations
 
+import html
+import json
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Final
-from urllib.parse import urlsplit
+from typing import Any, Final
+from urllib.parse import urljoin, urlsplit
 
 RUN_ID_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_INDEX_SEGMENT: Final = "simple/"
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_KEY_RE: Final = re.compile(r"(https?)-([0-9]{1,5})-([A-Za-z0-9.\-_~:%]+)")
+# An href/src attribute and its value, quoted either way or not at all.
+_ATTR_RE: Final = re.compile(
+    rb"(?P<pre>\b(?:href|src)\s*=\s*)"
+    rb"(?:\"(?P<dq>[^\"]*)\"|'(?P<sq>[^']*)'|(?P<uq>[^\s\"'>]+))",
+    re.IGNORECASE,
+)
+_ABSOLUTE_RE: Final = re.compile(r"(?i)(https?):(//.*)")
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """``scheme://host:port`` in a normal form (lower case, explicit port) so two spellings of
+    one origin compare equal; ``url`` spells it back without a default port."""
+
+    scheme: str
+    host: str  # without brackets for IPv6
+    port: int
+
+    @classmethod
+    def from_url(cls, url: str) -> Origin | None:
+        """The origin of an absolute http(s) URL; None for anything else, and for a URL with
+        user information or a bad port (the proxy neither carries nor reveals credentials)."""
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            return None
+        scheme = parts.scheme.lower()
+        if scheme not in _DEFAULT_PORTS or not parts.hostname or "@" in parts.netloc:
+            return None
+        return cls(scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme])
+
+    @classmethod
+    def from_key(cls, key: str) -> Origin | None:
+        """The origin a ``/o/<run>/<key>/`` key names; None for a malformed key."""
+        match = _KEY_RE.fullmatch(key)
+        if match is None or not 0 < int(match.group(2)) <= 65535:
+            return None
+        return cls(match.group(1), match.group(3).lower(), int(match.group(2)))
+
+    @property
+    def key(self) -> str:
+        """The path segment naming this origin: ``https-443-files.example``."""
+        return f"{self.scheme}-{self.port}-{self.host}"
+
+    @property
+    def url(self) -> str:
+        """``scheme://host[:port]``, no trailing slash."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        if self.port == _DEFAULT_PORTS[self.scheme]:
+            return f"{self.scheme}://{host}"
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one proxy path goes: the run it belongs to, the upstream origin (None: a key no
+    origin has) and the path and query to ask there."""
+
+    run_id: str
+    origin: Origin | None
+    path: str
+    index_origin: bool
+
+    @property
+    def upstream_url(self) -> str:
+        """The absolute upstream URL (only for a route with an origin)."""
+        assert self.origin is not None  # noqa: S101 - callers check
+        return self.origin.url + self.path
+
+    def recorded_path(self) -> str:
+        """The path as a record shows it: origin-relative on the index's origin; on another
+        origin the absolute URL without its query (a signed URL's query is a credential)."""
+        if self.index_origin:
+            return self.path
+        base = self.origin.url if self.origin is not None else "unknown-origin"
+        bare, sep, _ = self.path.partition("?")
+        return base + bare + ("?..." if sep else "")
+
+
+@dataclass(frozen=True, slots=True)
+class Links:
+    """What rewriting one listing found: its file URLs (absolute, upstream, without fragment)
+    and the other origins it pointed the client at."""
+
+    files: tuple[str, ...] = ()
+    origins: frozenset[Origin] = frozenset()
 
 
 @dataclass(frozen=True)
 class UpstreamLayout:
     """The upstream index URL split into what routing and rewriting need."""
 
-    origin: str  # scheme://host[:port], no trailing slash
-    root_path: str  # begins and ends with "/"
-    index_suffix: str  # "simple/" or "" (what follows ROOT in the index URL)
-    _body_re: re.Pattern[bytes] = field(init=False, repr=False, compare=False)
+    origin: Origin
+    index_path: str  # begins and ends with "/"
+    _origin_url: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        origin = re.escape(self.origin.encode())
-        # An absolute upstream URL (not followed by more host characters, so ":80" does not
-        # match ":8080"), or an origin-relative href/src/"url" value ("/x", not "//host/x").
-        pattern = (
-            rb"(?:" + origin + rb"(?![\w.:@-])(?P<abs>/[^\"'\s<>]*)?)"
-            rb"|(?:(?P<pre>\b(?:href|src)\s*=\s*[\"']|\"url\"\s*:\s*\")"
-            rb"(?P<rel>/(?!/)[^\"'\s<>]*))"
-        )
-        object.__setattr__(self, "_body_re", re.compile(pattern, re.IGNORECASE))
+        object.__setattr__(self, "_origin_url", self.origin.url)
 
     @classmethod
     def parse(cls, index_url: str) -> UpstreamLayout:
@@ -57,67 +149,166 @@ class UpstreamLayout:
             )
         if parts.query or parts.fragment:
             raise ValueError(f"upstream index URL must not have a query or fragment: {index_url}")
-        try:
-            _ = parts.port
-        except ValueError:
-            raise ValueError(f"upstream index URL has a bad port: {index_url}") from None
-        path = parts.path if parts.path.endswith("/") else parts.path + "/"
-        suffix = ""
-        if path.endswith("/" + _INDEX_SEGMENT):
-            path, suffix = path[: -len(_INDEX_SEGMENT)], _INDEX_SEGMENT
-        return cls(origin=f"{parts.scheme}://{parts.netloc}", root_path=path, index_suffix=suffix)
+        origin = Origin.from_url(index_url)
+        if origin is None:
+            raise ValueError(f"upstream index URL has a bad port: {index_url}")
+        path = parts.path or "/"
+        return cls(origin=origin, index_path=path if path.endswith("/") else path + "/")
 
     @property
-    def root(self) -> str:
-        """ROOT: what ``/r/<run>/`` stands for."""
-        return self.origin + self.root_path
+    def index_url(self) -> str:
+        """The normalised upstream index URL."""
+        return self._origin_url + self.index_path
 
-    def route(self, raw_path: str) -> tuple[str, str] | None:
-        """``(run_id, upstream path+query)`` for a proxy path, or None when it is unattributed."""
+    def route(self, raw_path: str) -> Route | None:
+        """The route of a proxy path, or None when it is unattributed (no valid run prefix)."""
         path, sep, query = raw_path.partition("?")
-        if path.startswith("/r/"):
-            base = self.root_path
-        elif path.startswith("/o/"):
-            base = "/"
-        else:
+        if not path.startswith(("/r/", "/o/")):
             return None
         run_id, _, rest = path[3:].partition("/")
         if RUN_ID_RE.fullmatch(run_id) is None:
             return None
-        return run_id, base + rest + sep + query
+        if path.startswith("/r/"):
+            return Route(run_id, self.origin, "/" + rest + sep + query, index_origin=True)
+        key, _, rest = rest.partition("/")
+        origin = Origin.from_key(key)
+        upstream = "/" + rest + sep + query
+        return Route(run_id, origin, upstream, index_origin=origin == self.origin)
 
-    def proxy_path(self, run_id: str, upstream_path: str) -> str:
-        """The proxy path for an origin-relative upstream path."""
-        if upstream_path.startswith(self.root_path):
-            return f"/r/{run_id}/{upstream_path[len(self.root_path) :]}"
-        return f"/o/{run_id}{upstream_path}"
+    def proxy_prefix(self, run_id: str, origin: Origin) -> str:
+        """The proxy path that stands for ``origin``'s root in run ``run_id``."""
+        if origin == self.origin:
+            return f"/r/{run_id}"
+        return f"/o/{run_id}/{origin.key}"
 
-    def rewrite_location(self, location: str, run_id: str, proxy_url: str) -> str:
-        """A ``Location`` value that keeps the client on the proxy, under the same run."""
-        if location.startswith(self.origin):
-            rest = location[len(self.origin) :]
-            if not rest:
-                return proxy_url + self.proxy_path(run_id, "/")
-            if rest[0] in "/?#":
-                path = rest if rest[0] == "/" else "/" + rest
-                return proxy_url + self.proxy_path(run_id, path)
-            return location  # e.g. http://host:8080 when the origin is http://host:80
-        if location.startswith("/") and not location.startswith("//"):
-            return self.proxy_path(run_id, location)
-        return location
+    def map_url(self, url: str, run_id: str, proxy_url: str) -> tuple[str, Origin] | None:
+        """An absolute upstream URL as a proxy URL, and its origin; None when it is not one
+        the proxy may carry (not http(s), user information)."""
+        match = _ABSOLUTE_RE.match(url)
+        if match is None:
+            return None
+        origin = Origin.from_url(url)
+        if origin is None:
+            return None
+        after_netloc = match.group(2)[2:]
+        cut = min((i for i in map(after_netloc.find, "/?#") if i >= 0), default=len(after_netloc))
+        rest = after_netloc[cut:]
+        if not rest.startswith("/"):
+            rest = "/" + rest
+        return proxy_url + self.proxy_prefix(run_id, origin) + rest, origin
 
-    def rewrite_body(self, body: bytes, run_id: str, proxy_url: str) -> bytes:
-        """A listing body (HTML or PEP 691 JSON) whose upstream links point at the proxy."""
-        proxy = proxy_url.encode()
+    def rewrite_location(
+        self, location: str, base_url: str, run_id: str, proxy_url: str
+    ) -> tuple[str, str | None, Origin | None]:
+        """A ``Location`` value that keeps the client on the proxy, under the same run.
+
+        ``base_url`` is the upstream URL that answered. Returns the new value, the absolute
+        upstream target (None when left alone) and its origin.
+        """
+        target = urljoin(base_url, location.strip())
+        mapped = self.map_url(target, run_id, proxy_url)
+        if mapped is None:
+            return location, None, None
+        return mapped[0], target.partition("#")[0], mapped[1]
+
+    def rewrite_listing(
+        self,
+        body: bytes,
+        content_type: str,
+        base_url: str,
+        run_id: str,
+        proxy_url: str,
+    ) -> tuple[bytes, Links]:
+        """A listing body (HTML or PEP 691 JSON) whose links point at the proxy, and its links.
+
+        ``base_url`` is the upstream URL of the listing; links on the index's own page (its
+        root, which lists projects) are not files.
+        """
+        is_root = urlsplit(base_url).path == self.index_path
+        if "json" in content_type.lower():
+            return self._rewrite_json(body, base_url, run_id, proxy_url)
+        return self._rewrite_html(body, base_url, run_id, proxy_url, files=not is_root)
+
+    def _rewrite_value(
+        self, value: str, base_url: str, run_id: str, proxy_url: str
+    ) -> tuple[str, Origin | None]:
+        """One link value: absolute and origin-relative ones mapped, relative ones kept."""
+        if value.startswith("//"):
+            value = base_url.split(":", 1)[0] + ":" + value
+        if _ABSOLUTE_RE.match(value):
+            mapped = self.map_url(value, run_id, proxy_url)
+            return (value, None) if mapped is None else mapped
+        if value.startswith("/"):
+            origin = Origin.from_url(base_url)
+            if origin is not None:
+                return self.proxy_prefix(run_id, origin) + value, origin
+        return value, None
+
+    def _rewrite_html(
+        self, body: bytes, base_url: str, run_id: str, proxy_url: str, *, files: bool
+    ) -> tuple[bytes, Links]:
+        found: list[str] = []
+        origins: set[Origin] = set()
 
         # latin-1 maps bytes to code points one to one, so any byte in a path survives.
         def replace(match: re.Match[bytes]) -> bytes:
-            rel = match.group("rel")
-            if rel is not None:
-                return match.group("pre") + self.proxy_path(run_id, rel.decode("latin-1")).encode(
-                    "latin-1"
-                )
-            path = match.group("abs") or b"/"
-            return proxy + self.proxy_path(run_id, path.decode("latin-1")).encode("latin-1")
+            group = next(g for g in ("dq", "sq", "uq") if match.group(g) is not None)
+            raw = match.group(group).decode("latin-1")
+            new, origin = self._rewrite_value(raw, base_url, run_id, proxy_url)
+            if origin is not None and origin != self.origin:
+                origins.add(origin)
+            if files:
+                target = urljoin(base_url, html.unescape(raw)).partition("#")[0]
+                if not urlsplit(target).path.endswith("/"):
+                    found.append(target)
+            quote = {"dq": b'"', "sq": b"'", "uq": b""}[group]
+            return match.group("pre") + quote + new.encode("latin-1") + quote
 
-        return self._body_re.sub(replace, body)
+        rewritten = _ATTR_RE.sub(replace, body)
+        return rewritten, Links(tuple(found), frozenset(origins))
+
+    def _rewrite_json(
+        self, body: bytes, base_url: str, run_id: str, proxy_url: str
+    ) -> tuple[bytes, Links]:
+        try:
+            page = json.loads(body)
+        except ValueError:
+            return body, Links()
+        found: list[str] = []
+        origins: set[Origin] = set()
+        for entry in _file_entries(page):
+            url = entry["url"]
+            new, origin = self._rewrite_value(url, base_url, run_id, proxy_url)
+            if origin is not None and origin != self.origin:
+                origins.add(origin)
+            found.append(urljoin(base_url, url).partition("#")[0])
+            entry["url"] = new
+        if not found:
+            return body, Links()
+        return json.dumps(page, separators=(",", ":")).encode(), Links(
+            tuple(found), frozenset(origins)
+        )
+
+
+def _file_entries(page: object) -> Iterator[dict[str, Any]]:
+    """The ``files`` entries of a PEP 691 project page that carry a string ``url``."""
+    if not isinstance(page, dict):
+        return
+    entries = page.get("files")
+    if not isinstance(entries, list):
+        return
+    for entry in entries:
+        if isinstance(entry, dict) and isinstance(entry.get("url"), str):
+            yield entry
+
+
+def parse_origins(urls: Sequence[str]) -> tuple[Origin, ...]:
+    """``--allow-origin`` values as origins; ValueError (one line) for one that is not
+    ``http(s)://host[:port]``."""
+    origins: list[Origin] = []
+    for url in urls:
+        origin = Origin.from_url(url)
+        if origin is None or urlsplit(url).path not in ("", "/"):
+            raise ValueError(f"--allow-origin must be http(s)://host[:port]: {url!r}")
+        origins.append(origin)
+    return tuple(origins)

@@ -26,8 +26,9 @@ from infra.credentials import UPSTREAM_PASSWORD_ENV, UPSTREAM_USERNAME_ENV, Cred
 from infra.fault_plan import FaultMatcher, FaultPlan
 from infra.faults import FaultSpecError
 from infra.proxy_handler import ProxyHandler
+from infra.proxy_links import LinkBook
 from infra.proxy_log import RecordWriter
-from infra.proxy_rewrite import UpstreamLayout
+from infra.proxy_rewrite import Origin, UpstreamLayout, parse_origins
 
 
 async def serve(
@@ -40,6 +41,7 @@ async def serve(
     shutdown_grace: float,
     credentials: Credentials | None,
     faults: FaultMatcher | None = None,
+    allowed: Sequence[Origin] = (),
 ) -> None:
     """Serve until SIGTERM/SIGINT or the parent's death; print the URL once bound."""
     stop = asyncio.Event()
@@ -59,7 +61,10 @@ async def serve(
             cookie_jar=aiohttp.DummyCookieJar(),
         ) as session:
             authorization = credentials.basic_auth_header() if credentials else None
-            handler = ProxyHandler(layout, session, writer, authorization, faults)
+            links = LinkBook(layout.origin, allowed)
+            handler = ProxyHandler(
+                layout, session, writer, authorization, faults=faults, links=links
+            )
             server = web.Server(handler, access_log=None, auto_decompress=False)
             runner = web.ServerRunner(server, shutdown_timeout=shutdown_grace)
             await runner.setup()
@@ -104,9 +109,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--read-timeout", type=float, default=300.0)
     parser.add_argument("--shutdown-grace", type=float, default=5.0)
     parser.add_argument("--faults", type=Path, help="fault plan JSON (infra.faults.FaultPlan)")
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        help="another origin the proxy may forward to (repeatable)",
+    )
     args = parser.parse_args(argv)
     try:
         layout = UpstreamLayout.parse(args.upstream)
+        allowed = parse_origins(args.allow_origin)
         credentials = Credentials.from_env(os.environ, UPSTREAM_USERNAME_ENV, UPSTREAM_PASSWORD_ENV)
         faults = (
             None
@@ -130,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shutdown_grace=args.shutdown_grace,
                 credentials=credentials,
                 faults=faults,
+                allowed=allowed,
             )
         )
     except OSError as exc:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.operations import OPERATIONS, classify
+from infra.operations import OPERATIONS, Linked, classify, classify_served
 
 
 @pytest.mark.parametrize(
@@ -38,3 +38,46 @@ from infra.operations import OPERATIONS, classify
 def test_classify(method: str, path: str, status: int | None, expected: str) -> None:
     assert classify(method, path, status) == expected
     assert expected in OPERATIONS
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "content_type", "linked", "expected"),
+    [
+        # What was served decides, whatever the path looks like.
+        ("GET", "/root/dev/+simple/pkg/", 200, "text/html; charset=utf-8", None, "listing"),
+        ("GET", "/index/pkg/", 200, "application/vnd.pypi.simple.v1+json", None, "listing"),
+        ("GET", "/index/pkg/", 200, "application/vnd.pypi.simple.v1+html", None, "listing"),
+        (
+            "GET",
+            "/root/dev/+f/d6e/403e/pkg-1.0",
+            200,
+            "application/octet-stream",
+            "file",
+            "download",
+        ),
+        ("GET", "/+f/d6e/pkg.whl", 404, "text/html", "file", "download"),
+        ("GET", "https://cdn.example/k?...", 200, None, "file", "download"),
+        ("GET", "/+f/d6e/pkg.whl.metadata", 200, "text/plain", "metadata", "metadata"),
+        ("GET", "/+f/d6e/pkg.whl", 302, "text/html", "file", "redirect"),
+        ("POST", "/root/dev/", 200, "text/html", None, "upload"),
+        # Nothing served says more: the path's shape.
+        ("GET", "/root/dev/+simple/pkg/", None, None, None, "listing"),
+        ("GET", "/packages/a.whl", 200, "application/octet-stream", None, "download"),
+        ("GET", "/+api", 200, "application/json", None, "other"),
+    ],
+)
+def test_classify_served(  # noqa: PLR0917 - one parameter per column of the table
+    method: str,
+    path: str,
+    status: int | None,
+    content_type: str | None,
+    linked: Linked | None,
+    expected: str,
+) -> None:
+    served = classify_served(method, path, status, content_type=content_type, linked=linked)
+    assert served == expected
+
+
+def test_devpi_listing_paths_fall_back_to_listing() -> None:
+    assert classify("GET", "/root/dev/+simple/pkg/", None) == "listing"
+    assert classify("GET", "/root/dev/+simple", None) == "listing"

@@ -1,0 +1,64 @@
+"""What the index has linked during this proxy's life: the origins the proxy may forward to, and
+the URLs listings named as files.
+
+Why a gate: ``/o/<run>/<key>/`` can name any origin, so without one the proxy would be an open
+proxy on the operator's machine. It forwards only to the index's own origin, to origins given
+with ``--allow-origin``, and to origins the index itself pointed clients at (a listing's link or
+a redirect's ``Location``), which is what a client would reach without the proxy.
+
+Why file URLs: an operation is classified by what was served (``infra.operations``); a URL a
+listing linked as a file is a ``download`` whatever its shape (an S3 key, a ``/+f/`` hash path, a
+redirect target), its ``.metadata`` sibling a ``metadata``. The set is bounded: a corpus has a
+fixed number of files, and past the bound classification falls back to the path's shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Final
+
+from infra.operations import Linked
+from infra.proxy_rewrite import Links, Origin
+
+MAX_FILES: Final = 200_000
+_METADATA: Final = ".metadata"
+
+
+class LinkBook:
+    """Allowed origins and linked file URLs; used from the proxy's one event-loop thread."""
+
+    def __init__(self, index_origin: Origin, allowed: Iterable[Origin] = ()) -> None:
+        self.index_origin = index_origin
+        self._origins: set[Origin] = {index_origin, *allowed}
+        self._files: set[str] = set()
+
+    def allows(self, origin: Origin | None) -> bool:
+        """Whether the proxy may forward a request to ``origin``."""
+        return origin is not None and origin in self._origins
+
+    def learn(self, links: Links) -> None:
+        """Remember what one listing linked."""
+        self._origins.update(links.origins)
+        for url in links.files:
+            self.add_file(url)
+
+    def learn_redirect(self, origin: Origin, target: str, *, from_file: bool) -> None:
+        """Remember a redirect's target; the target of a redirected file is that file."""
+        self._origins.add(origin)
+        if from_file:
+            self.add_file(target)
+
+    def add_file(self, url: str) -> None:
+        """Remember one file URL (absolute, upstream, no fragment), within the bound."""
+        if len(self._files) < MAX_FILES:
+            self._files.add(url.partition("?")[0])
+
+    def linked(self, url: str) -> Linked | None:
+        """``file`` or ``metadata`` for a URL a listing linked (by itself or with
+        ``.metadata`` appended, PEP 658), else None."""
+        bare = url.partition("?")[0]
+        if bare in self._files:
+            return "file"
+        if bare.endswith(_METADATA) and bare[: -len(_METADATA)] in self._files:
+            return "metadata"
+        return None
