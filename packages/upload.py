@@ -1,0 +1,387 @@
+"""Put a corpus on an index: the core of ``pipstorm corpus upload``.
+
+A remote index must hold the corpus before load can be sent to it. This speaks the upload API
+every index implements (PyPI's legacy one, as twine does: a multipart POST with
+``:action=file_upload``, the metadata fields and the file as ``content``) so that pypiserver,
+devpi, Artifactory, Nexus, CodeArtifact and GitLab take it alike, without a twine process per
+file.
+
+Why it is idempotent: the project's listing is read first (one GET per project, PEP 691 JSON or
+HTML), and files already there are skipped and counted; a 409 answer (a concurrent upload, or an
+index that hides files from its listing) counts as skipped too. A second upload of the same
+corpus therefore sends nothing and says so, and a volatile devpi index is never overwritten.
+
+Credentials come from ``PYPI_USERNAME``/``PYPI_PASSWORD`` in the environment only (never argv)
+and go to the index's own origin only; no message repeats them.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.parser
+import hashlib
+import html.parser
+import json
+import re
+import secrets
+import tarfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Literal
+from urllib.parse import urljoin, urlsplit
+
+USERNAME_ENV: Final = "PYPI_USERNAME"
+PASSWORD_ENV: Final = "PYPI_PASSWORD"  # noqa: S105 - a variable name
+DEFAULT_CONCURRENCY: Final = 8
+DEFAULT_TIMEOUT_S: Final = 60.0
+_ACCEPT: Final = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.1"  # noqa: E501
+_USER_AGENT: Final = "pipstorm-corpus-upload/1"
+_DIST_RE: Final = re.compile(r"^(?P<name>[^-]+)-(?P<version>[^-]+)(?:-.+)?\.(?:whl|tar\.gz|zip)$")
+_LOOPBACK: Final = ("127.0.0.1", "::1", "localhost")
+
+Outcome = Literal["uploaded", "skipped", "failed"]
+
+
+class UploadError(Exception):
+    """The upload cannot go on (bad URL, the index refused the credentials); one line."""
+
+
+@dataclass(frozen=True)
+class IndexCredentials:
+    """A username and password for HTTP Basic auth; the password is kept out of ``repr``."""
+
+    username: str
+    password: str = field(repr=False)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> IndexCredentials | None:
+        """``PYPI_USERNAME``/``PYPI_PASSWORD``; None when the username is unset."""
+        username = environ.get(USERNAME_ENV, "")
+        if not username:
+            return None
+        return cls(username, environ.get(PASSWORD_ENV, ""))
+
+    def header(self) -> str:
+        """The ``Authorization`` header value."""
+        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode("ascii")
+        return f"Basic {token}"
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What happened to one file; ``detail`` is the index's short answer for a failure."""
+
+    path: Path
+    outcome: Outcome
+    status: int | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class UploadSummary:
+    """Counts of a whole upload, and the failures in full."""
+
+    uploaded: int
+    skipped: int
+    failures: tuple[FileResult, ...]
+    seconds: float
+
+    @property
+    def failed(self) -> int:
+        """How many files did not land."""
+        return len(self.failures)
+
+    def line(self) -> str:
+        """One line for a terminal."""
+        return (
+            f"{self.uploaded} uploaded, {self.skipped} already there (skipped), "
+            f"{self.failed} failed in {self.seconds:.1f} s"
+        )
+
+
+def upload_url_for(index_url: str) -> str:
+    """Where uploads go for a simple index URL: the URL without its last ``simple/`` or
+    ``+simple/`` segment (pypiserver ``/simple/`` -> ``/``, devpi ``/u/i/+simple/`` ->
+    ``/u/i/``, Artifactory ``/api/pypi/repo/simple/`` -> ``/api/pypi/repo/``)."""
+    base = index_url if index_url.endswith("/") else index_url + "/"
+    return re.sub(r"\+?simple/$", "", base)
+
+
+def normalize(name: str) -> str:
+    """The PEP 503 normalised project name."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def distributions(directory: Path) -> list[Path]:
+    """The distribution files in ``directory`` (wheels and sdists), sorted."""
+    return sorted(p for p in directory.iterdir() if p.is_file() and _DIST_RE.match(p.name))
+
+
+def upload_files(
+    index_url: str,
+    files: Sequence[Path],
+    *,
+    credentials: IndexCredentials | None,
+    upload_url: str | None = None,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    timeout: float = DEFAULT_TIMEOUT_S,
+    progress: Callable[[FileResult], None] | None = None,
+) -> UploadSummary:
+    """Upload ``files`` to the index at ``index_url`` (its simple URL), skipping those there.
+
+    ``progress`` is called once per file, from worker threads, as soon as it is settled.
+    UploadError when the index cannot be used at all (its listing asks for credentials that
+    were not given or were refused, the URL is not http(s)).
+    """
+    started = time.monotonic()
+    if urlsplit(index_url).scheme not in ("http", "https") or not urlsplit(index_url).hostname:
+        raise UploadError(f"index URL must be http(s)://host/...: {index_url!r}")
+    if concurrency < 1:
+        raise UploadError(f"concurrency must be >= 1: {concurrency}")
+    index = index_url if index_url.endswith("/") else index_url + "/"
+    client = _Client(credentials, timeout, index)
+    project_of: dict[Path, str] = {}
+    for path in files:
+        match = _DIST_RE.match(path.name)
+        if match is None:
+            raise UploadError(f"not a distribution file name: {path.name}")
+        project_of[path] = normalize(match.group("name"))
+    projects = sorted(set(project_of.values()))
+    target = upload_url or upload_url_for(index)
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="upload") as pool:
+        listed = pool.map(lambda project: client.existing(f"{index}{project}/"), projects)
+        present = dict(zip(projects, listed, strict=True))
+
+        def settle(path: Path) -> FileResult:
+            if path.name in present[project_of[path]]:
+                result = FileResult(path, "skipped")
+            else:
+                result = client.upload(target, path)
+            if progress is not None:
+                progress(result)
+            return result
+
+        results = list(pool.map(settle, files))
+    return UploadSummary(
+        uploaded=sum(r.outcome == "uploaded" for r in results),
+        skipped=sum(r.outcome == "skipped" for r in results),
+        failures=tuple(r for r in results if r.outcome == "failed"),
+        seconds=time.monotonic() - started,
+    )
+
+
+class _Client:
+    """HTTP with urllib: Basic auth to the index's origin only; no proxy for loopback."""
+
+    def __init__(self, credentials: IndexCredentials | None, timeout: float, index: str) -> None:
+        self.credentials = credentials
+        self.timeout = timeout
+        self._index_origin = _origin(index)
+        handlers: list[urllib.request.BaseHandler] = [_NoRedirectAuth(self._index_origin)]
+        if urlsplit(index).hostname in _LOOPBACK:
+            handlers.append(urllib.request.ProxyHandler({}))
+        self._opener = urllib.request.build_opener(*handlers)
+
+    def _headers(self, url: str) -> dict[str, str]:
+        headers = {"User-Agent": _USER_AGENT}
+        if self.credentials is not None and _origin(url) == self._index_origin:
+            headers["Authorization"] = self.credentials.header()
+        return headers
+
+    def existing(self, project_url: str) -> set[str]:
+        """The file names the index lists for a project (empty when it has none)."""
+        headers = {**self._headers(project_url), "Accept": _ACCEPT}
+        request = urllib.request.Request(project_url, headers=headers)  # noqa: S310 - http(s) checked
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                body = response.read()
+                content_type = response.headers.get("Content-Type", "")
+                final_url = response.geturl()
+        except urllib.error.HTTPError as exc:
+            exc.close()  # its socket, else a ResourceWarning when it is collected
+            if exc.code == 404:
+                return set()
+            if exc.code in (401, 403):
+                raise UploadError(
+                    f"the index answered {exc.code} to {project_url}: set {USERNAME_ENV} and "
+                    f"{PASSWORD_ENV} to credentials it accepts"
+                ) from None
+            raise UploadError(f"the index answered {exc.code} to {project_url}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise UploadError(f"cannot reach the index at {project_url}: {reason}") from None
+        return listed_files(body, content_type, final_url)
+
+    def upload(self, url: str, path: Path) -> FileResult:
+        """POST one file; 2xx uploaded, 409 skipped (already there), anything else failed."""
+        try:
+            fields = metadata_fields(path)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, tarfile.TarError) as exc:
+            return FileResult(path, "failed", detail=f"unreadable: {exc}")
+        boundary = secrets.token_hex(16)
+        body = _multipart(fields, path, boundary)
+        headers = {
+            **self._headers(url),
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+        }
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # noqa: S310
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                response.read()
+                return FileResult(path, "uploaded", response.status)
+        except urllib.error.HTTPError as exc:
+            with exc:
+                detail = _short(exc.read())
+            if exc.code == 409:
+                return FileResult(path, "skipped", 409, detail)
+            return FileResult(path, "failed", exc.code, detail or str(exc.reason))
+        except (urllib.error.URLError, OSError) as exc:
+            return FileResult(path, "failed", None, str(getattr(exc, "reason", exc)))
+
+
+class _NoRedirectAuth(urllib.request.HTTPRedirectHandler):
+    """Follows redirects but drops Authorization when one leaves the index's origin."""
+
+    def __init__(self, origin: str) -> None:
+        super().__init__()
+        self.origin = origin
+
+    def redirect_request(  # noqa: PLR0917 - urllib's signature
+        self,
+        req: urllib.request.Request,
+        fp: object,
+        code: int,
+        msg: str,
+        headers: object,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)  # type: ignore[arg-type]
+        if new is not None and _origin(newurl) != self.origin:
+            new.remove_header("Authorization")
+        return new
+
+
+def listed_files(body: bytes, content_type: str, base_url: str) -> set[str]:
+    """File names on a project page: PEP 691 JSON ``files[].filename``, or the last path
+    segment of each HTML link."""
+    if "json" in content_type.lower():
+        try:
+            page = json.loads(body)
+        except ValueError:
+            return set()
+        entries = page.get("files", []) if isinstance(page, dict) else []
+        return {e["filename"] for e in entries if isinstance(e, dict) and "filename" in e}
+    collector = _Links()
+    collector.feed(body.decode("utf-8", "replace"))
+    names = set()
+    for href in collector.hrefs:
+        path = urlsplit(urljoin(base_url, href)).path
+        names.add(urllib.request.url2pathname(path.rsplit("/", 1)[-1]))
+    return names
+
+
+class _Links(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.hrefs += [value for name, value in attrs if name == "href" and value]
+
+
+def metadata_fields(path: Path) -> list[tuple[str, str]]:
+    """The form fields twine sends for a distribution: core metadata and digests."""
+    if path.name.endswith(".whl"):
+        with zipfile.ZipFile(path) as archive:
+            name = next(
+                n for n in archive.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)
+            )
+            raw = archive.read(name)
+        filetype, pyversion = "bdist_wheel", path.name.split("-")[-3]
+    else:
+        raw = _sdist_pkg_info(path)
+        filetype, pyversion = "sdist", "source"
+    message = email.parser.BytesParser().parsebytes(raw)
+    data = path.read_bytes()
+    fields = [
+        (":action", "file_upload"),
+        ("protocol_version", "1"),
+        ("filetype", filetype),
+        ("pyversion", pyversion),
+        ("metadata_version", message.get("Metadata-Version", "2.1")),
+        ("name", message["Name"]),
+        ("version", message["Version"]),
+        ("md5_digest", hashlib.md5(data, usedforsecurity=False).hexdigest()),
+        ("sha256_digest", hashlib.sha256(data).hexdigest()),
+        ("blake2_256_digest", hashlib.blake2b(data, digest_size=32).hexdigest()),
+    ]
+    for header, key in _SINGLE_FIELDS:
+        if (value := message.get(header)) is not None:
+            fields.append((key, str(value)))
+    for header, key in _LIST_FIELDS:
+        fields += [(key, str(v)) for v in message.get_all(header) or ()]
+    return fields
+
+
+_SINGLE_FIELDS: Final = (
+    ("Summary", "summary"),
+    ("Home-page", "home_page"),
+    ("Author", "author"),
+    ("Author-email", "author_email"),
+    ("License", "license"),
+    ("Requires-Python", "requires_python"),
+)
+_LIST_FIELDS: Final = (
+    ("Requires-Dist", "requires_dist"),
+    ("Classifier", "classifiers"),
+)
+
+
+def _sdist_pkg_info(path: Path) -> bytes:
+    if path.name.endswith(".zip"):
+        with zipfile.ZipFile(path) as archive:
+            member = next(n for n in archive.namelist() if re.fullmatch(r"[^/]+/PKG-INFO", n))
+            return archive.read(member)
+    with tarfile.open(path) as archive:
+        for info in archive.getmembers():
+            if re.fullmatch(r"[^/]+/PKG-INFO", info.name) and info.isfile():
+                handle = archive.extractfile(info)
+                if handle is not None:
+                    return handle.read()
+    raise ValueError(f"no PKG-INFO in {path.name}")
+
+
+def _multipart(fields: Iterable[tuple[str, str]], path: Path, boundary: str) -> bytes:
+    parts: list[bytes] = []
+    for name, value in fields:
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+            + value.encode()
+            + b"\r\n"
+        )
+    parts.append(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
+        f'filename="{path.name}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
+        + path.read_bytes()
+        + b"\r\n"
+    )
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+def _short(body: bytes) -> str:
+    text = " ".join(body.decode("utf-8", "replace").split())
+    return re.sub(r"<[^>]+>", "", text)[:200]
