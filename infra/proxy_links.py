@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Final
+from urllib.parse import unquote
 
 from infra.operations import Linked
 from infra.proxy_rewrite import Links, Origin
@@ -51,14 +52,20 @@ class LinkBook:
     def add_file(self, url: str) -> None:
         """Remember one file URL (absolute, upstream, no fragment), within the bound."""
         if len(self._files) < MAX_FILES:
-            self._files.add(url.partition("?")[0])
+            self._files.add(_bare(url))
 
     def linked(self, url: str) -> Linked | None:
         """``file`` or ``metadata`` for a URL a listing linked (by itself or with
         ``.metadata`` appended, PEP 658), else None."""
-        bare = url.partition("?")[0]
+        bare = _bare(url)
         if bare in self._files:
             return "file"
         if bare.endswith(_METADATA) and bare[: -len(_METADATA)] in self._files:
             return "metadata"
         return None
+
+
+def _bare(url: str) -> str:
+    """The URL without query, percent-decoded: pip asks for ``%2Bf/`` where devpi linked
+    ``+f/``, and the two are one file."""
+    return unquote(url.partition("?")[0])

@@ -262,6 +262,8 @@ def test_link_book_gates_origins_and_knows_linked_files() -> None:
     assert book.linked("https://cdn.example/f/a.whl?sig=2") == "file"
     assert book.linked("https://cdn.example/f/a.whl.metadata") == "metadata"
     assert book.linked("https://cdn.example/f/b.whl") is None
+    book.add_file("http://h/u/i/+f/d6e/a-1.0")  # pip asks devpi for %2Bf: one file
+    assert book.linked("http://h/u/i/%2Bf/d6e/a-1.0") == "file"
     s3 = Origin("https", "s3.example", 443)
     book.learn_redirect(s3, "https://s3.example/k", from_file=True)
     assert book.allows(s3) and book.linked("https://s3.example/k?X-Amz-Signature=x") == "file"
