@@ -145,7 +145,7 @@ def upload_files(
     if concurrency < 1:
         raise UploadError(f"concurrency must be >= 1: {concurrency}")
     index = index_url if index_url.endswith("/") else index_url + "/"
-    client = _Client(credentials, timeout, index)
+    client = IndexClient(credentials, timeout, index)
     project_of: dict[Path, str] = {}
     for path in files:
         match = _DIST_RE.match(path.name)
@@ -176,7 +176,17 @@ def upload_files(
     )
 
 
-class _Client:
+@dataclass(frozen=True)
+class Page:
+    """An index's answer to a GET: status, content type, body, the URL after redirects."""
+
+    status: int
+    content_type: str
+    body: bytes
+    url: str
+
+
+class IndexClient:
     """HTTP with urllib: Basic auth to the index's origin only; no proxy for loopback."""
 
     def __init__(self, credentials: IndexCredentials | None, timeout: float, index: str) -> None:
@@ -194,29 +204,37 @@ class _Client:
             headers["Authorization"] = self.credentials.header()
         return headers
 
-    def existing(self, project_url: str) -> set[str]:
-        """The file names the index lists for a project (empty when it has none)."""
-        headers = {**self._headers(project_url), "Accept": _ACCEPT}
-        request = urllib.request.Request(project_url, headers=headers)  # noqa: S310 - http(s) checked
+    def fetch(self, url: str) -> Page:
+        """GET a simple-API page (JSON preferred, HTML accepted); an HTTP error status is a
+        Page too. UploadError (one line) when the index cannot be reached at all."""
+        headers = {**self._headers(url), "Accept": _ACCEPT}
+        request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) checked
         try:
             with self._opener.open(request, timeout=self.timeout) as response:
-                body = response.read()
-                content_type = response.headers.get("Content-Type", "")
-                final_url = response.geturl()
+                return Page(
+                    response.status,
+                    response.headers.get("Content-Type", ""),
+                    response.read(),
+                    response.geturl(),
+                )
         except urllib.error.HTTPError as exc:
-            exc.close()  # its socket, else a ResourceWarning when it is collected
-            if exc.code == 404:
-                return set()
-            if exc.code in (401, 403):
-                raise UploadError(
-                    f"the index answered {exc.code} to {project_url}: set {USERNAME_ENV} and "
-                    f"{PASSWORD_ENV} to credentials it accepts"
-                ) from None
-            raise UploadError(f"the index answered {exc.code} to {project_url}") from None
+            with exc:  # its socket, else a ResourceWarning when it is collected
+                body = exc.read()
+            return Page(exc.code, exc.headers.get("Content-Type", ""), body, url)
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise UploadError(f"cannot reach the index at {project_url}: {reason}") from None
-        return listed_files(body, content_type, final_url)
+            raise UploadError(f"cannot reach the index at {url}: {reason}") from None
+
+    def existing(self, project_url: str) -> set[str]:
+        """The file names the index lists for a project (empty when it has none)."""
+        page = self.fetch(project_url)
+        if page.status == 404:
+            return set()
+        if page.status in (401, 403):
+            raise UploadError(credentials_hint(page.status, project_url))
+        if page.status != 200:
+            raise UploadError(f"the index answered {page.status} to {project_url}")
+        return listed_files(page.body, page.content_type, page.url)
 
     def upload(self, url: str, path: Path) -> FileResult:
         """POST one file; 2xx uploaded, 409 skipped (already there), anything else failed."""
@@ -243,6 +261,14 @@ class _Client:
             return FileResult(path, "failed", exc.code, detail or str(exc.reason))
         except (urllib.error.URLError, OSError) as exc:
             return FileResult(path, "failed", None, str(getattr(exc, "reason", exc)))
+
+
+def credentials_hint(status: int, url: str) -> str:
+    """The one line for an index that wants other credentials."""
+    return (
+        f"the index answered {status} to {url}: set {USERNAME_ENV} and {PASSWORD_ENV} "
+        "to credentials it accepts"
+    )
 
 
 class _NoRedirectAuth(urllib.request.HTTPRedirectHandler):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -207,3 +208,28 @@ def test_allow_origin_opens_an_origin_no_listing_linked(servers: Servers, tmp_pa
         status, _, wheel = request(proxy, "GET", f"/o/run/{key.key}/files/pkg.whl")
         assert (status, wheel) == (200, WHEEL)
         wait_for_records(proxy.log_path, "run", 1)
+
+
+def test_a_file_host_that_is_down_is_a_recorded_failure(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    handler = type("Index", (RemoteLikeIndex,), {"seen": Seen(), "files_origin": dead})
+    index, thread = _serve(handler)
+    url = f"http://127.0.0.1:{index.server_address[1]}/repo/simple/"
+    key = Origin.from_url(dead)
+    assert key is not None
+    try:
+        with RecordingProxy(url, tmp_path / "r.jsonl") as proxy:
+            assert request(proxy, "GET", "/r/run/repo/simple/pkg/")[0] == 200
+            status, _, body = request(proxy, "GET", f"/o/run/{key.key}/files/pkg.whl")
+            assert (status, body) == (502, b"upstream_refused\n")
+            records = wait_for_records(proxy.log_path, "run", 2)
+    finally:
+        index.shutdown()
+        index.server_close()
+        thread.join(timeout=10)
+    assert [(r.op, r.status, r.error) for r in records] == [
+        ("listing", 200, None),
+        ("download", None, "upstream_refused"),
+    ]

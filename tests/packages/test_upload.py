@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from infra.pypiserver_target import LocalPypiserver
+from packages.index_check import IndexCheckError, check_corpus
 from packages.upload import (
     FileResult,
     IndexCredentials,
@@ -119,3 +120,20 @@ def test_an_unreachable_index_is_one_line(three_hundred: list[Path]) -> None:
     with pytest.raises(UploadError, match="cannot reach") as excinfo:
         upload_files("http://127.0.0.1:9/simple/", three_hundred[:2], credentials=None)
     assert "\n" not in str(excinfo.value)
+
+
+def test_check_corpus_against_pypiserver(three_hundred: list[Path], tmp_path: Path) -> None:
+    few = [p for p in three_hundred if p.name.startswith("up_package_000-")]
+    with LocalPypiserver(tmp_path) as server:
+        creds = IndexCredentials(server.credentials.username, server.credentials.password)
+        names = {p.name for p in few}
+        with pytest.raises(IndexCheckError, match="corpus upload --index-url") as excinfo:
+            check_corpus(server.index_url, "up_package_000", names, credentials=creds)
+        assert "no project up_package_000" in str(excinfo.value)
+        upload_files(server.index_url, few[:1], credentials=creds)
+        with pytest.raises(IndexCheckError, match=r"lacks 1 of 2 files"):
+            check_corpus(server.index_url, "up_package_000", names, credentials=creds)
+        upload_files(server.index_url, few, credentials=creds)
+        check_corpus(server.index_url, "up-package-000", names, credentials=creds)
+        with pytest.raises(IndexCheckError, match="PYPI_USERNAME"):
+            check_corpus(server.index_url, "up_package_000", names, credentials=None)
