@@ -363,6 +363,7 @@ class ProxyHandler:
             del headers["Content-Encoding"]
         elif encoding not in ("", "identity"):
             return body  # cannot read it, so cannot rewrite it
+        original = body
         rewritten, links = self.layout.rewrite_listing(
             body,
             headers.get("Content-Type", ""),
@@ -371,7 +372,7 @@ class ProxyHandler:
             self.proxy_url,
         )
         if status == 200:  # an error or login page links no files of the index
-            self.links.learn(links)
+            self.links.learn(links, original)
         headers["Content-Length"] = str(len(rewritten))
         return rewritten
 

@@ -32,15 +32,24 @@ class LinkBook:
         self.index_origin = index_origin
         self._origins: set[Origin] = {index_origin, *allowed}
         self._files: set[str] = set()
+        self._pages: set[tuple[str, int]] = set()  # listings whose files are known
 
     def allows(self, origin: Origin | None) -> bool:
         """Whether the proxy may forward a request to ``origin``."""
         return origin is not None and origin in self._origins
 
-    def learn(self, links: Links) -> None:
-        """Remember what one listing linked."""
+    def learn(self, links: Links, body: bytes) -> None:
+        """Remember what one listing linked; its files only the first time this listing
+        (URL and body) is seen."""
         self._origins.update(links.origins)
-        for url in links.files:
+        if not links.hrefs:
+            return
+        key = (links.base_url, hash(body))
+        if key in self._pages:
+            return
+        if len(self._pages) < MAX_FILES:
+            self._pages.add(key)
+        for url in links.files():
             self.add_file(url)
 
     def learn_redirect(self, origin: Origin, target: str, *, from_file: bool) -> None:

@@ -43,6 +43,7 @@ _ATTR_RE: Final = re.compile(
     re.IGNORECASE,
 )
 _ABSOLUTE_RE: Final = re.compile(r"(?i)(https?):(//.*)")
+_QUOTES: Final = {"dq": b'"', "sq": b"'", "uq": b""}
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +119,25 @@ class Route:
 
 @dataclass(frozen=True, slots=True)
 class Links:
-    """What rewriting one listing found: its file URLs (absolute, upstream, without fragment)
-    and the other origins it pointed the client at."""
+    """What rewriting one listing found: the other origins it pointed the client at, and its
+    file links as written (``hrefs``, resolved by ``files()`` only when wanted: a load test
+    fetches the same page many times, and resolving hundreds of links each time would cost)."""
 
-    files: tuple[str, ...] = ()
+    base_url: str = ""
+    hrefs: tuple[str, ...] = ()
     origins: frozenset[Origin] = frozenset()
+    html: bool = False
+
+    def files(self) -> tuple[str, ...]:
+        """The file URLs: absolute, upstream, without fragment (links ending in ``/`` are
+        pages, not files)."""
+        found = []
+        for href in self.hrefs:
+            value = html.unescape(href) if self.html and "&" in href else href
+            target = urljoin(self.base_url, value).partition("#")[0]
+            if not urlsplit(target).path.endswith("/"):
+                found.append(target)
+        return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -252,20 +267,20 @@ class UpstreamLayout:
 
         # latin-1 maps bytes to code points one to one, so any byte in a path survives.
         def replace(match: re.Match[bytes]) -> bytes:
-            group = next(g for g in ("dq", "sq", "uq") if match.group(g) is not None)
+            group = match.lastgroup or "uq"  # the value's group closes last
             raw = match.group(group).decode("latin-1")
+            if files:
+                found.append(raw)
+            if not raw.startswith(("/", "http", "HTTP", "Http")):
+                return match.group(0)  # relative: stays under the run's prefix as it is
             new, origin = self._rewrite_value(raw, base_url, run_id, proxy_url)
             if origin is not None and origin != self.origin:
                 origins.add(origin)
-            if files:
-                target = urljoin(base_url, html.unescape(raw)).partition("#")[0]
-                if not urlsplit(target).path.endswith("/"):
-                    found.append(target)
-            quote = {"dq": b'"', "sq": b"'", "uq": b""}[group]
+            quote = _QUOTES[group]
             return match.group("pre") + quote + new.encode("latin-1") + quote
 
         rewritten = _ATTR_RE.sub(replace, body)
-        return rewritten, Links(tuple(found), frozenset(origins))
+        return rewritten, Links(base_url, tuple(found), frozenset(origins), html=True)
 
     def _rewrite_json(
         self, body: bytes, base_url: str, run_id: str, proxy_url: str
@@ -281,12 +296,12 @@ class UpstreamLayout:
             new, origin = self._rewrite_value(url, base_url, run_id, proxy_url)
             if origin is not None and origin != self.origin:
                 origins.add(origin)
-            found.append(urljoin(base_url, url).partition("#")[0])
+            found.append(url)
             entry["url"] = new
         if not found:
             return body, Links()
         return json.dumps(page, separators=(",", ":")).encode(), Links(
-            tuple(found), frozenset(origins)
+            base_url, tuple(found), frozenset(origins)
         )
 
 

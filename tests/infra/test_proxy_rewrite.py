@@ -174,7 +174,7 @@ def test_rewrite_html_listing() -> None:
         b'<a href="https://u:p@cdn.example/h.whl">h</a>\n'
         b"see http://127.0.0.1:8080 for more\n"
     )
-    assert links.files == (
+    assert links.files() == (
         "http://127.0.0.1:8080/packages/a-1.0-py3-none-any.whl",
         "http://127.0.0.1:8080/packages/b.whl",
         "http://127.0.0.1:8080/packages/d.whl?x=1&y=2",
@@ -198,7 +198,7 @@ def test_root_page_links_projects_not_files() -> None:
         body, "text/html", "http://h/root/dev/+simple/", "r1", PROXY
     )
     assert rewritten == b'<a href="pkg/">pkg</a><a href="/r/r1/root/dev/+simple/other">other</a>'
-    assert links.files == ()
+    assert links.files() == ()
 
 
 def test_rewrite_pep691_json_listing() -> None:
@@ -231,7 +231,7 @@ def test_rewrite_pep691_json_listing() -> None:
         assert {k: v for k, v in before.items() if k != "url"} == {
             k: v for k, v in after.items() if k != "url"
         }
-    assert links.files == (
+    assert links.files() == (
         "https://h/repo/packages/a.whl",
         "https://h/files/b.whl",
         "https://h/repo/simple/pkg/c.whl",
@@ -239,7 +239,7 @@ def test_rewrite_pep691_json_listing() -> None:
     )
     assert links.origins == {CDN}
     garbage, nothing = layout.rewrite_listing(b"{not json", "application/json", base, "r1", PROXY)
-    assert (garbage, nothing.files) == (b"{not json", ())
+    assert (garbage, nothing.files()) == (b"{not json", ())
 
 
 def test_rewrite_keeps_non_utf8_bytes() -> None:
@@ -256,7 +256,7 @@ def test_link_book_gates_origins_and_knows_linked_files() -> None:
     assert not book.allows(CDN) and not book.allows(None)
     body = b'<a href="https://cdn.example/f/a.whl#sha256=1">a</a>'
     _, links = layout.rewrite_listing(body, "text/html", "http://h/simple/a/", "r", PROXY)
-    book.learn(links)
+    book.learn(links, body)
     assert book.allows(CDN)
     assert book.linked("https://cdn.example/f/a.whl") == "file"
     assert book.linked("https://cdn.example/f/a.whl?sig=2") == "file"
