@@ -12,13 +12,13 @@ import re
 from collections.abc import Collection
 from typing import Final
 
+from packages.spec import CorpusError, canonical_name
 from packages.upload import (
     IndexClient,
     IndexCredentials,
-    UploadError,
+    UnreachableError,
     credentials_hint,
     listed_files,
-    normalize,
 )
 
 _SIMPLE_TYPES: Final = ("text/html", "application/vnd.pypi.simple.")
@@ -26,7 +26,7 @@ _PASSWORD_INPUT_RE: Final = re.compile(rb"<input[^>]*type\s*=\s*[\"']?password",
 _SAMPLE: Final = 3
 
 
-class IndexCheckError(Exception):
+class IndexCheckError(CorpusError):
     """The index cannot serve the corpus; the message is one line naming the remedy."""
 
 
@@ -46,13 +46,15 @@ def check_corpus(
     """Raise IndexCheckError unless the index's page for ``project`` lists every file in
     ``filenames`` (the corpus's files of that project)."""
     index = index_url if index_url.endswith("/") else index_url + "/"
-    url = f"{index}{normalize(project)}/"
+    url = f"{index}{canonical_name(project)}/"
     try:
         page = IndexClient(credentials, timeout, index).fetch(url)
-    except UploadError as exc:
-        raise IndexCheckError(str(exc)) from None
+    except UnreachableError as exc:
+        raise IndexCheckError(f"index {index_url} is unreachable: {exc.reason}") from None
     if page.status in (401, 403):
-        raise IndexCheckError(credentials_hint(page.status, url))
+        raise IndexCheckError(
+            credentials_hint(page.status, index_url, given=credentials is not None)
+        )
     if page.status == 404:
         raise IndexCheckError(
             f"the index has no project {project} ({url} is 404): {upload_hint(index_url)}, "

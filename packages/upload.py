@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Final, Literal
 from urllib.parse import urljoin, urlsplit
 
+from packages.spec import CorpusError, canonical_name
+
 USERNAME_ENV: Final = "PYPI_USERNAME"
 PASSWORD_ENV: Final = "PYPI_PASSWORD"  # noqa: S105 - a variable name
 DEFAULT_CONCURRENCY: Final = 8
@@ -48,8 +50,16 @@ _LOOPBACK: Final = ("127.0.0.1", "::1", "localhost")
 Outcome = Literal["uploaded", "skipped", "failed"]
 
 
-class UploadError(Exception):
+class UploadError(CorpusError):
     """The upload cannot go on (bad URL, the index refused the credentials); one line."""
+
+
+class UnreachableError(UploadError):
+    """No HTTP answer at all; ``reason`` says why (refused, timed out, no such host)."""
+
+    def __init__(self, url: str, reason: object) -> None:
+        super().__init__(f"cannot reach the index at {url}: {reason}")
+        self.reason = str(reason)
 
 
 @dataclass(frozen=True)
@@ -113,11 +123,6 @@ def upload_url_for(index_url: str) -> str:
     return re.sub(r"\+?simple/$", "", base)
 
 
-def normalize(name: str) -> str:
-    """The PEP 503 normalised project name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def distributions(directory: Path) -> list[Path]:
     """The distribution files in ``directory`` (wheels and sdists), sorted."""
     return sorted(p for p in directory.iterdir() if p.is_file() and _DIST_RE.match(p.name))
@@ -151,7 +156,7 @@ def upload_files(
         match = _DIST_RE.match(path.name)
         if match is None:
             raise UploadError(f"not a distribution file name: {path.name}")
-        project_of[path] = normalize(match.group("name"))
+        project_of[path] = canonical_name(match.group("name"))
     projects = sorted(set(project_of.values()))
     target = upload_url or upload_url_for(index)
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="upload") as pool:
@@ -222,8 +227,7 @@ class IndexClient:
                 body = exc.read()
             return Page(exc.code, exc.headers.get("Content-Type", ""), body, url)
         except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise UploadError(f"cannot reach the index at {url}: {reason}") from None
+            raise UnreachableError(url, getattr(exc, "reason", exc)) from None
 
     def existing(self, project_url: str) -> set[str]:
         """The file names the index lists for a project (empty when it has none)."""
@@ -231,7 +235,9 @@ class IndexClient:
         if page.status == 404:
             return set()
         if page.status in (401, 403):
-            raise UploadError(credentials_hint(page.status, project_url))
+            raise UploadError(
+                credentials_hint(page.status, project_url, given=self.credentials is not None)
+            )
         if page.status != 200:
             raise UploadError(f"the index answered {page.status} to {project_url}")
         return listed_files(page.body, page.content_type, page.url)
@@ -263,12 +269,10 @@ class IndexClient:
             return FileResult(path, "failed", None, str(getattr(exc, "reason", exc)))
 
 
-def credentials_hint(status: int, url: str) -> str:
-    """The one line for an index that wants other credentials."""
-    return (
-        f"the index answered {status} to {url}: set {USERNAME_ENV} and {PASSWORD_ENV} "
-        "to credentials it accepts"
-    )
+def credentials_hint(status: int, url: str, *, given: bool) -> str:
+    """The one line for an index that wants other credentials (never the credentials)."""
+    hint = "wrong credentials" if given else f"set {USERNAME_ENV}/{PASSWORD_ENV}"
+    return f"index {url} refused access (HTTP {status}): {hint}"
 
 
 class _NoRedirectAuth(urllib.request.HTTPRedirectHandler):
