@@ -57,6 +57,7 @@ class RecordingProxy:
         shutdown_grace: float = SHUTDOWN_GRACE_S,
         faults_path: Path | None = None,
         allow_origins: Sequence[str] = (),
+        loopback_only: bool = False,
     ) -> None:
         try:
             self.layout = UpstreamLayout.parse(upstream_index_url)
@@ -79,6 +80,8 @@ class RecordingProxy:
         self.faults_path = faults_path
         # Other origins the proxy may forward to besides those the index links (no secrets).
         self.allow_origins = tuple(allow_origins)
+        # Refuse other origins that are not loopback (a run without --allow-remote-target).
+        self.loopback_only = loopback_only
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self._url: str | None = None
@@ -143,6 +146,8 @@ class RecordingProxy:
             argv += ["--faults", str(self.faults_path)]
         for origin in self.allow_origins:
             argv += ["--allow-origin", origin]
+        if self.loopback_only:
+            argv.append("--loopback-only")
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         try:
             self._proc = subprocess.Popen(

@@ -14,6 +14,7 @@ fixed number of files, and past the bound classification falls back to the path'
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from typing import Final
 from urllib.parse import unquote
@@ -28,15 +29,22 @@ _METADATA: Final = ".metadata"
 class LinkBook:
     """Allowed origins and linked file URLs; used from the proxy's one event-loop thread."""
 
-    def __init__(self, index_origin: Origin, allowed: Iterable[Origin] = ()) -> None:
+    def __init__(
+        self, index_origin: Origin, allowed: Iterable[Origin] = (), *, loopback_only: bool = False
+    ) -> None:
         self.index_origin = index_origin
+        # When the run may load loopback addresses only, a linked file host elsewhere is
+        # refused too: the index could otherwise steer load anywhere.
+        self.loopback_only = loopback_only
         self._origins: set[Origin] = {index_origin, *allowed}
         self._files: set[str] = set()
         self._pages: set[tuple[str, int]] = set()  # listings whose files are known
 
     def allows(self, origin: Origin | None) -> bool:
         """Whether the proxy may forward a request to ``origin``."""
-        return origin is not None and origin in self._origins
+        if origin is None or origin not in self._origins:
+            return False
+        return not self.loopback_only or origin == self.index_origin or is_loopback(origin.host)
 
     def learn(self, links: Links, body: bytes) -> None:
         """Remember what one listing linked; its files only the first time this listing
@@ -72,6 +80,17 @@ class LinkBook:
         if bare.endswith(_METADATA) and bare[: -len(_METADATA)] in self._files:
             return "metadata"
         return None
+
+
+def is_loopback(host: str) -> bool:
+    """A literal loopback address or ``localhost`` (names are not resolved: a name could
+    resolve anywhere later)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _bare(url: str) -> str:

@@ -42,6 +42,7 @@ async def serve(
     credentials: Credentials | None,
     faults: FaultMatcher | None = None,
     allowed: Sequence[Origin] = (),
+    loopback_only: bool = False,
 ) -> None:
     """Serve until SIGTERM/SIGINT or the parent's death; print the URL once bound."""
     stop = asyncio.Event()
@@ -61,7 +62,7 @@ async def serve(
             cookie_jar=aiohttp.DummyCookieJar(),
         ) as session:
             authorization = credentials.basic_auth_header() if credentials else None
-            links = LinkBook(layout.origin, allowed)
+            links = LinkBook(layout.origin, allowed, loopback_only=loopback_only)
             handler = ProxyHandler(
                 layout, session, writer, authorization, faults=faults, links=links
             )
@@ -115,6 +116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=[],
         help="another origin the proxy may forward to (repeatable)",
     )
+    parser.add_argument(
+        "--loopback-only",
+        action="store_true",
+        help="forward to loopback origins only (the index's own origin excepted)",
+    )
     args = parser.parse_args(argv)
     try:
         layout = UpstreamLayout.parse(args.upstream)
@@ -143,6 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 credentials=credentials,
                 faults=faults,
                 allowed=allowed,
+                loopback_only=args.loopback_only,
             )
         )
     except OSError as exc:

@@ -48,6 +48,7 @@ app.command()(inspect.compare)
 app.command()(inspect.trace)
 app.command()(serve.serve)
 corpus_app.command("build")(serve.corpus_build)
+corpus_app.command("upload")(serve.corpus_upload)
 
 
 def main(argv: list[str] | None = None) -> int:

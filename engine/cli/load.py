@@ -40,6 +40,13 @@ def run(
         typer.Option(help="Allow a target (--target, --index-url) that is not a loopback address."),
     ] = False,
     aws_role_arn: AwsRoleOpt = None,
+    allow_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Another origin (http(s)://host[:port]) the proxy may forward to, besides the "
+            "index and the file hosts its listings link. Repeatable."
+        ),
+    ] = None,
     results: ResultsOpt = Path("results"),
     threshold: Annotated[
         list[str] | None,
@@ -93,6 +100,7 @@ def run(
             terraform_dir=spec.terraform_dir,
             aws_role_arn=aws_role_arn,
             allow_remote_target=allow_remote_target,
+            allow_origins=tuple(allow_origin or ()),
             results_root=results,
             threshold_overrides=tuple(threshold or ()),
             seed=seed,

@@ -44,7 +44,14 @@ from engine.run.progress import LiveProgress
 from engine.run.sampler import HostSampler
 from engine.run.schedule import PlannedRun, Timeline, build_schedule, timeline
 from engine.run.signals import Terminated, terminate_as_interrupt
-from engine.run.target import Target, TargetSpec, check_loopback, open_target, resolve_stack
+from engine.run.target import (
+    Target,
+    TargetSpec,
+    check_allowed_origins,
+    check_loopback,
+    open_target,
+    resolve_stack,
+)
 from engine.rundir.files import CLIENTS_FILE, HOST_FILE, REQUESTS_FILE, make_run_dir
 from engine.rundir.jsonl import JsonlWriter
 from engine.rundir.meta import RunMeta
@@ -69,6 +76,8 @@ class RunOptions:
     time_scale: float | None = None
     index_url: str | None = None
     allow_remote_target: bool = False
+    # --allow-origin: other origins the proxy may forward to besides those the index links.
+    allow_origins: tuple[str, ...] = ()
     results_root: Path = Path("results")
     threshold_overrides: tuple[str, ...] = ()
     seed: int = 1
@@ -182,6 +191,7 @@ def execute_run(
         remote_url = stack.index_url if stack is not None else options.index_url
         if remote_url is not None:
             check_loopback(remote_url, allow_remote=options.allow_remote_target)
+    check_allowed_origins(options.allow_origins, allow_remote=options.allow_remote_target)
     faults = RunFaults.from_specs((*options.faults, *profile.faults), seed=options.seed)
     warm_up_clients(choice, emit)  # tool installs are the generator's cost: before any load
     run_dir = make_run_dir(options.results_root, profile.name)
@@ -301,6 +311,8 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
                     run_dir / REQUESTS_FILE,
                     credentials=target.credentials,
                     faults_path=state.faults_path,
+                    allow_origins=options.allow_origins,
+                    loopback_only=not options.allow_remote_target,
                 )
             )
             # The proxy outranks the clients (niced in clients.process) for the CPU.

@@ -15,9 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +25,12 @@ from engine.errors import UsageError
 from infra.aws.stack import AwsStack
 from infra.aws.terraform_outputs import read_stack
 from infra.credentials import Credentials, CredentialsError
+from infra.proxy_rewrite import parse_origins
 from infra.pypiserver_target import LocalPypiserver
 from packages.cache import cached_corpus
-from packages.spec import CorpusSpec
+from packages.index_check import check_corpus
+from packages.spec import CorpusSpec, wheel_filename
+from packages.upload import IndexCredentials
 
 USERNAME_VAR = "PYPI_USERNAME"
 PASSWORD_VAR = "PYPI_PASSWORD"  # noqa: S105 - the name of a variable, not a password
@@ -104,29 +105,38 @@ def check_loopback(index_url: str, *, allow_remote: bool) -> None:
         )
 
 
-def preflight(index_url: str, credentials: Credentials | None, project: str) -> None:
-    """One authenticated GET of a corpus project page, to fail fast with a clear reason."""
-    url = index_url.rstrip("/") + f"/{project}/"
-    request = urllib.request.Request(url, headers={"Accept": "text/html"})  # noqa: S310
-    if credentials is not None:
-        request.add_header("Authorization", credentials.basic_auth_header())
+def check_allowed_origins(origins: Collection[str], *, allow_remote: bool) -> None:
+    """Refuse an ``--allow-origin`` that is not ``http(s)://host[:port]``, or not loopback
+    without ``--allow-remote-target``, before any load."""
     try:
-        with urllib.request.urlopen(request, timeout=PREFLIGHT_TIMEOUT_S) as response:  # noqa: S310
-            response.read(1)
-    except urllib.error.HTTPError as exc:
-        if exc.code in (401, 403):
-            hint = "wrong credentials" if credentials else f"set {USERNAME_VAR}/{PASSWORD_VAR}"
-            raise TargetSetupError(
-                f"index {index_url} refused access (HTTP {exc.code}): {hint}"
-            ) from exc
-        if exc.code == 404:
-            raise TargetSetupError(
-                f"index {index_url} has no project {project!r}: upload the corpus first"
-            ) from exc
-        raise TargetSetupError(f"index {index_url} answered HTTP {exc.code} to {url}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise TargetSetupError(f"index {index_url} is unreachable: {reason}") from exc
+        parse_origins(list(origins))
+    except ValueError as exc:
+        raise TargetSetupError(str(exc)) from None
+    for origin in origins:
+        check_loopback(origin, allow_remote=allow_remote)
+
+
+def preflight(
+    index_url: str,
+    credentials: Credentials | None,
+    project: str,
+    filenames: Collection[str] = (),
+) -> None:
+    """One authenticated GET of a corpus project's page, to fail fast with a clear reason:
+    unreachable, refused, not a simple index (a web UI, a login page), or lacking the corpus
+    (``filenames``: the corpus's files of ``project``), which names ``pipstorm corpus upload``.
+    Raises ``packages.index_check.IndexCheckError`` (one line)."""
+    creds = (
+        None
+        if credentials is None
+        else IndexCredentials(credentials.username, credentials.password)
+    )
+    check_corpus(index_url, project, filenames, credentials=creds, timeout=PREFLIGHT_TIMEOUT_S)
+
+
+def corpus_files(corpus: CorpusSpec, project: str) -> set[str]:
+    """The corpus's wheel names of one project: what its listing must show."""
+    return {wheel_filename(project, version) for version in corpus.versions}
 
 
 @contextmanager
@@ -160,7 +170,12 @@ def open_target(
     if index_url is None:
         built = cached_corpus(corpus)
         with LocalPypiserver(built.directory, log_path=log_path, upload_dir=upload_dir) as server:
-            preflight(server.index_url, server.credentials, first_project)
+            preflight(
+                server.index_url,
+                server.credentials,
+                first_project,
+                corpus_files(corpus, first_project),
+            )
             yield Target(
                 kind="embedded",
                 index_url=server.index_url,
@@ -175,5 +190,5 @@ def open_target(
     except CredentialsError as exc:
         raise TargetSetupError(f"{USERNAME_VAR}/{PASSWORD_VAR}: {exc}") from exc
     normalized = index_url if index_url.endswith("/") else index_url + "/"
-    preflight(normalized, credentials, first_project)
+    preflight(normalized, credentials, first_project, corpus_files(corpus, first_project))
     yield Target(kind="remote", index_url=normalized, credentials=credentials, corpus=corpus)

@@ -9,7 +9,7 @@ from urllib.parse import urljoin
 import pytest
 
 from infra.proxy_links import LinkBook
-from infra.proxy_rewrite import Origin, UpstreamLayout, parse_origins
+from infra.proxy_rewrite import Links, Origin, UpstreamLayout, parse_origins
 
 PROXY = "http://127.0.0.1:9000"
 CDN = Origin("https", "cdn.example", 443)
@@ -267,3 +267,15 @@ def test_link_book_gates_origins_and_knows_linked_files() -> None:
     s3 = Origin("https", "s3.example", 443)
     book.learn_redirect(s3, "https://s3.example/k", from_file=True)
     assert book.allows(s3) and book.linked("https://s3.example/k?X-Amz-Signature=x") == "file"
+
+
+def test_a_loopback_only_book_refuses_linked_hosts_elsewhere() -> None:
+    index = Origin("http", "127.0.0.1", 8080)
+    files = [Origin("http", "127.0.0.1", 9000), Origin("http", "::1", 9000), CDN]
+    local = Origin("http", "localhost", 1)
+    book = LinkBook(index, [CDN, local], loopback_only=True)
+    book.learn(Links(origins=frozenset(files)), b"")
+    assert [book.allows(o) for o in (index, *files, local)] == [True, True, True, False, True]
+    assert LinkBook(Origin("https", "remote.example", 443), loopback_only=True).allows(
+        Origin("https", "remote.example", 443)
+    )
