@@ -46,7 +46,8 @@ class RequestRecord:
     also set when a response was cut short (``client_disconnected``, ``upstream_reset``).
     ``path`` is the path and query as forwarded upstream, relative to the index's origin; for
     another origin (a file host a listing linked) the absolute URL without its query (a signed
-    URL's query is a credential); for an unattributed request as received. ``bytes`` counts body bytes delivered to the client.
+    URL's query is a credential); for an unattributed request as received. ``bytes`` counts
+    body bytes delivered to the client.
     ``run_id`` is None when the request could not be attributed to a client run. ``fault`` is
     the id of the injected fault rule that shaped this exchange (``infra.faults``), None for an
     exchange left alone.

@@ -24,6 +24,7 @@ from infra.proxy import RecordingProxy
 from packages.cache import cached_corpus
 from packages.spec import CorpusSpec
 from packages.upload import IndexCredentials, upload_files
+from tests.e2e.conftest import pipstorm
 from tests.e2e.index_servers import (
     FILES_ORIGIN,
     Seen,
@@ -143,3 +144,44 @@ def test_files_on_a_second_origin(split_index: Index, client: str) -> None:
 @pytest.mark.parametrize("client", CLIENTS)
 def test_json_only_index(json_index: Index, client: str) -> None:
     _run(json_index, f"json-{client}", client)
+
+
+def test_a_run_against_devpi_is_judged_on_real_samples(
+    e2e_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The CLI end to end: ``corpus upload`` onto an empty devpi, then ``run --index-url``;
+    every request attributed, listings and downloads classified, latency thresholds measured."""
+    root = tmp_path_factory.mktemp("devpi-run")
+    with DevpiServer(root / "server") as server:
+        env = {
+            **e2e_env,
+            "PYPI_USERNAME": server.credentials.username,
+            "PYPI_PASSWORD": server.credentials.password,
+        }
+        upload = pipstorm(
+            ["corpus", "upload", "--index-url", server.index_url, "--quiet"],
+            env,
+            tmpdir=root / "t1",
+        )
+        assert upload.returncode == 0, upload.stderr
+        assert "300 uploaded" in upload.stdout
+        proc = pipstorm(
+            [
+                *("run", "--profile", "light_load", "--duration", "8", "--quiet"),
+                *("--mix", "pip=0.5,uv=0.5", "--index-url", server.index_url),
+                *("--results", str(root / "results")),
+            ],
+            env,
+            tmpdir=root / "t2",
+        )
+    assert proc.returncode in (0, 1), proc.stderr  # judged: pass or a threshold, not an error
+    (run_dir,) = list((root / "results").iterdir())
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["requests"]["unattributed_count"] == 0
+    operations = report["operations"]
+    assert set(operations) <= SERVED and operations["listing"]["count"] > 0
+    assert operations["download"]["count"] > 0
+    measured = {t["key"]: t["measured"] for t in report["thresholds"]}
+    assert measured["p95_listing_ms"] is not None
+    assert measured["p99_download_ms"] is not None
+    assert report["clients"]["all"]["count"] >= 1
