@@ -158,7 +158,7 @@ def open_target(
     if stack is not None:
         check_loopback(stack.index_url, allow_remote=allow_remote)
         normalized = stack.index_url if stack.index_url.endswith("/") else stack.index_url + "/"
-        preflight(normalized, stack.credentials, first_project)
+        preflight(normalized, stack.credentials, first_project, corpus_files(corpus, first_project))
         yield Target(
             kind="remote",
             index_url=normalized,
