@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import psutil
 import pytest
 
 
@@ -19,6 +20,11 @@ def e2e_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYPI_")}
     env["PIPSTORM_CACHE_DIR"] = str(root / "cache")
     yield env
+
+
+#: The default latency thresholds (p95 listing, p99 download), switched off for a test whose
+#: subject is not latency: on a busy 2-core machine they fail for reasons the test is not about.
+LATENCY_OFF = ("--threshold", "p95_listing_ms=off", "--threshold", "p99_download_ms=off")
 
 
 def pipstorm(
@@ -39,3 +45,19 @@ def pipstorm(
 def leftovers(tmpdir: Path) -> list[str]:
     """Whatever a run left in its TMPDIR."""
     return sorted(p.name for p in tmpdir.iterdir()) if tmpdir.exists() else []
+
+
+def processes_of(tmpdir: Path) -> list[str]:
+    """Live processes (any parent) whose environment has ``TMPDIR=tmpdir``: everything a pipstorm
+    started with ``pipstorm(..., tmpdir=...)`` inherits it (clients keep TMPDIR), so this finds
+    what it left running even if it was launched after any snapshot of its process tree."""
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if proc.environ().get("TMPDIR") == str(tmpdir):
+                found.append(" ".join(proc.cmdline()))
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found

@@ -3,6 +3,7 @@ of the part that ran."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.e2e.conftest import leftovers
+from tests.e2e.conftest import leftovers, processes_of
 
 pytestmark = pytest.mark.e2e
 
@@ -68,7 +69,15 @@ def test_a_signal_mid_run_stops_everything_and_still_reports(
         tree = psutil.Process(proc.pid).children(recursive=True)
         assert len(tree) >= 3  # pool workers, proxy, pypiserver, pip clients
         proc.send_signal(sig)
-        # bounded, not timed: how long the stop takes is a benchmark's business
+        # Clients may still be launched after the signal: keep collecting the tree until the
+        # run exits (bounded, not timed: how long the stop takes is a benchmark's business).
+        deadline = time.monotonic() + 60
+        seen = {p.pid: p for p in tree}
+        while proc.poll() is None and time.monotonic() < deadline:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                seen.update({p.pid: p for p in psutil.Process(proc.pid).children(recursive=True)})
+            time.sleep(0.05)
+        tree = list(seen.values())
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -81,6 +90,11 @@ def test_a_signal_mid_run_stops_everything_and_still_reports(
     _, alive = psutil.wait_procs(tree, timeout=5)
     alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], [(p.pid, p.status(), p.cmdline()) for p in alive]
+    # nor anything started after the last snapshot (given the same 5 s)
+    deadline = time.monotonic() + 5
+    while processes_of(tmpdir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_of(tmpdir) == []
     assert leftovers(tmpdir) == []
     found = run_dir()
     assert found is not None

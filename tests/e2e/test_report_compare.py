@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.e2e.conftest import pipstorm
+from tests.e2e.conftest import LATENCY_OFF, pipstorm
 from tests.engine.chromium_shot import colour_pixels, needs_chromium, screenshot
 
 pytestmark = pytest.mark.e2e
@@ -40,8 +40,10 @@ def two_runs(
 ) -> tuple[Path, Path]:
     """A passing run, and a second one held to a listing p95 it cannot meet."""
     root = tmp_path_factory.mktemp("two_runs")
-    a = short_run(root / "a", e2e_env, root / "tmp")
-    b = short_run(root / "b", e2e_env, root / "tmp", "--threshold", "p95_listing_ms=0.001")
+    a = short_run(root / "a", e2e_env, root / "tmp", *LATENCY_OFF)
+    b = short_run(
+        root / "b", e2e_env, root / "tmp", *LATENCY_OFF, "--threshold", "p95_listing_ms=0.001"
+    )
     return a, b
 
 
@@ -57,8 +59,21 @@ def test_compare_of_two_real_runs_prints_the_deltas(
     verdicts = next(ln for ln in proc.stdout.splitlines() if ln.startswith("verdict"))
     # a busy machine may add "(generator-bound)" after a verdict: the verdicts are what counts
     assert re.sub(r"\([^)]*\)", "", verdicts).split()[1:] == ["pass", "fail"]
+    # The p95 listing row holds both runs' own report.json figures and B's change against A,
+    # computed from them (a row that printed anything else, or nothing, fails here).
+    p95 = [
+        json.loads((d / "report.json").read_text())["operations"]["listing"]["total_ms"]["p95"]
+        for d in two_runs
+    ]
     listing = next(ln for ln in proc.stdout.splitlines() if ln.startswith("p95 listing"))
-    assert "%" in listing or "=" in listing  # a change against A is printed
+    cells = re.split(r"\s{2,}", listing.strip())
+    assert cells[1:3] == [f"{p95[0]:.1f}", f"{p95[1]:.1f}"], listing
+    if round(p95[1] - p95[0], 1) == 0:
+        assert cells[3] == "=", listing
+    else:
+        change = 100.0 * (p95[1] - p95[0]) / p95[0]
+        judgement = "worse" if p95[1] > p95[0] else "better"
+        assert cells[3] == f"{change:+.1f} % {judgement}", listing
     data = json.loads(
         pipstorm(["compare", str(a), str(b), "--format", "json"], e2e_env, tmpdir=tmp_path).stdout
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.rundir.records import load_clients, load_requests
-from tests.e2e.conftest import leftovers, pipstorm
+from tests.e2e.conftest import LATENCY_OFF, leftovers, pipstorm
 
 pytestmark = pytest.mark.e2e
 
@@ -25,7 +25,10 @@ def test_short_light_load_passes_and_attributes_every_request(
 ) -> None:
     results = tmp_path / "results"
     proc = pipstorm(
-        ["run", "--profile", "light_load", "--duration", "30", "--results", str(results)],
+        [
+            *("run", "--profile", "light_load", "--duration", "30", "--results", str(results)),
+            *LATENCY_OFF,
+        ],
         e2e_env,
         tmpdir=tmp_path / "tmp",
     )
@@ -33,7 +36,9 @@ def test_short_light_load_passes_and_attributes_every_request(
     run_dir = only_run_dir(results)
     report = json.loads((run_dir / "report.json").read_text())
     assert report["verdict"] == "pass"
-    assert {t["key"] for t in report["thresholds"]} >= {"error_rate", "p95_listing_ms"}
+    # judged on errors, not on latency (switched off: this machine's load is not the subject)
+    assert {t["key"] for t in report["thresholds"]} >= {"error_rate", "max_5xx"}
+    assert not {t["key"] for t in report["thresholds"]} & {"p95_listing_ms", "p99_download_ms"}
     assert (run_dir / "report.md").read_text().lstrip().startswith("#")
 
     clients, skipped_c = load_clients(run_dir / "clients.jsonl")

@@ -32,6 +32,8 @@ def test_an_upload_profile_publishes_files_that_can_be_downloaded(
         [
             *("run", "--profile", "upload_storm", "--duration", "10"),
             *("--results", str(results), "--quiet"),
+            # 25 twine uploads at once on 2 cores: their latency is not what this test is about
+            *("--threshold", "p95_upload_ms=off"),
         ],
         e2e_env,
         tmpdir=tmp_path / "tmp",

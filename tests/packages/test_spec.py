@@ -90,7 +90,9 @@ def test_bad_parameters_give_one_line_naming_the_field(
     kwargs: dict[str, object], field: str | None
 ) -> None:
     if field is None:
-        CorpusSpec(**kwargs)  # type: ignore[arg-type]
+        spec = CorpusSpec(**kwargs)  # type: ignore[arg-type]
+        for key, value in kwargs.items():  # accepted as given, not silently normalised
+            assert getattr(spec, key) == value, key
         return
     with pytest.raises(CorpusError) as caught:
         CorpusSpec(**kwargs)  # type: ignore[arg-type]

@@ -89,7 +89,9 @@ def test_a_run_with_nothing_recorded_has_a_page_without_charts(tmp_path: Path) -
 @needs_chromium
 def test_chromium_renders_the_charts(big_run: Path, tmp_path: Path) -> None:
     shot = screenshot(big_run / REPORT_HTML, tmp_path / "shot.png", tmp_path / "profile")
-    assert verdict_colour(shot)[1] > 100  # the green PASS banner, not a blank page
+    # the PASS banner's green (#1e7b34), not a white or blank page (white is 255, 255, 255)
+    r, g, b = verdict_colour(shot)
+    assert abs(r - 0x1E) < 24 and abs(g - 0x7B) < 24 and abs(b - 0x34) < 24, (r, g, b)
     for colour in ("#1f77b4", "#ff7f0e", "#2ca02c"):  # listing, download, status 200
         assert colour_pixels(shot, colour) > 1000, colour
     # Below the verdict, run and thresholds boxes come the charts: ~20,000 colours (lines,

@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 
+import psutil
 import pytest
 
 from engine.run.dispatch import raise_if_fatal
@@ -31,12 +32,17 @@ def test_a_worker_killed_mid_run_is_a_fatal_error_not_a_hang() -> None:
     assert not any(p.is_alive() for p in pool._procs)
 
 
-def test_a_stopped_pool_is_not_fatal() -> None:
-    pool = ClientPool(lambda result: None, workers=1)
+def test_a_stopped_pool_is_not_fatal_and_its_workers_are_gone() -> None:
+    pool = ClientPool(lambda result: None, workers=2)
     pool.start()
+    workers = [psutil.Process(pid) for pid in pool.pids]
+    assert len(workers) == 2 and all(w.is_running() for w in workers)
     pool.stop()
     pool.stop()  # idempotent
     assert pool.fatal is None
+    # stop() returns once its workers are gone, not merely asked to go (reaped: no zombies)
+    assert not any(p.is_alive() for p in pool._procs)
+    assert not any(psutil.pid_exists(w.pid) and w.is_running() for w in workers)
 
 
 def test_stop_is_bounded_when_a_worker_is_gone_and_its_queue_is_full() -> None:
