@@ -10,9 +10,12 @@ Why this machine's pip configuration and not the target: the tool is part of the
 not of the load; it comes from wherever pip normally installs from (a mirror, find-links),
 never from the index under test. Its install therefore runs with the unscrubbed environment.
 
-Atomic: a tool venv is built in a temp sibling and renamed into place (``python -m`` works
-from a renamed venv; console-script shebangs would not, so they are never used). Concurrent
-builders race on the rename; the loser removes its copy and uses the winner's.
+Atomic: a tool venv is built in a temp sibling and renamed into place. pip writes the temp
+folder's path into console-script shebangs and activate scripts, so before the rename they are
+pointed at the final folder (pipstorm runs ``python -m``, but a user or a tool that runs
+``<tools>/poetry-2.5.1/bin/poetry`` must work too); a venv cached by an older pipstorm is repaired
+on its next use. Concurrent builders race on the rename; the loser removes its copy and uses the
+winner's.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from packages.cache import default_cache_root
 
 #: Seconds a tool install may take (pip resolving poetry from a slow mirror).
 INSTALL_TIMEOUT_S = 600.0
+#: Marks a tool venv whose bin/ scripts name its final folder (see ``_relocate``).
+RELOCATED = ".relocated"
 _VERSION_RE = re.compile(r"[0-9]+(?:\.[0-9]+)*(?:(?:a|b|rc)[0-9]+)?(?:\.post[0-9]+)?")
 
 
@@ -70,6 +75,8 @@ def ensure_tool(name: str, version: str, *, module: str | None = None) -> Tool:
     python = final / "bin" / "python"
     tool = Tool(name=name, version=version, python=python, module=module or name)
     if (final / ".complete").is_file():
+        if not (final / RELOCATED).is_file():
+            _relocate(final, root, final)
         return tool
     root.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".building", dir=root))
@@ -80,6 +87,7 @@ def ensure_tool(name: str, version: str, *, module: str | None = None) -> Tool:
             staging,
             f"cannot install {name}=={version}",
         )
+        _relocate(venv.path, root, final)
         (venv.path / ".complete").write_text(f"{name}=={version}\n", encoding="utf-8")
         _publish(venv.path, final)
     finally:
@@ -125,6 +133,26 @@ def _pip(argv: list[str], cwd: Path, what: str) -> None:
         lines = [ln for ln in outcome.stderr_tail.splitlines() if ln.strip()]
         last = lines[-1] if lines else f"exit code {outcome.exit_code}"
         raise ToolError(f"{what}: {last.strip()}")
+
+
+def _relocate(venv: Path, root: Path, final: Path) -> None:
+    """Point the scripts in ``venv/bin`` (shebangs, activate) at ``final`` instead of the build
+    folder (``<root>/.<name>-<version>.<random>.building/v``) they were written in. Idempotent,
+    and each file is replaced atomically, so concurrent users of a cached venv never see half."""
+    built_in = re.compile(re.escape(os.fsencode(root)) + rb"/\.[^/\s]+?\.building/v(?=[/\s\"']|$)")
+    for path in (venv / "bin").iterdir():
+        if path.is_symlink() or not path.is_file():
+            continue
+        data = path.read_bytes()
+        fixed = built_in.sub(os.fsencode(final), data)
+        if fixed == data:
+            continue
+        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(fd, "wb") as out:
+            out.write(fixed)
+        shutil.copymode(path, temp)
+        Path(temp).replace(path)
+    (venv / RELOCATED).touch()
 
 
 def _publish(staging: Path, final: Path) -> None:
