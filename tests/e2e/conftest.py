@@ -48,15 +48,17 @@ def leftovers(tmpdir: Path) -> list[str]:
 
 
 def processes_of(tmpdir: Path) -> list[str]:
-    """Live processes (any parent) whose environment has ``TMPDIR=tmpdir``: everything a pipstorm
-    started with ``pipstorm(..., tmpdir=...)`` inherits it (clients keep TMPDIR), so this finds
-    what it left running even if it was launched after any snapshot of its process tree."""
+    """Live processes (any parent) whose ``TMPDIR`` is ``tmpdir`` or a folder inside it:
+    everything a pipstorm started with ``pipstorm(..., tmpdir=...)`` inherits it (a client gets
+    a TMPDIR inside it), so this finds what it left running even if it was launched after any
+    snapshot of its process tree."""
     found = []
     for proc in psutil.process_iter():
         try:
             if proc.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if proc.environ().get("TMPDIR") == str(tmpdir):
+            own = proc.environ().get("TMPDIR", "")
+            if own == str(tmpdir) or own.startswith(f"{tmpdir}/"):
                 found.append(" ".join(proc.cmdline()))
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue

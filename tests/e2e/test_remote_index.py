@@ -33,6 +33,15 @@ from tests.e2e.test_bad_input import free_port, one_error_line
 pytestmark = pytest.mark.e2e
 
 USERNAME = "loadtester"
+#: Client settings a build machine might inject into the run's environment: a pip that obeyed
+#: them would ask a dead index and fail the run, so the run passing shows they were scrubbed.
+MACHINE_CLIENT_SETTINGS = {
+    "PIP_INDEX_URL": "http://127.0.0.1:9/simple/",
+    "PIP_NO_INDEX": "1",
+    "PIP_CONFIG_FILE": "/nonexistent/pip.conf",
+    "POETRY_CACHE_DIR": "/nonexistent/poetry",
+    "UV_INDEX_URL": "http://127.0.0.1:9/simple/",
+}
 
 
 @contextlib.contextmanager
@@ -99,7 +108,12 @@ class RemoteRun:
 def remote_run(e2e_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> RemoteRun:
     root = tmp_path_factory.mktemp("remote")
     password = "pw-" + secrets.token_hex(12)
-    env = {**e2e_env, "PYPI_USERNAME": USERNAME, "PYPI_PASSWORD": password}
+    env = {
+        **e2e_env,
+        **MACHINE_CLIENT_SETTINGS,
+        "PYPI_USERNAME": USERNAME,
+        "PYPI_PASSWORD": password,
+    }
     results, tmpdir = root / "results", root / "tmp"
     tmpdir.mkdir()
     forms = {password, base64.b64encode(f"{USERNAME}:{password}".encode()).decode()}
@@ -185,3 +199,13 @@ def test_generator_processes_get_the_password_only_where_they_need_it(
         allowed = [h for h in holders if h.startswith(sys.executable + " -m infra.proxy")]
         assert all("'PIPSTORM_UPSTREAM_PASSWORD']" in h for h in allowed), allowed
         assert sorted(holders) == sorted(allowed), holders
+
+
+def test_clients_of_a_real_run_get_a_scrubbed_environment(remote_run: RemoteRun) -> None:
+    pips = [(argv, env) for argv, env in remote_run.seen.values() if "-m pip download" in argv]
+    assert len(pips) >= 3, [argv for argv, _ in remote_run.seen.values()]
+    for argv, env in pips:
+        assert env["PIP_CONFIG_FILE"] == os.devnull, argv
+        injected = {k for k in env if k.startswith(("PIP_", "POETRY_", "UV_", "PYPI_"))}
+        assert injected == {"PIP_CONFIG_FILE"}, (argv, injected)
+        assert env["HOME"].startswith(f"{remote_run.tmpdir}/"), env["HOME"]  # a private HOME

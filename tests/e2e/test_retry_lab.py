@@ -167,3 +167,33 @@ def test_a_load_run_under_a_fault_rule_counts_only_genuine_errors(
     report = json.loads((run_dir / "report.json").read_text())
     assert report["error_5xx_count"] == 0
     assert report["verdict"] == "pass"
+
+
+def test_pip_resumes_a_download_cut_after_its_headers_and_trace_shows_it(
+    e2e_env: dict[str, str], tmp_path: Path
+) -> None:
+    _, trace, run_dir = lab(e2e_env, tmp_path, "--fault", "op=download,truncate=50%,first=1")
+    assert trace.client is not None and trace.client.outcome == "ok", trace.client
+    (download,) = [u for u in trace.urls if u.op == "download"]
+    cut, resumed = download.attempts  # one cut answer, then one resume: nothing fetched twice
+    assert (cut.record.status, cut.record.fault, cut.record.range) == (200, "f1", None)
+    assert cut.record.bytes > 0
+    # pip asks for the rest from the byte it got to, and the index answers with that part
+    assert resumed.record.range == f"bytes={cut.record.bytes}-"
+    assert (resumed.record.status, resumed.record.fault) == (206, None)
+    assert resumed.record.bytes > 0
+    # `pipstorm trace DIR`: the whole run; `--run ID`: this run's timeline, attempt by attempt
+    summary = pipstorm(["trace", str(run_dir)], e2e_env, tmpdir=tmp_path / "tmp")
+    assert summary.returncode == 0, summary.stderr
+    assert summary.stdout.startswith("1 client run(s), ")
+    assert "injected fault rules: f1: op=download,truncate=50%,first=1" in summary.stdout
+    assert f"{trace.run_id}: ok after 1 retries" in summary.stdout
+    one = pipstorm(["trace", str(run_dir), "--run", trace.run_id], e2e_env, tmpdir=tmp_path / "tmp")
+    assert one.returncode == 0, one.stderr
+    rows = [ln.split() for ln in one.stdout.splitlines() if " download " in f" {ln} "]
+    expected = [("download", "1", "200"), ("download", "2", "206")]
+    assert [(r[1], r[4], r[6]) for r in rows] == expected, one.stdout
+    assert rows[0][7] == "f1"
+    assert "=> ok after 1 retries" in one.stdout
+    unknown = pipstorm(["trace", str(run_dir), "--run", "nope"], e2e_env, tmpdir=tmp_path / "tmp")
+    assert unknown.returncode == 2 and "no client run 'nope'" in unknown.stderr
