@@ -140,3 +140,40 @@ def test_a_mixed_pip_and_poetry_profile_reports_per_client_kind(
     assert kinds["pip"]["requests_per_run"] == {"listing": 1, "download": 1}
     assert all(a.startswith("poetry/") for a in kinds["poetry"]["user_agents"])
     assert "Client kinds" in (run_dir / "report.md").read_text()
+
+
+PINNED = {"poetry": "2.1.3", "uv": "0.13.8"}  # neither is the default (2.5.1, 0.13.9)
+
+
+def test_poetry_and_uv_pinned_on_the_command_line_run_and_come_from_elsewhere(
+    e2e_env: dict[str, str], tmp_path: Path
+) -> None:
+    profile = tmp_path / "locks.toml"
+    profile.write_text("clients = 4\nduration_s = 10\nmix = {poetry = 0.5, uv = 0.5}\n")
+    results = tmp_path / "results"
+    proc = pipstorm(
+        [
+            *("run", "--profile", str(profile), "--results", str(results), "--quiet"),
+            *("--poetry-version", PINNED["poetry"], "--uv-version", PINNED["uv"], *LATENCY_OFF),
+        ],
+        e2e_env,
+        tmpdir=tmp_path / "tmp",
+        timeout=600,  # installs two tool venvs first
+    )
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = list(results.iterdir())
+    clients = [json.loads(x) for x in (run_dir / "clients.jsonl").read_text().splitlines()]
+    assert len(clients) == 4 and {c["outcome"] for c in clients} == {"ok"}, clients
+    ran = {(c["client"], c["client_version"]) for c in clients}
+    assert ran == set(PINNED.items())
+    requests, _ = load_requests(run_dir / "requests.jsonl")
+    agents = {r.user_agent.split()[0] for r in requests if r.user_agent}
+    assert agents == {f"{kind}/{version}" for kind, version in PINNED.items()}
+    # The tools came from this machine's pip configuration before the run began: nothing but
+    # corpus projects was ever asked of the index under test.
+    started = json.loads((run_dir / "run.json").read_text())["started"]
+    tools = Path(e2e_env["PIPSTORM_CACHE_DIR"]) / "tools"
+    for kind, version in PINNED.items():
+        assert (tools / f"{kind}-{version}" / ".complete").stat().st_mtime < started
+    asked = {r.path.split("/")[4] for r in requests if r.path.startswith("/r/")}
+    assert asked and all(a.startswith(("test-package-", "test_package_")) for a in asked), asked

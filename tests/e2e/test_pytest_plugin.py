@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import urllib.error
 import urllib.request
@@ -12,12 +13,30 @@ import urllib.request
 import psutil
 import pytest
 
+from tests.e2e.test_remote_index import USERNAME, serving
+
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.e2e
 
-USER_TESTS = """
-def test_light_load_passes(pipstorm_run):
-    assert pipstorm_run("light_load", duration=10).passed
+#: Latency on this busy machine is not what the plugin tests are about.
+LATENCY_OFF = '{"p95_listing_ms": "off", "p99_download_ms": "off"}'
+
+USER_TESTS = f"""
+import json
+
+
+def test_light_load_passes(pipstorm_run, pipstorm_corpus):
+    result = pipstorm_run("light_load", duration=10, thresholds={LATENCY_OFF})
+    assert result.passed
+    assert json.loads((result.run_dir / "report.json").read_text()) == result.report
+    paths = [
+        json.loads(line)["path"]
+        for line in (result.run_dir / "requests.jsonl").read_text().splitlines()
+    ]
+    fetched = {{p.rsplit("/", 1)[-1] for p in paths if p.endswith(".whl")}}
+    wheels = {{w.name for w in pipstorm_corpus.directory.glob("*.whl")}}
+    assert len(wheels) == 300  # the default corpus, 100 projects x 3 versions
+    assert fetched and fetched <= wheels  # what the target served is that corpus
 
 
 def test_an_impossible_threshold_fails(pipstorm_run):
@@ -29,6 +48,18 @@ def test_an_impossible_threshold_fails(pipstorm_run):
 
 def test_a_typo_is_a_usage_error(pipstorm_run):
     pipstorm_run("light_load", durration=10)
+"""
+
+REMOTE_TESTS = f"""
+import json
+
+
+def test_against_the_given_index(pipstorm_run, pipstorm_target):
+    assert pipstorm_target.kind == "remote"
+    result = pipstorm_run("light_load", duration=10, thresholds={LATENCY_OFF})
+    assert result.passed
+    run = json.loads((result.run_dir / "run.json").read_text())
+    assert run["target"]["kind"] == "remote"
 """
 
 
@@ -79,3 +110,19 @@ def test_target(pipstorm_target):
         os.kill(pid, signal.SIGINT)
         psutil.wait_procs([psutil.Process(pid)], timeout=30)
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_pipstorm_index_url_points_the_runs_at_another_index(
+    user_env: pytest.Pytester, e2e_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    password = "pw-" + secrets.token_hex(12)
+    with serving(e2e_env, password) as (port, _):
+        monkeypatch.setenv("PYPI_USERNAME", USERNAME)
+        monkeypatch.setenv("PYPI_PASSWORD", password)
+        user_env.makepyfile(test_remote=REMOTE_TESTS)
+        url = f"http://127.0.0.1:{port}/simple/"
+        result = user_env.runpytest_subprocess(
+            "-p", "no:cacheprovider", f"--pipstorm-index-url={url}", timeout=240
+        )
+    result.assert_outcomes(passed=1)
+    assert password not in result.stdout.str() + result.stderr.str()
