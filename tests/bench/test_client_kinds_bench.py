@@ -3,8 +3,11 @@
 Each kind runs RUNS times against the same local pypiserver behind the recording proxy, each
 run cold (fresh venv or project, fresh client cache); tool venvs are warmed up first, as a load
 run does. CPU and RSS are the client process tree's (``os.wait4``); the preparation (venv,
-project files) is timed apart as wall time. Prints a table; asserts nothing about time.
-Run with ``make bench``.
+project files, twine's fresh wheel) is timed apart as wall time. ``http`` (the synthetic client,
+in process: CPU is its thread's, no RSS of its own) is the baseline: every other kind's CPU is
+printed as a multiple of it. poetry and uv lock projects pinning 5 corpus releases, as in a load
+run; twine uploads a fresh wheel to the same pypiserver. Prints a table; asserts nothing about
+time. Run with ``make bench``.
 """
 
 from __future__ import annotations
@@ -27,16 +30,30 @@ from packages.spec import CorpusSpec
 pytestmark = pytest.mark.bench
 
 RUNS = 5
-KINDS = (("pip", None), ("pip", "25.3"), ("poetry", None), ("uv", None))
-PINS = (("test-package-002", "2.0.0"), ("test-package-003", "1.0.0"), ("test-package-004", "1.0.0"))
+KINDS = (
+    ("http", None),  # the baseline
+    ("pip", None),
+    ("pip", "25.3"),
+    ("poetry", None),
+    ("uv", None),
+    ("twine", None),
+)
+#: With the run's own release, the 5 releases a poetry or uv run locks (``pins_per_run``).
+PINS = (
+    ("test-package-002", "2.0.0"),
+    ("test-package-003", "1.0.0"),
+    ("test-package-004", "1.0.0"),
+    ("test-package-005", "1.1.0"),
+)
 
 
 @pytest.fixture(scope="module")
 def index_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], str]]:
     root = tmp_path_factory.mktemp("kinds-bench")
     corpus = cached_corpus(CorpusSpec(packages=10), root / "cache")
+    (root / "uploads").mkdir()  # twine's uploads, never into the corpus
     with (
-        LocalPypiserver(corpus.directory) as server,
+        LocalPypiserver(corpus.directory, upload_dir=root / "uploads") as server,
         RecordingProxy(
             server.index_url, root / "requests.jsonl", credentials=server.credentials
         ) as proxy,
@@ -46,9 +63,11 @@ def index_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[st
 
 def test_cost_per_client_run_by_kind(index_url: Callable[[str], str]) -> None:
     rows = []
+    baseline_cpu = None
     for kind, version in KINDS:
         driver = driver_for(kind)
         driver.warm_up(version)
+        assert len(PINS) + 1 >= driver.pins_per_run, "the bench must lock what a run locks"
         cpu, wall, rss, prep_s = [], [], [], []
         for n in range(RUNS):
             run_id = f"{kind}-{version or 'default'}-{n}"
@@ -70,10 +89,14 @@ def test_cost_per_client_run_by_kind(index_url: Callable[[str], str]) -> None:
             cpu.append(result.cpu_s)
             wall.append(result.ended - result.launched)
             rss.append(result.max_rss_kb / 1024)
+        median_cpu = statistics.median(cpu)
+        baseline_cpu = baseline_cpu or median_cpu
+        version_shown = (result.client_version or "-")[:8]
         rows.append(
-            f"{kind:6} {result.client_version or '-':8} {statistics.median(cpu):8.3f} "
-            f"{statistics.median(wall):8.3f} {max(rss):9.1f} {statistics.median(prep_s):8.3f}"
+            f"{kind:6} {version_shown:8} {driver.pins_per_run:5d} {median_cpu:8.3f} "
+            f"{median_cpu / baseline_cpu:8.0f}x {statistics.median(wall):8.3f} "
+            f"{max(rss):9.1f} {statistics.median(prep_s):8.3f}"
         )
-    print(f"\n{RUNS} cold runs per kind, medians (RSS: max)")
-    print("kind   version   CPU s    wall s   RSS MiB   prep s")
+    print(f"\n{RUNS} cold runs per kind, medians (RSS: max); baseline: http's CPU")
+    print("kind   version  pins    CPU s   x http    wall s   RSS MiB   prep s")
     print("\n".join(rows))

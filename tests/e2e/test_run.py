@@ -41,6 +41,7 @@ def test_short_light_load_passes_and_attributes_every_request(
     assert not {t["key"] for t in report["thresholds"]} & {"p95_listing_ms", "p99_download_ms"}
     assert (run_dir / "report.md").read_text().lstrip().startswith("#")
 
+    t0 = json.loads((run_dir / "run.json").read_text())["started"]
     clients, skipped_c = load_clients(run_dir / "clients.jsonl")
     requests, skipped_r = load_requests(run_dir / "requests.jsonl")
     assert skipped_c == skipped_r == 0
@@ -62,9 +63,13 @@ def test_short_light_load_passes_and_attributes_every_request(
         assert file_path.split("#")[0].endswith(
             f"{client.project.replace('-', '_')}-{client.version}-py3-none-any.whl"
         )
-        # the request happened while the client ran, after its intended start
+        # the request happened while the client ran, which launched at (never before) its
+        # intended start, tick x 10 s after time zero, and its lag is recorded as such
         assert client.launched is not None
         assert client.launched <= ordered[0][0] <= client.ended
+        assert client.intended == pytest.approx(t0 + 10.0 * client.tick, abs=1e-3)
+        assert client.launched >= client.intended - 0.05  # 5 ms-scale clock conversions
+        assert client.lag_s == pytest.approx(client.launched - client.intended, abs=1e-6)
     assert leftovers(tmp_path / "tmp") == []
 
 
