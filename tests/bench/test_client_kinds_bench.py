@@ -16,6 +16,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 
+import psutil
 import pytest
 
 from clients.process import ProcessRegistry
@@ -97,6 +98,10 @@ def test_cost_per_client_run_by_kind(index_url: Callable[[str], str]) -> None:
             f"{median_cpu / baseline_cpu:8.0f}x {statistics.median(wall):8.3f} "
             f"{max(rss):9.1f} {statistics.median(prep_s):8.3f}"
         )
+    # Linux keeps a forking process's RSS in the child's ru_maxrss across exec, so a client's
+    # peak RSS is never reported below its spawner's: print that floor beside the column.
+    floor = psutil.Process().memory_info().rss / 2**20
     print(f"\n{RUNS} cold runs per kind, medians (RSS: max); baseline: http's CPU")
+    print(f"RSS floor: this process's RSS, {floor:.1f} MiB (a client below it shows as the floor)")
     print("kind   version  pins    CPU s   x http    wall s   RSS MiB   prep s")
     print("\n".join(rows))
