@@ -23,6 +23,27 @@ UPSTREAM_USERNAME_ENV: Final = "PIPSTORM_UPSTREAM_USERNAME"
 UPSTREAM_PASSWORD_ENV: Final = "PIPSTORM_UPSTREAM_PASSWORD"  # noqa: S105 - a variable name
 
 
+#: Variables that may hold a credential of the user's: read by the process that needs them,
+#: never passed on to another (``without_secrets``). The proxy gets the index's credentials under
+#: its own names above, and only those.
+SECRET_ENV_VARS: Final = frozenset(
+    {
+        "PYPI_USERNAME",
+        "PYPI_PASSWORD",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        UPSTREAM_USERNAME_ENV,
+        UPSTREAM_PASSWORD_ENV,
+    }
+)
+
+
+def without_secrets(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` less every variable of :data:`SECRET_ENV_VARS`: the environment of a child."""
+    return {k: v for k, v in env.items() if k not in SECRET_ENV_VARS}
+
+
 class CredentialsError(InfraError, ValueError):
     """Credentials that HTTP Basic auth or an htpasswd file cannot carry."""
 

@@ -21,7 +21,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Final, Self
 
-from infra.credentials import UPSTREAM_PASSWORD_ENV, UPSTREAM_USERNAME_ENV, Credentials
+from infra.credentials import (
+    UPSTREAM_PASSWORD_ENV,
+    UPSTREAM_USERNAME_ENV,
+    Credentials,
+    without_secrets,
+)
 from infra.errors import InfraError
 from infra.proxy_rewrite import RUN_ID_RE, UpstreamLayout, parse_origins
 
@@ -115,9 +120,7 @@ class RecordingProxy:
         """Start the proxy process and wait (bounded) for the URL it prints."""
         if self._proc is not None:
             raise ProxyError("the proxy is already running")
-        env = dict(os.environ)
-        env.pop(UPSTREAM_USERNAME_ENV, None)
-        env.pop(UPSTREAM_PASSWORD_ENV, None)
+        env = without_secrets(os.environ)
         if self.credentials is not None:
             env[UPSTREAM_USERNAME_ENV] = self.credentials.username
             env[UPSTREAM_PASSWORD_ENV] = self.credentials.password

@@ -30,7 +30,7 @@ from typing import IO, Self
 
 import psutil
 
-from infra.credentials import Credentials
+from infra.credentials import Credentials, without_secrets
 from infra.errors import InfraError
 
 READY_TIMEOUT_S = 30.0
@@ -204,7 +204,7 @@ class LocalPypiserver:
             *([str(self.upload_dir)] if self.upload_dir is not None else []),
             str(self.package_dir),
         ]
-        env = dict(os.environ)
+        env = without_secrets(os.environ)  # its own credentials are in the htpasswd file
         # The child must import this very copy of `infra`, installed or not.
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")])

@@ -20,7 +20,8 @@ import queue
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.context import SpawnProcess
 from multiprocessing.queues import Queue
@@ -32,6 +33,7 @@ from clients.process import ProcessRegistry
 from clients.runner import launch, prepared
 from clients.task import ClientResult, ClientTask
 from engine.errors import UsageError
+from infra.credentials import SECRET_ENV_VARS
 
 #: How often an idle worker checks that its parent is still alive.
 PARENT_CHECK_S = 1.0
@@ -107,6 +109,16 @@ def _run_one(
     outbox.put(("result", result))
 
 
+@contextmanager
+def _environ_without_secrets() -> Iterator[None]:
+    """``os.environ`` less ``infra.credentials.SECRET_ENV_VARS`` for the block's duration."""
+    saved = {k: os.environ.pop(k) for k in SECRET_ENV_VARS if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
 class ClientPool:
     """Worker processes plus a collector thread that hands results to ``on_result``."""
 
@@ -122,7 +134,8 @@ class ClientPool:
         self._temp_root = temp_root
         ctx = multiprocessing.get_context("spawn")  # no inherited threads, sockets or locks
         self._ctx = ctx
-        self._outbox: Queue[tuple[str, Any]] = ctx.Queue()
+        with _environ_without_secrets():  # the first queue starts multiprocessing's tracker
+            self._outbox: Queue[tuple[str, Any]] = ctx.Queue()
         self._inboxes: list[Queue[Dispatch | None]] = []
         self._procs: list[SpawnProcess] = []
         self._in_flight = [0] * self._count
@@ -141,17 +154,21 @@ class ClientPool:
         return [p.pid for p in self._procs if p.pid is not None]
 
     def start(self) -> None:
-        for index in range(self._count):
-            inbox: Queue[Dispatch | None] = self._ctx.Queue()
-            proc = self._ctx.Process(
-                target=_worker_main,
-                args=(index, inbox, self._outbox, str(self._temp_root or "")),
-                name=f"pipstorm-worker-{index}",
-                daemon=False,
-            )
-            proc.start()
-            self._inboxes.append(inbox)
-            self._procs.append(proc)
+        # The spawn start method hands a worker this process's os.environ: the user's
+        # credentials are taken out of it while the workers start, so neither the workers nor
+        # anything they start (launchers, clients) ever holds them.
+        with _environ_without_secrets():
+            for index in range(self._count):
+                inbox: Queue[Dispatch | None] = self._ctx.Queue()
+                proc = self._ctx.Process(
+                    target=_worker_main,
+                    args=(index, inbox, self._outbox, str(self._temp_root or "")),
+                    name=f"pipstorm-worker-{index}",
+                    daemon=False,
+                )
+                proc.start()
+                self._inboxes.append(inbox)
+                self._procs.append(proc)
         self._collector = threading.Thread(target=self._collect, name="collector", daemon=True)
         self._collector.start()
 

@@ -184,12 +184,6 @@ def test_the_password_is_in_no_result_output_or_client(remote_run: RemoteRun) ->
         assert not any(f in argv or f in json.dumps(env) for f in remote_run.forms), argv
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known leak (issue 15 report): pool workers (multiprocessing spawn) and the proxy "
-    "inherit the owner's whole environment, PYPI_PASSWORD included; the proxy needs only "
-    "PIPSTORM_UPSTREAM_PASSWORD. Fix in engine/run/pool.py and infra/proxy.py, then drop this.",
-)
 def test_generator_processes_get_the_password_only_where_they_need_it(
     remote_run: RemoteRun,
 ) -> None:
