@@ -5,6 +5,12 @@ backend, no fallback redirect to pypi.org, authentication on download, list and 
 htpasswd file, and gunicorn workers. The credentials are generated per run and reach pypiserver
 only through the htpasswd file in a private temporary directory, never through argv.
 
+With a ``Sizing`` (``infra.sizing``) the server runs like the production image instead: gevent
+workers, ``--preload``, the preset's worker count, auth hash, hash algorithm and backend, inside a
+cgroup (``infra.cgroups``) holding the preset's CPU quota and memory limit. The cgroup is made
+even for a sizing without limits: its counters are what the report shows. Without a sizing the
+server is the light default pipstorm has always used (gthread workers, no cgroup).
+
 Port 0 is race free: gunicorn binds port 0 itself and the port is read from the master's
 listening socket (psutil), rather than picking a port, closing it and hoping nobody takes it.
 """
@@ -30,8 +36,11 @@ from typing import IO, Self
 
 import psutil
 
+from infra import cgroups
+from infra.cgroup_counters import CgroupCounters, read_counters
 from infra.credentials import Credentials, without_secrets
 from infra.errors import InfraError
+from infra.sizing import Sizing, htpasswd_line
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -69,6 +78,9 @@ class LocalPypiserver:
         log_path: Path | None = None,
         ready_timeout: float = READY_TIMEOUT_S,
         upload_dir: Path | None = None,
+        sizing: Sizing | None = None,
+        allow_unconfined: bool = False,
+        cgroup_root: Path = cgroups.CGROUP_ROOT,
     ) -> None:
         if not package_dir.is_dir():
             raise TargetError(f"package directory does not exist: {package_dir}")
@@ -84,7 +96,11 @@ class LocalPypiserver:
         # out of the corpus cache, which later runs would otherwise see changed.
         self.upload_dir = upload_dir.resolve() if upload_dir is not None else None
         self.host = host
-        self.workers = workers
+        self.sizing = sizing
+        self.allow_unconfined = allow_unconfined
+        # Where the cgroup hierarchies are mounted; an empty directory is a machine without.
+        self.cgroup_root = cgroup_root
+        self.workers = sizing.workers if sizing is not None else workers
         self.threads = threads
         self.credentials = credentials if credentials is not None else Credentials.generate()
         self.log_path = log_path
@@ -95,6 +111,11 @@ class LocalPypiserver:
         self._tmpdir: Path | None = None
         self._log_file: IO[bytes] | None = None
         self._server_log: Path | None = None
+        self._cgroup: cgroups.Cgroup | None = None
+        #: Why a sizing runs without a cgroup (``allow_unconfined``), for the report.
+        self.unconfined_reason: str | None = None
+        #: The cgroup's counters read just before ``stop`` removed it.
+        self.final_counters: CgroupCounters | None = None
 
     @property
     def url(self) -> str:
@@ -123,6 +144,19 @@ class LocalPypiserver:
             raise TargetError("pypiserver is not running")
         return self._proc.pid
 
+    @property
+    def cgroup(self) -> cgroups.Cgroup | None:
+        """The server's cgroup while it runs (None without a sizing or when unconfined)."""
+        return self._cgroup
+
+    def counters(self) -> CgroupCounters | None:
+        """The cgroup's counters now (None without a cgroup)."""
+        return read_counters(self._cgroup) if self._cgroup is not None else None
+
+    def alive(self) -> bool:
+        """Whether the gunicorn master still runs (False once it died or was stopped)."""
+        return self._proc is not None and self._proc.poll() is None
+
     def start(self) -> None:
         """Start pypiserver and wait until it serves authenticated requests."""
         if self._proc is not None:
@@ -132,7 +166,10 @@ class LocalPypiserver:
             _check_port_free(self.host, self._requested_port)
         self._tmpdir = Path(tempfile.mkdtemp(prefix=PRIVATE_DIR_PREFIX))
         try:
-            self._launch(self._tmpdir)
+            prefix = self._confine()
+            self._launch(self._tmpdir, prefix)
+            if self._cgroup is not None:
+                self._cgroup = cgroups.attach_scope(self._cgroup, self.pid)
             self._port = self._wait_for_port()
             self._wait_until_ready()
         except BaseException:
@@ -162,6 +199,14 @@ class LocalPypiserver:
             if self._tmpdir is not None:
                 shutil.rmtree(self._tmpdir, ignore_errors=True)
                 self._tmpdir = None
+            cgroup, self._cgroup = self._cgroup, None
+            if cgroup is not None:
+                # What the kernel counted, kept: the OOM kill that ended a start is here.
+                self.final_counters = read_counters(cgroup)
+                try:
+                    cgroup.remove()
+                except cgroups.CgroupError as exc:
+                    raise TargetError(str(exc)) from None
 
     def __enter__(self) -> Self:
         self.start()
@@ -175,24 +220,70 @@ class LocalPypiserver:
     ) -> None:
         self.stop()
 
-    def _launch(self, tmpdir: Path) -> None:
+    def _confine(self) -> list[str]:
+        """Make the sizing's cgroup; returns the argv prefix (systemd-run) or []."""
+        if self.sizing is None:
+            return []
+        try:
+            self._cgroup, prefix = cgroups.create(
+                self.sizing.cpus, self.sizing.memory_bytes, root=self.cgroup_root
+            )
+        except cgroups.CgroupError as exc:
+            if self.sizing.confined and not self.allow_unconfined:
+                raise TargetError(
+                    f"cannot confine pypiserver to sizing {self.sizing.name}: {exc}; "
+                    "pass --allow-unconfined to run it without limits"
+                ) from None
+            self.unconfined_reason = str(exc)
+            return []
+        return prefix
+
+    def _write_htpasswd(self, path: Path) -> bool:
+        """The credentials in the sizing's hash; False when the sizing turns auth off."""
+        if self.sizing is None:
+            self.credentials.write_htpasswd(path)
+            return True
+        line = htpasswd_line(self.credentials, self.sizing.auth)
+        if line is None:
+            return False
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as htpasswd:
+            htpasswd.write(line)
+        return True
+
+    def _pypiserver_options(self, htpasswd: Path) -> list[str]:
+        sizing = self.sizing
+        auth = (
+            ["-a", "download,list,update", "-P", str(htpasswd)]
+            if self._write_htpasswd(htpasswd)
+            else ["-a", ".", "-P", "."]  # pypiserver's spelling of "no authentication"
+        )
+        backend = sizing.backend if sizing is not None else "simple-dir"
+        hash_algo = ["--hash-algo", sizing.hash_algo] if sizing is not None else []
+        return ["--backend", backend, *hash_algo, "--disable-fallback", *auth]
+
+    def _gunicorn_options(self) -> list[str]:
+        """Worker settings: the seed's gunicorn.conf.py with a sizing, light ones without."""
+        worker_class = self.sizing.worker_class if self.sizing is not None else "gthread"
+        options = ["--workers", str(self.workers), "--worker-class", worker_class]
+        if worker_class == "gthread":
+            options += ["--threads", str(self.threads)]
+        if self.sizing is not None:
+            options.append("--preload")  # the module's preload_app = True
+        return [*options, "--graceful-timeout", "5", "--no-control-socket"]
+
+    def _launch(self, tmpdir: Path, prefix: list[str]) -> None:
         htpasswd = tmpdir / "htpasswd"
-        self.credentials.write_htpasswd(htpasswd)
         self._server_log = self.log_path or tmpdir / "pypiserver.log"
         self._server_log.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = self._server_log.open("ab")
         argv = [
+            *prefix,
             sys.executable,
             "-m",
             "infra.pypiserver_target",  # pypiserver's own main behind a parent watchdog
             "run",
-            "--backend",
-            "simple-dir",
-            "--disable-fallback",
-            "-a",
-            "download,list,update",
-            "-P",
-            str(htpasswd),
+            *self._pypiserver_options(htpasswd),
             "--server",
             "gunicorn",
             "--host",
@@ -212,17 +303,9 @@ class LocalPypiserver:
         # pypiserver hands gunicorn a bind built from --host/--port; everything else comes from
         # GUNICORN_CMD_ARGS. cwd is the private dir so no stray ./gunicorn.conf.py is read, and
         # --no-control-socket keeps gunicorn 27 from creating ~/.gunicorn/.
-        env["GUNICORN_CMD_ARGS"] = shlex.join(
-            [
-                "--workers",
-                str(self.workers),
-                "--threads",
-                str(self.threads),
-                "--graceful-timeout",
-                "5",
-                "--no-control-socket",
-            ]
-        )
+        env["GUNICORN_CMD_ARGS"] = shlex.join(self._gunicorn_options())
+        if self._cgroup is not None:
+            env[cgroups.JOIN_ENV] = cgroups.join_value(self._cgroup)
         self._proc = subprocess.Popen(
             argv,
             cwd=tmpdir,
@@ -267,7 +350,7 @@ class LocalPypiserver:
                 )
             time.sleep(_POLL_S)
         auth = self.credentials.basic_auth_header()
-        status = _http_status(self.host, self.port, "/simple/", auth)
+        status = _http_status(self.host, self.port, "/simple/", auth, timeout=self.ready_timeout)
         if status != 200:
             raise TargetError(
                 f"pypiserver answered {status} to the generated credentials{self._stderr_tail()}"
@@ -321,9 +404,11 @@ def _worker_count(pid: int) -> int:
         return 0
 
 
-def _http_status(host: str, port: int, path: str, authorization: str | None) -> int | None:
+def _http_status(
+    host: str, port: int, path: str, authorization: str | None, timeout: float = 5.0
+) -> int | None:
     headers = {"Authorization": authorization} if authorization else {}
-    conn = http.client.HTTPConnection(host, port, timeout=5)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request("GET", path, headers=headers)
         response = conn.getresponse()
@@ -368,6 +453,8 @@ def _serve_until_orphaned(argv: list[str]) -> None:
     with SIGKILL, holding its port. The thread lives in the gunicorn master only: forked
     workers do not inherit it, and they exit with their master.
     """
+    # First, before gunicorn forks a worker: enter the cgroup the owner made for us.
+    cgroups.join_from_env(os.environ)
     parent = os.getppid()
 
     def watch() -> None:
