@@ -24,7 +24,7 @@ from infra import cgroups
 from infra.cgroup_counters import CgroupSampler, read_counters
 from infra.pypiserver_target import LocalPypiserver, TargetError
 from infra.sizing import custom, preset
-from tests.infra.conftest import Corpus
+from tests.infra.conftest import Corpus, write_wheel
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -239,3 +239,33 @@ def test_remove_stale_spares_live_owners_and_foreign_names(tmp_path: Path) -> No
     assert removed == [dead]
     assert live.is_dir()
     assert foreign.is_dir()
+
+
+@pytest.fixture(scope="module")
+def many_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One project of 30 one-MiB wheels: what simple-dir re-hashes on every listing."""
+    directory = tmp_path_factory.mktemp("many-files")
+    payload = os.urandom(2**20)
+    for patch in range(30):
+        write_wheel(directory, "many_files", f"1.0.{patch}", payload=payload)
+    return directory
+
+
+def listing_cpu(directory: Path, **knobs: str) -> float:
+    sizing = preset("optimized").with_knobs(workers=1, cpus=1.0, **knobs)
+    with LocalPypiserver(directory, sizing=sizing) as server:
+        assert server.cgroup is not None
+        get(server, "/simple/many-files/")
+        before = read_counters(server.cgroup).cpu_s
+        for _ in range(5):
+            assert get(server, "/simple/many-files/") == 200
+        return (read_counters(server.cgroup).cpu_s - before) / 5
+
+
+def test_simple_dir_rehashes_every_file_on_each_listing(many_files: Path) -> None:
+    hashed = listing_cpu(many_files)  # the module's simple-dir, pypiserver's default sha256
+    unhashed = listing_cpu(many_files, hash_algo="off")
+    cached = listing_cpu(many_files, backend="cached-dir")
+    figures = f"CPU per listing: sha256 {hashed:.4f} s, off {unhashed:.4f} s, cached {cached:.4f} s"
+    assert hashed > 5 * unhashed, figures
+    assert hashed > 5 * cached, figures
