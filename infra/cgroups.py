@@ -110,7 +110,7 @@ class Cgroup:
         for pid in self.pids():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
-        for directory in () if self.scope else self.dirs:
+        for directory in () if self.scope else self.dirs:  # systemd removes its scopes
             while directory.exists():
                 try:
                     directory.rmdir()
@@ -190,11 +190,13 @@ def create(
 def _create_v1(name: str, cpus: float | None, memory_bytes: int | None, root: Path) -> Cgroup:
     dirs: list[Path] = []
     cgroup = Cgroup(version=1, name=name, dirs=())
+    hierarchies: set[Path] = set()
     try:
         for controller in _V1_CONTROLLERS:
-            hierarchy = root / controller
-            if not (hierarchy / "cgroup.procs").exists():
-                continue  # cpuacct co-mounted with cpu (cpu,cpuacct) has no directory of its own
+            hierarchy = (root / controller).resolve()
+            if not (hierarchy / "cgroup.procs").exists() or hierarchy in hierarchies:
+                continue  # co-mounted (cpu,cpuacct: two links to one hierarchy) or absent
+            hierarchies.add(hierarchy)
             directory = hierarchy / own_path(controller).lstrip("/") / name
             directory.mkdir()
             dirs.append(directory)
@@ -255,7 +257,8 @@ def attach_scope(cgroup: Cgroup, pid: int) -> Cgroup:
     path = own_path(None, Path(f"/proc/{pid}/cgroup"))
     if not path.endswith("/" + cgroup.scope):
         raise CgroupError(f"pypiserver is not in its scope {cgroup.scope} (in {path})")
-    return Cgroup(version=2, name=cgroup.name, dirs=(CGROUP_ROOT / path.lstrip("/"),), scope=None)
+    directory = CGROUP_ROOT / path.lstrip("/")
+    return Cgroup(version=2, name=cgroup.name, dirs=(directory,), scope=cgroup.scope)
 
 
 def join_from_env(environ: dict[str, str] | os._Environ[str]) -> None:

@@ -23,6 +23,7 @@ import pytest
 from infra import cgroups
 from infra.cgroup_counters import CgroupSampler, read_counters
 from infra.pypiserver_target import LocalPypiserver, TargetError
+from infra.server_probe import probe_listing_cost
 from infra.sizing import custom, preset
 from tests.infra.conftest import Corpus, write_wheel
 
@@ -269,3 +270,17 @@ def test_simple_dir_rehashes_every_file_on_each_listing(many_files: Path) -> Non
     figures = f"CPU per listing: sha256 {hashed:.4f} s, off {unhashed:.4f} s, cached {cached:.4f} s"
     assert hashed > 5 * unhashed, figures
     assert hashed > 5 * cached, figures
+
+
+def test_listing_probe_names_the_auth_hash_and_the_file_hashing(
+    corpus: Corpus, many_files: Path
+) -> None:
+    bcrypt = probe_listing_cost(
+        corpus.directory, preset("baseline").with_knobs(auth="bcrypt:12"), "test-package-000"
+    )
+    assert bcrypt.auth_share > 0.9, bcrypt  # the password check is nearly all of it
+    assert bcrypt.hashing_share < 0.5, bcrypt
+    files = probe_listing_cost(many_files, preset("baseline"), "many-files")
+    assert files.hashing_share > 0.7, files  # 30 MiB of sha256 per listing
+    assert files.auth_share < 0.5, files
+    assert set(files.as_record()) >= {"as_sized", "auth_share", "hashing_share"}
