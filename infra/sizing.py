@@ -9,12 +9,13 @@ Where the preset figures come from (infrahouse/terraform-aws-pypiserver 2.3.0):
 
 - memory: ``container_memory``, the container's hard limit (the OOM killer acts above it);
 - workers: the module's ``max(2, min(8, floor(container_memory / 128)))``;
-- cpus: the module's ECS CPU reservation ``workers * 150 + 40`` units, 1024 units a vCPU
-  (0.33, 0.62, 1.21 vCPU). On ECS that is a *share* (cpu.shares): a container may use more
-  while its neighbours idle. Here it is a hard quota, i.e. the busy-instance case.
-- burst credits are ignored: all t3 sizes have 2 vCPUs but sustain only 10 % (micro) or 20 %
-  (small, medium) of each once their credit balance is spent, 0.2 / 0.4 / 0.4 vCPU for the whole
-  instance. Model an exhausted instance with ``--cpus 0.2`` (micro) or ``--cpus 0.4``.
+- cpus: the instance's vCPU share, i.e. its sustained baseline: every t3 size has 2 vCPUs but
+  is entitled to 10 % (micro) or 20 % (small, medium) of each, 0.2 / 0.4 / 0.4 vCPU, applied
+  here as a hard CFS quota. Burst credits are ignored: a t3 with credits left runs above its
+  baseline (up to 2 vCPUs) until they are spent, which a sustained burst pattern does within
+  the hour; the lab models the instance once they are. (The module's ECS CPU reservation,
+  ``workers * 150 + 40`` units, 0.33 / 0.62 / 1.21 vCPU, is a soft cpu.shares weight among
+  tasks, not a cap: try it with ``--cpus``.)
 - backend ``simple-dir`` (the module's choice, see its pypiserver#449 note) and pypiserver's
   default ``--hash-algo sha256``: every listing re-hashes every file of the project.
 - auth: apr1, pipstorm's default for the generated credentials. The module's own htpasswd line
@@ -125,7 +126,7 @@ class Sizing:
         return record
 
     def label(self) -> str:
-        """One short line: ``baseline (0.33 vCPU, 128 MiB, 2 gevent workers, apr1)``."""
+        """One short line: ``baseline (0.2 vCPU, 128 MiB, 2 gevent workers, apr1)``."""
         cpus = f"{self.cpus:g} vCPU" if self.cpus is not None else "unlimited CPU"
         memory = f"{self.memory_mb} MiB" if self.memory_mb is not None else "unlimited memory"
         extras = [self.auth]
@@ -149,16 +150,16 @@ def _module_workers(memory_mb: int) -> int:
     return max(2, min(8, memory_mb // 128))
 
 
-def _module_cpus(workers: int) -> float:
-    """The seed module's ECS CPU reservation for a worker count, in vCPUs (locals.tf)."""
-    return round((workers * 150 + 40) / 1024, 2)
+#: vCPUs and the sustained baseline share of each (AWS's published t3 figures).
+T3_BASELINE: Final = {"t3.micro": (2, 0.10), "t3.small": (2, 0.20), "t3.medium": (2, 0.20)}
 
 
 def _preset(name: str, instance: str, memory_mb: int) -> Sizing:
     workers = _module_workers(memory_mb)
+    vcpus, share = T3_BASELINE[instance]
     return Sizing(
         name=name,
-        cpus=_module_cpus(workers),
+        cpus=round(vcpus * share, 2),
         memory_bytes=memory_mb * 2**20,
         workers=workers,
         instance=instance,

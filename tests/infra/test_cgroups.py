@@ -55,7 +55,7 @@ def test_baseline_is_confined_with_the_kernel_holding_its_limits(corpus: Corpus)
         assert cgroup is not None
         assert cgroup.name.startswith(f"pipstorm-{os.getpid()}-")
         assert cgroup.limits() == {
-            "cpu_quota_us": 33_000,  # 0.33 vCPU of a 100 ms period
+            "cpu_quota_us": 20_000,  # 0.2 vCPU of a 100 ms period
             "cpu_period_us": 100_000,
             "memory_limit_bytes": 128 * 2**20,
         }

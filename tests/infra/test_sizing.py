@@ -19,11 +19,11 @@ from infra.sizing import (
 
 
 def test_presets_follow_the_seed_modules_formulas() -> None:
-    # locals.tf: workers = max(2, min(8, floor(mem / 128))); cpu units = workers * 150 + 40.
+    # locals.tf: workers = max(2, min(8, floor(mem / 128))); cpus: the t3 baseline share.
     expected = {
-        "baseline": ("t3.micro", 128, 2, 0.33),
-        "optimized": ("t3.small", 512, 4, 0.62),
-        "heavy": ("t3.medium", 1024, 8, 1.21),
+        "baseline": ("t3.micro", 128, 2, 0.2),
+        "optimized": ("t3.small", 512, 4, 0.4),
+        "heavy": ("t3.medium", 1024, 8, 0.4),
     }
     for name, (instance, memory_mb, workers, cpus) in expected.items():
         sizing = preset(name)
