@@ -33,6 +33,7 @@ from typing import Final
 
 import psutil
 
+from infra.errors import InfraError
 from infra.sizing import cpu_quota_us
 
 JOIN_ENV: Final = "PIPSTORM_CGROUP_JOIN"
@@ -48,7 +49,7 @@ _STALE_SCAN_DEPTH: Final = 4
 _serial = itertools.count(1)
 
 
-class CgroupError(Exception):
+class CgroupError(InfraError):
     """The server cannot be confined here; the message is one line saying why."""
 
 

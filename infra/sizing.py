@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Final
 
 from infra.credentials import Credentials
+from infra.errors import InfraError
 
 WORKER_CLASSES: Final = ("gevent", "sync", "gthread")
 HASH_ALGOS: Final = ("sha256", "off")
@@ -43,7 +44,7 @@ MIN_MEMORY_BYTES: Final = 16 * 2**20
 MAX_CPUS: Final = 64.0
 
 
-class SizingError(ValueError):
+class SizingError(InfraError):
     """A sizing name or knob value that cannot be used; the message is one line."""
 
 
