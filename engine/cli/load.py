@@ -9,15 +9,25 @@ from typing import Annotated
 import typer
 
 from engine.cli.options import (
+    AllowUnconfinedOpt,
+    AuthOpt,
     AwsRoleOpt,
+    BackendOpt,
+    CpusOpt,
     DurationOpt,
+    HashAlgoOpt,
+    MemoryOpt,
     ProfileOpt,
     QuietOpt,
     ResultsOpt,
     SeedOpt,
+    ServerWorkersOpt,
+    SizingOpt,
     TargetOpt,
     TimeScaleOpt,
+    WorkerClassOpt,
     WorkersOpt,
+    build_sizing,
 )
 from engine.errors import UsageError
 from packages.spec import CorpusSpec
@@ -84,6 +94,15 @@ def run(
             help="Play a plan this machine cannot prepare or hold (recorded as a warning)."
         ),
     ] = False,
+    sizing: SizingOpt = None,
+    cpus: CpusOpt = None,
+    memory: MemoryOpt = None,
+    server_workers: ServerWorkersOpt = None,
+    worker_class: WorkerClassOpt = None,
+    auth: AuthOpt = None,
+    hash_algo: HashAlgoOpt = None,
+    backend: BackendOpt = None,
+    allow_unconfined: AllowUnconfinedOpt = False,
 ) -> None:
     """Run a load profile and judge it against the thresholds."""
     from engine.run.client_mix import parse_mix
@@ -114,6 +133,17 @@ def run(
             faults=tuple(fault or ()),
             count_injected=count_injected,
             force=force,
+            sizing=build_sizing(
+                sizing,
+                cpus=cpus,
+                memory=memory,
+                workers=server_workers,
+                worker_class=worker_class,
+                auth=auth,
+                hash_algo=hash_algo,
+                backend=backend,
+            ),
+            allow_unconfined=allow_unconfined,
         )
     )
     raise typer.Exit(result.exit_code)

@@ -7,6 +7,8 @@ from typing import Annotated
 
 import typer
 
+from infra.sizing import Sizing, custom, preset
+
 # Options several commands share, declared once.
 ProfileOpt = Annotated[
     str, typer.Option("--profile", help="Built-in profile name or a .toml file.")
@@ -40,3 +42,72 @@ AwsRoleOpt = Annotated[
         help="IAM role to assume (STS) for reading CloudWatch; default: AWS_ROLE_ARN.",
     ),
 ]
+
+# The embedded target's sizing (infra.sizing): a preset and the knobs behind it.
+SizingOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--sizing",
+        help="Size the embedded target like the seed's deployments and confine it (cgroups): "
+        "baseline (t3.micro, 128 MB), optimized (t3.small, 512 MB), heavy (t3.medium, 1024 MB).",
+    ),
+]
+CpusOpt = Annotated[
+    float | None, typer.Option("--cpus", help="Target CPU quota in vCPUs, e.g. 0.2.")
+]
+MemoryOpt = Annotated[
+    str | None, typer.Option("--memory", help="Target memory limit, e.g. 128M, 1G.")
+]
+WorkerClassOpt = Annotated[
+    str | None, typer.Option("--worker-class", help="gunicorn worker class: gevent or sync.")
+]
+AuthOpt = Annotated[
+    str | None,
+    typer.Option("--auth", help="htpasswd hash: none, apr1 or bcrypt:COST (e.g. bcrypt:12)."),
+]
+HashAlgoOpt = Annotated[
+    str | None,
+    typer.Option("--hash-algo", help="Hash in the listing links: sha256 or off (pypiserver's)."),
+]
+BackendOpt = Annotated[
+    str | None,
+    typer.Option("--backend", help="pypiserver backend: simple-dir (the seed's) or cached-dir."),
+]
+AllowUnconfinedOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-unconfined",
+        help="Run a sized target without limits where cgroups cannot be used (no root).",
+    ),
+]
+ServerWorkersOpt = Annotated[
+    int | None,
+    typer.Option("--server-workers", help="gunicorn workers of the sized embedded target."),
+]
+
+
+def build_sizing(
+    sizing: str | None,
+    *,
+    cpus: float | None = None,
+    memory: str | None = None,
+    workers: int | None = None,
+    worker_class: str | None = None,
+    auth: str | None = None,
+    hash_algo: str | None = None,
+    backend: str | None = None,
+) -> Sizing | None:
+    """The sizing asked for: a preset changed by knobs, knobs alone (``custom``), or None."""
+    knobs = (cpus, memory, workers, worker_class, auth, hash_algo, backend)
+    if sizing is None and all(value is None for value in knobs):
+        return None
+    base = preset(sizing) if sizing is not None else custom(workers or 2)
+    return base.with_knobs(
+        cpus=cpus,
+        memory=memory,
+        workers=workers,
+        worker_class=worker_class,
+        auth=auth,
+        hash_algo=hash_algo,
+        backend=backend,
+    )

@@ -8,13 +8,27 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from engine.cli.options import QuietOpt
+from engine.cli.options import (
+    AllowUnconfinedOpt,
+    AuthOpt,
+    BackendOpt,
+    CpusOpt,
+    HashAlgoOpt,
+    MemoryOpt,
+    QuietOpt,
+    SizingOpt,
+    WorkerClassOpt,
+    build_sizing,
+)
 from packages.spec import CorpusError, CorpusSpec
 from packages.upload import FileResult
+
+if TYPE_CHECKING:
+    from infra.pypiserver_target import LocalPypiserver
 
 
 def _versions(text: str) -> tuple[str, ...]:
@@ -26,7 +40,17 @@ def serve(
         Path | None, typer.Option(help="Folder of wheels (default: the cached default corpus).")
     ] = None,
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 0,
-    workers: Annotated[int, typer.Option(help="gunicorn workers.")] = 2,
+    workers: Annotated[
+        int | None, typer.Option(help="gunicorn workers (default: 2, or the sizing's).")
+    ] = None,
+    sizing: SizingOpt = None,
+    cpus: CpusOpt = None,
+    memory: MemoryOpt = None,
+    worker_class: WorkerClassOpt = None,
+    auth: AuthOpt = None,
+    hash_algo: HashAlgoOpt = None,
+    backend: BackendOpt = None,
+    allow_unconfined: AllowUnconfinedOpt = False,
 ) -> None:
     """Run the embedded pypiserver in the foreground until Ctrl-C (or SIGTERM)."""
     from engine.run.signals import Terminated, terminate_as_interrupt
@@ -40,7 +64,24 @@ def serve(
     from infra.credentials import Credentials
 
     creds = Credentials.from_env(os.environ, "PYPI_USERNAME", "PYPI_PASSWORD")
-    server = LocalPypiserver(directory, port=port, workers=workers, credentials=creds)
+    sized = build_sizing(
+        sizing,
+        cpus=cpus,
+        memory=memory,
+        workers=workers,
+        worker_class=worker_class,
+        auth=auth,
+        hash_algo=hash_algo,
+        backend=backend,
+    )
+    server = LocalPypiserver(
+        directory,
+        port=port,
+        workers=workers or 2,
+        credentials=creds,
+        sizing=sized,
+        allow_unconfined=allow_unconfined,
+    )
     # SIGTERM unwinds like Ctrl-C: the server is stopped and the credentials file removed.
     with (
         terminate_as_interrupt(),
@@ -55,11 +96,26 @@ def serve(
         )
         typer.echo(f"serving {directory} at {server.index_url}")
         typer.echo(f"username:password in {secret} (removed on exit); Ctrl-C stops the server.")
+        if sized is not None:
+            typer.echo(f"sizing {sized.label()}: {_confinement(server)}")
         try:
             code = server.wait()
         except (KeyboardInterrupt, Terminated):
             code = 0
+            counters = server.counters()
+            if counters is not None:
+                typer.echo(
+                    f"cgroup: {counters.cpu_s:.2f} CPU-s, throttled {counters.throttled_periods}"
+                    f" of {counters.periods} periods, memory peak "
+                    f"{counters.memory_peak_bytes / 2**20:.0f} MiB, OOM kills {counters.oom_kills}"
+                )
     raise typer.Exit(code)
+
+
+def _confinement(server: LocalPypiserver) -> str:
+    if server.cgroup is None:
+        return f"UNCONFINED ({server.unconfined_reason})"
+    return f"cgroup v{server.cgroup.version} {server.cgroup.name}"
 
 
 def corpus_build(

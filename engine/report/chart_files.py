@@ -15,6 +15,7 @@ from engine.analysis.timeseries import host_series, request_series, run_origin
 from engine.report.charts import Chart, render_charts
 from engine.report.cloudwatch_chart import cloudwatch_charts
 from engine.report.model import Report
+from engine.report.target_chart import target_chart
 from engine.rundir.files import write_bytes_atomic
 
 CHART_GLOB = "chart-*.png"
@@ -81,6 +82,18 @@ def _build_charts(report: Report) -> ReportCharts:
     server = cloudwatch_charts(data.cloudwatch, origin, span, ticks)
     after = next((i + 1 for i, c in enumerate(charts) if c.key == "latency"), len(charts))
     charts[after:after] = server
+    target = report.target
+    if data.target_cgroup and target is not None:
+        drawn = target_chart(
+            data.target_cgroup,
+            target.sizing,
+            origin=origin,
+            span_s=span,
+            ticks=[t for t in report.run.burst_ticks_s if t <= span],
+        )
+        # Beside the latency it explains: right after the latency chart.
+        keys = [c.key for c in charts]
+        charts.insert(keys.index("latency") + 1 if "latency" in keys else len(charts), drawn)
     return ReportCharts(
         tuple(charts),
         host_sampled=host is not None and not host.empty,

@@ -39,6 +39,7 @@ from engine.report.rows import (
     usage_rows,
     verdict_line,
 )
+from engine.report.target_rows import target_rows
 
 TEMPLATE = "report.html"
 
@@ -64,6 +65,7 @@ def render_html(report: Report, charts: ReportCharts) -> str:
             verdict=verdict_line(report),
             warning=generator_warning(report),
             facts=run_facts(report),
+            target=target_rows(report),
             thresholds=threshold_rows(report),
             charts=charts,
             images={c.key: base64.b64encode(c.png).decode("ascii") for c in charts.charts},

@@ -32,6 +32,7 @@ from engine.report.rows import (
     usage_rows,
     verdict_line,
 )
+from engine.report.target_rows import target_rows
 
 
 def table(
@@ -73,6 +74,15 @@ def _warning(report: Report) -> list[str]:
     return ["\n".join(quoted)]
 
 
+def _target(report: Report) -> list[str]:
+    """The sized target's facts and counters, right under the run's facts."""
+    rows = target_rows(report)
+    if not rows:
+        return []
+    listed = "\n".join(f"- {label}: {_cell(text)}" for label, text in rows)
+    return ["## Target sizing and its cgroup over the run", listed]
+
+
 def render_markdown(report: Report, charts: Sequence[tuple[str, str]] = ()) -> str:
     """``report.md``: verdict first, then thresholds, operations, status codes, runs, charts
     (``charts``: (title, PNG file name next to report.md)), notes."""
@@ -86,6 +96,7 @@ def render_markdown(report: Report, charts: Sequence[tuple[str, str]] = ()) -> s
         f"**{verdict_line(report)}**",
         *_warning(report),
         facts,
+        *_target(report),
         "## Thresholds",
         table(
             (

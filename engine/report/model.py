@@ -23,6 +23,8 @@ from engine.analysis.cloudwatch import cloudwatch_section, missing_note
 from engine.analysis.onset import Onset, burst_onset
 from engine.analysis.saturation import GeneratorCheck, check_generator, host_samples
 from engine.analysis.stats import NOT_FAILED, RunStats, compute_stats
+from engine.analysis.target_sizing import Diagnosis, TargetSizing, target_sizing
+from engine.analysis.target_sizing import diagnose as diagnose_sizing
 from engine.analysis.thresholds import DEFAULTS, ThresholdError, ThresholdResult, evaluate, merge
 from engine.analysis.trace import build_trace, diagnose, fault_kinds
 from engine.rundir.data import RunData
@@ -64,6 +66,10 @@ class Report:
     client_kinds: tuple[ClientKindUsage, ...] = ()
     # How late runs reached the index, per burst tick and for the base ticks (engine.analysis.onset)
     onset: Onset | None = None
+    # The embedded target's sizing and cgroup counters (--sizing), and why it failed
+    # (engine.analysis.target_sizing)
+    target: TargetSizing | None = None
+    diagnosis: tuple[Diagnosis, ...] = ()
 
     @property
     def run_dir(self) -> Path:
@@ -141,6 +147,9 @@ class Report:
             "generator": None if self.generator is None else self.generator.to_dict(),
             "onset": None if self.onset is None else self.onset.to_dict(),
             "cloudwatch": cloudwatch_section(self.data.cloudwatch),
+            "target": None
+            if self.target is None
+            else {**self.target.to_dict(), "diagnosis": [d.to_dict() for d in self.diagnosis]},
             "run": self.run.to_json(),
             "run_dir": str(self.run_dir),
         }
@@ -262,6 +271,7 @@ def build_report(source: Path | RunData, thresholds: Mapping[str, float] | None 
     stats = compute_stats(requests, clients, count_injected=run.count_injected)
     results = tuple(evaluate(limits, stats))
     onset = burst_onset(requests, clients, run.started)
+    sized = target_sizing(run)
     generator = check_generator(
         host_samples(data.host), clients, local_target=run.embedded_target, onset=onset
     )
@@ -285,6 +295,14 @@ def build_report(source: Path | RunData, thresholds: Mapping[str, float] | None 
         },
         client_kinds=client_kind_usage(requests, clients),
         onset=onset,
+        target=sized,
+        diagnosis=()
+        if sized is None
+        else diagnose_sizing(
+            sized,
+            failed=not all(r.passed for r in results),
+            generator_saturated=generator.saturated,
+        ),
     )
 
 

@@ -15,6 +15,7 @@ from engine.report.rows import (
     threshold_rows,
     verdict_line,
 )
+from engine.report.target_rows import target_rows
 
 PCTS = ("p50", "p95", "p99")
 
@@ -23,6 +24,7 @@ def terminal_summary(report: Report) -> str:
     """Verdict, the generator warning, thresholds, operations, client runs, notes."""
     stats = report.stats
     lines = [verdict_line(report), *warning_lines(report.generator)]
+    lines += [f"target {label}: {text}" for label, text in target_rows(report)]
     if report.thresholds:
         lines += [
             "",

@@ -52,11 +52,13 @@ from engine.run.target import (
     open_target,
     resolve_stack,
 )
+from engine.run.target_cgroup import sample_target_cgroup
 from engine.rundir.files import CLIENTS_FILE, HOST_FILE, REQUESTS_FILE, make_run_dir
 from engine.rundir.jsonl import JsonlWriter
 from engine.rundir.meta import RunMeta
 from infra.aws.stack import AwsStack
 from infra.proxy import RecordingProxy
+from infra.sizing import Sizing
 from packages.spec import CorpusSpec
 
 #: Where an embedded target writes what upload runs publish, inside the run's folder.
@@ -94,6 +96,9 @@ class RunOptions:
     force: bool = False  # --force: play a plan engine.run.capacity refuses, with a warning
     terraform_dir: Path | None = None  # --target terraform:DIR: a deployed AWS stack
     aws_role_arn: str | None = None  # --aws-role-arn (else AWS_ROLE_ARN): for CloudWatch
+    sizing: Sizing | None = None  # --sizing and its knobs: the embedded target, confined
+    allow_unconfined: bool = False  # --allow-unconfined: a sizing without cgroups runs anyway
+    probe_listing: bool = False  # measure one listing's server CPU first (the sizing lab)
 
 
 @dataclass(frozen=True)
@@ -295,12 +300,22 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
                     log_path=run_dir / "target.log",
                     upload_dir=uploads if (uploads := run_dir / UPLOADS_DIR).is_dir() else None,
                     stack=state.stack,
+                    sizing=options.sizing,
+                    allow_unconfined=options.allow_unconfined,
+                    probe_listing=options.probe_listing,
                 )
             )
             state.target = target
-            meta.target = {"kind": target.kind, "index_url": target.index_url}
+            meta.target = {
+                "kind": target.kind,
+                "index_url": target.index_url,
+                **target.sizing_record(),
+            }
             if target.stack is not None:
                 meta.target.update(stack_meta(target.stack))
+            if target.server is not None and target.server.unconfined_reason is not None:
+                why = target.server.unconfined_reason
+                emit(f"pipstorm: WARNING: the target runs unconfined ({why})")
             emit(
                 f"pipstorm: {meta.profile_name}: {meta.runs_planned} client runs in "
                 f"{line.duration_s:g} s against {target.index_url} -> {run_dir}"
@@ -335,6 +350,7 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
                     on_sample=ProxyGuard(proxy.pid, proxy_priority),
                 )
             )
+            stack.enter_context(sample_target_cgroup(target, run_dir, meta))
             live = LiveProgress(
                 run_dir / REQUESTS_FILE,
                 planned_s=line.duration_s,

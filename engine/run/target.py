@@ -26,7 +26,9 @@ from infra.aws.stack import AwsStack
 from infra.aws.terraform_outputs import read_stack
 from infra.credentials import Credentials, CredentialsError
 from infra.proxy_rewrite import parse_origins
-from infra.pypiserver_target import LocalPypiserver
+from infra.pypiserver_target import LocalPypiserver, TargetError
+from infra.server_probe import ListingCost, probe_listing_cost
+from infra.sizing import Sizing
 from packages.cache import cached_corpus
 from packages.index_check import check_corpus
 from packages.spec import CorpusSpec, wheel_filename
@@ -52,6 +54,27 @@ class Target:
     corpus: CorpusSpec
     server_pid: int | None = None
     stack: AwsStack | None = None  # a target read from Terraform outputs: CloudWatch can be asked
+    #: The embedded server itself when it is sized (its cgroup is sampled during the run).
+    server: LocalPypiserver | None = None
+    #: What one listing costs the sized server, when asked for (the sizing lab).
+    listing_cost: ListingCost | None = None
+
+    def sizing_record(self) -> dict[str, object]:
+        """run.json's ``target`` entries for a sized server: sizing, cgroup, why unconfined."""
+        server = self.server
+        if server is None or server.sizing is None:
+            return {}
+        cgroup = server.cgroup
+        record: dict[str, object] = {
+            "sizing": server.sizing.as_record(),
+            "cgroup": None
+            if cgroup is None
+            else {"version": cgroup.version, "name": cgroup.name, "limits": cgroup.limits()},
+            "unconfined_reason": server.unconfined_reason,
+        }
+        if self.listing_cost is not None:
+            record["listing_cost"] = self.listing_cost.as_record()
+        return record
 
 
 @dataclass(frozen=True)
@@ -148,13 +171,21 @@ def open_target(
     log_path: Path | None,
     upload_dir: Path | None = None,
     stack: AwsStack | None = None,
+    sizing: Sizing | None = None,
+    allow_unconfined: bool = False,
+    probe_listing: bool = False,
 ) -> Iterator[Target]:
     """The embedded target (started here, stopped on exit) or the remote one, checked.
 
     ``upload_dir``: where the embedded target stores uploads (never the corpus cache).
     ``stack``: a deployed AWS stack (``resolve_stack``); its URL and credentials are used and
-    ``index_url`` is ignored."""
+    ``index_url`` is ignored. ``sizing``: run the embedded target like the production image,
+    confined (``infra.sizing``); ``allow_unconfined`` lets it run without limits when there are
+    no cgroups; ``probe_listing``: first measure what one listing costs it
+    (``infra.server_probe``)."""
     first_project = corpus.project_names()[0]
+    if sizing is not None and (stack is not None or index_url is not None):
+        raise TargetSetupError("--sizing sizes the embedded target; drop it or the --target")
     if stack is not None:
         check_loopback(stack.index_url, allow_remote=allow_remote)
         normalized = stack.index_url if stack.index_url.endswith("/") else stack.index_url + "/"
@@ -169,7 +200,21 @@ def open_target(
         return
     if index_url is None:
         built = cached_corpus(corpus)
-        with LocalPypiserver(built.directory, log_path=log_path, upload_dir=upload_dir) as server:
+        cost = None
+        if probe_listing and sizing is not None:
+            try:
+                cost = probe_listing_cost(built.directory, sizing, first_project)
+            except TargetError:
+                if not allow_unconfined:
+                    raise  # the server below would fail the same way: say it once, here
+        server = LocalPypiserver(
+            built.directory,
+            log_path=log_path,
+            upload_dir=upload_dir,
+            sizing=sizing,
+            allow_unconfined=allow_unconfined,
+        )
+        with server:
             preflight(
                 server.index_url,
                 server.credentials,
@@ -182,6 +227,8 @@ def open_target(
                 credentials=server.credentials,
                 corpus=corpus,
                 server_pid=server.pid,
+                server=server if sizing is not None else None,
+                listing_cost=cost,
             )
         return
     check_loopback(index_url, allow_remote=allow_remote)

@@ -11,11 +11,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from engine.rundir.files import CLIENTS_FILE, CLOUDWATCH_FILE, HOST_FILE, REQUESTS_FILE
-from engine.rundir.host import HostRow, load_host
-from engine.rundir.jsonl import RecordError
+from engine.rundir.files import (
+    CLIENTS_FILE,
+    CLOUDWATCH_FILE,
+    HOST_FILE,
+    REQUESTS_FILE,
+    TARGET_CGROUP_FILE,
+)
+from engine.rundir.host import HostRow, load_host, number
+from engine.rundir.jsonl import RecordError, read_jsonl
 from engine.rundir.meta import RunMeta
 from engine.rundir.records import ClientRecord, RequestRecord, load_clients, load_requests
 from infra.aws.cloudwatch import CloudWatchData
@@ -41,6 +47,8 @@ class RunData:
     clients: tuple[ClientRecord, ...] = ()
     host: tuple[HostRow, ...] = ()
     cloudwatch: CloudWatchData | None = None
+    #: The embedded target's cgroup samples (a run with ``--sizing``), in time order.
+    target_cgroup: tuple[Mapping[str, Any], ...] = ()
     skipped: Mapping[str, int] = field(default_factory=dict)
     missing: tuple[str, ...] = ()
 
@@ -68,6 +76,16 @@ class RunData:
             cloudwatch = read_cloudwatch(run_dir / CLOUDWATCH_FILE)
         except (CloudWatchLogError, OSError):
             skipped[CLOUDWATCH_FILE] = 1
+        cgroup_rows: list[Mapping[str, Any]] = []
+        if (run_dir / TARGET_CGROUP_FILE).is_file():
+            try:
+                rows, bad = read_jsonl(run_dir / TARGET_CGROUP_FILE)
+            except OSError:
+                rows, bad = [], 0
+            cgroup_rows = sorted(
+                (r for r in rows if number(r.get("ts")) is not None), key=lambda r: float(r["ts"])
+            )
+            skipped[TARGET_CGROUP_FILE] = bad + len(rows) - len(cgroup_rows)
         return cls(
             run_dir=run_dir,
             meta=meta,
@@ -75,6 +93,7 @@ class RunData:
             clients=tuple(clients),
             host=tuple(host),
             cloudwatch=cloudwatch,
+            target_cgroup=tuple(cgroup_rows),
             skipped=skipped,
             missing=tuple(missing),
         )

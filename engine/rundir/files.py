@@ -20,6 +20,8 @@ CLIENTS_FILE = "clients.jsonl"
 HOST_FILE = "host.jsonl"
 #: CloudWatch series of a run against an AWS stack (infra.aws.cloudwatch_log writes it).
 CLOUDWATCH_FILE = "cloudwatch.jsonl"
+#: The embedded target's cgroup counters, one sample a second (``--sizing``; infra.cgroup_counters).
+TARGET_CGROUP_FILE = "target_cgroup.jsonl"
 RUN_FILE = "run.json"
 TARGET_LOG = "target.log"
 #: Permissions of the files written atomically (run.json, reports, charts): anyone may read them.

@@ -15,8 +15,8 @@ REPORT_KEYS = {
     "schema", "generated_at", "verdict", "profile", "started", "ended", "duration_s",
     "incomplete", "interrupted", "error_rate", "latency_p95", "latency_p99",
     "status_code_counts", "error_5xx_count", "operations", "requests", "thresholds", "clients",
-    "failed_runs", "client_kinds", "skipped_lines", "notes", "generator", "onset", "run",
-    "run_dir", "cloudwatch",
+    "failed_runs", "client_kinds", "skipped_lines", "notes", "generator", "onset", "target",
+    "run", "run_dir", "cloudwatch",
 }  # fmt: skip
 RUN_KEYS = {
     "schema", "profile", "planned_duration_s", "time_scale", "tick_s", "burst_ticks_s",
