@@ -359,8 +359,20 @@ class LocalPypiserver:
     def _check_alive(self) -> None:
         if self._proc is not None and self._proc.poll() is not None:
             raise TargetError(
-                f"pypiserver exited with code {self._proc.returncode}{self._stderr_tail()}"
+                f"pypiserver exited with code {self._proc.returncode}{self._oom_note()}"
+                f"{self._stderr_tail()}"
             )
+
+    def _oom_note(self) -> str:
+        """Why a confined server died, when the kernel's OOM counter of its cgroup says so."""
+        counters = self.counters()
+        if counters is None or not counters.oom_kills:
+            return ""
+        limit = self.sizing.memory_mb if self.sizing is not None else None
+        return (
+            f" (OOM-killed: {counters.oom_kills} kill(s) in its cgroup"
+            + (f", memory limit {limit} MiB for {self.workers} workers)" if limit else ")")
+        )
 
     def _stderr_tail(self) -> str:
         if self._server_log is None or self._log_file is None:

@@ -38,7 +38,7 @@ class Metric:
     digits: int
     better: Direction
     read: Callable[[Mapping[str, Any]], float | None]
-    optional: bool = False  # a row only when some run has it (CloudWatch: runs against AWS)
+    optional: bool = False  # a row only when some run has it (CloudWatch; a sized target)
 
 
 def _get(data: Any, *path: str) -> Any:  # noqa: ANN401 - walks untyped JSON
@@ -64,6 +64,20 @@ def _failed_thresholds(report: Mapping[str, Any]) -> float | None:
     if not isinstance(results, list):
         return None
     return float(sum(1 for r in results if isinstance(r, Mapping) and r.get("passed") is False))
+
+
+_TARGET_COUNTERS: tuple[tuple[str, str, int, Direction], ...] = (
+    ("cpu_s", "target CPU (s)", 2, None),
+    ("throttled_ratio", "target throttled (share of periods)", 2, "lower"),
+    ("throttled_s", "target throttled (s)", 2, "lower"),
+    ("memory_peak_mb", "target memory peak (MiB)", 1, None),
+    ("oom_kills", "target OOM kills", 0, "lower"),
+)
+
+
+def _survived(report: Mapping[str, Any]) -> float | None:
+    survived = _get(report, "target", "counters", "survived")
+    return float(survived) if isinstance(survived, bool) else None
 
 
 METRICS: tuple[Metric, ...] = (
@@ -116,6 +130,11 @@ METRICS: tuple[Metric, ...] = (
     Metric("lag_max_s", "lag max (s)", 3, "lower", _num("clients", "all", "lag_s", "max")),
     Metric("onset_p95_s", "onset p95, worst tick (s)", 2, "lower", _num("onset", "worst_p95_s")),
     Metric("duration_s", "duration (s)", 1, None, _num("duration_s")),
+    *(
+        Metric(key, label, digits, better, _num("target", "counters", key), optional=True)
+        for key, label, digits, better in _TARGET_COUNTERS
+    ),
+    Metric("target_survived", "target survived (1 yes)", 0, "higher", _survived, optional=True),
 )
 # The server side, from report.json's ``cloudwatch`` (runs against an AWS stack only).
 _CW = ("cloudwatch", "series")

@@ -228,3 +228,78 @@ def retry_lab(
     )
     lab = run_lab(options, lambda line: typer.echo(line, err=True))
     typer.echo(lab.render())
+
+
+def sizing_lab(
+    profile: ProfileOpt,
+    sizes: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated sizings, each a preset with optional /KNOB=VALUE changes, "
+            "e.g. baseline,optimized or optimized,optimized/auth=bcrypt:12."
+        ),
+    ] = "baseline,optimized,heavy",
+    duration: DurationOpt = None,
+    time_scale: TimeScaleOpt = None,
+    results: ResultsOpt = Path("results"),
+    client: Annotated[
+        str | None, typer.Option(help="Every run this client: pip, poetry, uv, twine or http.")
+    ] = None,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option(help="Override a threshold: KEY=VALUE (or KEY=off). Repeatable."),
+    ] = None,
+    seed: SeedOpt = 1,
+    workers: WorkersOpt = None,
+    run_timeout: Annotated[
+        float, typer.Option(help="Seconds before a client run is stopped.")
+    ] = 120.0,
+    quiet: QuietOpt = False,
+    cpus: CpusOpt = None,
+    memory: MemoryOpt = None,
+    server_workers: ServerWorkersOpt = None,
+    worker_class: WorkerClassOpt = None,
+    auth: AuthOpt = None,
+    hash_algo: HashAlgoOpt = None,
+    backend: BackendOpt = None,
+    allow_unconfined: AllowUnconfinedOpt = False,
+) -> None:
+    """Run a profile against each sizing (fresh target each) and say why the failing ones fail."""
+    from engine.run.execute import EXIT_INTERRUPTED, RunOptions
+    from engine.workflows.sizing_lab import SizingLabOptions, run_sizing_lab
+
+    knobs = {
+        key: value
+        for key, value in {
+            "cpus": cpus,
+            "memory": memory,
+            "workers": server_workers,
+            "worker_class": worker_class,
+            "auth": auth,
+            "hash_algo": hash_algo,
+            "backend": backend,
+        }.items()
+        if value is not None
+    }
+    lab = run_sizing_lab(
+        SizingLabOptions(
+            run=RunOptions(
+                profile=profile,
+                duration_s=duration,
+                time_scale=time_scale,
+                results_root=results,
+                threshold_overrides=tuple(threshold or ()),
+                seed=seed,
+                workers=workers,
+                run_timeout_s=run_timeout,
+                quiet=quiet,
+                client=client,
+                allow_unconfined=allow_unconfined,
+            ),
+            sizes=tuple(s for s in sizes.split(",") if s.strip()),
+            knobs=knobs,
+        ),
+        lambda line: typer.echo(line, err=True),
+    )
+    typer.echo(lab.render())
+    raise typer.Exit(EXIT_INTERRUPTED if lab.interrupted else 0)

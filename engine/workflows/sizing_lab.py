@@ -1,0 +1,212 @@
+"""``pipstorm sizing-lab``: one profile against each sizing in turn, compared, with the reason.
+
+The seed's users learnt sizing by deploying to AWS twice and paying for each try. The lab plays
+the same profile against a fresh embedded target per sizing (``infra.sizing``: the seed's
+presets and their knobs, confined by cgroups), one ordinary pipstorm run each in the lab's
+folder, and prints the ``compare`` table of the runs with, for every failing sizing, what held
+it back (``engine.analysis.target_sizing``): CPU-throttled, OOM-killed or died, auth-hash-bound,
+hash-bound, or generator-bound (then that sizing's verdict is void, whatever it says).
+
+A size is a preset name, optionally with knobs after slashes, so one lab can set a hash against
+another at the same sizing: ``optimized,optimized/auth=bcrypt:12``. The lab's knobs (``--auth``
+etc.) apply to every size first.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from engine.analysis.target_sizing import Diagnosis
+from engine.errors import UsageError
+from engine.report.compare import load_run, render
+from engine.run.execute import RunOptions, RunResult, execute_run
+from engine.run.profiles import load_profile
+from engine.run.schedule import timeline
+from engine.rundir.files import make_run_dir, write_json_atomic, write_text_atomic
+from infra.pypiserver_target import TargetError
+from infra.sizing import Sizing, preset
+
+DEFAULT_SIZES = ("baseline", "optimized", "heavy")
+LAB_JSON = "sizing-lab.json"
+LAB_MD = "sizing-lab.md"
+_KNOBS = ("cpus", "memory", "workers", "worker_class", "auth", "hash_algo", "backend")
+
+
+@dataclass(frozen=True)
+class SizingLabOptions:
+    """What ``pipstorm sizing-lab`` can be told; ``run`` holds what every run shares."""
+
+    run: RunOptions
+    sizes: tuple[str, ...] = DEFAULT_SIZES
+    knobs: Mapping[str, Any] = field(default_factory=dict)  # applied to every size
+
+
+@dataclass(frozen=True)
+class SizingOutcome:
+    """One sizing's run (its verdict and why it failed), or why its server never served."""
+
+    sizing: Sizing
+    result: RunResult | None
+    start_error: str | None = None  # the server died or was refused before any load
+
+    @property
+    def diagnosis(self) -> tuple[Diagnosis, ...]:
+        """The run's diagnosis; a server that died while starting is its own cause."""
+        if self.result is None:
+            return (Diagnosis("died", f"before any load: {self.start_error}"),)
+        return self.result.report.diagnosis
+
+    @property
+    def void(self) -> bool:
+        """The generator was the bottleneck: the run says nothing about this sizing."""
+        return any(d.cause == "generator-bound" for d in self.diagnosis)
+
+    @property
+    def verdict(self) -> str:
+        """``pass``, ``fail`` or ``void``."""
+        if self.result is None:
+            return "fail"
+        return "void" if self.void else self.result.report.verdict
+
+    def diagnosis_line(self) -> str:
+        """``baseline: FAIL: CPU-throttled (throttled in 63 % ...)``."""
+        causes = "; ".join(f"{d.cause} ({d.detail})" for d in self.diagnosis)
+        return f"{self.sizing.name}: {self.verdict.upper()}" + (f": {causes}" if causes else "")
+
+
+@dataclass(frozen=True)
+class SizingLab:
+    """The lab's folder, each sizing's outcome and the comparison table."""
+
+    lab_dir: Path
+    outcomes: tuple[SizingOutcome, ...]
+    table: str
+    interrupted: bool
+
+    def render(self) -> str:
+        """The comparison, then one line per sizing (pass, fail with its causes, or void)."""
+        ran = [o for o in self.outcomes if o.result is not None]
+        legend = [f"{chr(ord('A') + i)}: {o.sizing.label()}" for i, o in enumerate(ran)]
+        return "\n".join(
+            [
+                self.table,
+                "",
+                *legend,
+                "",
+                *(o.diagnosis_line() for o in self.outcomes),
+                f"lab: {self.lab_dir}",
+            ]
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """``sizing-lab.json``: each sizing, its run folder, verdict and diagnosis."""
+        return {
+            "schema": 1,
+            "sizings": [
+                {
+                    "sizing": o.sizing.as_record(),
+                    "run_dir": None if o.result is None else str(o.result.run_dir),
+                    "verdict": o.verdict,
+                    "diagnosis": [d.to_dict() for d in o.diagnosis],
+                }
+                for o in self.outcomes
+            ],
+            "interrupted": self.interrupted,
+        }
+
+
+def parse_size(text: str, knobs: Mapping[str, Any]) -> Sizing:
+    """``optimized/auth=bcrypt:12/cpus=1``: a preset, the lab's knobs, then the size's own."""
+    name, *pairs = text.strip().split("/")
+    own: dict[str, Any] = dict(knobs)
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in _KNOBS:
+            raise UsageError(
+                f"--sizes: {pair!r} in {text!r} is not KNOB=VALUE "
+                f"(knobs: {', '.join(k.replace('_', '-') for k in _KNOBS)})"
+            )
+        own[key] = _knob_value(key, value.strip(), text)
+    sizing = preset(name.strip()).with_knobs(**own)
+    if pairs:  # name the size as written, so two sizes of one preset stay apart
+        sizing = replace(sizing, name=text.strip())
+    return sizing
+
+
+def _knob_value(key: str, value: str, text: str) -> Any:  # noqa: ANN401 - a knob's own type
+    try:
+        return float(value) if key == "cpus" else int(value) if key == "workers" else value
+    except ValueError:
+        raise UsageError(f"--sizes: {key} must be a number in {text!r}") from None
+
+
+def run_sizing_lab(
+    options: SizingLabOptions, say: Callable[[str], None] | None = None
+) -> SizingLab:
+    """Run the profile once per size (fresh target each), compare, write the lab's summary."""
+    emit = say or _to_stderr
+    if options.run.index_url is not None:
+        raise UsageError("sizing-lab sizes the embedded target: it takes no --index-url")
+    sizings = [parse_size(text, options.knobs) for text in options.sizes]  # all checked first
+    if not sizings:
+        raise UsageError("--sizes names no sizing")
+    profile = load_profile(options.run.profile)
+    timeline(profile, duration_s=options.run.duration_s, time_scale=options.run.time_scale)
+    lab_dir = make_run_dir(options.run.results_root, f"sizing-lab-{profile.name}")
+    outcomes: list[SizingOutcome] = []
+    interrupted = False
+    for sizing in sizings:
+        emit(f"sizing-lab: {sizing.label()}")
+        try:
+            result = execute_run(
+                replace(options.run, sizing=sizing, probe_listing=True, results_root=lab_dir),
+                emit,
+            )
+        except TargetError as exc:  # this sizing's server died starting (OOM): the next may not
+            emit(f"sizing-lab: {sizing.name}: {exc}")
+            outcomes.append(SizingOutcome(sizing, None, start_error=str(exc)))
+            continue
+        outcomes.append(SizingOutcome(sizing, result))
+        if result.interrupted:
+            interrupted = True
+            break
+    table = _table(outcomes)
+    lab = SizingLab(lab_dir, tuple(outcomes), table, interrupted)
+    write_json_atomic(lab_dir / LAB_JSON, lab.to_json())
+    write_text_atomic(lab_dir / LAB_MD, _markdown(lab, outcomes))
+    return lab
+
+
+def _ran(outcomes: Sequence[SizingOutcome]) -> list[RunResult]:
+    return [o.result for o in outcomes if o.result is not None]
+
+
+def _table(outcomes: Sequence[SizingOutcome], fmt: str = "table") -> str:
+    runs = [load_run(result.run_dir) for result in _ran(outcomes)]
+    return render(runs, fmt) if runs else "No sizing served any load."
+
+
+def _markdown(lab: SizingLab, outcomes: Sequence[SizingOutcome]) -> str:
+    lines = [
+        "# pipstorm sizing lab",
+        "",
+        *(f"- **{o.sizing.name}**: {o.sizing.label()}" for o in outcomes),
+        "",
+        _table(outcomes, "md"),
+        "## Diagnosis",
+        "",
+        *(f"- {o.diagnosis_line()}" for o in outcomes),
+    ]
+    if lab.interrupted:
+        lines += ["", "The lab was interrupted: the sizings after the last one shown did not run."]
+    return "\n".join(lines) + "\n"
+
+
+def _to_stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
