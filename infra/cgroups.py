@@ -279,7 +279,7 @@ def remove_stale(root: Path = CGROUP_ROOT) -> list[Path]:
     A server whose owner was just killed is given ``STALE_GRACE_S`` to notice it and stop by
     itself (removing its private directory on the way), before what is left is killed.
     """
-    stale = [d for d in _pipstorm_dirs(root) if not _owner_alive(d.name)]
+    stale = [d for d in pipstorm_dirs(root) if not owner_alive(d.name)]
     groups = [Cgroup(version=0, name=d.name, dirs=(d,)) for d in stale]
     deadline = time.monotonic() + STALE_GRACE_S
     while any(group.pids() for group in groups) and time.monotonic() < deadline:
@@ -292,7 +292,8 @@ def remove_stale(root: Path = CGROUP_ROOT) -> list[Path]:
     return removed
 
 
-def _pipstorm_dirs(root: Path) -> list[Path]:
+def pipstorm_dirs(root: Path = CGROUP_ROOT) -> list[Path]:
+    """Every cgroup directory named by pipstorm, down to a few levels below ``root``."""
     found: list[Path] = []
     for top, subdirs, _ in os.walk(root):
         depth = len(Path(top).relative_to(root).parts)
@@ -305,7 +306,8 @@ def _pipstorm_dirs(root: Path) -> list[Path]:
     return found
 
 
-def _owner_alive(name: str) -> bool:
+def owner_alive(name: str) -> bool:
+    """Whether the process named in a pipstorm cgroup's name still runs (True: not ours)."""
     parts = name.removeprefix(NAME_PREFIX).split("-")
     if len(parts) < 2 or not (parts[0].isdigit() and parts[1].isdigit()):
         return True  # not a name we make: not ours to judge

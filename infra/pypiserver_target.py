@@ -369,9 +369,8 @@ class LocalPypiserver:
         if counters is None or not counters.oom_kills:
             return ""
         limit = self.sizing.memory_mb if self.sizing is not None else None
-        return (
-            f" (OOM-killed: {counters.oom_kills} kill(s) in its cgroup"
-            + (f", memory limit {limit} MiB for {self.workers} workers)" if limit else ")")
+        return f" (OOM-killed: {counters.oom_kills} kill(s) in its cgroup" + (
+            f", memory limit {limit} MiB for {self.workers} workers)" if limit else ")"
         )
 
     def _stderr_tail(self) -> str:
