@@ -172,6 +172,14 @@ class LocalPypiserver:
                 self._cgroup = cgroups.attach_scope(self._cgroup, self.pid)
             self._port = self._wait_for_port()
             self._wait_until_ready()
+        except TargetError as exc:
+            # However the start failed (no answer, a refused check, the master gone), an OOM
+            # kill in the cgroup is the reason to name; read before stop removes the cgroup.
+            note = "" if "OOM-killed" in str(exc) else self._oom_note()
+            self.stop()
+            if note:
+                raise TargetError(f"{exc}{note}") from None
+            raise
         except BaseException:
             self.stop()
             raise
@@ -351,6 +359,11 @@ class LocalPypiserver:
             time.sleep(_POLL_S)
         auth = self.credentials.basic_auth_header()
         status = _http_status(self.host, self.port, "/simple/", auth, timeout=self.ready_timeout)
+        if status is None:
+            self._check_alive()
+            raise TargetError(
+                f"pypiserver did not answer the credentials check{self._stderr_tail()}"
+            )
         if status != 200:
             raise TargetError(
                 f"pypiserver answered {status} to the generated credentials{self._stderr_tail()}"
