@@ -25,6 +25,7 @@ Where the preset figures come from (infrahouse/terraform-aws-pypiserver 2.3.0):
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import warnings
@@ -201,6 +202,9 @@ def htpasswd_line(credentials: Credentials, auth: str) -> str | None:
     kind, cost = parse_auth(auth)
     if kind == "none":
         return None
+    # passlib 1.7.4 logs a traceback ("error reading bcrypt version") with bcrypt >= 4.1 and
+    # then works: keep it out of pipstorm's output.
+    logging.getLogger("passlib.handlers.bcrypt").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         # passlib 1.7.4 imports the stdlib ``crypt`` module, deprecated since Python 3.11.
         warnings.filterwarnings("ignore", "'crypt' is deprecated", DeprecationWarning)
