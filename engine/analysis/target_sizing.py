@@ -108,7 +108,7 @@ def target_sizing(meta: RunMeta) -> TargetSizing | None:
 def diagnose(
     target: TargetSizing, *, failed: bool, generator_saturated: bool
 ) -> tuple[Diagnosis, ...]:
-    """Why a sizing failed (empty when it passed, unless the verdict is void)."""
+    """Why a sizing failed; for one that passed, only a void verdict or a dead server."""
     found: list[Diagnosis] = []
     if generator_saturated:
         found.append(
@@ -117,9 +117,11 @@ def diagnose(
                 "the load generator was the bottleneck: this sizing's verdict is void",
             )
         )
+    # A server OOM-killed or dead is named even when the thresholds passed: its next burst
+    # would meet no server at all.
+    found += _memory(target)
     if not failed:
         return tuple(found)
-    found += _memory(target)
     found += _listing(target)
     throttled = target.figure("throttled_ratio")
     if throttled is not None and throttled >= THROTTLED_SHARE:
@@ -132,7 +134,7 @@ def diagnose(
                 + (f" at {cpus:g} vCPU" if isinstance(cpus, int | float) else ""),
             )
         )
-    if len(found) == int(generator_saturated):
+    if not [d for d in found if d.cause != "generator-bound"]:
         found.append(Diagnosis("unexplained", "no server-side limit was hit (see the report)"))
     return tuple(found)
 

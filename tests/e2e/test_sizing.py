@@ -117,10 +117,9 @@ def test_sizing_lab_names_the_bcrypt_hash_and_a_memory_limit_too_small(
     assert "auth-hash-bound" in bcrypt_causes
     assert "auth-hash-bound" not in [d["cause"] for d in apr1["diagnosis"]]
     # 8 gevent workers do not fit 128 MiB: the cgroup's OOM counter says so, whether the server
-    # died while starting or during the load (then the run completed with its failures).
-    small_text = json.dumps(small["diagnosis"])
-    assert small["verdict"] in ("fail", "void")
-    assert "OOM" in small_text
+    # died while starting, during the load (the run completes with its failures) or after it
+    # (then the thresholds may pass, and the diagnosis still names the kill).
+    assert "OOM" in json.dumps(small["diagnosis"])
     if small["run_dir"] is not None:
         report = json.loads((Path(small["run_dir"]) / "report.json").read_text())
         assert report["target"]["counters"]["oom_kills"] >= 1

@@ -40,6 +40,8 @@ def causes(target: TargetSizing, *, failed: bool = True, generator: bool = False
 def test_a_passing_sizing_has_no_diagnosis_unless_the_generator_voids_it() -> None:
     assert causes(sized({"throttled_ratio": 0.9}), failed=False) == []
     assert causes(sized(), failed=False, generator=True) == ["generator-bound"]
+    # ...or unless the server was OOM-killed: it passed only because the load had ended.
+    assert causes(sized({"oom_kills": 1, "survived": False}), failed=False) == ["OOM-killed"]
 
 
 def test_throttling_is_named_with_its_share_and_the_quota() -> None:
