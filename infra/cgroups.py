@@ -21,6 +21,7 @@ its pid into each, so no ``preexec_fn`` runs in a threaded owner.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import os
@@ -42,7 +43,9 @@ CGROUP_ROOT: Final = Path("/sys/fs/cgroup")
 SYSTEMD_RUN_DIR: Final = Path("/run/systemd/system")
 _PERIOD_US: Final = 100_000
 _V1_CONTROLLERS: Final = ("cpu", "cpuacct", "memory")
-_REMOVE_TIMEOUT_S: Final = 5.0
+_REMOVE_TIMEOUT_S: Final = 10.0
+#: Directories this process could not remove (a task slow to exit); retried by ``remove_stale``.
+_LEFT_BEHIND: set[Path] = set()
 #: How long an orphaned server may take to stop by itself (its watchdog polls every second).
 STALE_GRACE_S: Final = 3.0
 _STALE_SCAN_DEPTH: Final = 4
@@ -108,9 +111,10 @@ class Cgroup:
         A systemd scope goes by itself once empty: only its processes are killed here.
         """
         deadline = time.monotonic() + _REMOVE_TIMEOUT_S
-        for pid in self.pids():
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
+        # A task killed while its cgroup is at its memory limit may need memory to finish
+        # exiting: lift the limit first, or it can hold the directory busy.
+        self._lift_memory_limit()
+        self._kill_all()
         for directory in () if self.scope else self.dirs:  # systemd removes its scopes
             while directory.exists():
                 try:
@@ -119,8 +123,28 @@ class Cgroup:
                     break
                 except OSError as exc:  # EBUSY while a killed task is still exiting
                     if time.monotonic() > deadline:
+                        _LEFT_BEHIND.add(directory)  # the next create() tries again
                         raise CgroupError(f"cannot remove cgroup {directory}: {exc}") from None
+                    self._kill_all()
                     time.sleep(0.05)
+            _LEFT_BEHIND.discard(directory)
+
+    def _kill_all(self) -> None:
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _lift_memory_limit(self) -> None:
+        # v1: memsw must be raised before the limit it bounds; v2: one file.
+        for directory in self.dirs:
+            for name, value in (
+                ("memory.memsw.limit_in_bytes", "-1"),
+                ("memory.limit_in_bytes", "-1"),
+                ("memory.max", "max"),
+            ):
+                with contextlib.suppress(OSError):
+                    if (directory / name).exists():
+                        _write(directory / name, value)
 
 
 def detect_version(root: Path = CGROUP_ROOT) -> int | None:
@@ -273,6 +297,15 @@ def join_value(cgroup: Cgroup) -> str:
     return os.pathsep.join(str(d / "cgroup.procs") for d in cgroup.dirs)
 
 
+@atexit.register
+def _remove_left_behind() -> None:
+    """At exit, one more try at what could not be removed earlier (its tasks have exited by
+    now, mostly); what still resists is removed by the next pipstorm start as stale."""
+    for directory in list(_LEFT_BEHIND):
+        with contextlib.suppress(CgroupError):
+            Cgroup(version=0, name=directory.name, dirs=(directory,)).remove()
+
+
 def remove_stale(root: Path = CGROUP_ROOT) -> list[Path]:
     """Remove pipstorm cgroups whose owner process is gone; returns what was removed.
 
@@ -280,6 +313,7 @@ def remove_stale(root: Path = CGROUP_ROOT) -> list[Path]:
     itself (removing its private directory on the way), before what is left is killed.
     """
     stale = [d for d in pipstorm_dirs(root) if not owner_alive(d.name)]
+    stale += [d for d in _LEFT_BEHIND if d.is_dir() and d not in stale]
     groups = [Cgroup(version=0, name=d.name, dirs=(d,)) for d in stale]
     deadline = time.monotonic() + STALE_GRACE_S
     while any(group.pids() for group in groups) and time.monotonic() < deadline:

@@ -176,7 +176,10 @@ class LocalPypiserver:
             # However the start failed (no answer, a refused check, the master gone), an OOM
             # kill in the cgroup is the reason to name; read before stop removes the cgroup.
             note = "" if "OOM-killed" in str(exc) else self._oom_note()
-            self.stop()
+            try:
+                self.stop()
+            except TargetError as cleanup:  # keep the start's reason first, and say both
+                note += f"; and then: {cleanup}"
             if note:
                 raise TargetError(f"{exc}{note}") from None
             raise
