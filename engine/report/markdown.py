@@ -17,6 +17,8 @@ from engine.report.rows import (
     ONSET_HEADERS,
     ONSET_NOTE,
     OP_HEADERS,
+    SHARD_HEADERS,
+    SHARD_NOTE,
     THRESHOLD_HEADERS,
     USAGE_HEADERS,
     client_rows,
@@ -26,6 +28,7 @@ from engine.report.rows import (
     onset_rows,
     operation_rows,
     run_facts,
+    shard_table_rows,
     status_rows,
     threshold_rows,
     transport_rows,
@@ -126,6 +129,8 @@ def render_markdown(report: Report, charts: Sequence[tuple[str, str]] = ()) -> s
     onset = onset_rows(report)
     if onset:
         parts += [f"### Burst onset\n\n{ONSET_NOTE}", table(onset, ONSET_HEADERS)]
+    if report.shards:
+        parts += [f"### Shards\n\n{SHARD_NOTE}", table(shard_table_rows(report), SHARD_HEADERS)]
     if report.client_kinds:
         parts += [
             "### Client kinds: versions, user agents seen by the index, requests per run",

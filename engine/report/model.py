@@ -22,6 +22,7 @@ from engine.analysis.client_usage import ClientKindUsage, client_kind_usage
 from engine.analysis.cloudwatch import cloudwatch_section, missing_note
 from engine.analysis.onset import Onset, burst_onset
 from engine.analysis.saturation import GeneratorCheck, check_generator, host_samples
+from engine.analysis.shards import ShardRow, shard_rows
 from engine.analysis.stats import NOT_FAILED, RunStats, compute_stats
 from engine.analysis.target_sizing import Diagnosis, TargetSizing, target_sizing
 from engine.analysis.target_sizing import diagnose as diagnose_sizing
@@ -70,6 +71,8 @@ class Report:
     # (engine.analysis.target_sizing)
     target: TargetSizing | None = None
     diagnosis: tuple[Diagnosis, ...] = ()
+    # A run spread over generators: one row per shard (engine.analysis.shards); () otherwise
+    shards: tuple[ShardRow, ...] = ()
 
     @property
     def run_dir(self) -> Path:
@@ -150,6 +153,7 @@ class Report:
             "target": None
             if self.target is None
             else {**self.target.to_dict(), "diagnosis": [d.to_dict() for d in self.diagnosis]},
+            "shards": [s.to_dict() for s in self.shards] or None,
             "run": self.run.to_json(),
             "run_dir": str(self.run_dir),
         }
@@ -234,6 +238,13 @@ def _notes(
             f"{req.repeated_count} request(s) repeated an earlier request of the same client "
             "run (same method and path): retries, mostly."
         )
+    for shard in run.shards:
+        if shard.status != "ok":
+            why = f": {shard.error}" if shard.error else ""
+            notes.append(
+                f"Shard {shard.index} ({len(shard.runs)} planned runs) was {shard.status}{why}; "
+                "its runs were not replayed."
+            )
     runs = stats.clients.all
     if runs.count < run.runs_planned:
         notes.append(f"{runs.count} of {run.runs_planned} planned client runs were recorded.")
@@ -303,6 +314,7 @@ def build_report(source: Path | RunData, thresholds: Mapping[str, float] | None 
             failed=not all(r.passed for r in results),
             generator_saturated=generator.saturated,
         ),
+        shards=shard_rows(run.shards, clients, data.host, onset.by_run, run.started),
     )
 
 

@@ -226,6 +226,52 @@ def transport_rows(report: Report) -> list[list[str]]:
     return [[k, str(v)] for k, v in report.stats.requests.transport_errors.items()]
 
 
+SHARD_HEADERS = (
+    "shard",
+    "status",
+    "host",
+    "runs",
+    "recorded",
+    "failed",
+    "lost",
+    "lost after s",
+    "onset p95 s",
+    "lag p95 s",
+    "CPU-s/run",
+    "host CPU %",
+    "clock offset ms",
+    "dispatch ms",
+)
+SHARD_NOTE = (
+    "Each shard played its share of the schedule from its own generator (own proxy and pool), "
+    "all from one start time; the tables above are computed from every shard's samples together. "
+    "A lost shard's runs are never replayed."
+)
+
+
+def shard_table_rows(report: Report) -> list[list[str]]:
+    """One row per shard of a run spread over generators (none for a one-machine run)."""
+    return [
+        [
+            str(s.shard),
+            s.status,
+            s.host or NONE,
+            str(s.runs_planned),
+            str(s.runs_recorded),
+            str(s.runs_failed),
+            str(s.runs_lost),
+            fmt_num(s.lost_after_s, 1),
+            fmt_num(s.onset_p95_s, 2),
+            fmt_num(s.lag_p95_s, 2),
+            fmt_num(s.cpu_s_per_run, 2),
+            fmt_num(s.host_cpu_percent, 0),
+            fmt_num(s.clock_offset_ms, 1),
+            fmt_num(s.dispatch_ms, 0),
+        ]
+        for s in report.shards
+    ]
+
+
 def onset_rows(report: Report) -> list[list[str]]:
     """One row per burst tick, then one for the base ticks together."""
     onset = report.onset

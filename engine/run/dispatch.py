@@ -45,6 +45,11 @@ class RunClock:
         self.t0_wall = time.time() + margin_s
         self.t0_mono = time.monotonic() + margin_s
 
+    def start_at(self, t0_wall: float) -> None:
+        """Offset 0 is the absolute instant ``t0_wall`` (a shard's shared start time)."""
+        self.t0_wall = t0_wall
+        self.t0_mono = time.monotonic() + (t0_wall - time.time())
+
     def counts(self) -> RunCounts:
         """Runs launched, in flight, finished and failed, now."""
         launched = bisect.bisect_right(self.dues, time.monotonic())

@@ -251,6 +251,7 @@ class _RunState:
     load_sent: bool = False
     stopped_by: str | None = None  # SIGINT or SIGTERM, once the run was interrupted
     stack: AwsStack | None = None  # --target terraform:DIR, read before the run
+    start_at: float | None = None  # a shard's absolute offset 0 (engine.run.shard_runner)
 
 
 def _interrupted(state: _RunState, exc: BaseException) -> None:
@@ -338,7 +339,10 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
             pool = started = ClientPool(record, workers=options.workers)
             pool.start()
             state.load_sent = True
-            clock.start(START_MARGIN_S)
+            if state.start_at is None:
+                clock.start(START_MARGIN_S)
+            else:
+                clock.start_at(state.start_at)
             _mark_started(state, clock.t0_wall)
             # Entered last, so stopped first: before the proxy and the target it samples.
             stack.enter_context(
@@ -413,3 +417,21 @@ def _mark_started(state: _RunState, started: float) -> None:
 def _to_stderr(line: str) -> None:
     sys.stderr.write(line + "\n")
     sys.stderr.flush()
+
+
+def drive_shard(
+    options: RunOptions,
+    line: Timeline,
+    plan: list[PlannedRun],
+    *,
+    meta: RunMeta,
+    run_dir: Path,
+    target: Target,
+    start_at: float,
+    emit: Callable[[str], None],
+) -> None:
+    """Play one shard's ``plan`` (``engine.run.shard_runner``): its own proxy and pool against a
+    target opened elsewhere, offset 0 at the shared absolute ``start_at``; the streams land in
+    ``run_dir`` and ``meta`` is filled in as for a whole run (no report is written here)."""
+    state = _RunState(meta=meta, run_dir=run_dir, emit=emit, target=target, start_at=start_at)
+    _drive(options, line, plan, state)

@@ -38,6 +38,69 @@ def installed_versions() -> dict[str, str]:
 
 
 @dataclass
+class ShardMeta:
+    """One shard of a run spread over generators (``pipstorm run --shards N``), in ``run.json``.
+
+    ``status``: ``ok`` (played and shipped back), ``lost`` (its worker died: its records died
+    with it), ``late`` (it could not start by the shared start time, so it never started: a
+    shard is never played late), ``interrupted`` (stopped with the run), ``failed`` (it raised).
+    ``lost_at`` is when the coordinator learnt of the loss (epoch s); ``clock_offset_s`` the
+    worker's clock minus the coordinator's at the lowest round trip (``clock_rtt_s``);
+    ``dispatch_s`` from submitting the shard to its start on the worker.
+    """
+
+    index: int
+    runs: list[str] = field(default_factory=list)
+    status: str = "pending"
+    worker: str | None = None
+    host: str | None = None
+    clock_offset_s: float | None = None
+    clock_rtt_s: float | None = None
+    dispatch_s: float | None = None
+    started: float | None = None
+    ended: float | None = None
+    lost_at: float | None = None
+    runs_dispatched: int = 0
+    error: str | None = None
+
+    @classmethod
+    def from_json(cls, data: object, source: str) -> ShardMeta:
+        """One ``shards`` entry; RecordError names the field of the wrong type."""
+        if not isinstance(data, dict):
+            raise RecordError(f"{source}: a shard must be an object, got {data!r}")
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            value: Any = data.get(f.name)
+            if value is None:
+                continue
+            want: tuple[type, ...] = _SHARD_TYPES.get(f.name, (str,))
+            if not _is_json_type(value, want):
+                raise RecordError(f"{source}: shard field {f.name!r} has the wrong type")
+            if f.name == "runs" and not all(isinstance(r, str) for r in value):
+                raise RecordError(f"{source}: shard field 'runs' must list run ids")
+            values[f.name] = float(value) if want == (int, float) else value
+        if "index" not in values:
+            raise RecordError(f"{source}: a shard needs its 'index'")
+        return cls(**values)
+
+
+def _is_json_type(value: object, kinds: tuple[type, ...]) -> bool:
+    """``value`` is of one of ``kinds`` (a JSON boolean is never a number)."""
+    return not isinstance(value, bool) and isinstance(value, kinds)
+
+
+_SHARD_TIMES = ("clock_offset_s", "clock_rtt_s", "dispatch_s", "started", "ended", "lost_at")
+_SHARD_TYPES: dict[str, tuple[type, ...]] = {
+    "index": (int,),
+    "runs_dispatched": (int,),
+    "runs": (list,),
+    **dict.fromkeys(
+        ("clock_offset_s", "clock_rtt_s", "dispatch_s", "started", "ended", "lost_at"), (int, float)
+    ),
+}
+
+
+@dataclass
 class RunMeta:
     """The content of ``run.json`` (schema 1). Times are epoch seconds.
 
@@ -46,7 +109,8 @@ class RunMeta:
     ``kind`` (embedded, remote) and ``index_url``; ``clients`` the mix and the version of each
     kind; ``faults`` each injected rule's id and spec; ``priority`` what was applied to clients
     and proxy; ``lab`` what a retry-lab run asked for (None for a load run); ``warnings`` what the
-    run was told and did anyway (``--force`` past the capacity check).
+    run was told and did anyway (``--force`` past the capacity check); ``shards`` each shard of
+    a run spread over generators (:class:`ShardMeta`).
     """
 
     profile: dict[str, Any]
@@ -69,6 +133,8 @@ class RunMeta:
     priority: dict[str, Any] = field(default_factory=dict)
     lab: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
+    #: The shards of a run spread over generators (``--shards N``); empty for a one-machine run.
+    shards: list[ShardMeta] = field(default_factory=list)
 
     schema: ClassVar[int] = SCHEMA
 
@@ -102,6 +168,8 @@ class RunMeta:
             if f.name not in data or (data[f.name] is None and f.name not in _NULLABLE):
                 continue
             values[f.name] = _checked(f.name, data[f.name], source)
+        if "shards" in values:
+            values["shards"] = [ShardMeta.from_json(s, source) for s in values["shards"]]
         if "profile" not in values:
             values["profile"] = {}
         return cls(**values)
@@ -128,7 +196,7 @@ _NUMBERS = frozenset({"planned_duration_s", "time_scale", "tick_s", "started", "
 _INTS = frozenset({"seed", "runs_planned", "runs_dispatched"})
 _BOOLS = frozenset({"interrupted", "count_injected"})
 _OBJECTS = frozenset({"profile", "target", "versions", "clients", "priority", "thresholds", "lab"})
-_LISTS = frozenset({"burst_ticks_s", "faults", "warnings"})
+_LISTS = frozenset({"burst_ticks_s", "faults", "warnings", "shards"})
 
 
 def _checked(name: str, value: object, source: str) -> Any:  # noqa: ANN401 - checked per field

@@ -16,12 +16,13 @@ REPORT_KEYS = {
     "incomplete", "interrupted", "error_rate", "latency_p95", "latency_p99",
     "status_code_counts", "error_5xx_count", "operations", "requests", "thresholds", "clients",
     "failed_runs", "client_kinds", "skipped_lines", "notes", "generator", "onset", "target",
-    "run", "run_dir", "cloudwatch",
+    "run", "run_dir", "cloudwatch", "shards",
 }  # fmt: skip
 RUN_KEYS = {
     "schema", "profile", "planned_duration_s", "time_scale", "tick_s", "burst_ticks_s",
     "started", "ended", "interrupted", "seed", "runs_planned", "runs_dispatched", "thresholds",
     "target", "versions", "clients", "faults", "count_injected", "priority", "lab", "warnings",
+    "shards",
 }  # fmt: skip
 
 
