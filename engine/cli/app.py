@@ -12,7 +12,7 @@ import typer
 from typer.exceptions import TyperException
 
 from clients.errors import ClientsError
-from engine.cli import aws, inspect, load, serve
+from engine.cli import aws, cluster, inspect, load, serve
 from engine.errors import UsageError
 from infra.errors import InfraError
 from packages.spec import CorpusError
@@ -48,6 +48,8 @@ app.command()(inspect.report)
 app.command()(inspect.compare)
 app.command()(inspect.trace)
 app.command()(serve.serve)
+app.command()(cluster.scheduler)
+app.command()(cluster.worker)
 corpus_app.command("build")(serve.corpus_build)
 corpus_app.command("upload")(serve.corpus_upload)
 

@@ -103,50 +103,77 @@ def run(
     hash_algo: HashAlgoOpt = None,
     backend: BackendOpt = None,
     allow_unconfined: AllowUnconfinedOpt = False,
+    shards: Annotated[
+        int | None,
+        typer.Option(
+            help="Spread the run over N generators (Dask workers; without --cluster a local "
+            "cluster of N worker processes on 127.0.0.1)."
+        ),
+    ] = None,
+    cluster: Annotated[
+        str | None,
+        typer.Option(help="tcp://HOST:PORT of a `pipstorm scheduler` (needs --shards)."),
+    ] = None,
+    max_clock_offset: Annotated[
+        float,
+        typer.Option(help="Refuse a worker whose clock is further off (ms; with --shards)."),
+    ] = 20.0,
 ) -> None:
     """Run a load profile and judge it against the thresholds."""
     from engine.run.client_mix import parse_mix
     from engine.run.execute import RunOptions, execute_run
     from engine.run.target import parse_target
 
+    if cluster is not None and shards is None:
+        raise UsageError("--cluster needs --shards N (how many of its workers to use)")
     spec = parse_target(target, index_url)
-    result = execute_run(
-        RunOptions(
-            profile=profile,
-            duration_s=duration,
-            time_scale=time_scale,
-            index_url=spec.index_url,
-            terraform_dir=spec.terraform_dir,
-            aws_role_arn=aws_role_arn,
-            allow_remote_target=allow_remote_target,
-            allow_origins=tuple(allow_origin or ()),
-            results_root=results,
-            threshold_overrides=tuple(threshold or ()),
-            seed=seed,
-            workers=workers,
-            run_timeout_s=run_timeout,
-            quiet=quiet,
-            client=client,
-            mix=parse_mix(mix) if mix is not None else None,
-            client_versions={"pip": pip_version, "poetry": poetry_version, "uv": uv_version},
-            corpus=CorpusSpec(dep_fan_out=dep_fan_out, dep_depth=dep_depth),
-            faults=tuple(fault or ()),
-            count_injected=count_injected,
-            force=force,
-            sizing=build_sizing(
-                sizing,
-                cpus=cpus,
-                memory=memory,
-                workers=server_workers,
-                worker_class=worker_class,
-                auth=auth,
-                hash_algo=hash_algo,
-                backend=backend,
-            ),
-            allow_unconfined=allow_unconfined,
-        )
+    options = RunOptions(
+        profile=profile,
+        duration_s=duration,
+        time_scale=time_scale,
+        index_url=spec.index_url,
+        terraform_dir=spec.terraform_dir,
+        aws_role_arn=aws_role_arn,
+        allow_remote_target=allow_remote_target,
+        allow_origins=tuple(allow_origin or ()),
+        results_root=results,
+        threshold_overrides=tuple(threshold or ()),
+        seed=seed,
+        workers=workers,
+        run_timeout_s=run_timeout,
+        quiet=quiet,
+        client=client,
+        mix=parse_mix(mix) if mix is not None else None,
+        client_versions={"pip": pip_version, "poetry": poetry_version, "uv": uv_version},
+        corpus=CorpusSpec(dep_fan_out=dep_fan_out, dep_depth=dep_depth),
+        faults=tuple(fault or ()),
+        count_injected=count_injected,
+        force=force,
+        sizing=build_sizing(
+            sizing,
+            cpus=cpus,
+            memory=memory,
+            workers=server_workers,
+            worker_class=worker_class,
+            auth=auth,
+            hash_algo=hash_algo,
+            backend=backend,
+        ),
+        allow_unconfined=allow_unconfined,
     )
-    raise typer.Exit(result.exit_code)
+    if shards is None:
+        raise typer.Exit(execute_run(options).exit_code)
+    from engine.run.sharded import ShardedOptions, execute_sharded_run, lost_shards
+
+    result = execute_sharded_run(
+        options,
+        ShardedOptions(
+            shards=shards, cluster=cluster, max_clock_offset_s=max_clock_offset / 1000.0
+        ),
+    )
+    code = result.exit_code
+    # A shard that did not play its part means the load was not the profile's: never a pass.
+    raise typer.Exit(1 if code == 0 and lost_shards(result.report.run) else code)
 
 
 def realism(

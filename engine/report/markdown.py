@@ -130,7 +130,14 @@ def render_markdown(report: Report, charts: Sequence[tuple[str, str]] = ()) -> s
     if onset:
         parts += [f"### Burst onset\n\n{ONSET_NOTE}", table(onset, ONSET_HEADERS)]
     if report.shards:
-        parts += [f"### Shards\n\n{SHARD_NOTE}", table(shard_table_rows(report), SHARD_HEADERS)]
+        parts += [
+            f"### Shards\n\n{SHARD_NOTE}",
+            table(
+                shard_table_rows(report),
+                SHARD_HEADERS,
+                align=("right", "left", "left", *("right",) * (len(SHARD_HEADERS) - 3)),
+            ),
+        ]
     if report.client_kinds:
         parts += [
             "### Client kinds: versions, user agents seen by the index, requests per run",
