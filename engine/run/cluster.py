@@ -86,7 +86,7 @@ def open_cluster(shards: int, address: str | None) -> Iterator[Any]:
                     resources={SHARD_RESOURCE: 1},
                     memory_limit=0,  # the clients' memory is theirs, not the worker's to police
                     local_directory=scratch,
-                    silence_logs=logging.ERROR,
+                    silence_logs=logging.CRITICAL,  # a lost shard is said once, by pipstorm
                     scheduler_kwargs={"allowed_failures": 0},
                 ) as cluster,
                 Client(cluster, set_as_default=False) as client,  # type: ignore[no-untyped-call]

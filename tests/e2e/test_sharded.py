@@ -1,0 +1,267 @@
+"""A run spread over Dask workers on loopback: real scheduler and worker processes, real pip.
+
+Seconds of load each: a 2-shard light_load, a worker SIGKILLed mid-shard, and the refusals
+(more shards than workers, a version mismatch, a clock further off than allowed, a worker that
+cannot reach the target), each one ``ERROR:`` line and exit 2 before any load.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from engine.rundir.records import load_clients, load_requests
+from tests.e2e.conftest import leftovers, pipstorm
+from tests.engine.report.test_report_schema import REPORT_KEYS, RUN_KEYS
+
+pytestmark = pytest.mark.e2e
+
+BIN = [sys.executable, "-m", "engine"]
+
+
+def _run_dir(results: Path) -> Path:
+    (found,) = [p for p in results.iterdir() if p.is_dir()]
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _listening(pid: int) -> set[str]:
+    """The addresses a process tree listens on."""
+    procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    found: set[str] = set()
+    for p in procs:
+        try:
+            found |= {c.laddr.ip for c in p.net_connections() if c.status == psutil.CONN_LISTEN}
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_two_shards_play_every_run_once_and_merge_into_one_report(
+    e2e_env: dict[str, str], tmp_path: Path
+) -> None:
+    results = tmp_path / "results"
+    done = pipstorm(
+        [
+            "run", "--profile", "light_load", "--duration", "20", "--shards", "2",
+            "--workers", "1", "--results", str(results), "--quiet",
+        ],
+        e2e_env,
+        tmpdir=tmp_path / "tmp",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    run_dir = _run_dir(results)
+    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    assert set(report) == REPORT_KEYS  # the same document a one-machine run writes
+    assert set(report["run"]) == RUN_KEYS
+    clients, skipped = load_clients(run_dir / "clients.jsonl")
+    assert skipped == 0
+    planned = {r for s in report["run"]["shards"] for r in s["runs"]}
+    ids = [c.run_id for c in clients]
+    assert sorted(ids) == sorted(planned) and len(planned) == 6  # each run exactly once
+    assert all(c.outcome == "ok" for c in clients)
+    lines = [json.loads(x) for x in (run_dir / "requests.jsonl").read_text().splitlines()]
+    assert {line["shard"] for line in lines} == {0, 1}  # records from both shards
+    assert {line["host"] for line in lines} == {socket.gethostname()}
+    requests, _ = load_requests(run_dir / "requests.jsonl")
+    assert {r.run_id for r in requests} == planned
+    shards = report["shards"]
+    assert [s["status"] for s in shards] == ["ok", "ok"]
+    assert all(abs(s["clock_offset_ms"]) < 20 for s in shards)
+    assert "### Shards" in (run_dir / "report.md").read_text(encoding="utf-8")
+    assert leftovers(tmp_path / "tmp") == []
+
+
+def test_a_worker_killed_mid_shard_is_lost_not_replayed_and_leaves_no_clients(
+    e2e_env: dict[str, str], tmp_path: Path
+) -> None:
+    results = tmp_path / "results"
+    proc = subprocess.Popen(
+        [
+            *BIN, "run", "--profile", "light_load", "--duration", "30", "--shards", "2",
+            "--workers", "1", "--results", str(results), "--quiet",
+        ],
+        env={**e2e_env, "TMPDIR": str(tmp_path)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        victim, meta = _worker_of_shard(proc.pid, results, shard=1, after_s=10.3)
+        doomed = victim.children(recursive=True)  # its pool, proxy and any pip in flight
+        victim.kill()
+        killed_at = time.time()
+        _gone, alive = psutil.wait_procs(doomed, timeout=5)
+        assert alive == [], [p.cmdline() for p in alive]  # they die with their worker
+        _out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err  # the load was not the profile's: never a pass
+    assert re.search(r"shard 1 LOST: its worker .* died", err)
+    run_dir = _run_dir(results)
+    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    lost = report["shards"][1]
+    assert lost["status"] == "lost"
+    assert lost["runs_lost"] == len(meta["shards"][1]["runs"])
+    assert report["run"]["shards"][1]["lost_at"] - killed_at < 5  # marked within seconds
+    clients, _ = load_clients(run_dir / "clients.jsonl")
+    ids = [c.run_id for c in clients]
+    assert sorted(ids) == sorted(meta["shards"][0]["runs"])  # shard 0 whole, shard 1 never
+    assert any("Shard 1" in n and "not replayed" in n for n in report["notes"])
+
+
+def _worker_of_shard(
+    coordinator: int, results: Path, *, shard: int, after_s: float
+) -> tuple[psutil.Process, dict[str, Any]]:
+    """The Dask worker process playing ``shard``, ``after_s`` after the run's offset 0."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.2)
+        metas = list(results.glob("*/run.json"))
+        if not metas:
+            continue
+        meta = json.loads(metas[0].read_text(encoding="utf-8"))
+        started = meta.get("started")
+        if not started or time.time() < started + after_s:
+            continue
+        port = int(meta["shards"][shard]["worker"].rsplit(":", 1)[1])
+        for p in psutil.Process(coordinator).children(recursive=True):
+            try:
+                conns = p.net_connections()
+            except psutil.Error:
+                continue
+            if any(c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in conns):
+                return p, meta
+    raise AssertionError("the shard's worker never showed up")
+
+
+@pytest.fixture
+def scheduler(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """``pipstorm scheduler`` on a free loopback port; its address."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*BIN, "scheduler", "--port", str(port)],
+        env={**e2e_env, "TMPDIR": str(tmp_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_port(port)
+        assert _listening(proc.pid) == {"127.0.0.1"}  # scheduler and its HTTP endpoints
+        yield f"tcp://127.0.0.1:{port}"
+    finally:
+        _stop(proc)
+
+
+def _wait_port(port: int) -> None:
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _worker(address: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [*BIN, "worker", address],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    for line in proc.stderr:  # the wrapper says when it is registered
+        if line.startswith("pipstorm worker:"):
+            return proc
+    raise AssertionError("the worker did not start")
+
+
+def _refused(
+    address: str, env: dict[str, str], tmp_path: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    results = tmp_path / "results"
+    done = pipstorm(
+        [
+            "run", "--profile", "light_load", "--duration", "10", "--client", "http",
+            "--cluster", address, "--results", str(results), *extra,
+        ],
+        env,
+        tmpdir=tmp_path / "tmp",
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("ERROR:")]
+    assert len(errors) == 1 and "Traceback" not in done.stderr, done.stderr
+    assert not results.exists() or not any(results.iterdir())  # refused before any load
+    return done
+
+
+def test_cluster_refusals_are_one_line_each(
+    scheduler: str, e2e_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {**e2e_env, "TMPDIR": str(tmp_path)}
+    workers = [_worker(scheduler, env)]
+    try:
+        assert _listening(workers[0].pid) == {"127.0.0.1"}  # nanny and worker alike
+        done = _refused(scheduler, e2e_env, tmp_path / "a", "--shards", "2")
+        assert "--shards 2 needs 2 workers" in done.stderr
+        done = _refused(
+            scheduler, e2e_env, tmp_path / "b", "--shards", "1", "--max-clock-offset", "0"
+        )
+        assert "clock is" in done.stderr and "--max-clock-offset" in done.stderr
+        # A worker whose HTTP goes through a proxy that is not there cannot load the target.
+        dead = f"http://127.0.0.1:{_free_port()}"
+        workers.append(_worker(scheduler, {**env, "http_proxy": dead, "no_proxy": ""}))
+        done = _refused(scheduler, e2e_env, tmp_path / "c", "--shards", "2")
+        assert "cannot load the target" in done.stderr
+        # A worker with another pipstorm version (its dist-info first on sys.path).
+        fake = tmp_path / "fake"
+        (fake / "pipstorm-9.9.9.dist-info").mkdir(parents=True)
+        (fake / "pipstorm-9.9.9.dist-info" / "METADATA").write_text(
+            "Metadata-Version: 2.1\nName: pipstorm\nVersion: 9.9.9\n", encoding="utf-8"
+        )
+        _stop(workers.pop())
+        workers.append(_worker(scheduler, {**env, "PYTHONPATH": str(fake)}))
+        done = _refused(scheduler, e2e_env, tmp_path / "d", "--shards", "2")
+        assert "pipstorm 9.9.9" in done.stderr
+    finally:
+        for proc in workers:
+            _stop(proc)
+
+
+def test_cluster_without_shards_is_refused(e2e_env: dict[str, str], tmp_path: Path) -> None:
+    done = pipstorm(
+        ["run", "--profile", "light_load", "--cluster", "tcp://127.0.0.1:9"],
+        e2e_env,
+        tmpdir=tmp_path / "tmp",
+    )
+    assert done.returncode == 2
+    assert "ERROR: --cluster needs --shards N" in done.stderr

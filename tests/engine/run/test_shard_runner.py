@@ -1,0 +1,38 @@
+"""A shard that reaches its worker at or after the start time never starts (no late replays)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from engine.run.execute import RunOptions
+from engine.run.profiles import BUILTIN_PROFILES
+from engine.run.schedule import build_schedule
+from engine.run.shard_runner import ShardJob, run_shard
+from engine.run.shards import split
+from packages.spec import CorpusSpec
+
+
+def test_a_shard_past_its_start_time_is_late_and_sends_nothing(tmp_path: Path) -> None:
+    corpus = CorpusSpec()
+    line, plan = build_schedule(
+        BUILTIN_PROFILES["light_load"], corpus.releases(), seed=1, duration_s=10
+    )
+    shard = split(plan, 2)[1]
+    job = ShardJob(
+        shard=shard,
+        start_at=time.time() - 0.5,  # a replay after its worker died would arrive like this
+        clock_offset_s=0.0,
+        options=RunOptions(profile="light_load", results_root=tmp_path),
+        line=line,
+        target_kind="remote",
+        index_url="http://127.0.0.1:9/simple/",  # nothing listens: any load would fail loudly
+        credentials=None,
+        corpus=corpus,
+        token="t",  # noqa: S106 - the run token names a Dask event, no secret
+    )
+    result = run_shard(job)
+    assert result.status == "late"
+    assert result.error is not None and "after the start time" in result.error
+    assert result.packed == {} and result.runs_dispatched == 0
+    assert list(tmp_path.iterdir()) == []
