@@ -139,7 +139,7 @@ def check_cluster(
                     f"{version}: install the same versions everywhere"
                 )
         hosts[address] = str(facts[address]["host"])
-    workers = [_clock(client, address, hosts[address]) for address in chosen]
+    workers = [measure_clock(client, address, hosts[address]) for address in chosen]
     for w in workers:
         if abs(w.clock_offset_s) > max_clock_offset_s:
             raise ClusterError(
@@ -158,7 +158,7 @@ def _allowed_failures(dask_scheduler: Any) -> int:  # noqa: ANN401 - distributed
     return int(dask_scheduler.allowed_failures)
 
 
-def _clock(client: Any, address: str, host: str) -> WorkerInfo:  # noqa: ANN401
+def measure_clock(client: Any, address: str, host: str) -> WorkerInfo:  # noqa: ANN401
     """NTP-style offset of one worker's clock: lowest round trip of CLOCK_ROUNDS exchanges."""
     best: tuple[float, float] | None = None  # (rtt, offset)
     for _ in range(CLOCK_ROUNDS):

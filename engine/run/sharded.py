@@ -85,6 +85,7 @@ class _Plan:
     emit: Callable[[str], None]
     results: dict[int, ShardResult] = field(default_factory=dict)
     sent: bool = False
+    stopped_by: str | None = None  # SIGINT or SIGTERM, once the run was interrupted
 
 
 def execute_sharded_run(
@@ -109,7 +110,7 @@ def execute_sharded_run(
         run_dir=run.run_dir,
         report=report,
         interrupted=run.meta.interrupted,
-        stopped_by="SIGINT" if run.meta.interrupted else None,
+        stopped_by=run.stopped_by,
     )
 
 
@@ -278,6 +279,8 @@ def _collect(
             time.sleep(POLL_S)
     except (KeyboardInterrupt, Terminated, TimeoutError) as exc:
         meta.interrupted = not isinstance(exc, TimeoutError)
+        if meta.interrupted:
+            run.stopped_by = str(exc) if isinstance(exc, Terminated) else "SIGINT"
         emit("pipstorm: stopping every shard: their clients are stopped and their records shipped")
         Event(stop_event_name(token), client=client).set()  # type: ignore[no-untyped-call]
         stop_at = time.time() + STOP_GRACE_S
