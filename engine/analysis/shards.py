@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from engine.analysis.onset import Onset
+from engine.analysis.saturation import GeneratorCheck, check_generator, host_samples
 from engine.analysis.stats import NOT_FAILED, distribution
 from engine.rundir.host import HostRow, number
 from engine.rundir.meta import ShardMeta
@@ -95,3 +97,23 @@ def shard_rows(
 
 def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else seconds * 1000.0
+
+
+def generator_check(
+    host: Sequence[HostRow],
+    clients: Sequence[ClientRecord],
+    *,
+    local_target: bool,
+    onset: Onset | None,
+) -> GeneratorCheck:
+    """The generator check, per shard when the rows come from several (each shard's sampler
+    watched its own host; interleaved, two shards' busy seconds would count twice): the first
+    saturated shard's check, else shard 0's. A one-machine run is checked as it always was."""
+    by_shard: dict[object, list[HostRow]] = {}
+    for row in host:
+        by_shard.setdefault(row.get("shard"), []).append(row)
+    checks = [
+        check_generator(host_samples(rows), clients, local_target=local_target, onset=onset)
+        for _, rows in sorted(by_shard.items(), key=lambda item: str(item[0]))
+    ] or [check_generator([], clients, local_target=local_target, onset=onset)]
+    return next((c for c in checks if c.saturated), checks[0])

@@ -21,8 +21,8 @@ from typing import Any, Literal
 from engine.analysis.client_usage import ClientKindUsage, client_kind_usage
 from engine.analysis.cloudwatch import cloudwatch_section, missing_note
 from engine.analysis.onset import Onset, burst_onset
-from engine.analysis.saturation import GeneratorCheck, check_generator, host_samples
-from engine.analysis.shards import ShardRow, shard_rows
+from engine.analysis.saturation import GeneratorCheck
+from engine.analysis.shards import ShardRow, generator_check, shard_rows
 from engine.analysis.stats import NOT_FAILED, RunStats, compute_stats
 from engine.analysis.target_sizing import Diagnosis, TargetSizing, target_sizing
 from engine.analysis.target_sizing import diagnose as diagnose_sizing
@@ -283,9 +283,7 @@ def build_report(source: Path | RunData, thresholds: Mapping[str, float] | None 
     results = tuple(evaluate(limits, stats))
     onset = burst_onset(requests, clients, run.started)
     sized = target_sizing(run)
-    generator = check_generator(
-        host_samples(data.host), clients, local_target=run.embedded_target, onset=onset
-    )
+    generator = generator_check(data.host, clients, local_target=run.embedded_target, onset=onset)
     failed = sorted(
         (c for c in clients if c.outcome not in {*NOT_FAILED, "interrupted"}),
         key=lambda c: c.started,

@@ -44,3 +44,26 @@ def test_a_one_machine_run_has_no_shard_table(tmp_path: Path) -> None:
     write_reports(run_dir)
     assert json.loads((run_dir / "report.json").read_text(encoding="utf-8"))["shards"] is None
     assert "### Shards" not in (run_dir / "report.md").read_text(encoding="utf-8")
+
+
+def test_two_shards_on_one_host_do_not_count_their_busy_seconds_twice() -> None:
+    from engine.analysis.shards import generator_check
+    from tests.engine.synthetic_run import host_line
+
+    # Each shard's sampler saw 3 busy seconds (below the 5 s rule); interleaved they look like 6.
+    rows = [
+        {**host_line(T0 + s + shard * 0.5, 95.0 if s < 3 else 20.0), "shard": shard}
+        for s in range(20)
+        for shard in (0, 1)
+    ]
+    rows.sort(key=lambda r: r["ts"])
+    merged_view = generator_check(
+        [{k: v for k, v in r.items() if k != "shard"} for r in rows],
+        [],
+        local_target=False,
+        onset=None,
+    )
+    per_shard = generator_check(rows, [], local_target=False, onset=None)
+    assert merged_view.cpu_busy_longest_s >= 5  # what a naive merge would have concluded
+    assert per_shard.cpu_busy_longest_s == 3
+    assert not per_shard.saturated
