@@ -23,9 +23,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from engine.errors import UsageError
+from engine.run import reaper
 from engine.run.shard_runner import SHARD_RESOURCE, reach_target, worker_facts
 from infra.credentials import Credentials
 
@@ -75,8 +77,10 @@ def open_cluster(shards: int, address: str | None) -> Iterator[Any]:
                 client.close()  # type: ignore[no-untyped-call]
             return
         scratch = tempfile.mkdtemp(prefix="pipstorm-dask-")
+        guard = reaper.start(Path(scratch))  # removes it if this process is SIGKILLed
         try:
             with (
+                dask.config.set({"temporary-directory": scratch}),  # the scheduler's too
                 LocalCluster(  # type: ignore[no-untyped-call]
                     n_workers=shards,
                     threads_per_worker=1,
@@ -94,6 +98,7 @@ def open_cluster(shards: int, address: str | None) -> Iterator[Any]:
                 yield client
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+            reaper.stop(guard)
 
 
 def check_cluster(

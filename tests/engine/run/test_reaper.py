@@ -1,0 +1,40 @@
+"""The scratch reaper removes its folder once the owner is gone, also after a SIGKILL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engine.run import reaper
+
+
+def test_the_folder_goes_when_its_owner_is_killed(tmp_path: Path) -> None:
+    folder = tmp_path / "scratch"
+    (folder / "worker-1").mkdir(parents=True)
+    (folder / "worker-1" / "requests.jsonl").write_text("{}\n", encoding="utf-8")
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    guard = subprocess.Popen(
+        [sys.executable, "-m", "engine.run.reaper", str(owner.pid), str(folder)],
+        start_new_session=True,
+    )
+    try:
+        time.sleep(0.5)
+        assert folder.exists()  # the owner is alive: nothing is touched
+        owner.kill()
+        owner.wait()
+        assert guard.wait(timeout=30) == 0
+        assert not folder.exists()
+    finally:
+        for proc in (owner, guard):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_an_owner_that_cleaned_up_itself_stops_its_reaper(tmp_path: Path) -> None:
+    guard = reaper.start(tmp_path)
+    reaper.stop(guard)
+    assert guard.returncode is not None
+    assert tmp_path.exists()  # stopping the reaper never removes anything
