@@ -7,8 +7,8 @@ load the coordinator refuses, in one line, what would make the merged report a l
 
 - fewer workers with a shard slot (``resources={"shard": 1}``) than shards;
 - a scheduler that re-runs a task whose worker died (``allowed-failures`` above 0);
-- pipstorm, distributed or Python versions that differ between coordinator and a worker, or a
-  worker that cannot import pipstorm at all;
+- pipstorm, distributed, virtualenv (the pip a venv gets) or Python versions that differ
+  between coordinator, scheduler and a worker, or a scheduler or worker without pipstorm;
 - a worker clock further from the coordinator's than ``--max-clock-offset`` (NTP-style: the
   worker's ``time.time()`` against the midpoint of the call, keeping the lowest round trip);
 - a worker that cannot reach the target (one authenticated GET, as a one-machine run's preflight).
@@ -123,26 +123,28 @@ def check_cluster(
             f"{len(slots)} (start them with `pipstorm worker ADDRESS`)"
         )
     chosen = slots[:shards]
-    allowed = client.run_on_scheduler(_allowed_failures)
+    try:
+        allowed = client.run_on_scheduler(_allowed_failures)
+        theirs = client.run_on_scheduler(worker_facts)["versions"]
+    except Exception as exc:  # it cannot unpickle a pipstorm function: not pipstorm's
+        raise ClusterError(
+            f"the scheduler cannot run pipstorm ({type(exc).__name__}); start it with "
+            "`pipstorm scheduler`"
+        ) from None
+    mine = worker_facts()["versions"]
+    _same_versions("the scheduler", theirs, mine)
     if allowed != 0:
         raise ClusterError(
             f"the scheduler re-runs a task whose worker died ({allowed} allowed failures): a "
             "lost shard would be replayed late; start it with `pipstorm scheduler`"
         )
-    mine = worker_facts()["versions"]
     try:
         facts = client.run(worker_facts, workers=chosen)
     except Exception as exc:  # the worker cannot unpickle a pipstorm function
         raise ClusterError(f"a worker cannot run pipstorm: {type(exc).__name__}: {exc}") from None
     hosts: dict[str, str] = {}
     for address in chosen:
-        theirs = facts[address]["versions"]
-        for name, version in mine.items():
-            if theirs.get(name) != version:
-                raise ClusterError(
-                    f"worker {address} has {name} {theirs.get(name)}, this coordinator "
-                    f"{version}: install the same versions everywhere"
-                )
+        _same_versions(f"worker {address}", facts[address]["versions"], mine)
         hosts[address] = str(facts[address]["host"])
     workers = [measure_clock(client, address, hosts[address]) for address in chosen]
     for w in workers:
@@ -157,6 +159,15 @@ def check_cluster(
         if unreachable.get(address):
             raise ClusterError(f"worker {address} cannot load the target: {unreachable[address]}")
     return workers
+
+
+def _same_versions(who: str, theirs: dict[str, str], mine: dict[str, str]) -> None:
+    for name, version in mine.items():
+        if theirs.get(name) != version:
+            raise ClusterError(
+                f"{who} has {name} {theirs.get(name)}, this coordinator {version}: "
+                "install the same versions everywhere"
+            )
 
 
 def _allowed_failures(dask_scheduler: Any) -> int:  # noqa: ANN401 - distributed.Scheduler

@@ -86,7 +86,8 @@ class ShardResult:
 def worker_facts() -> dict[str, Any]:
     """What the coordinator checks before submitting: versions and host (``client.run``)."""
     versions: dict[str, str] = {}
-    for dist in ("pipstorm", "distributed"):
+    # virtualenv decides the pip a fresh venv gets: a different one is a different client.
+    for dist in ("pipstorm", "distributed", "virtualenv"):
         try:
             versions[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
