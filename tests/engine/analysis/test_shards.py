@@ -37,6 +37,8 @@ def test_a_lost_shard_shows_its_runs_and_when_and_the_report_says_no_replay(
     assert any("Shard 1" in n and "not replayed" in n for n in report.notes)
     md = (run_dir / "report.md").read_text(encoding="utf-8")
     assert "### Shards" in md and "| lost" in md
+    html = (run_dir / "report.html").read_text(encoding="utf-8")
+    assert '<section id="shards">' in html and "gen-b" in html
 
 
 def test_a_one_machine_run_has_no_shard_table(tmp_path: Path) -> None:
