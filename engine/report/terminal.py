@@ -9,9 +9,11 @@ from engine.report.rows import (
     CLOUDWATCH_HEADERS,
     NONE,
     ONSET_HEADERS,
+    SHARD_HEADERS,
     cloudwatch_rows,
     dist_cells,
     onset_rows,
+    shard_table_rows,
     threshold_rows,
     verdict_line,
 )
@@ -61,5 +63,7 @@ def terminal_summary(report: Report) -> str:
     cloudwatch = cloudwatch_rows(report)
     if cloudwatch:
         lines += ["", table(cloudwatch, CLOUDWATCH_HEADERS, "simple")]
+    if report.shards:
+        lines += ["", table(shard_table_rows(report), SHARD_HEADERS, "simple")]
     lines += [f"note: {n}" for n in report.notes]
     return "\n".join(lines)
