@@ -160,8 +160,7 @@ def scheduler(e2e_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
         [*BIN, "scheduler", "--port", str(port)],
         env={**e2e_env, "TMPDIR": str(tmp_path)},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=subprocess.DEVNULL,
     )
     try:
         _wait_port(port)
@@ -181,7 +180,7 @@ def _wait_port(port: int) -> None:
     raise AssertionError(f"nothing listens on {port}")
 
 
-def _stop(proc: subprocess.Popen[str]) -> None:
+def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
         proc.wait(timeout=20)
@@ -190,19 +189,17 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         proc.wait()
 
 
-def _worker(address: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [*BIN, "worker", address],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stderr is not None
-    for line in proc.stderr:  # the wrapper says when it is registered
-        if line.startswith("pipstorm worker:"):
+def _worker(address: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """``pipstorm worker ADDRESS``, once it says it is registered (its log goes to ``log``)."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen([*BIN, "worker", address], env=env, stdout=out, stderr=out)
+    deadline = time.time() + 60
+    while time.time() < deadline and proc.poll() is None:
+        if "pipstorm worker:" in log.read_text(encoding="utf-8", errors="replace"):
             return proc
-    raise AssertionError("the worker did not start")
+        time.sleep(0.2)
+    _stop(proc)
+    raise AssertionError(f"the worker did not start: {log.read_text(errors='replace')[-500:]}")
 
 
 def _refused(
@@ -228,7 +225,7 @@ def test_cluster_refusals_are_one_line_each(
     scheduler: str, e2e_env: dict[str, str], tmp_path: Path
 ) -> None:
     env = {**e2e_env, "TMPDIR": str(tmp_path)}
-    workers = [_worker(scheduler, env)]
+    workers = [_worker(scheduler, env, tmp_path / "w0.log")]
     try:
         assert _listening(workers[0].pid) == {"127.0.0.1"}  # nanny and worker alike
         done = _refused(scheduler, e2e_env, tmp_path / "a", "--shards", "2")
@@ -239,7 +236,9 @@ def test_cluster_refusals_are_one_line_each(
         assert "clock is" in done.stderr and "--max-clock-offset" in done.stderr
         # A worker whose HTTP goes through a proxy that is not there cannot load the target.
         dead = f"http://127.0.0.1:{_free_port()}"
-        workers.append(_worker(scheduler, {**env, "http_proxy": dead, "no_proxy": ""}))
+        workers.append(
+            _worker(scheduler, {**env, "http_proxy": dead, "no_proxy": ""}, tmp_path / "w1.log")
+        )
         done = _refused(scheduler, e2e_env, tmp_path / "c", "--shards", "2")
         assert "cannot load the target" in done.stderr
         # A worker with another pipstorm version (its dist-info first on sys.path).
@@ -249,7 +248,7 @@ def test_cluster_refusals_are_one_line_each(
             "Metadata-Version: 2.1\nName: pipstorm\nVersion: 9.9.9\n", encoding="utf-8"
         )
         _stop(workers.pop())
-        workers.append(_worker(scheduler, {**env, "PYTHONPATH": str(fake)}))
+        workers.append(_worker(scheduler, {**env, "PYTHONPATH": str(fake)}, tmp_path / "w2.log"))
         done = _refused(scheduler, e2e_env, tmp_path / "d", "--shards", "2")
         assert "pipstorm 9.9.9" in done.stderr
     finally:
