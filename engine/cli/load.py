@@ -126,6 +126,10 @@ def run(
 
     if cluster is not None and shards is None:
         raise UsageError("--cluster needs --shards N (how many of its workers to use)")
+    if shards is not None and shards < 1:
+        raise UsageError(f"--shards must be at least 1, got {shards}")
+    if not max_clock_offset >= 0:
+        raise UsageError(f"--max-clock-offset must be >= 0 ms, got {max_clock_offset}")
     spec = parse_target(target, index_url)
     options = RunOptions(
         profile=profile,

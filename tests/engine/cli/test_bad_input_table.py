@@ -50,6 +50,10 @@ ARGUMENTS = [
     (["--pip-version", "newest"], "must be a release number"),
     (["--duration", "10", "--time-scale", "2"], "not both"),
     (["--time-scale", "0"], "--time-scale must be > 0"),
+    (["--shards", "0"], "--shards must be at least 1"),
+    (["--cluster", "tcp://127.0.0.1:9"], "--cluster needs --shards N"),
+    (["--shards", "2", "--max-clock-offset", "-1"], "--max-clock-offset must be >= 0"),
+    (["--shards", "2", "--fault", "op=listing,status=503"], "not supported with --shards"),
 ]
 
 
