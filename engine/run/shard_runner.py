@@ -38,7 +38,7 @@ from engine.run.target import Target, preflight
 from engine.rundir.merge import pack
 from engine.rundir.meta import RunMeta
 from infra.credentials import Credentials
-from packages.spec import CorpusSpec
+from packages.spec import CorpusError, CorpusSpec
 
 #: How often the stop watcher looks at the coordinator's stop event.
 STOP_POLL_S = 0.5
@@ -100,7 +100,7 @@ def reach_target(index_url: str, credentials: Credentials | None, project: str) 
     """Whether this worker can load the target: None, or the one-line reason it cannot."""
     try:
         preflight(index_url, credentials, project)
-    except UsageError as exc:
+    except (UsageError, CorpusError) as exc:  # the preflight's own one-line errors
         return str(exc)
     return None
 

@@ -1,8 +1,10 @@
 """A run spread over Dask workers on loopback: real scheduler and worker processes, real pip.
 
 Seconds of load each: a 2-shard light_load, a worker SIGKILLed mid-shard, and the refusals
-(more shards than workers, a version mismatch, a clock further off than allowed, a worker that
-cannot reach the target), each one ``ERROR:`` line and exit 2 before any load.
+(more shards than workers, a version mismatch, a clock further off than allowed), each one
+``ERROR:`` line and exit 2 before any load. (A worker that cannot reach the target is refused by
+the same check from the worker, ``reach_target``; one machine cannot make its own loopback
+unreachable to one process, so that case is a unit test in tests/engine/run/test_shard_runner.py.)
 """
 
 from __future__ import annotations
@@ -234,20 +236,12 @@ def test_cluster_refusals_are_one_line_each(
             scheduler, e2e_env, tmp_path / "b", "--shards", "1", "--max-clock-offset", "0"
         )
         assert "clock is" in done.stderr and "--max-clock-offset" in done.stderr
-        # A worker whose HTTP goes through a proxy that is not there cannot load the target.
-        dead = f"http://127.0.0.1:{_free_port()}"
-        workers.append(
-            _worker(scheduler, {**env, "http_proxy": dead, "no_proxy": ""}, tmp_path / "w1.log")
-        )
-        done = _refused(scheduler, e2e_env, tmp_path / "c", "--shards", "2")
-        assert "cannot load the target" in done.stderr
         # A worker with another pipstorm version (its dist-info first on sys.path).
         fake = tmp_path / "fake"
         (fake / "pipstorm-9.9.9.dist-info").mkdir(parents=True)
         (fake / "pipstorm-9.9.9.dist-info" / "METADATA").write_text(
             "Metadata-Version: 2.1\nName: pipstorm\nVersion: 9.9.9\n", encoding="utf-8"
         )
-        _stop(workers.pop())
         workers.append(_worker(scheduler, {**env, "PYTHONPATH": str(fake)}, tmp_path / "w2.log"))
         done = _refused(scheduler, e2e_env, tmp_path / "d", "--shards", "2")
         assert "pipstorm 9.9.9" in done.stderr

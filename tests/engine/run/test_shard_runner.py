@@ -8,7 +8,7 @@ from pathlib import Path
 from engine.run.execute import RunOptions
 from engine.run.profiles import BUILTIN_PROFILES
 from engine.run.schedule import build_schedule
-from engine.run.shard_runner import ShardJob, run_shard
+from engine.run.shard_runner import ShardJob, reach_target, run_shard
 from engine.run.shards import split
 from packages.spec import CorpusSpec
 
@@ -36,3 +36,14 @@ def test_a_shard_past_its_start_time_is_late_and_sends_nothing(tmp_path: Path) -
     assert result.error is not None and "after the start time" in result.error
     assert result.packed == {} and result.runs_dispatched == 0
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_target_a_worker_cannot_reach_is_one_line_from_that_worker() -> None:
+    import socket
+
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    why = reach_target(f"http://127.0.0.1:{port}/simple/", None, "test-package-000")
+    assert why is not None and "\n" not in why
+    assert f"127.0.0.1:{port}" in why
