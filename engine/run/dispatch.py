@@ -40,15 +40,13 @@ class RunClock:
     finished: int = 0
     failed: int = 0
 
-    def start(self, margin_s: float) -> None:
-        """Offset 0 is ``margin_s`` from now."""
-        self.t0_wall = time.time() + margin_s
-        self.t0_mono = time.monotonic() + margin_s
-
-    def start_at(self, t0_wall: float) -> None:
-        """Offset 0 is the absolute instant ``t0_wall`` (a shard's shared start time)."""
-        self.t0_wall = t0_wall
-        self.t0_mono = time.monotonic() + (t0_wall - time.time())
+    def start(self, margin_s: float, *, at: float | None = None) -> None:
+        """Offset 0 is ``margin_s`` from now, or the absolute instant ``at`` (epoch seconds: a
+        shard's shared start time, ``engine.run.shard_runner``)."""
+        now_wall, now_mono = time.time(), time.monotonic()
+        ahead = margin_s if at is None else at - now_wall
+        self.t0_wall = now_wall + ahead
+        self.t0_mono = now_mono + ahead
 
     def counts(self) -> RunCounts:
         """Runs launched, in flight, finished and failed, now."""

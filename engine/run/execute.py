@@ -339,10 +339,7 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
             pool = started = ClientPool(record, workers=options.workers)
             pool.start()
             state.load_sent = True
-            if state.start_at is None:
-                clock.start(START_MARGIN_S)
-            else:
-                clock.start_at(state.start_at)
+            clock.start(START_MARGIN_S, at=state.start_at)
             _mark_started(state, clock.t0_wall)
             # Entered last, so stopped first: before the proxy and the target it samples.
             stack.enter_context(

@@ -120,6 +120,8 @@ def _plan(options: RunOptions, sharding: ShardedOptions, emit: Callable[[str], N
         raise ShardError("--fault is not supported with --shards yet")
     if options.terraform_dir is not None:
         raise ShardError("--target terraform: is not supported with --shards yet")
+    if options.sizing is not None:
+        raise ShardError("--sizing is not supported with --shards yet")
     profile = load_profile(options.profile)
     limits = thresholds_mod.merge(
         thresholds_mod.DEFAULTS,
