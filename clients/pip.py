@@ -11,9 +11,10 @@ import re
 from pathlib import Path
 
 from clients.driver import Command
+from clients.launcher import WarmSpec
 from clients.process import Outcome
 from clients.task import ClientTask
-from clients.tools import pip_wheel_dir
+from clients.tools import ensure_pip_venv, pip_wheel_dir
 from clients.venv import create_venv
 
 #: The client kind this driver answers to in profiles and records.
@@ -23,16 +24,18 @@ KIND = "pip"
 def pip_download_argv(
     python: Path, task: ClientTask, dest: Path, *, no_deps: bool = True
 ) -> list[str]:
-    """The command line of one run.
+    """The command line of one run: ``python -m pip`` and ``pip_download_args``."""
+    return [str(python), "-m", "pip", *pip_download_args(task, dest, no_deps=no_deps)]
+
+
+def pip_download_args(task: ClientTask, dest: Path, *, no_deps: bool = True) -> list[str]:
+    """pip's arguments for one run.
 
     ``--no-cache-dir`` and a fresh venv make every run a cold client, like a CI job on a new
     runner. pip's own retry and timeout defaults (5 retries, 15 s) are kept: they are part of the
     load an index really sees. ``no_deps=False`` (a corpus with dependencies) lets pip resolve.
     """
     return [
-        str(python),
-        "-m",
-        "pip",
         "download",
         *(["--no-deps"] if no_deps else []),
         "--no-cache-dir",
@@ -67,6 +70,13 @@ class PipDriver:
         argv = pip_download_argv(venv.python, task, dest, no_deps=not task.resolve_deps)
         return Command(argv=argv, client_version=version or _seeded_version(venv.path))
 
+    def warm(self, task: ClientTask, work: Path) -> WarmSpec:
+        """The same ``pip download`` run from a warm launcher: pip from a venv cached per pip
+        version (same pip, same Python, no setuptools: the same user agent)."""
+        tool = ensure_pip_venv(task.client_version)
+        args = pip_download_args(task, work / "download", no_deps=not task.resolve_deps)
+        return WarmSpec("pip", tool.python, tuple(args), _no_env, tool.version)
+
     def check(self, task: ClientTask, work: Path, outcome: Outcome) -> str | None:
         del outcome
         got = {_normalized(p.name) for p in (work / "download").glob("*")}
@@ -76,6 +86,11 @@ class PipDriver:
             if not any(n.startswith(_normalized(f"{project}-{version}-")) for n in got)
         ]
         return f"pip exited 0 but did not download {', '.join(missing)}" if missing else None
+
+
+def _no_env(work: Path) -> dict[str, str]:
+    del work
+    return {}
 
 
 def _normalized(name: str) -> str:

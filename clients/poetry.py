@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from clients.driver import Command
+from clients.launcher import WarmSpec
 from clients.process import Outcome
 from clients.project import check_lock, write_project
 from clients.project import project_toml as lock_project
@@ -42,6 +43,26 @@ def project_toml(task: ClientTask) -> str:
     return lock_project(task, lambda project, version: f"{project} (=={version})", _TOOL_TABLES)
 
 
+def poetry_env(work: Path) -> dict[str, str]:
+    """poetry's variables for a run in ``work``: fresh cache, config and data dirs there."""
+    return {
+        "POETRY_CACHE_DIR": str(work / "poetry-cache"),
+        "POETRY_CONFIG_DIR": str(work / "poetry-config"),
+        "POETRY_DATA_DIR": str(work / "poetry-data"),
+        # A desktop keyring would be asked for credentials of the source (and can hang on
+        # D-Bus); the proxy adds the index's credentials, so no keyring is ever needed.
+        "POETRY_KEYRING_ENABLED": "false",
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        "POETRY_NO_INTERACTION": "1",
+        "POETRY_VIRTUALENVS_CREATE": "false",
+    }
+
+
+def lock_args(project: Path) -> tuple[str, ...]:
+    """poetry's arguments for one run (after ``python -m poetry``)."""
+    return ("lock", "--no-interaction", "--directory", str(project))
+
+
 class PoetryDriver:
     """``poetry lock`` from a cached tool venv, fresh cache and config per run."""
 
@@ -56,19 +77,16 @@ class PoetryDriver:
         version = task.client_version or DEFAULT_VERSION
         tool = ensure_tool("poetry", version)
         project = write_project(work, project_toml(task))
-        env = {
-            "POETRY_CACHE_DIR": str(work / "poetry-cache"),
-            "POETRY_CONFIG_DIR": str(work / "poetry-config"),
-            "POETRY_DATA_DIR": str(work / "poetry-data"),
-            # A desktop keyring would be asked for credentials of the source (and can hang on
-            # D-Bus); the proxy adds the index's credentials, so no keyring is ever needed.
-            "POETRY_KEYRING_ENABLED": "false",
-            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
-            "POETRY_NO_INTERACTION": "1",
-            "POETRY_VIRTUALENVS_CREATE": "false",
-        }
-        argv = tool.argv("lock", "--no-interaction", "--directory", str(project))
-        return Command(argv=argv, env=env, client_version=version)
+        return Command(
+            argv=tool.argv(*lock_args(project)), env=poetry_env(work), client_version=version
+        )
+
+    def warm(self, task: ClientTask, work: Path) -> WarmSpec:
+        """The same ``poetry lock`` run from a warm launcher of the tool venv's poetry."""
+        version = task.client_version or DEFAULT_VERSION
+        tool = ensure_tool("poetry", version)
+        project = write_project(work, project_toml(task))
+        return WarmSpec(tool.module, tool.python, lock_args(project), poetry_env, version)
 
     def check(self, task: ClientTask, work: Path, outcome: Outcome) -> str | None:
         del outcome

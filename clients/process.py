@@ -16,7 +16,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from io import BufferedReader
 from pathlib import Path
@@ -63,23 +63,25 @@ class ProcessRegistry:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._running: dict[int, _Running] = {}
+        self._running: dict[int, Running] = {}
         self._stopping = threading.Event()
 
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
 
-    def _add(self, running: _Running) -> bool:
+    def add(self, running: Running) -> bool:
+        """Track ``running`` until ``remove``; False (not tracked) once a stop was requested."""
         with self._lock:
             if self._stopping.is_set():
                 return False
-            self._running[running.proc.pid] = running
+            self._running[running.pid] = running
             return True
 
-    def _remove(self, running: _Running) -> None:
+    def remove(self, running: Running) -> None:
+        """Forget a process that has exited."""
         with self._lock:
-            self._running.pop(running.proc.pid, None)
+            self._running.pop(running.pid, None)
 
     def stop_all(self, wait_s: float = 3 * ESCALATION_STEP_S + 1) -> None:
         """Refuse new processes and stop the running ones, escalating signals; wait for them."""
@@ -93,26 +95,35 @@ class ProcessRegistry:
             item.exited.wait(max(0.0, deadline - time.monotonic()))
 
 
-class _Running:
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.proc = proc
+class Running:
+    """One client process in flight: how to signal its group, and whether it has exited.
+
+    ``send`` delivers a signal to the process group; the default is ``os.killpg`` on ``pid``
+    (a process we spawned); a warm launcher's child is signalled through its launcher, which
+    knows whether the pid is still its unreaped child (``clients.launcher``).
+    """
+
+    def __init__(self, pid: int, send: Callable[[signal.Signals], None] | None = None) -> None:
+        self.pid = pid
         self.exited = threading.Event()
         self.interrupted = False
         self.timed_out = False
+        self._send = send or (lambda sig: _signal_group(pid, sig))
         self._escalating = threading.Lock()
 
     def interrupt(self, *, timed_out: bool = False) -> None:
+        """Stop it: SIGINT, then SIGTERM, then SIGKILL, ``ESCALATION_STEP_S`` apart."""
         if not self._escalating.acquire(blocking=False):
             return  # an escalation is already under way
         if timed_out:
             self.timed_out = True
         else:
             self.interrupted = True
-        threading.Thread(target=self._escalate, name=f"stop-{self.proc.pid}", daemon=True).start()
+        threading.Thread(target=self._escalate, name=f"stop-{self.pid}", daemon=True).start()
 
     def _escalate(self) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
-            _signal_group(self.proc.pid, sig)
+            self._send(sig)
             if self.exited.wait(ESCALATION_STEP_S):
                 return
 
@@ -133,6 +144,16 @@ def _drain(stream: BufferedReader, keep: bytearray) -> None:
 
 def _tail(buffer: bytearray, secrets: Sequence[str]) -> str:
     return redact(bytes(buffer[-TAIL_BYTES:]).decode("utf-8", "replace"), secrets)
+
+
+def file_tail(path: Path, secrets: Sequence[str] = ()) -> str:
+    """The last ``TAIL_BYTES`` of a file a client wrote its output to, redacted ("" if none)."""
+    try:
+        with path.open("rb") as file:
+            file.seek(max(0, path.stat().st_size - TAIL_BYTES))
+            return _tail(bytearray(file.read()), secrets)
+    except OSError:
+        return ""
 
 
 def run_process(
@@ -170,8 +191,8 @@ def run_process(
     # the client is still importing, before any thread or child of its own, which inherit it.
     with contextlib.suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, proc.pid, CLIENT_NICE)
-    running = _Running(proc)
-    if not registry._add(running):
+    running = Running(proc.pid)
+    if not registry.add(running):
         running.interrupt()
     out, err = bytearray(), bytearray()
     if proc.stdout is None or proc.stderr is None:  # pragma: no cover - PIPE always gives both
@@ -193,7 +214,7 @@ def run_process(
     ended_wall = wall_start + (ended_mono - mono_start)
     proc.returncode = os.waitstatus_to_exitcode(status)
     running.exited.set()
-    registry._remove(running)
+    registry.remove(running)
     _signal_group(proc.pid, signal.SIGKILL)  # orphans the client left in its session
     for reader in readers:
         reader.join(timeout=ESCALATION_STEP_S)

@@ -54,7 +54,7 @@ def launch(prep: Prepared, *, registry: ProcessRegistry) -> ClientResult:
     task = prep.task
     if prep.command is None or registry.stopping:
         kind: RunOutcome = "error" if prep.command is None else "interrupted"
-        return _not_launched(prep, prep.error or "interrupted before launch", kind)
+        return not_launched(task, prep.started, prep.error or "interrupted before launch", kind)
     home = prep.work / "home"
     home.mkdir(exist_ok=True)
     # The client's own temp files (pip's build trackers, unpack dirs) live in the run's dir, so
@@ -72,19 +72,30 @@ def launch(prep: Prepared, *, registry: ProcessRegistry) -> ClientResult:
             timeout_s=task.timeout_s,
             registry=registry,
         )
+    return finish(task, prep.work, prep.started, outcome, command.client_version)
+
+
+def finish(
+    task: ClientTask, work: Path, started: float, outcome: Outcome, client_version: str | None
+) -> ClientResult:
+    """The run's record from its process's outcome: classified, checked by its driver.
+
+    The same for every launch mode (a subprocess here, a warm launcher's child in
+    ``clients.warm``), so a run's outcome never depends on how its process was started.
+    """
     kind = classify(outcome)
     problem = None
     driver = driver_for(task.client)
     if kind == "ok":
-        problem = driver.check(task, prep.work, outcome)
+        problem = driver.check(task, work, outcome)
         kind = "failed" if problem else "ok"
     elif kind == "failed" and isinstance(driver, ConflictAware):
-        problem = driver.conflict(task, prep.work, outcome)
+        problem = driver.conflict(task, work, outcome)
         kind = "conflict" if problem else "failed"
     return ClientResult(
         run_id=task.run_id,
         client=task.client,
-        started=prep.started,
+        started=started,
         launched=outcome.started if outcome.exit_code is not None else None,
         ended=outcome.ended,
         exit_code=outcome.exit_code,
@@ -93,7 +104,7 @@ def launch(prep: Prepared, *, registry: ProcessRegistry) -> ClientResult:
         error=problem if outcome.exit_code is not None else outcome.stderr_tail,
         cpu_s=outcome.cpu_s,
         max_rss_kb=outcome.max_rss_kb,
-        client_version=command.client_version,
+        client_version=client_version,
     )
 
 
@@ -114,11 +125,12 @@ def classify(outcome: Outcome) -> RunOutcome:
     return "ok" if outcome.exit_code == 0 else "failed"
 
 
-def _not_launched(prep: Prepared, why: str, kind: RunOutcome) -> ClientResult:
+def not_launched(task: ClientTask, started: float, why: str, kind: RunOutcome) -> ClientResult:
+    """The record of a run whose client never started (preparation failed, or a stop came)."""
     return ClientResult(
-        run_id=prep.task.run_id,
-        client=prep.task.client,
-        started=prep.started,
+        run_id=task.run_id,
+        client=task.client,
+        started=started,
         launched=None,
         ended=time.time(),
         exit_code=None,

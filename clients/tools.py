@@ -122,6 +122,46 @@ def pip_wheel_dir(version: str) -> Path:
     return final
 
 
+def embedded_pip_version() -> str:
+    """The pip virtualenv seeds into a new venv when no version is pinned."""
+    from virtualenv.seed.wheels.embed import get_embed_wheel
+
+    wheel = get_embed_wheel("pip", f"{sys.version_info.major}.{sys.version_info.minor}")
+    if wheel is None:
+        raise ToolError("virtualenv embeds no pip for this Python")
+    return str(wheel.version)
+
+
+def ensure_pip_venv(version: str | None) -> Tool:
+    """A venv holding only ``pip==version`` (None: the pip virtualenv embeds), cached.
+
+    What a warm launcher runs pip from: the same pip, Python and (absent) setuptools as a run's
+    throwaway venv, so pip's user agent and behaviour are the same; made once, not per run.
+    """
+    pinned = version is not None
+    version = check_version("pip", version) if version is not None else embedded_pip_version()
+    root = tools_root()
+    final = root / f"pip-venv-{version}"
+    tool = Tool(name="pip", version=version, python=final / "bin" / "python", module="pip")
+    if (final / ".complete").is_file():
+        return tool
+    wheels = pip_wheel_dir(version) if pinned else None
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".building", dir=root))
+    try:
+        venv = create_venv(
+            staging / "v",
+            pip_version=version if pinned else None,
+            pip_wheel_dir=wheels,
+            symlink_app_data=False,
+        )
+        (venv.path / ".complete").write_text(f"pip=={version}\n", encoding="utf-8")
+        _publish(venv.path, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return tool
+
+
 def _pip(argv: list[str], cwd: Path, what: str) -> None:
     # The machine's own pip configuration on purpose (see the module docstring); only an
     # enclosing venv is dropped so pip installs where it is told.

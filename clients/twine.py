@@ -28,6 +28,7 @@ from pathlib import Path
 
 from clients.driver import Command
 from clients.errors import DriverError
+from clients.launcher import WarmSpec
 from clients.process import Outcome
 from clients.task import ClientTask
 from clients.tools import ensure_tool
@@ -62,6 +63,37 @@ def upload_url(index_url: str) -> str:
     return index_url[: -len("simple/")] if index_url.endswith("simple/") else index_url
 
 
+def twine_env(work: Path) -> dict[str, str]:
+    """twine's variables for a run (none depends on ``work``)."""
+    del work
+    return {
+        "TWINE_USERNAME": PLACEHOLDER_USERNAME,
+        "TWINE_PASSWORD": PLACEHOLDER_PASSWORD,
+        # twine asks a keyring for passwords it lacks; a desktop one could hang on D-Bus.
+        "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
+        # rich wraps and colours its output; plain long lines keep the error readable.
+        "NO_COLOR": "1",
+        "TERM": "dumb",
+        "COLUMNS": "240",
+    }
+
+
+def upload_args(task: ClientTask, wheel: Path) -> tuple[str, ...]:
+    """twine's arguments for one run (after ``python -m twine``)."""
+    return (
+        *("upload", "--non-interactive", "--disable-progress-bar", "--verbose"),
+        *("--repository-url", upload_url(task.index_url), str(wheel)),
+    )
+
+
+def _built(task: ClientTask, work: Path) -> Path:
+    """A new release of the task's project, built into ``work/dist``."""
+    try:
+        return build_release(task.project, upload_version(task.version), work / "dist")
+    except CorpusError as exc:
+        raise DriverError(str(exc)) from exc
+
+
 class TwineDriver:
     """``twine upload`` from a cached tool venv, one fresh wheel per run."""
 
@@ -75,25 +107,15 @@ class TwineDriver:
     def prepare(self, task: ClientTask, work: Path) -> Command:
         version = task.client_version or DEFAULT_VERSION
         tool = ensure_tool("twine", version)
-        try:
-            wheel = build_release(task.project, upload_version(task.version), work / "dist")
-        except CorpusError as exc:
-            raise DriverError(str(exc)) from exc
-        env = {
-            "TWINE_USERNAME": PLACEHOLDER_USERNAME,
-            "TWINE_PASSWORD": PLACEHOLDER_PASSWORD,
-            # twine asks a keyring for passwords it lacks; a desktop one could hang on D-Bus.
-            "PYTHON_KEYRING_BACKEND": "keyring.backends.null.Keyring",
-            # rich wraps and colours its output; plain long lines keep the error readable.
-            "NO_COLOR": "1",
-            "TERM": "dumb",
-            "COLUMNS": "240",
-        }
-        argv = tool.argv(
-            *("upload", "--non-interactive", "--disable-progress-bar", "--verbose"),
-            *("--repository-url", upload_url(task.index_url), str(wheel)),
-        )
-        return Command(argv=argv, env=env, client_version=version)
+        args = upload_args(task, _built(task, work))
+        return Command(argv=tool.argv(*args), env=twine_env(work), client_version=version)
+
+    def warm(self, task: ClientTask, work: Path) -> WarmSpec:
+        """The same ``twine upload`` run from a warm launcher of the tool venv's twine."""
+        version = task.client_version or DEFAULT_VERSION
+        tool = ensure_tool("twine", version)
+        args = upload_args(task, _built(task, work))
+        return WarmSpec(tool.module, tool.python, args, twine_env, version)
 
     def check(self, task: ClientTask, work: Path, outcome: Outcome) -> str | None:
         # twine exits 0 only once the index answered the upload with a success status.

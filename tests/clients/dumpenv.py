@@ -1,0 +1,32 @@
+"""``python -m tests.clients.dumpenv``: print what this process is, as JSON (launcher tests)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+
+
+def main() -> None:
+    """What a client would see of its process: env, cwd, nice, argv, fds, session, stdin."""
+    json.dump(
+        {
+            "env": dict(os.environ),
+            "cwd": os.getcwd(),  # noqa: PTH109 - the process's view, as a client reads it
+            "nice": os.getpriority(os.PRIO_PROCESS, 0),
+            "argv": sys.argv,
+            "orig_argv": sys.orig_argv,
+            "tmp": tempfile.gettempdir(),
+            "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")),  # noqa: PTH208
+            "sid": os.getsid(0),
+            "pid": os.getpid(),
+            "stdin": os.read(0, 10).decode(),
+            "path0": sys.path[0],
+        },
+        sys.stdout,
+    )
+
+
+if __name__ == "__main__":
+    main()
