@@ -454,6 +454,12 @@ class Launchers:
                 self._started[key] = launcher
             return launcher
 
+    def __enter__(self) -> Launchers:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def facts(self) -> list[dict[str, Any]]:
         """What each launcher reported when ready (modules, captured paths, preload CPU)."""
         with self._lock:

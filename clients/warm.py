@@ -112,3 +112,15 @@ def launch_warm(prep: WarmPrepared, *, registry: ProcessRegistry) -> ClientResul
         registry=registry,
     )
     return finish(task, prep.work, prep.started, outcome, prep.spec.client_version)
+
+
+def execute_warm(
+    task: ClientTask, *, launchers: Launchers, temp_root: Path | None, registry: ProcessRegistry
+) -> ClientResult:
+    """Prepare and release at once: the warm twin of ``clients.runner.execute`` (one-off runs)."""
+    with warm_prepared(
+        task, launchers=launchers, temp_root=temp_root, due_mono=None, registry=registry
+    ) as prep:
+        if prep.child is not None:
+            prep.child.open()
+        return launch_warm(prep, registry=registry)

@@ -16,6 +16,7 @@ from engine.cli.options import (
     CpusOpt,
     DurationOpt,
     HashAlgoOpt,
+    LaunchOpt,
     MemoryOpt,
     ProfileOpt,
     QuietOpt,
@@ -118,6 +119,7 @@ def run(
         float,
         typer.Option(help="Refuse a worker whose clock is further off (ms; with --shards)."),
     ] = 20.0,
+    launch: LaunchOpt = None,
 ) -> None:
     """Run a load profile and judge it against the thresholds."""
     from engine.run.client_mix import parse_mix
@@ -164,6 +166,7 @@ def run(
             backend=backend,
         ),
         allow_unconfined=allow_unconfined,
+        launch=launch,
     )
     if shards is None:
         raise typer.Exit(execute_run(options).exit_code)
@@ -194,6 +197,7 @@ def realism(
     results: ResultsOpt = Path("results"),
     workers: WorkersOpt = None,
     quiet: QuietOpt = False,
+    launch: LaunchOpt = None,
 ) -> None:
     """Play a profile with the synthetic client, then with real clients, and compare them."""
     from engine.report.realism import terminal_summary
@@ -212,6 +216,7 @@ def realism(
             results_root=results,
             workers=workers,
             quiet=quiet,
+            launch=launch,
         )
     )
     typer.echo(terminal_summary(found))
@@ -238,6 +243,7 @@ def retry_lab(
         float, typer.Option(help="Seconds before a client run is stopped.")
     ] = 120.0,
     results: ResultsOpt = Path("results"),
+    launch: LaunchOpt = None,
 ) -> None:
     """Run one client (once per --client-version) under injected faults and print its timeline."""
 
@@ -256,6 +262,7 @@ def retry_lab(
         seed=seed,
         run_timeout_s=run_timeout,
         results_root=results,
+        launch=launch or "warm",
     )
     lab = run_lab(options, lambda line: typer.echo(line, err=True))
     typer.echo(lab.render())

@@ -111,3 +111,13 @@ def build_sizing(
         hash_algo=hash_algo,
         backend=backend,
     )
+
+
+LaunchOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--launch",
+        help="warm: runs forked from a launcher that has imported the client, gated at their "
+        "instant (default; uv and http always exec); exec: a fresh process per run.",
+    ),
+]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from engine.analysis.client_usage import ClientKindUsage
 from engine.analysis.cloudwatch import summaries
@@ -391,7 +392,21 @@ def run_facts(report: Report) -> list[Fact]:
             f"p99 {fmt_num(req.latency_p99)} ms, 5xx {req.error_5xx_count}, {fmt_bytes(req.bytes)}",
         ),
         Fact("Versions", ", ".join(f"{k} {v}" for k, v in run.versions.items()) or NONE),
+        *([Fact("Launch", launch_text(run.launch))] if run.launch else []),
     ]
+
+
+def launch_text(launch: dict[str, Any]) -> str:
+    """How client processes started: the mode per kind, lead time, what a prepared run held."""
+    kinds = launch.get("kinds") or {}
+    text = f"{launch.get('mode', NONE)} ({', '.join(f'{k} {m}' for k, m in kinds.items())})"
+    if isinstance(launch.get("ahead_s"), int | float):
+        text += f"; runs prepared {launch['ahead_s']:g} s ahead"
+    if launch.get("peak_mb"):
+        text += f", at most {launch.get('peak_prepared')} gated ({launch['peak_mb']:g} MB)"
+    if launch.get("problem"):
+        text += f"; could not be prepared as played: {launch['problem']}"
+    return text
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ from engine.run.schedule import PlannedRun
 from engine.rundir.jsonl import JsonlWriter
 from engine.rundir.records import ClientRecord
 
-#: A run is handed to a worker this long before it is due, so its venv is ready on time.
+#: A run is handed to a worker this long before it is due unless told otherwise
+#: (``engine.run.lead`` computes it per run from the plan and measured costs).
 PREPARE_AHEAD_S = 10.0
 
 
@@ -88,11 +89,13 @@ def dispatch_plan(
     make_task: Callable[[PlannedRun], ClientTask],
     clock: RunClock,
     live: LiveProgress,
+    *,
+    ahead_s: float = PREPARE_AHEAD_S,
 ) -> None:
-    """Hand each run to the pool ``PREPARE_AHEAD_S`` before it is due, updating progress."""
+    """Hand each run to the pool ``ahead_s`` before it is due, updating progress."""
     for run in plan:
         due = clock.t0_mono + run.offset_s
-        while (wait := due - PREPARE_AHEAD_S - time.monotonic()) > 0:
+        while (wait := due - ahead_s - time.monotonic()) > 0:
             time.sleep(min(wait, 0.5))
             raise_if_fatal(pool)
             live.update(clock.counts())

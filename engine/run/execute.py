@@ -7,12 +7,13 @@ ends with a report of the part that ran, and the same report can be rebuilt late
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,14 +31,14 @@ from engine.run.client_mix import choose_clients
 from engine.run.client_mix import warm_up as warm_up_clients
 from engine.run.cloudwatch import fetch_run_cloudwatch, stack_meta
 from engine.run.dispatch import (
-    PREPARE_AHEAD_S,
     RunClock,
     client_recorder,
     dispatch_plan,
     wait_for_last_runs,
 )
 from engine.run.faults import RunFaults
-from engine.run.pool import ClientPool
+from engine.run.lead import LeadPlan, default_budget_mb, kind_modes, measure_costs, plan_lead
+from engine.run.pool import LAUNCH_MODES, ClientPool, PoolError
 from engine.run.priority import ProxyGuard, protect_proxy
 from engine.run.profiles import Profile, load_profile
 from engine.run.progress import LiveProgress
@@ -99,6 +100,8 @@ class RunOptions:
     sizing: Sizing | None = None  # --sizing and its knobs: the embedded target, confined
     allow_unconfined: bool = False  # --allow-unconfined: a sizing without cgroups runs anyway
     probe_listing: bool = False  # measure one listing's server CPU first (the sizing lab)
+    launch: str | None = None  # --launch warm|exec (else the profile's, else warm)
+    memory_budget_mb: float | None = None  # what prepared runs may hold (default: half free)
 
 
 @dataclass(frozen=True)
@@ -199,14 +202,18 @@ def execute_run(
     check_allowed_origins(options.allow_origins, allow_remote=options.allow_remote_target)
     faults = RunFaults.from_specs((*options.faults, *profile.faults), seed=options.seed)
     warm_up_clients(choice, emit)  # tool installs are the generator's cost: before any load
+    lead = _lead_plan(options, profile, plan, choice.kinds, emit)
     run_dir = make_run_dir(options.results_root, profile.name)
     if UPLOAD_KIND in choice.kinds and target is None:  # the embedded target's uploads go here
         (run_dir / UPLOADS_DIR).mkdir()
     meta = _initial_meta(options, profile, line, len(plan), limits)
     meta.clients = choice.to_dict()
+    if lead.problem:  # said before any load, recorded like the capacity check's warnings
+        warnings = [*warnings, f"the plan cannot be prepared as played: {lead.problem}"]
     meta.warnings = warnings
     for warning in warnings:
         emit(f"pipstorm: WARNING: {warning}")
+    meta.launch = lead.to_dict()
     meta.faults = faults.meta() if faults is not None else []
     meta.write(run_dir)
     state = _RunState(
@@ -220,7 +227,7 @@ def execute_run(
             run_dir, kinds, tick_s=line.tick_s, burst_ticks_s=line.burst_ticks
         )
     try:
-        _drive(options, line, plan, state)
+        _drive(options, line, plan, state, lead)
     except Exception:
         if not state.load_sent:
             # Refused before any load was sent (unusable target, port in use): a results
@@ -281,7 +288,39 @@ def _fetch_cloudwatch(options: RunOptions, state: _RunState) -> None:
         state.emit(f"pipstorm: {summary}")
 
 
-def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _RunState) -> None:
+def _lead_plan(
+    options: RunOptions,
+    profile: Profile,
+    plan: list[PlannedRun],
+    kinds: Iterable[str],
+    emit: Callable[[str], None],
+) -> LeadPlan:
+    """The launch mode, measured preparation costs and lead time; said before any load."""
+    mode = options.launch or profile.launch or "warm"
+    if mode not in LAUNCH_MODES:
+        raise PoolError(f"--launch must be one of {', '.join(LAUNCH_MODES)}, got {mode!r}")
+    modes = kind_modes(mode, kinds)
+    versions = {k: options.client_versions.get(k) for k in modes}
+    costs = measure_costs(modes, versions)
+    lead = plan_lead(
+        [(run.offset_s, run.client) for run in plan],
+        costs,
+        mode=mode,
+        cores=os.cpu_count() or 1,
+        budget_mb=options.memory_budget_mb or default_budget_mb(),
+        start_margin_s=START_MARGIN_S,
+    )
+    emit(f"pipstorm: {lead.summary()}")
+    return lead
+
+
+def _drive(
+    options: RunOptions,
+    line: Timeline,
+    plan: list[PlannedRun],
+    state: _RunState,
+    lead: LeadPlan,
+) -> None:
     """Start target, proxy and pool, play the schedule, then stop everything.
 
     Whatever happens, everything started here is stopped before this returns or raises; an
@@ -336,10 +375,11 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
             meta.priority = {"clients_nice": CLIENT_NICE, "proxy": proxy_priority}
             clients_log = stack.enter_context(JsonlWriter(run_dir / CLIENTS_FILE))
             record = client_recorder(clients_log, {r.run_id: r for r in plan}, clock)
-            pool = started = ClientPool(record, workers=options.workers)
+            pool = started = ClientPool(record, workers=options.workers, launch=lead.mode)
             pool.start()
             state.load_sent = True
-            clock.start(START_MARGIN_S, at=state.start_at)
+            # Late enough for the first instant's preparation (engine.run.lead).
+            clock.start(lead.start_margin_s, at=state.start_at)
             _mark_started(state, clock.t0_wall)
             # Entered last, so stopped first: before the proxy and the target it samples.
             stack.enter_context(
@@ -362,9 +402,9 @@ def _drive(options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _
             )
             try:
                 make_task = _task_maker(options, proxy.index_url_for)
-                dispatch_plan(plan, pool, make_task, clock, live)
+                dispatch_plan(plan, pool, make_task, clock, live, ahead_s=lead.ahead_s)
                 # Every run has been handed out; wait for the last ones (bounded by their timeout).
-                wait_for_last_runs(pool, options.run_timeout_s + 3 * PREPARE_AHEAD_S, live, clock)
+                wait_for_last_runs(pool, options.run_timeout_s + 3 * lead.ahead_s, live, clock)
                 live.update(clock.counts(), force=True)
                 live.close()
             except (KeyboardInterrupt, Terminated) as exc:

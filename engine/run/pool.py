@@ -5,10 +5,16 @@ waits for its client process. Worker processes spread the venv work over the cor
 would serialise it in one process); inside a worker, one thread per run waits, so any number
 of runs can be in flight and no run ever waits for another to finish (open model).
 
-Each run is handed to a worker ``prepare_ahead_s`` before its intended start; the worker makes
-the throwaway venv at once and launches the client at the intended moment (CLOCK_MONOTONIC is
-shared by all processes on Linux). What the venv costs therefore shows up as lag only when the
+Each run is handed to a worker ahead of its intended start (``engine.run.lead`` says how far);
+the worker prepares it at once and releases it at the intended moment (CLOCK_MONOTONIC is shared
+by all processes on Linux). What preparing costs therefore shows up as lag only when the
 generator cannot keep up, and then it is recorded, never hidden.
+
+Two launch modes (``LAUNCH_MODES``): ``exec`` makes a throwaway venv (or project) and spawns the
+client process at its instant; ``warm`` forks the run from a launcher that has imported the
+client (``clients.warm``): the child is gated at its instant with interpreter start, imports and
+the client's pre-network start-up already behind it. Kinds without a warm launch (uv, http)
+are exec'd in either mode. A worker's launchers die with it.
 """
 
 from __future__ import annotations
@@ -29,14 +35,18 @@ from pathlib import Path
 from typing import Any
 
 from clients.errors import UnknownClientError
+from clients.launcher import Launchers
 from clients.process import ProcessRegistry
 from clients.runner import launch, prepared
 from clients.task import ClientResult, ClientTask
+from clients.warm import launch_warm, warm_capable, warm_prepared
 from engine.errors import UsageError
 from infra.credentials import SECRET_ENV_VARS
 
 #: How often an idle worker checks that its parent is still alive.
 PARENT_CHECK_S = 1.0
+#: ``--launch``: warm (the default where a kind has it) or exec (a fresh process per run).
+LAUNCH_MODES = ("warm", "exec")
 
 
 class PoolError(UsageError):
@@ -52,7 +62,11 @@ class Dispatch:
 
 
 def _worker_main(
-    index: int, inbox: Queue[Dispatch | None], outbox: Queue[tuple[str, Any]], temp_root: str | None
+    index: int,
+    inbox: Queue[Dispatch | None],
+    outbox: Queue[tuple[str, Any]],
+    temp_root: str | None,
+    launch_mode: str = "exec",
 ) -> None:
     """A worker: take dispatches until told to stop (None) or orphaned, then stop its clients."""
     # Ctrl-C on the terminal reaches the whole foreground process group; the parent decides how
@@ -64,6 +78,8 @@ def _worker_main(
     threads: list[threading.Thread] = []
     parent = os.getppid()
     root = Path(temp_root) if temp_root else None
+    launchers = Launchers(root) if launch_mode == "warm" else None
+    worker = _Worker(registry, stop, outbox, root, launchers)
     import virtualenv  # noqa: F401  # warm the import so the first run is not late
 
     while not stop.is_set():
@@ -77,7 +93,7 @@ def _worker_main(
             break
         thread = threading.Thread(
             target=_run_one,
-            args=(item, registry, stop, outbox, root),
+            args=(item, worker),
             name=item.task.run_id,
             daemon=True,
         )
@@ -88,25 +104,51 @@ def _worker_main(
     registry.stop_all()
     for thread in threads:
         thread.join(timeout=10)
+    if launchers is not None:
+        launchers.close()
     outbox.put(("exit", index))
 
 
-def _run_one(
-    item: Dispatch,
-    registry: ProcessRegistry,
-    stop: threading.Event,
-    outbox: Queue[tuple[str, Any]],
-    temp_root: Path | None,
-) -> None:
-    try:
-        with prepared(item.task, temp_root=temp_root) as prep:
-            if stop.wait(max(0.0, item.due_mono - time.monotonic())):
-                return  # stopped before it was due: the run never happened
-            result = launch(prep, registry=registry)
-    except UnknownClientError as exc:
-        outbox.put(("fatal", str(exc)))
+@dataclass(frozen=True)
+class _Worker:
+    """What every run thread of a worker shares."""
+
+    registry: ProcessRegistry
+    stop: threading.Event
+    outbox: Queue[tuple[str, Any]]
+    temp_root: Path | None
+    launchers: Launchers | None
+
+
+def _run_one(item: Dispatch, worker: _Worker) -> None:
+    if worker.launchers is not None and warm_capable(item.task.client):
+        _run_warm(item, worker, worker.launchers)
         return
-    outbox.put(("result", result))
+    try:
+        with prepared(item.task, temp_root=worker.temp_root) as prep:
+            if worker.stop.wait(max(0.0, item.due_mono - time.monotonic())):
+                return  # stopped before it was due: the run never happened
+            result = launch(prep, registry=worker.registry)
+    except UnknownClientError as exc:
+        worker.outbox.put(("fatal", str(exc)))
+        return
+    worker.outbox.put(("result", result))
+
+
+def _run_warm(item: Dispatch, worker: _Worker, launchers: Launchers) -> None:
+    """The run as a gated child that releases itself at its instant (the worker's stop ends
+    it while gated: then, as in exec mode, the run never happened and sends no result)."""
+    with warm_prepared(
+        item.task,
+        launchers=launchers,
+        temp_root=worker.temp_root,
+        due_mono=item.due_mono,
+        registry=worker.registry,
+    ) as prep:
+        result = launch_warm(prep, registry=worker.registry)
+    if worker.stop.is_set() and result.launched is None and result.outcome == "interrupted":
+        return
+    worker.outbox.put(("result", result))
 
 
 @contextmanager
@@ -128,7 +170,11 @@ class ClientPool:
         *,
         workers: int | None = None,
         temp_root: Path | None = None,
+        launch: str = "exec",
     ) -> None:
+        if launch not in LAUNCH_MODES:
+            raise PoolError(f"launch mode must be one of {', '.join(LAUNCH_MODES)}: {launch!r}")
+        self._launch = launch
         self._on_result = on_result
         self._count = max(1, workers or os.cpu_count() or 2)
         self._temp_root = temp_root
@@ -162,7 +208,7 @@ class ClientPool:
                 inbox: Queue[Dispatch | None] = self._ctx.Queue()
                 proc = self._ctx.Process(
                     target=_worker_main,
-                    args=(index, inbox, self._outbox, str(self._temp_root or "")),
+                    args=(index, inbox, self._outbox, str(self._temp_root or ""), self._launch),
                     name=f"pipstorm-worker-{index}",
                     daemon=False,
                 )

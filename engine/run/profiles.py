@@ -46,6 +46,9 @@ class Profile:
     mix: dict[str, float] = field(default_factory=dict)
     #: Injected fault rules, as SPEC strings (``infra.faults``; ``[[faults]]`` tables in TOML).
     faults: tuple[str, ...] = ()
+    #: How client processes start (``engine.run.pool.LAUNCH_MODES``); None: warm where a kind
+    #: has it. ``--launch`` overrides it.
+    launch: str | None = None
 
     def __post_init__(self) -> None:
         def bad(what: str) -> ProfileError:
@@ -72,6 +75,8 @@ class Profile:
                 raise bad(f"mix: share of {kind!r} must be a number >= 0, got {share!r}")
         if self.mix and not sum(self.mix.values()) > 0:
             raise bad("mix: the shares must not all be 0")
+        if self.launch is not None and self.launch not in ("warm", "exec"):
+            raise bad(f"launch must be warm or exec, got {self.launch!r}")
         if self.burst_every_s is not None and not _is_multiple(self.burst_every_s, self.tick_s):
             raise bad(
                 f"burst_every_s ({self.burst_every_s}) must be a multiple of tick_s ({self.tick_s})"
@@ -169,6 +174,7 @@ _TOML_KEYS = {
     "thresholds",
     "mix",
     "faults",
+    "launch",
 }
 
 
@@ -215,6 +221,7 @@ def profile_from_dict(data: dict[str, Any], *, default_name: str, source: str) -
         "burst_every_s": (int, float),
         "burst_multiplier": (int,),
         "client": (str,),
+        "launch": (str,),
     }
     for key, types in expected.items():
         value = data.get(key)
@@ -234,6 +241,7 @@ def profile_from_dict(data: dict[str, Any], *, default_name: str, source: str) -
         thresholds={str(k): float(v) for k, v in thresholds.items()},
         mix={str(k): v for k, v in mix.items()},
         faults=_fault_specs(data.get("faults", []), source),
+        launch=data.get("launch"),
     )
 
 

@@ -110,7 +110,9 @@ class RunMeta:
     kind; ``faults`` each injected rule's id and spec; ``priority`` what was applied to clients
     and proxy; ``lab`` what a retry-lab run asked for (None for a load run); ``warnings`` what the
     run was told and did anyway (``--force`` past the capacity check); ``shards`` each shard of
-    a run spread over generators (:class:`ShardMeta`).
+    a run spread over generators (:class:`ShardMeta`); ``launch``
+    how client processes started (``mode``, per kind, lead time and measured costs:
+    ``engine.run.lead.LeadPlan``; empty for runs written before launch modes).
     """
 
     profile: dict[str, Any]
@@ -135,6 +137,7 @@ class RunMeta:
     warnings: list[str] = field(default_factory=list)
     #: The shards of a run spread over generators (``--shards N``); empty for a one-machine run.
     shards: list[ShardMeta] = field(default_factory=list)
+    launch: dict[str, Any] = field(default_factory=dict)
 
     schema: ClassVar[int] = SCHEMA
 
@@ -195,7 +198,9 @@ _NULLABLE = frozenset({"planned_duration_s", "tick_s", "started", "ended", "thre
 _NUMBERS = frozenset({"planned_duration_s", "time_scale", "tick_s", "started", "ended"})
 _INTS = frozenset({"seed", "runs_planned", "runs_dispatched"})
 _BOOLS = frozenset({"interrupted", "count_injected"})
-_OBJECTS = frozenset({"profile", "target", "versions", "clients", "priority", "thresholds", "lab"})
+_OBJECTS = frozenset(
+    {"profile", "target", "versions", "clients", "priority", "thresholds", "lab", "launch"}
+)
 _LISTS = frozenset({"burst_ticks_s", "faults", "warnings", "shards"})
 
 

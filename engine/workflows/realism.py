@@ -54,6 +54,7 @@ class RealismOptions:
     client_versions: dict[str, str | None] = field(default_factory=dict)
     corpus: CorpusSpec = field(default_factory=CorpusSpec)
     quiet: bool = False
+    launch: str | None = None  # the real side's launch mode (--launch), as in ``pipstorm run``
 
 
 def run_realism(options: RealismOptions, say: Callable[[str], None] | None = None) -> Realism:
@@ -79,6 +80,7 @@ def run_realism(options: RealismOptions, say: Callable[[str], None] | None = Non
         run_timeout_s=options.run_timeout_s,
         corpus=options.corpus,
         quiet=options.quiet,
+        launch=options.launch,
     )
     root = make_run_dir(options.results_root, f"realism-{profile.name}")
     try:

@@ -15,11 +15,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clients.launcher import Launchers
 from clients.process import ProcessRegistry
 from clients.registry import driver_for
 from clients.registry import warm_up as warm_up_driver
 from clients.runner import execute
 from clients.task import ClientTask
+from clients.warm import execute_warm, warm_capable
 from engine.analysis.trace import RunDirTraces, trace_runs
 from engine.errors import UsageError
 from engine.report.trace_text import render_run, render_summary
@@ -49,6 +51,7 @@ class LabOptions:
     run_timeout_s: float = 120.0
     results_root: Path = Path("results")
     corpus: CorpusSpec = field(default_factory=CorpusSpec)
+    launch: str = "warm"  # warm where the client has it, else exec (as ``pipstorm run``)
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,8 @@ def run_ids(client: str, versions: Sequence[str | None]) -> list[str]:
 def run_lab(options: LabOptions, say: Callable[[str], None]) -> LabResult:
     """Run the lab; the components' one-line errors for bad input or an unusable target."""
     driver_for(options.client)  # UnknownClientError names the known kinds
+    if options.launch not in ("warm", "exec"):
+        raise UsageError(f"--launch must be warm or exec, got {options.launch!r}")
     project, version = _release(options)
     faults = RunFaults.from_specs(options.faults, seed=options.seed)
     versions = options.versions or (None,)
@@ -121,6 +126,7 @@ def run_lab(options: LabOptions, say: Callable[[str], None]) -> LabResult:
             faults_path=plan_path,
         ) as proxy,
         JsonlWriter(run_dir / CLIENTS_FILE) as clients_log,
+        Launchers(run_dir) as launchers,
     ):
         meta.target = {"kind": target.kind, "index_url": target.index_url}
         meta.started = time.time()
@@ -128,6 +134,11 @@ def run_lab(options: LabOptions, say: Callable[[str], None]) -> LabResult:
         if plan_path is not None:
             RunFaults.set_origin(plan_path, meta.started)
         registry = ProcessRegistry()
+        warm = options.launch == "warm" and warm_capable(options.client)
+        meta.launch = {
+            "mode": options.launch,
+            "kinds": {options.client: "warm" if warm else "exec"},
+        }
         for run_id, pinned in zip(ids, versions, strict=True):
             shown = pinned or "(default version)"
             say(f"retry-lab: {run_id}: {options.client} {shown}, {project}=={version}")
@@ -141,7 +152,11 @@ def run_lab(options: LabOptions, say: Callable[[str], None]) -> LabResult:
                 client_version=pinned,
                 extra_args=options.client_args,
             )
-            result = execute(task, temp_root=run_dir, registry=registry)
+            result = (
+                execute_warm(task, launchers=launchers, temp_root=run_dir, registry=registry)
+                if warm
+                else execute(task, temp_root=run_dir, registry=registry)
+            )
             clients_log.write(
                 # a lab run is not scheduled: it is due when it launches, never late
                 ClientRecord.from_result(

@@ -23,6 +23,7 @@ RUN_KEYS = {
     "started", "ended", "interrupted", "seed", "runs_planned", "runs_dispatched", "thresholds",
     "target", "versions", "clients", "faults", "count_injected", "priority", "lab", "warnings",
     "shards",
+    "launch",
 }  # fmt: skip
 
 
