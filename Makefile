@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 
 ## run: a 60 s light_load against the embedded target (local pypiserver + generated corpus)
 run: $(STAMP)
-	$(BIN)/pipstorm run --profile light_load --duration 60
+	$(BIN)/pipstorm run --profile production_incident --duration 70
 
 ## test: style, types, then the whole suite (end-to-end tests last)
 test: lint typecheck

@@ -35,6 +35,13 @@ def test_a_toml_profile_is_read(tmp_path: Path) -> None:
     assert profile.name == "ci_burst"
     assert profile.peak_clients == 8
     assert profile.thresholds == {"p95_listing_ms": 500.0}
+    assert profile.launch is None  # warm where a kind has it
+
+
+def test_a_profile_can_ask_for_exec(tmp_path: Path) -> None:
+    path = tmp_path / "cold.toml"
+    path.write_text('clients = 1\nduration_s = 10\nlaunch = "exec"\n', encoding="utf-8")
+    assert load_profile(str(path)).launch == "exec"
 
 
 @pytest.mark.parametrize(
@@ -45,6 +52,7 @@ def test_a_toml_profile_is_read(tmp_path: Path) -> None:
         ('clients = "two"\nduration_s = 10\n', "clients has the wrong type"),
         ("clients = 2\nduration_s = [\n", "not valid TOML"),
         ("clients = 2\nduration_s = 10\n[thresholds]\nerror_rate = 'low'\n", "must map names"),
+        ('clients = 2\nduration_s = 10\nlaunch = "fork"\n', "launch must be warm or exec"),
     ],
 )
 def test_bad_toml_profiles_name_the_problem(tmp_path: Path, text: str, message: str) -> None:
