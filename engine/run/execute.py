@@ -295,14 +295,15 @@ def _lead_plan(
     kinds: Iterable[str],
     emit: Callable[[str], None],
 ) -> LeadPlan:
-    """The launch mode, measured preparation costs and lead time; said before any load."""
+    """The launch mode, measured preparation costs and lead time (said once the target is
+    open, before any load: bad input stays one ERROR line)."""
     mode = options.launch or profile.launch or "warm"
     if mode not in LAUNCH_MODES:
         raise PoolError(f"--launch must be one of {', '.join(LAUNCH_MODES)}, got {mode!r}")
     modes = kind_modes(mode, kinds)
     versions = {k: options.client_versions.get(k) for k in modes}
     costs = measure_costs(modes, versions)
-    lead = plan_lead(
+    return plan_lead(
         [(run.offset_s, run.client) for run in plan],
         costs,
         mode=mode,
@@ -310,8 +311,6 @@ def _lead_plan(
         budget_mb=options.memory_budget_mb or default_budget_mb(),
         start_margin_s=START_MARGIN_S,
     )
-    emit(f"pipstorm: {lead.summary()}")
-    return lead
 
 
 def _drive(
@@ -360,6 +359,7 @@ def _drive(
                 f"pipstorm: {meta.profile_name}: {meta.runs_planned} client runs in "
                 f"{line.duration_s:g} s against {target.index_url} -> {run_dir}"
             )
+            emit(f"pipstorm: {lead.summary()}")
             proxy = stack.enter_context(
                 RecordingProxy(
                     target.index_url,
