@@ -202,7 +202,7 @@ def execute_run(
     check_allowed_origins(options.allow_origins, allow_remote=options.allow_remote_target)
     faults = RunFaults.from_specs((*options.faults, *profile.faults), seed=options.seed)
     warm_up_clients(choice, emit)  # tool installs are the generator's cost: before any load
-    lead = _lead_plan(options, profile, plan, choice.kinds, emit)
+    lead = _lead_plan(options, profile, plan, choice.kinds)
     run_dir = make_run_dir(options.results_root, profile.name)
     if UPLOAD_KIND in choice.kinds and target is None:  # the embedded target's uploads go here
         (run_dir / UPLOADS_DIR).mkdir()
@@ -293,7 +293,6 @@ def _lead_plan(
     profile: Profile,
     plan: list[PlannedRun],
     kinds: Iterable[str],
-    emit: Callable[[str], None],
 ) -> LeadPlan:
     """The launch mode, measured preparation costs and lead time (said once the target is
     open, before any load: bad input stays one ERROR line)."""
