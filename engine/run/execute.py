@@ -208,9 +208,8 @@ def execute_run(
         (run_dir / UPLOADS_DIR).mkdir()
     meta = _initial_meta(options, profile, line, len(plan), limits)
     meta.clients = choice.to_dict()
-    if lead.problem:  # said before any load, recorded like the capacity check's warnings
-        warnings = [*warnings, f"the plan cannot be prepared as played: {lead.problem}"]
-    meta.warnings = warnings
+    # A lead-time problem is said before any load and recorded like the capacity warnings.
+    meta.warnings = warnings = [*warnings, *lead.warnings()]
     for warning in warnings:
         emit(f"pipstorm: WARNING: {warning}")
     meta.launch = lead.to_dict()

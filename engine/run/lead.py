@@ -81,6 +81,10 @@ class LeadPlan:
         data["costs"] = {cost.kind: asdict(cost) for cost in self.costs}
         return data
 
+    def warnings(self) -> list[str]:
+        """The problem, if any, as a run warning (``run.json`` ``warnings``)."""
+        return [f"the plan cannot be prepared as played: {self.problem}"] if self.problem else []
+
     def summary(self) -> str:
         """One line for the terminal before the run starts."""
         kinds = ", ".join(f"{k} {m}" for k, m in sorted(self.kinds.items()))
