@@ -1,6 +1,7 @@
 """The open schedule with real pip runs that are slow on purpose (an injected listing delay) and
-pool workers frozen on purpose (SIGSTOP): no run waits for another, each run launches at or after
-its intended instant, and a run held back is recorded with its lag, not hidden.
+pool workers frozen on purpose (SIGSTOP), in exec launch mode: no run waits for another, each run
+launches at or after its intended instant, and a run held back is recorded with its lag, not
+hidden.
 
 Every timing assertion is a bound the test itself caused (the delay, the freeze), never a
 threshold on how fast this machine is.
@@ -51,6 +52,9 @@ def test_slow_clients_do_not_hold_back_the_schedule_and_a_late_run_shows_its_lag
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "engine", "run", "--profile", str(profile), "--client", "pip"),
+            # exec: the workers spawn each client at its instant, so freezing them holds runs
+            # back. A warm child, gated ahead, releases itself: a frozen worker does not delay it.
+            *("--launch", "exec"),
             *("--fault", f"op=listing,delay={DELAY_S:g}s", "--results", str(results), "--quiet"),
             *LATENCY_OFF,
         ],
