@@ -90,10 +90,19 @@ def slot_name(slot: Slot) -> str:
 
 
 def relocate(slots: list[Slot], moves: list[tuple[str, str]]) -> int:
-    """Rewrite each captured path with the run's own (``moves``: launcher path -> run path)."""
+    """Rewrite each captured path with the run's own (``moves``: launcher path -> run path).
+
+    A slot that no longer holds a path (reset since: ``tempfile.tempdir`` is None again once
+    the child has its environment; a key gone) is left alone: ``str(None)`` is no path.
+    """
     done = 0
     for container, how, key in slots:
-        old = getattr(container, key) if how == "attr" else container[key]
+        try:
+            old = getattr(container, key) if how == "attr" else container[key]
+        except (AttributeError, KeyError, IndexError):
+            continue
+        if not isinstance(old, str | PurePath):
+            continue
         text = str(old)
         for before, after in moves:
             text = text.replace(before, after)
