@@ -469,4 +469,7 @@ def drive_shard(
     target opened elsewhere, offset 0 at the shared absolute ``start_at``; the streams land in
     ``run_dir`` and ``meta`` is filled in as for a whole run (no report is written here)."""
     state = _RunState(meta=meta, run_dir=run_dir, emit=emit, target=target, start_at=start_at)
-    _drive(options, line, plan, state)
+    # Each generator measures its own preparation costs and hands its runs out accordingly.
+    lead = _lead_plan(options, load_profile(options.profile), plan, {r.client for r in plan})
+    meta.launch = lead.to_dict()
+    _drive(options, line, plan, state, lead)
