@@ -34,6 +34,7 @@ from clients.task import ClientTask
 from clients.tools import ensure_tool
 from packages.build import build_release
 from packages.spec import CorpusError
+from packages.upload import upload_url_for
 
 KIND = "twine"
 #: A current twine (``pip index versions twine`` listed 7.0.0 as newest when written).
@@ -57,12 +58,6 @@ def upload_version(version: str, unique: int | None = None) -> str:
     return f"{release}.post{number}"
 
 
-def upload_url(index_url: str) -> str:
-    """The URL twine posts to: the run's proxy prefix root (``.../r/<run>/``), which the proxy
-    maps to the index's root; pypiserver takes uploads as a POST to ``/``."""
-    return index_url[: -len("simple/")] if index_url.endswith("simple/") else index_url
-
-
 def twine_env(work: Path) -> dict[str, str]:
     """twine's variables for a run (none depends on ``work``)."""
     del work
@@ -82,7 +77,7 @@ def upload_args(task: ClientTask, wheel: Path) -> tuple[str, ...]:
     """twine's arguments for one run (after ``python -m twine``)."""
     return (
         *("upload", "--non-interactive", "--disable-progress-bar", "--verbose"),
-        *("--repository-url", upload_url(task.index_url), str(wheel)),
+        *("--repository-url", upload_url_for(task.index_url), str(wheel)),
     )
 
 

@@ -39,6 +39,10 @@ RUN_COST: Mapping[str, tuple[float, float]] = {
     "twine": (0.19, 45.0),
     "http": (0.001, 0.1),
 }
+#: The same for a run forked from a warm launcher, where measured (``tests/bench/
+#: test_warm_bench.py``: a 75-run pip burst took 1.8 CPU-s after its gates and 5.7 before them,
+#: 10 MB of memory of its own per gated child); other kinds are priced as exec, to be safe.
+WARM_RUN_COST: Mapping[str, tuple[float, float]] = {"pip": (0.10, 10.0)}
 _UNKNOWN_COST = RUN_COST["poetry"]  # the dearest known kind, for a kind not measured
 
 
@@ -88,11 +92,20 @@ class Capacity:
         return found
 
 
-def measure(line: Timeline, clients: int, multiplier: int, mix: Mapping[str, float]) -> Capacity:
-    """The busiest tick of the plan against this machine (no schedule is built)."""
+def measure(
+    line: Timeline,
+    clients: int,
+    multiplier: int,
+    mix: Mapping[str, float],
+    *,
+    warm: bool = False,
+) -> Capacity:
+    """The busiest tick of the plan against this machine (no schedule is built); ``warm``
+    prices runs as forked from warm launchers where that was measured."""
     shares = {k: v for k, v in mix.items() if v > 0}
     total = sum(shares.values()) or 1.0
-    cost = [RUN_COST.get(k, _UNKNOWN_COST) for k in shares]
+    costs = {**RUN_COST, **(WARM_RUN_COST if warm else {})}
+    cost = [costs.get(k, _UNKNOWN_COST) for k in shares]
     weights = [v / total for v in shares.values()]
     peak = clients * (multiplier if line.burst_every_s is not None else 1)
     bursts = len(line.burst_ticks)

@@ -181,7 +181,13 @@ def execute_run(
     line = timeline(profile, duration_s=options.duration_s, time_scale=options.time_scale)
     # Before the schedule is built: an absurd profile must not exhaust memory building it.
     warnings = capacity.check(
-        capacity.measure(line, profile.clients, profile.burst_multiplier, choice.mix),
+        capacity.measure(
+            line,
+            profile.clients,
+            profile.burst_multiplier,
+            choice.mix,
+            warm=(options.launch or profile.launch or "warm") == "warm",
+        ),
         force=options.force,
     )
     line, plan = build_schedule(

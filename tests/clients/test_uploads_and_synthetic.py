@@ -11,8 +11,9 @@ from clients.registry import driver_for
 from clients.synthetic import find_file
 from clients.task import ClientTask
 from clients.twine import DRIVER as TWINE
-from clients.twine import upload_url, upload_version
+from clients.twine import upload_version
 from packages.build import build_release
+from packages.upload import upload_url_for
 
 FILES = (
     ("test_package_001-1.0.0-py3-none-any.whl", "#sha256=aa"),
@@ -38,8 +39,12 @@ def test_upload_versions_are_valid_post_releases_and_unique() -> None:
 
 
 def test_uploads_go_to_the_run_prefix_root() -> None:
-    assert upload_url("http://127.0.0.1:5/r/r00001/simple/") == "http://127.0.0.1:5/r/r00001/"
-    assert upload_url("http://127.0.0.1:5/r/r00001/") == "http://127.0.0.1:5/r/r00001/"
+    # twine posts where the index takes uploads: the index URL less its (+)simple/ segment, so
+    # pypiserver's root and devpi's /USER/INDEX/ both work behind the run's prefix
+    assert upload_url_for("http://127.0.0.1:5/r/r00001/simple/") == "http://127.0.0.1:5/r/r00001/"
+    assert upload_url_for("http://127.0.0.1:5/r/r00001/") == "http://127.0.0.1:5/r/r00001/"
+    devpi = "http://127.0.0.1:5/r/r00001/u/i/+simple/"
+    assert upload_url_for(devpi) == "http://127.0.0.1:5/r/r00001/u/i/"
 
 
 def test_a_refused_duplicate_is_a_conflict_and_other_failures_are_not(tmp_path: Path) -> None:

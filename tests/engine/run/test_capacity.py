@@ -33,6 +33,17 @@ def test_the_figures_of_a_burst() -> None:
     assert 1.5 < heavy.cpu_overload < 2.0  # 100 fresh pips need ~33 CPU-s of a 20 CPU-s tick
 
 
+def test_warm_pip_is_priced_as_measured_for_warm_launchers() -> None:
+    profile = BUILTIN_PROFILES["heavy_load"]
+    line = timeline(profile)
+    exec_ = capacity.measure(line, 100, profile.burst_multiplier, {"pip": 1.0})
+    warm = capacity.measure(line, 100, profile.burst_multiplier, {"pip": 1.0}, warm=True)
+    assert warm.cpu_s_per_run < exec_.cpu_s_per_run / 3
+    assert warm.mb_per_run < exec_.mb_per_run
+    poetry = capacity.measure(line, 100, profile.burst_multiplier, {"poetry": 1.0}, warm=True)
+    assert poetry.cpu_s_per_run == capacity.RUN_COST["poetry"][0]  # not measured warm: exec cost
+
+
 def test_a_huge_plan_is_refused_with_figures_and_forced_with_a_warning() -> None:
     huge = dataclasses.replace(on_two_cores("light_load"), peak_runs=1_000_000)
     problems = huge.problems()
