@@ -138,6 +138,15 @@ class LocalPypiserver:
         return self.url + "simple/"
 
     @property
+    def private_dir(self) -> Path:
+        """The server's private temp dir (0700): removed when the server stops, and by the
+        server itself when its owner dies without stopping it (SIGKILL). A file that must not
+        outlive the server (the credentials ``pipstorm serve`` shows) belongs here."""
+        if self._tmpdir is None:
+            raise TargetError("pypiserver is not running")
+        return self._tmpdir
+
+    @property
     def pid(self) -> int:
         """The gunicorn master's pid (also the process group id of all workers)."""
         if self._proc is None:

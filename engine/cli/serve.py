@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -83,22 +82,20 @@ def serve(
         allow_unconfined=allow_unconfined,
     )
     # SIGTERM unwinds like Ctrl-C: the server is stopped and the credentials file removed.
-    with (
-        terminate_as_interrupt(),
-        server,
-        tempfile.TemporaryDirectory(prefix="pipstorm-serve-") as private,
-    ):
-        # The password goes to a file only its owner can read, never to the terminal or a log.
-        secret = Path(private) / "credentials"
-        secret.touch(mode=0o600)
-        secret.write_text(
-            f"{server.credentials.username}:{server.credentials.password}\n", encoding="utf-8"
-        )
-        typer.echo(f"serving {directory} at {server.index_url}")
-        typer.echo(f"username:password in {secret} (removed on exit); Ctrl-C stops the server.")
-        if sized is not None:
-            typer.echo(f"sizing {sized.label()}: {_confinement(server)}")
-        try:
+    with terminate_as_interrupt(), server:
+        try:  # from here on a Ctrl-C (or SIGTERM) is the way to stop, at any instant
+            # The password goes to a file only its owner can read, never to the terminal or a
+            # log; in the server's private dir, which goes with the server even if serve is
+            # SIGKILLed.
+            secret = server.private_dir / "credentials"
+            secret.touch(mode=0o600)
+            secret.write_text(
+                f"{server.credentials.username}:{server.credentials.password}\n", encoding="utf-8"
+            )
+            typer.echo(f"serving {directory} at {server.index_url}")
+            typer.echo(f"username:password in {secret} (removed on exit); Ctrl-C stops the server.")
+            if sized is not None:
+                typer.echo(f"sizing {sized.label()}: {_confinement(server)}")
             code = server.wait()
         except (KeyboardInterrupt, Terminated):
             code = 0

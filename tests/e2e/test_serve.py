@@ -59,3 +59,36 @@ def test_serve_until_ctrl_c_or_sigterm(
         proc.communicate()
     assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not secret.exists()
+
+
+def test_a_sigkilled_serve_leaves_no_server_and_no_credentials(
+    e2e_env: dict[str, str], tmp_path: Path
+) -> None:
+    """SIGKILL runs no clean-up in serve itself: the orphaned server stops on its own and takes
+    its private dir, where the credentials file lives, with it (it used to sit in TMPDIR)."""
+    corpus = cached_corpus(CorpusSpec(packages=2, versions=("1.0.0",)), tmp_path / "cache")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "engine", "serve", "--corpus", str(corpus.directory)],
+        env=e2e_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        creds_line = proc.stdout.readline()
+        secret = Path(creds_line.split(" in ", 1)[1].split(" ", 1)[0])
+        assert secret.is_file()
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        assert tree
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    _, alive = psutil.wait_procs(tree, timeout=30)  # a bound, not a figure
+    assert [p for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
+    assert not secret.exists()
+    assert not secret.parent.exists()
