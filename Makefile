@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
-## run: a 60 s light_load against the embedded target (local pypiserver + generated corpus)
+## run: the seed's incident, 70 s (two x25 bursts of real pip) against the embedded target
 run: $(STAMP)
 	$(BIN)/pipstorm run --profile production_incident --duration 70
 
