@@ -13,6 +13,7 @@ from engine.cli.options import (
     AuthOpt,
     AwsRoleOpt,
     BackendOpt,
+    ClientOpt,
     CpusOpt,
     DurationOpt,
     HashAlgoOpt,
@@ -21,10 +22,12 @@ from engine.cli.options import (
     ProfileOpt,
     QuietOpt,
     ResultsOpt,
+    RunTimeoutOpt,
     SeedOpt,
     ServerWorkersOpt,
     SizingOpt,
     TargetOpt,
+    ThresholdOpt,
     TimeScaleOpt,
     WorkerClassOpt,
     WorkersOpt,
@@ -59,19 +62,12 @@ def run(
         ),
     ] = None,
     results: ResultsOpt = Path("results"),
-    threshold: Annotated[
-        list[str] | None,
-        typer.Option(help="Override a threshold: KEY=VALUE (or KEY=off). Repeatable."),
-    ] = None,
+    threshold: ThresholdOpt = None,
     seed: SeedOpt = 1,
     workers: WorkersOpt = None,
-    run_timeout: Annotated[
-        float, typer.Option(help="Seconds before a client run is stopped.")
-    ] = 120.0,
+    run_timeout: RunTimeoutOpt = 120.0,
     quiet: QuietOpt = False,
-    client: Annotated[
-        str | None, typer.Option(help="Every run this client: pip, poetry, uv, twine or http.")
-    ] = None,
+    client: ClientOpt = None,
     mix: Annotated[
         str | None, typer.Option(help="Client shares, e.g. pip=0.6,poetry=0.4 (default: profile).")
     ] = None,
@@ -239,9 +235,7 @@ def retry_lab(
         str | None, typer.Option(help="NAME==VERSION to ask for (default: the first release).")
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed for fault probabilities.")] = 1,
-    run_timeout: Annotated[
-        float, typer.Option(help="Seconds before a client run is stopped.")
-    ] = 120.0,
+    run_timeout: RunTimeoutOpt = 120.0,
     results: ResultsOpt = Path("results"),
     launch: LaunchOpt = None,
 ) -> None:
@@ -280,18 +274,11 @@ def sizing_lab(
     duration: DurationOpt = None,
     time_scale: TimeScaleOpt = None,
     results: ResultsOpt = Path("results"),
-    client: Annotated[
-        str | None, typer.Option(help="Every run this client: pip, poetry, uv, twine or http.")
-    ] = None,
-    threshold: Annotated[
-        list[str] | None,
-        typer.Option(help="Override a threshold: KEY=VALUE (or KEY=off). Repeatable."),
-    ] = None,
+    client: ClientOpt = None,
+    threshold: ThresholdOpt = None,
     seed: SeedOpt = 1,
     workers: WorkersOpt = None,
-    run_timeout: Annotated[
-        float, typer.Option(help="Seconds before a client run is stopped.")
-    ] = 120.0,
+    run_timeout: RunTimeoutOpt = 120.0,
     quiet: QuietOpt = False,
     cpus: CpusOpt = None,
     memory: MemoryOpt = None,

@@ -121,3 +121,11 @@ LaunchOpt = Annotated[
         "instant (default; uv and http always exec); exec: a fresh process per run.",
     ),
 ]
+ThresholdOpt = Annotated[
+    list[str] | None,
+    typer.Option(help="Override a threshold: KEY=VALUE (or KEY=off). Repeatable."),
+]
+RunTimeoutOpt = Annotated[float, typer.Option(help="Seconds before a client run is stopped.")]
+ClientOpt = Annotated[
+    str | None, typer.Option(help="Every run this client: pip, poetry, uv, twine or http.")
+]

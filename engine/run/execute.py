@@ -27,7 +27,7 @@ from engine.report.model import Report
 from engine.report.terminal import terminal_summary
 from engine.report.write import write_reports
 from engine.run import capacity
-from engine.run.client_mix import choose_clients
+from engine.run.client_mix import ClientChoice, choose_clients
 from engine.run.client_mix import warm_up as warm_up_clients
 from engine.run.cloudwatch import fetch_run_cloudwatch, stack_meta
 from engine.run.dispatch import (
@@ -138,7 +138,56 @@ def _no_interrupts_while_cleaning(say: Callable[[str], None]) -> Iterator[None]:
         signal.signal(signal.SIGTERM, old_term)
 
 
-def _initial_meta(
+@dataclass(frozen=True)
+class LoadPlan:
+    """A run's plan before anything starts: the profile, thresholds, client choice, schedule,
+    and the capacity check's warnings (``--force``)."""
+
+    profile: Profile
+    limits: dict[str, float]
+    choice: ClientChoice
+    line: Timeline
+    runs: list[PlannedRun]
+    warnings: list[str]
+
+
+def plan_load(options: RunOptions, *, clients_per_machine: int | None = None) -> LoadPlan:
+    """Profile -> thresholds -> clients -> capacity check -> schedule, for one machine or for
+    shards (``clients_per_machine``: each generator's share of a tick). The capacity check comes
+    before the schedule is built: an absurd profile must not exhaust memory building it."""
+    profile = load_profile(options.profile)
+    limits = thresholds_mod.merge(
+        thresholds_mod.DEFAULTS,
+        profile.thresholds,
+        dict(thresholds_mod.parse_override(text) for text in options.threshold_overrides),
+    )
+    choice = choose_clients(
+        profile, client=options.client, mix=options.mix, versions=options.client_versions
+    )
+    line = timeline(profile, duration_s=options.duration_s, time_scale=options.time_scale)
+    warnings = capacity.check(
+        capacity.measure(
+            line,
+            clients_per_machine or profile.clients,
+            profile.burst_multiplier,
+            choice.mix,
+            warm=(options.launch or profile.launch or "warm") == "warm",
+        ),
+        force=options.force,
+    )
+    line, runs = build_schedule(
+        profile,
+        options.corpus.releases(),
+        seed=options.seed,
+        duration_s=options.duration_s,
+        time_scale=options.time_scale,
+        mix=choice.mix,
+        pins=choice.pins,
+    )
+    return LoadPlan(profile, limits, choice, line, runs, warnings)
+
+
+def initial_meta(
     options: RunOptions, profile: Profile, line: Timeline, planned: int, limits: dict[str, float]
 ) -> RunMeta:
     """``run.json`` as written before the run; the run fills in start, end and target."""
@@ -169,36 +218,15 @@ def execute_run(
     ``target``: an index already open (the pytest plugin's session target), used instead of
     opening one from ``options``; the caller keeps it up and stops it."""
     emit: Callable[[str], None] = say or _to_stderr
-    profile = load_profile(options.profile)
-    limits = thresholds_mod.merge(
-        thresholds_mod.DEFAULTS,
-        profile.thresholds,
-        dict(thresholds_mod.parse_override(text) for text in options.threshold_overrides),
+    load = plan_load(options)
+    profile, limits, choice, line, plan = (
+        load.profile,
+        load.limits,
+        load.choice,
+        load.line,
+        load.runs,
     )
-    choice = choose_clients(
-        profile, client=options.client, mix=options.mix, versions=options.client_versions
-    )
-    line = timeline(profile, duration_s=options.duration_s, time_scale=options.time_scale)
-    # Before the schedule is built: an absurd profile must not exhaust memory building it.
-    warnings = capacity.check(
-        capacity.measure(
-            line,
-            profile.clients,
-            profile.burst_multiplier,
-            choice.mix,
-            warm=(options.launch or profile.launch or "warm") == "warm",
-        ),
-        force=options.force,
-    )
-    line, plan = build_schedule(
-        profile,
-        options.corpus.releases(),
-        seed=options.seed,
-        duration_s=options.duration_s,
-        time_scale=options.time_scale,
-        mix=choice.mix,
-        pins=choice.pins,
-    )
+    warnings = load.warnings
     stack: AwsStack | None = None
     if target is None:  # read the stack and refuse a non-loopback target before anything else
         stack = resolve_stack(TargetSpec(options.index_url, options.terraform_dir))
@@ -212,7 +240,7 @@ def execute_run(
     run_dir = make_run_dir(options.results_root, profile.name)
     if UPLOAD_KIND in choice.kinds and target is None:  # the embedded target's uploads go here
         (run_dir / UPLOADS_DIR).mkdir()
-    meta = _initial_meta(options, profile, line, len(plan), limits)
+    meta = initial_meta(options, profile, line, len(plan), limits)
     meta.clients = choice.to_dict()
     # A lead-time problem is said before any load and recorded like the capacity warnings.
     meta.warnings = warnings = [*warnings, *lead.warnings()]

@@ -28,16 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from clients.twine import KIND as UPLOAD_KIND
-from engine.analysis import thresholds as thresholds_mod
 from engine.report.terminal import terminal_summary
 from engine.report.write import write_reports
-from engine.run import capacity
-from engine.run.client_mix import ClientChoice, choose_clients
+from engine.run.client_mix import ClientChoice
 from engine.run.client_mix import warm_up as warm_up_clients
 from engine.run.cluster import check_cluster, open_cluster
-from engine.run.execute import UPLOADS_DIR, RunOptions, RunResult
+from engine.run.execute import UPLOADS_DIR, RunOptions, RunResult, initial_meta, plan_load
 from engine.run.profiles import load_profile
-from engine.run.schedule import PlannedRun, Timeline, build_schedule
+from engine.run.schedule import PlannedRun, Timeline
 from engine.run.shard_runner import (
     SHARD_RESOURCE,
     ShardJob,
@@ -122,32 +120,19 @@ def _plan(options: RunOptions, sharding: ShardedOptions, emit: Callable[[str], N
         raise ShardError("--target terraform: is not supported with --shards yet")
     if options.sizing is not None:
         raise ShardError("--sizing is not supported with --shards yet")
-    profile = load_profile(options.profile)
-    limits = thresholds_mod.merge(
-        thresholds_mod.DEFAULTS,
-        profile.thresholds,
-        dict(thresholds_mod.parse_override(text) for text in options.threshold_overrides),
-    )
-    choice = choose_clients(
-        profile, client=options.client, mix=options.mix, versions=options.client_versions
-    )
-    line, plan = build_schedule(
-        profile,
-        options.corpus.releases(),
-        seed=options.seed,
-        duration_s=options.duration_s,
-        time_scale=options.time_scale,
-        mix=choice.mix,
-        pins=choice.pins,
-    )
     # A LocalCluster's shards share this machine; remote shards each hold their share.
-    per_machine = profile.clients
+    per_machine = None
     if sharding.cluster is not None:
-        per_machine = math.ceil(profile.clients / sharding.shards)
-    warnings = capacity.check(
-        capacity.measure(line, per_machine, profile.burst_multiplier, choice.mix),
-        force=options.force,
+        per_machine = math.ceil(load_profile(options.profile).clients / sharding.shards)
+    load = plan_load(options, clients_per_machine=per_machine)
+    profile, limits, choice, line, plan = (
+        load.profile,
+        load.limits,
+        load.choice,
+        load.line,
+        load.runs,
     )
+    warnings = load.warnings
     if options.index_url is not None:
         check_loopback(options.index_url, allow_remote=options.allow_remote_target)
     shards = split(plan, sharding.shards)
@@ -155,21 +140,10 @@ def _plan(options: RunOptions, sharding: ShardedOptions, emit: Callable[[str], N
     run_dir = make_run_dir(options.results_root, profile.name)
     if UPLOAD_KIND in choice.kinds and options.index_url is None:
         (run_dir / UPLOADS_DIR).mkdir()
-    meta = RunMeta(
-        profile=profile.to_dict(),
-        planned_duration_s=line.duration_s,
-        time_scale=line.time_scale,
-        tick_s=line.tick_s,
-        burst_ticks_s=list(line.burst_ticks),
-        seed=options.seed,
-        runs_planned=len(plan),
-        thresholds=limits,
-        target={"kind": "embedded" if options.index_url is None else "remote"},
-        count_injected=options.count_injected,
-        clients=choice.to_dict(),
-        warnings=warnings,
-        shards=[ShardMeta(index=s.index, runs=s.run_ids) for s in shards],
-    )
+    meta = initial_meta(options, profile, line, len(plan), limits)
+    meta.clients = choice.to_dict()
+    meta.warnings = warnings
+    meta.shards = [ShardMeta(index=s.index, runs=s.run_ids) for s in shards]
     for warning in warnings:
         emit(f"pipstorm: WARNING: {warning}")
     meta.write(run_dir)
