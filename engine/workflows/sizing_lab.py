@@ -29,6 +29,7 @@ from engine.run.schedule import timeline
 from engine.rundir.files import make_run_dir, write_json_atomic, write_text_atomic
 from infra.pypiserver_target import TargetError
 from infra.sizing import Sizing, preset
+from packages.index_check import IndexCheckError
 
 DEFAULT_SIZES = ("baseline", "optimized", "heavy")
 LAB_JSON = "sizing-lab.json"
@@ -167,7 +168,9 @@ def run_sizing_lab(
                 replace(options.run, sizing=sizing, probe_listing=True, results_root=lab_dir),
                 emit,
             )
-        except TargetError as exc:  # this sizing's server died starting (OOM): the next may not
+        # This sizing's server died starting (OOM), or started but could not answer the
+        # corpus check before any load (a 128 MiB server thrashing): the next sizing may do.
+        except (TargetError, IndexCheckError) as exc:
             emit(f"sizing-lab: {sizing.name}: {exc}")
             outcomes.append(SizingOutcome(sizing, None, start_error=str(exc)))
             continue
