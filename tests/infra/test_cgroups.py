@@ -239,9 +239,10 @@ def test_remove_stale_spares_live_owners_and_foreign_names(tmp_path: Path) -> No
     for directory in (live, dead, foreign):
         directory.mkdir(parents=True)
     removed = cgroups.remove_stale(tmp_path)
-    assert removed == [dead]
-    assert live.is_dir()
-    assert foreign.is_dir()
+    # (what an earlier test of this process could not remove is retried too: not asserted here)
+    assert dead in removed and not dead.exists()
+    assert live not in removed and live.is_dir()
+    assert foreign not in removed and foreign.is_dir()
 
 
 @pytest.fixture(scope="module")
