@@ -5,6 +5,12 @@ Ctrl-C or a timeout, escalating SIGINT -> SIGTERM -> SIGKILL like tox does, (b) 
 client used (``os.wait4`` gives the child's rusage, ``Popen.wait`` throws it away), and (c) never
 write a secret it was handed into a record. Each client runs in its own session, so a Ctrl-C on
 the terminal reaches only pipstorm, which then stops the clients in order.
+
+Its own session also means a SIGKILL of pipstorm's process group (``timeout -s KILL``, a cancelled
+CI job) does not reach it: each client is therefore started under ``setpriv --pdeathsig KILL``
+(util-linux), which sets the parent-death signal and execs the client, so the kernel kills it
+when the thread that started it (the run's thread in a pool worker) dies. ``preexec_fn`` could
+do the same in-process, but it is unsafe in a threaded process (a pool worker runs a thread a run).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -28,6 +35,9 @@ TAIL_BYTES = 4096
 #: Clients run at this nice value, so the recording proxy (and the pool launching runs on time)
 #: win the CPU when clients saturate the cores: the proxy's timings then stay the index's.
 CLIENT_NICE = 10
+
+#: ``setpriv`` (util-linux) sets the parent-death signal of a process, then execs the command.
+_SETPRIV = shutil.which("setpriv")
 
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
@@ -175,9 +185,12 @@ def run_process(
     mono_start = time.monotonic()
     if registry.stopping:
         return _not_started(shown_argv, wall_start, "not started: stop requested")
+    program = _resolve(argv[0], env, cwd)
+    if program is None:  # said here: behind setpriv it would be setpriv's exit status
+        return _not_started(shown_argv, wall_start, f"cannot start {argv[0]}: not found")
     try:
         proc = subprocess.Popen(
-            list(argv),
+            with_parent_death_signal([program, *argv[1:]]),
             env=dict(env),
             cwd=cwd,
             stdin=subprocess.DEVNULL,
@@ -231,6 +244,23 @@ def run_process(
         timed_out=running.timed_out,
         interrupted=running.interrupted,
     )
+
+
+def _resolve(program: str, env: Mapping[str, str], cwd: Path) -> str | None:
+    """The file ``program`` names, as exec would find it with ``env`` in ``cwd``; None if none."""
+    if "/" in program:
+        path = cwd / program  # an absolute program stays itself
+        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+    return shutil.which(program, path=env.get("PATH", os.defpath))
+
+
+def with_parent_death_signal(argv: Sequence[str]) -> list[str]:
+    """``argv`` prefixed so the process is SIGKILLed when the thread that starts it dies (the
+    record keeps the client's own argv). Without ``setpriv`` it runs as it is: a SIGKILLed
+    pipstorm then leaves it to finish, or fail, on its own."""
+    if _SETPRIV is None:
+        return list(argv)
+    return [_SETPRIV, "--pdeathsig", "KILL", "--", *argv]
 
 
 def _not_started(argv: tuple[str, ...], when: float, why: str) -> Outcome:

@@ -17,6 +17,7 @@ listening socket (psutil), rather than picking a port, closing it and hoping nob
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import http.client
 import os
@@ -44,6 +45,8 @@ from infra.sizing import Sizing, htpasswd_line
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
+#: After its owner died, how long the server gets to shut down quickly before its group is killed.
+ORPHAN_GRACE_S = 2.0
 _POLL_S = 0.05
 _HEALTH_PATH = "/health"
 _STDERR_TAIL_CHARS = 400
@@ -497,11 +500,21 @@ def _serve_until_orphaned(argv: list[str]) -> None:
         while os.getppid() == parent:
             time.sleep(1.0)
         # The owner died without stopping us (SIGKILL), so nobody else will remove our private
-        # dir (our cwd: the htpasswd, maybe the log); checked by name before anything goes.
+        # dir (our cwd: the htpasswd, maybe the log). Not before the server has stopped: in-flight
+        # requests would get 500 for the missing htpasswd, recorded as the index's errors. So at
+        # the master's exit, after its workers are gone.
         here = Path.cwd()
+        if here.name.startswith(PRIVATE_DIR_PREFIX):  # checked by name before anything goes
+            atexit.register(shutil.rmtree, here, ignore_errors=True)
+        # The whole group (gunicorn's master and workers: it is our own session), with the quick
+        # shutdown signal (SIGTERM is gunicorn's graceful one, up to 30 s). A signal sent to
+        # this process from this thread was once seen lost, the master living on for minutes:
+        # whatever still runs ORPHAN_GRACE_S later is killed (the folder removed first).
+        _signal_group(os.getpgrp(), signal.SIGINT)
+        time.sleep(ORPHAN_GRACE_S)
         if here.name.startswith(PRIVATE_DIR_PREFIX):
             shutil.rmtree(here, ignore_errors=True)
-        os.kill(os.getpid(), signal.SIGTERM)
+        _signal_group(os.getpgrp(), signal.SIGKILL)
 
     threading.Thread(target=watch, name="pipstorm-parent-watch", daemon=True).start()
     sys.argv = ["pypiserver", *argv]

@@ -17,13 +17,10 @@ load the coordinator refuses, in one line, what would make the merged report a l
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from engine.errors import UsageError
@@ -76,29 +73,24 @@ def open_cluster(shards: int, address: str | None) -> Iterator[Any]:
             finally:
                 client.close()  # type: ignore[no-untyped-call]
             return
-        scratch = tempfile.mkdtemp(prefix="pipstorm-dask-")
-        guard = reaper.start(Path(scratch))  # removes it if this process is SIGKILLed
-        try:
-            with (
-                dask.config.set({"temporary-directory": scratch}),  # the scheduler's too
-                LocalCluster(  # type: ignore[no-untyped-call]
-                    n_workers=shards,
-                    threads_per_worker=1,
-                    processes=True,
-                    host="127.0.0.1",
-                    dashboard_address=None,  # no dashboard at all (else :8787 on every interface)
-                    resources={SHARD_RESOURCE: 1},
-                    memory_limit=0,  # the clients' memory is theirs, not the worker's to police
-                    local_directory=scratch,
-                    silence_logs=logging.CRITICAL,  # a lost shard is said once, by pipstorm
-                    scheduler_kwargs={"allowed_failures": 0},
-                ) as cluster,
-                Client(cluster, set_as_default=False) as client,  # type: ignore[no-untyped-call]
-            ):
-                yield client
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-            reaper.stop(guard)
+        with (
+            reaper.guarded_folder("pipstorm-dask-") as scratch,
+            dask.config.set({"temporary-directory": str(scratch)}),  # the scheduler's too
+            LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=shards,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,  # no dashboard at all (else :8787 on every interface)
+                resources={SHARD_RESOURCE: 1},
+                memory_limit=0,  # the clients' memory is theirs, not the worker's to police
+                local_directory=str(scratch),
+                silence_logs=logging.CRITICAL,  # a lost shard is said once, by pipstorm
+                scheduler_kwargs={"allowed_failures": 0},
+            ) as cluster,
+            Client(cluster, set_as_default=False) as client,  # type: ignore[no-untyped-call]
+        ):
+            yield client
 
 
 def check_cluster(

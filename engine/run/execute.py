@@ -26,7 +26,7 @@ from engine.analysis import thresholds as thresholds_mod
 from engine.report.model import Report
 from engine.report.terminal import terminal_summary
 from engine.report.write import write_reports
-from engine.run import capacity
+from engine.run import capacity, reaper
 from engine.run.client_mix import ClientChoice, choose_clients
 from engine.run.client_mix import warm_up as warm_up_clients
 from engine.run.cloudwatch import fetch_run_cloudwatch, stack_meta
@@ -363,6 +363,9 @@ def _drive(
     try:
         with ExitStack() as stack:
             stack.enter_context(terminate_as_interrupt())
+            # The clients' and launchers' work folders: removed last, or by a reaper if this
+            # process is SIGKILLed (engine.run.reaper).
+            scratch = stack.enter_context(reaper.guarded_folder("pipstorm-run-"))
             target = state.target or stack.enter_context(
                 open_target(
                     options.index_url,
@@ -377,16 +380,7 @@ def _drive(
                 )
             )
             state.target = target
-            meta.target = {
-                "kind": target.kind,
-                "index_url": target.index_url,
-                **target.sizing_record(),
-            }
-            if target.stack is not None:
-                meta.target.update(stack_meta(target.stack))
-            if target.server is not None and target.server.unconfined_reason is not None:
-                why = target.server.unconfined_reason
-                emit(f"pipstorm: WARNING: the target runs unconfined ({why})")
+            _note_target(meta, target, emit)
             emit(
                 f"pipstorm: {meta.profile_name}: {meta.runs_planned} client runs in "
                 f"{line.duration_s:g} s against {target.index_url} -> {run_dir}"
@@ -407,7 +401,9 @@ def _drive(
             meta.priority = {"clients_nice": CLIENT_NICE, "proxy": proxy_priority}
             clients_log = stack.enter_context(JsonlWriter(run_dir / CLIENTS_FILE))
             record = client_recorder(clients_log, {r.run_id: r for r in plan}, clock)
-            pool = started = ClientPool(record, workers=options.workers, launch=lead.mode)
+            pool = started = ClientPool(
+                record, workers=options.workers, launch=lead.mode, temp_root=scratch
+            )
             pool.start()
             state.load_sent = True
             # Late enough for the first instant's preparation (engine.run.lead).
@@ -452,6 +448,16 @@ def _drive(
     finally:
         if pool is not None:
             pool.stop()  # idempotent; here for errors raised past the normal stop
+
+
+def _note_target(meta: RunMeta, target: Target, emit: Callable[[str], None]) -> None:
+    """What run.json says of the target, and a warning if its sizing could not be applied."""
+    meta.target = {"kind": target.kind, "index_url": target.index_url, **target.sizing_record()}
+    if target.stack is not None:
+        meta.target.update(stack_meta(target.stack))
+    if target.server is not None and target.server.unconfined_reason is not None:
+        why = target.server.unconfined_reason
+        emit(f"pipstorm: WARNING: the target runs unconfined ({why})")
 
 
 def _task_maker(

@@ -1,9 +1,10 @@
 """Remove a scratch folder once its owner process is gone, even if the owner was SIGKILLed.
 
-The local Dask cluster keeps its scheduler's and workers' scratch folders (and each shard's
-streams before they are shipped) under one temp folder of the coordinator. The coordinator removes
-it when it ends; this process, started beside it in its own session, removes it when the
-coordinator cannot (SIGKILL): it waits for the owner to exit, gives the worker processes (which
+A local run keeps its clients' and launchers' work folders under one temp folder
+(``guarded_folder``), and the local Dask cluster keeps its scheduler's and workers' scratch
+folders (and each shard's streams before they are shipped) under one. The owner removes it when
+it ends; this process, started beside it in its own session, removes it when the owner cannot
+(SIGKILL): it waits for the owner to exit, gives the worker processes (which
 exit with their parent) a moment, and removes the folder.
 
 Run as ``python -m engine.run.reaper PID FOLDER``.
@@ -16,7 +17,10 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -45,6 +49,19 @@ def stop(reaper: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         reaper.kill()
         reaper.wait()
+
+
+@contextmanager
+def guarded_folder(prefix: str) -> Iterator[Path]:
+    """A new temp folder, removed when the block ends, or by a reaper if this process cannot
+    (a SIGKILL of pipstorm's process group, which ends the block's owner mid-flight)."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    guard = start(folder)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+        stop(guard)
 
 
 def main(argv: list[str]) -> int:

@@ -115,3 +115,51 @@ def test_scrubbed_env_drops_machine_pip_settings(tmp_path: Path) -> None:
 
 def test_redact_masks_userinfo_and_secrets() -> None:
     assert redact("https://me:pw@idx/simple/ and pw", ["pw"]) == "https://***@idx/simple/ and ***"
+
+
+def test_a_client_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
+    """A SIGKILLed owner (a pool worker caught in a group kill) takes its clients with it,
+    although each client runs in a session of its own that the group kill does not reach."""
+    owner_code = (
+        "import sys, threading\n"
+        "from pathlib import Path\n"
+        "from clients.environment import scrubbed_env\n"
+        "from clients.process import ProcessRegistry, run_process\n"
+        "tmp = Path(sys.argv[1])\n"
+        "def one():\n"
+        "    run_process(['sleep', '120'], env=scrubbed_env(tmp), cwd=tmp, timeout_s=300,\n"
+        "                registry=ProcessRegistry())\n"
+        "threading.Thread(target=one).start()\n"
+    )
+    owner = psutil.Popen([PY, "-c", owner_code, str(tmp_path)])
+    try:
+        deadline = time.monotonic() + 60
+        clients: list[psutil.Process] = []
+        while time.monotonic() < deadline:
+            clients = [p for p in owner.children() if p.name() == "sleep"]
+            if clients:
+                break
+            time.sleep(0.05)
+        assert clients, "the owner never started its client"
+        owner.kill()
+        owner.wait(10)
+        _, alive = psutil.wait_procs(clients, timeout=5)
+        assert alive == []
+    finally:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            owner.kill()
+        for proc in psutil.process_iter(["cmdline"]):
+            if proc.info["cmdline"] == ["sleep", "120"]:
+                proc.kill()
+
+
+def test_a_program_that_does_not_exist_never_starts(tmp_path: Path) -> None:
+    outcome = run_process(
+        ["no-such-client-pipstorm"],
+        env=scrubbed_env(tmp_path),
+        cwd=tmp_path,
+        timeout_s=10,
+        registry=ProcessRegistry(),
+    )
+    assert outcome.exit_code is None
+    assert "cannot start no-such-client-pipstorm" in outcome.stderr_tail
