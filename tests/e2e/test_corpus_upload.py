@@ -4,9 +4,7 @@ is one line, and after an upload the same run goes ahead."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -16,10 +14,11 @@ from packages.cache import cached_corpus
 from packages.spec import CorpusSpec
 from tests.e2e.conftest import pipstorm
 from tests.e2e.test_bad_input import one_error_line
+from tests.support.pages import Pages, serving
 
 pytestmark = pytest.mark.e2e
 
-PAGES: dict[str, tuple[int, str, bytes]] = {
+PAGES: Pages = {
     "/nolinks/test-package-000/": (200, "text/html", b"<html><body>Our web UI</body></html>"),
     "/login/test-package-000/": (
         200,
@@ -29,32 +28,10 @@ PAGES: dict[str, tuple[int, str, bytes]] = {
 }
 
 
-class Pages(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        status, content_type, body = PAGES.get(self.path, (404, "text/html", b"Not Found"))
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def pages() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Pages)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serving(PAGES) as url:
+        yield url
 
 
 def _run(env: dict[str, str], index_url: str, tmp_path: Path) -> tuple[int, str]:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from packages.index_check import IndexCheckError, check_corpus
+from tests.support.pages import Pages, serving
 
 NAMES = {"pkg-1.0-py3-none-any.whl", "pkg-2.0-py3-none-any.whl"}
-PAGES: dict[str, tuple[int, str, bytes]] = {
+PAGES: Pages = {
     "/ok/pkg/": (
         200,
         "text/html",
@@ -34,32 +33,10 @@ PAGES: dict[str, tuple[int, str, bytes]] = {
 }
 
 
-class Pages(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:
-        status, content_type, body = PAGES.get(self.path, (404, "text/html", b"not found"))
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def base() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Pages)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serving(PAGES) as url:
+        yield url
 
 
 @pytest.mark.parametrize("index", ["/ok/", "/json"])

@@ -1,0 +1,1 @@
+"""Small real servers and helpers more than one test folder uses."""
