@@ -64,10 +64,19 @@ def guarded_folder(prefix: str) -> Iterator[Path]:
         stop(guard)
 
 
+def _wait_gone(pid: int) -> None:
+    """Until ``pid`` has exited. A SIGKILLed owner stays a zombie until its parent (a shell, a
+    test) reaps it, and ``psutil.Process.wait`` on a process that is not our child waits for that
+    too: a zombie has exited, its folder can go."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        owner = psutil.Process(pid)
+        while owner.status() != psutil.STATUS_ZOMBIE:
+            time.sleep(0.1)
+
+
 def main(argv: list[str]) -> int:
     pid, folder = int(argv[1]), Path(argv[2])
-    with contextlib.suppress(psutil.NoSuchProcess):
-        psutil.Process(pid).wait()
+    _wait_gone(pid)
     deadline = time.monotonic() + SETTLE_S
     while folder.exists() and time.monotonic() < deadline:
         time.sleep(1.0)  # worker processes notice their parent's death within a second or so

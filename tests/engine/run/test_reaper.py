@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
+
 from engine.run import reaper
 
 
@@ -38,3 +40,31 @@ def test_an_owner_that_cleaned_up_itself_stops_its_reaper(tmp_path: Path) -> Non
     reaper.stop(guard)
     assert guard.returncode is not None
     assert tmp_path.exists()  # stopping the reaper never removes anything
+
+
+def test_a_killed_owner_nobody_reaped_yet_counts_as_gone(tmp_path: Path) -> None:
+    """A SIGKILLed pipstorm is a zombie until its shell reaps it; its folder goes meanwhile."""
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    guard = subprocess.Popen(
+        [sys.executable, "-m", "engine.run.reaper", str(owner.pid), str(folder)],
+        start_new_session=True,
+    )
+    try:
+        owner.kill()  # not waited for: a zombie until the end of the test
+        assert guard.wait(timeout=30) == 0
+        assert not folder.exists()
+        assert psutil.Process(owner.pid).status() == psutil.STATUS_ZOMBIE
+    finally:
+        for proc in (owner, guard):
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
+def test_a_guarded_folder_goes_at_the_end_of_its_block() -> None:
+    with reaper.guarded_folder("pipstorm-test-") as folder:
+        (folder / "x").write_text("x", encoding="utf-8")
+        assert folder.is_dir()
+    assert not folder.exists()
