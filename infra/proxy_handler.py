@@ -9,6 +9,8 @@ Runs inside the proxy process (``infra.proxy_server``). Why each choice:
 - the client's Authorization is replaced by the upstream credentials, so clients never hold
   them; the header is never logged; requests to any other origin carry no Authorization and no
   Cookie at all (pip, too, sends an index's credentials to the index's host only);
+- a path with a dot segment (``..``, also percent-encoded) is refused with a 400 recorded as
+  ``path_refused``, and an HTTP/0.9 request as ``http_version_refused``: neither is forwarded;
 - requests for another origin go out only when the index linked it in this proxy's life or it
   was allowed explicitly (``infra.proxy_links``); others get a 403, recorded as
   ``origin_refused``, so the proxy is never an open proxy;
@@ -37,7 +39,7 @@ from infra.faults import FaultRule
 from infra.operations import Linked, classify_served
 from infra.proxy_links import LinkBook
 from infra.proxy_log import USER_AGENT_MAX, RecordWriter, RequestRecord
-from infra.proxy_rewrite import Route, UpstreamLayout
+from infra.proxy_rewrite import Route, UpstreamLayout, has_dot_segment
 
 REWRITE_MAX_BYTES: Final = 16 * 1024 * 1024
 # Bodies up to this size (known from Content-Length) are sent with their headers in one write.
@@ -60,6 +62,8 @@ _DROP_FROM_REQUEST: Final = (*_HOP_BY_HOP, "Host", "Expect")
 _INDEX_ONLY: Final = ("Authorization", "Cookie")
 _NOT_ROUTED: Final = b"not under /r/<run-id>/ or /o/<run-id>/<origin>/\n"
 _REFUSED: Final = b"origin_refused: the index linked no such origin in this run\n"
+_PATH_REFUSED: Final = b"path_refused: a dot segment would leave the run's path\n"
+_VERSION_REFUSED: Final = b"http_version_refused: HTTP/1.0 or HTTP/1.1 only\n"
 
 
 class _Exchange:
@@ -152,9 +156,10 @@ class ProxyHandler:
             exchange.status = 404
             return await self._send_local(request, exchange, 404, _NOT_ROUTED)
         exchange.run_id, exchange.path = route.run_id, route.recorded_path()
-        if not self.links.allows(route.origin):
-            exchange.status, exchange.error = 403, "origin_refused"
-            return await self._send_local(request, exchange, 403, _REFUSED)
+        refusal = self._refusal(request, route)
+        if refusal is not None:
+            exchange.status, exchange.error, body = refusal
+            return await self._send_local(request, exchange, exchange.status, body)
         exchange.linked = self.links.linked(route.upstream_url)
         if self.faults is not None:
             injected = await self._inject_before_upstream(request, exchange)
@@ -193,6 +198,16 @@ class ProxyHandler:
             return await self._relay(request, upstream, exchange, route)
         finally:
             upstream.release()
+
+    def _refusal(self, request: web.BaseRequest, route: Route) -> tuple[int, str, bytes] | None:
+        """Status, error kind and body of a routed request the proxy must not forward."""
+        if has_dot_segment(route.path):
+            return 400, "path_refused", _PATH_REFUSED
+        if request.version < aiohttp.HttpVersion10:  # HTTP/0.9: a request line and no headers
+            return 400, "http_version_refused", _VERSION_REFUSED
+        if not self.links.allows(route.origin):
+            return 403, "origin_refused", _REFUSED
+        return None
 
     async def _relay(
         self,

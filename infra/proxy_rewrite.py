@@ -31,9 +31,12 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
-RUN_ID_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# "." and ".." are dot segments, not run ids: a client or upstream would resolve them away.
+RUN_ID_RE: Final = re.compile(r"(?!\.\.?$)[A-Za-z0-9_.-]{1,64}")
+# Percent-decoding rounds ``has_dot_segment`` undoes (a server may decode more than once).
+_DECODE_ROUNDS: Final = 4
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _KEY_RE: Final = re.compile(r"(https?)-([0-9]{1,5})-([A-Za-z0-9.\-_~:%]+)")
 # An href/src attribute and its value, quoted either way or not at all.
@@ -315,6 +318,26 @@ def _file_entries(page: object) -> Iterator[dict[str, Any]]:
     for entry in entries:
         if isinstance(entry, dict) and isinstance(entry.get("url"), str):
             yield entry
+
+
+def has_dot_segment(raw_path: str) -> bool:
+    """Whether a request path (its query ignored) holds a ``.`` or ``..`` segment, also once
+    percent-decoded (``%2e%2e``, ``..%2f``, ``%252e``) or spelled with backslashes.
+
+    No client sends one (they resolve relative links before asking), and forwarded as it is,
+    an upstream that resolves it would serve what lies outside the run's path, or beyond its
+    own root.
+    """
+    path = raw_path.partition("?")[0]
+    for _ in range(_DECODE_ROUNDS):
+        segments = path.replace("\\", "/").split("/")
+        if "." in segments or ".." in segments:
+            return True
+        decoded = unquote(path)
+        if decoded == path:
+            return False
+        path = decoded
+    return True  # still encoded after that many rounds: no honest client does this
 
 
 def parse_origins(urls: Sequence[str]) -> tuple[Origin, ...]:
