@@ -32,6 +32,9 @@ from infra.proxy_rewrite import RUN_ID_RE, UpstreamLayout, parse_origins
 
 START_TIMEOUT_S: Final = 15.0
 SHUTDOWN_GRACE_S: Final = 5.0
+# How long a client connection may stay without a complete request head: a slowloris client
+# trickling its headers, or an idle keep-alive connection (nginx's client_header_timeout).
+CLIENT_HEADER_TIMEOUT_S: Final = 60.0
 # After SIGTERM the child gives in-flight requests the grace period; SIGKILL only after this.
 _STOP_SLACK_S: Final = 5.0
 _ERROR_TAIL_CHARS: Final = 400
@@ -60,6 +63,7 @@ class RecordingProxy:
         upstream_read_timeout: float = 300.0,
         start_timeout: float = START_TIMEOUT_S,
         shutdown_grace: float = SHUTDOWN_GRACE_S,
+        client_header_timeout: float = CLIENT_HEADER_TIMEOUT_S,
         faults_path: Path | None = None,
         allow_origins: Sequence[str] = (),
         loopback_only: bool = False,
@@ -73,6 +77,8 @@ class RecordingProxy:
             raise ProxyError(f"proxy port out of range: {port}")
         if upstream_read_timeout <= 0:
             raise ProxyError(f"upstream read timeout must be > 0: {upstream_read_timeout}")
+        if client_header_timeout <= 0:
+            raise ProxyError(f"client header timeout must be > 0: {client_header_timeout}")
         self.upstream_index_url = upstream_index_url
         self.log_path = log_path
         self.credentials = credentials
@@ -81,6 +87,7 @@ class RecordingProxy:
         self.upstream_read_timeout = upstream_read_timeout
         self.start_timeout = start_timeout
         self.shutdown_grace = shutdown_grace
+        self.client_header_timeout = client_header_timeout
         # A fault plan file (infra.faults.FaultPlan.write): rules, run kinds, times; no secrets.
         self.faults_path = faults_path
         # Other origins the proxy may forward to besides those the index links (no secrets).
@@ -144,6 +151,8 @@ class RecordingProxy:
             repr(self.upstream_read_timeout),
             "--shutdown-grace",
             repr(self.shutdown_grace),
+            "--client-header-timeout",
+            repr(self.client_header_timeout),
         ]
         if self.faults_path is not None:
             argv += ["--faults", str(self.faults_path)]

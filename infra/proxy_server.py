@@ -7,6 +7,12 @@ credentials come from the environment, never argv.
 aiohttp's low-level ``web.Server`` (no router, no access log) keeps the added latency low, and
 a process of its own keeps the busy load generator from adding any. There is no total timeout
 and a generous read timeout: a slow upstream is the client's to give up on.
+
+A client is not given the same patience before its request: that server has no header-read
+timeout of its own, but its ``keepalive_timeout`` is armed when a connection opens and again
+after each response, and closes the connection if no complete request head has come by then
+(bytes trickled meanwhile do not re-arm it). Set to ``client_header_timeout`` it bounds a
+slowloris client and an idle keep-alive connection alike; aiohttp's default is an hour.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ async def serve(
     read_timeout: float,
     shutdown_grace: float,
     credentials: Credentials | None,
+    client_header_timeout: float = 60.0,
     faults: FaultMatcher | None = None,
     allowed: Sequence[Origin] = (),
     loopback_only: bool = False,
@@ -66,7 +73,12 @@ async def serve(
             handler = ProxyHandler(
                 layout, session, writer, authorization, faults=faults, links=links
             )
-            server = web.Server(handler, access_log=None, auto_decompress=False)
+            server = web.Server(
+                handler,
+                access_log=None,
+                auto_decompress=False,
+                keepalive_timeout=client_header_timeout,
+            )
             runner = web.ServerRunner(server, shutdown_timeout=shutdown_grace)
             await runner.setup()
             try:
@@ -109,6 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--read-timeout", type=float, default=300.0)
     parser.add_argument("--shutdown-grace", type=float, default=5.0)
+    parser.add_argument(
+        "--client-header-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a client connection may go without a complete request head",
+    )
     parser.add_argument("--faults", type=Path, help="fault plan JSON (infra.faults.FaultPlan)")
     parser.add_argument(
         "--allow-origin",
@@ -147,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 read_timeout=args.read_timeout,
                 shutdown_grace=args.shutdown_grace,
                 credentials=credentials,
+                client_header_timeout=args.client_header_timeout,
                 faults=faults,
                 allowed=allowed,
                 loopback_only=args.loopback_only,
