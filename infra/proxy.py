@@ -35,6 +35,9 @@ SHUTDOWN_GRACE_S: Final = 5.0
 # How long a client connection may stay without a complete request head: a slowloris client
 # trickling its headers, or an idle keep-alive connection (nginx's client_header_timeout).
 CLIENT_HEADER_TIMEOUT_S: Final = 60.0
+# How long a client may take no part of its answer or send no part of its body
+# (``infra.proxy_handler``: each stalled client holds an upstream connection).
+CLIENT_STALL_TIMEOUT_S: Final = 60.0
 # After SIGTERM the child gives in-flight requests the grace period; SIGKILL only after this.
 _STOP_SLACK_S: Final = 5.0
 _ERROR_TAIL_CHARS: Final = 400
@@ -64,6 +67,7 @@ class RecordingProxy:
         start_timeout: float = START_TIMEOUT_S,
         shutdown_grace: float = SHUTDOWN_GRACE_S,
         client_header_timeout: float = CLIENT_HEADER_TIMEOUT_S,
+        client_stall_timeout: float = CLIENT_STALL_TIMEOUT_S,
         faults_path: Path | None = None,
         allow_origins: Sequence[str] = (),
         loopback_only: bool = False,
@@ -79,6 +83,8 @@ class RecordingProxy:
             raise ProxyError(f"upstream read timeout must be > 0: {upstream_read_timeout}")
         if client_header_timeout <= 0:
             raise ProxyError(f"client header timeout must be > 0: {client_header_timeout}")
+        if client_stall_timeout <= 0:
+            raise ProxyError(f"client stall timeout must be > 0: {client_stall_timeout}")
         self.upstream_index_url = upstream_index_url
         self.log_path = log_path
         self.credentials = credentials
@@ -88,6 +94,7 @@ class RecordingProxy:
         self.start_timeout = start_timeout
         self.shutdown_grace = shutdown_grace
         self.client_header_timeout = client_header_timeout
+        self.client_stall_timeout = client_stall_timeout
         # A fault plan file (infra.faults.FaultPlan.write): rules, run kinds, times; no secrets.
         self.faults_path = faults_path
         # Other origins the proxy may forward to besides those the index links (no secrets).
@@ -153,6 +160,8 @@ class RecordingProxy:
             repr(self.shutdown_grace),
             "--client-header-timeout",
             repr(self.client_header_timeout),
+            "--client-stall-timeout",
+            repr(self.client_stall_timeout),
         ]
         if self.faults_path is not None:
             argv += ["--faults", str(self.faults_path)]

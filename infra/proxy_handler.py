@@ -14,6 +14,10 @@ Runs inside the proxy process (``infra.proxy_server``). Why each choice:
 - requests for another origin go out only when the index linked it in this proxy's life or it
   was allowed explicitly (``infra.proxy_links``); others get a 403, recorded as
   ``origin_refused``, so the proxy is never an open proxy;
+- a client that takes no part of its answer, or sends no part of its body, for
+  ``stall_timeout`` seconds is cut off and recorded as ``client_stalled``: each such client
+  holds an upstream connection of a bounded pool, and a few hundred of them (frozen or hostile)
+  would otherwise leave none for the other runs;
 - each exchange is classified by what was served (``infra.operations.classify_served``);
 - an upstream transport failure is a 502 recorded with ``status: null`` and the error kind, so
   reports count it apart from the upstream's own 5xx.
@@ -25,7 +29,7 @@ import asyncio
 import errno
 import time
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Final
 
 import aiohttp
@@ -64,6 +68,14 @@ _NOT_ROUTED: Final = b"not under /r/<run-id>/ or /o/<run-id>/<origin>/\n"
 _REFUSED: Final = b"origin_refused: the index linked no such origin in this run\n"
 _PATH_REFUSED: Final = b"path_refused: a dot segment would leave the run's path\n"
 _VERSION_REFUSED: Final = b"http_version_refused: HTTP/1.0 or HTTP/1.1 only\n"
+_STALLED: Final = b"client_stalled: no part of the request body came in time\n"
+# How long a client may take no part of its answer, or send no part of its body.
+STALL_TIMEOUT_S: Final = 60.0
+
+
+class _ClientStalled(ConnectionError):
+    """A write to the client made no progress within the stall timeout (a connection error:
+    the client is as good as gone)."""
 
 
 class _Exchange:
@@ -113,8 +125,10 @@ class ProxyHandler:
         *,
         faults: FaultMatcher | None = None,
         links: LinkBook | None = None,
+        stall_timeout: float = STALL_TIMEOUT_S,
     ) -> None:
         self.layout = layout
+        self.stall_timeout = stall_timeout
         self.links = links if links is not None else LinkBook(layout.origin)
         self.session = session
         self.writer = writer
@@ -176,7 +190,7 @@ class ProxyHandler:
             if request.headers.get("Expect", "").lower() == "100-continue":
                 # The low-level server does not answer Expect; the upstream never sees it.
                 await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-            data = _counted(request.content, exchange)
+            data = _counted(request.content, exchange, self.stall_timeout)
         try:
             upstream = await self.session.request(
                 request.method,
@@ -186,11 +200,7 @@ class ProxyHandler:
                 allow_redirects=False,
             )
         except (aiohttp.ClientError, OSError) as exc:
-            error = _transport_error(exc)
-            if exchange.error == "client_disconnected":
-                return web.Response(status=400)  # the client is gone: nobody reads this
-            exchange.error = error
-            return await self._send_local(request, exchange, 502, f"{error}\n".encode())
+            return await self._request_failed(request, exchange, exc)
         try:
             exchange.ttfb = time.perf_counter()
             exchange.status = upstream.status
@@ -198,6 +208,19 @@ class ProxyHandler:
             return await self._relay(request, upstream, exchange, route)
         finally:
             upstream.release()
+
+    async def _request_failed(
+        self, request: web.BaseRequest, exchange: _Exchange, exc: BaseException
+    ) -> web.StreamResponse:
+        """No upstream answer: the client's doing when reading its body failed (it hung up, or
+        stalled: a 408), else a transport failure (a 502)."""
+        if exchange.error == "client_disconnected":
+            return web.Response(status=400)  # the client is gone: nobody reads this
+        if exchange.error == "client_stalled":
+            exchange.status = 408
+            return await self._send_local(request, exchange, 408, _STALLED)
+        exchange.error = _transport_error(exc)
+        return await self._send_local(request, exchange, 502, f"{exchange.error}\n".encode())
 
     def _refusal(self, request: web.BaseRequest, route: Route) -> tuple[int, str, bytes] | None:
         """Status, error kind and body of a routed request the proxy must not forward."""
@@ -242,8 +265,7 @@ class ProxyHandler:
                             status=upstream.status, reason=upstream.reason, headers=headers
                         )
                         response.body = body
-                        await response.prepare(request)
-                        await response.write_eof()
+                        await self._timed(_prepare_and_end(response, request))
                         exchange.sent = len(body)
                         exchange.end = time.perf_counter()
                         return response
@@ -254,10 +276,14 @@ class ProxyHandler:
             await self._stream(
                 request, response, rule=fault, pending=pending, content=content, exchange=exchange
             )
-        except ConnectionError:
-            # Raised by writes towards a client that hung up; upstream errors are ClientErrors.
-            exchange.error = "client_disconnected"
+        except ConnectionError as exc:
+            # Raised by writes towards a client that hung up or stalled; upstream errors are
+            # ClientErrors.
+            stalled = isinstance(exc, _ClientStalled)
+            exchange.error = "client_stalled" if stalled else "client_disconnected"
             upstream.close()
+            if request.transport is not None:
+                request.transport.abort()  # a stalled client's answer must not look complete
         except (aiohttp.ClientError, TimeoutError) as exc:
             upstream.close()
             if response is None or not response.prepared:
@@ -342,9 +368,9 @@ class ProxyHandler:
         """
         if rule is None:
             async for chunk in _body(pending, content):
-                await response.write(chunk)
+                await self._timed(response.write(chunk))
                 exchange.sent += len(chunk)
-            await response.write_eof()
+            await self._timed(response.write_eof())
             exchange.end = time.perf_counter()
             return
         if rule.reset == "after":
@@ -365,6 +391,17 @@ class ProxyHandler:
             exchange.end = time.perf_counter()
         finally:  # also when the client hung up during a stall or a slow body
             exchange.sent = shaper.sent
+
+    async def _timed(self, write: Awaitable[None]) -> None:
+        """Await a write towards the client; ``_ClientStalled`` when it takes no bytes in time.
+
+        Only the write is timed: waiting on the upstream has its own read timeout.
+        """
+        try:
+            async with asyncio.timeout(self.stall_timeout):
+                await write
+        except TimeoutError:
+            raise _ClientStalled from None
 
     def _rewritten(
         self, body: bytes, headers: CIMultiDict[str], route: Route, status: int
@@ -443,15 +480,31 @@ class ProxyHandler:
         )
 
 
-async def _counted(content: aiohttp.StreamReader, exchange: _Exchange) -> AsyncIterator[bytes]:
-    """The request body as it arrives, counted; a failure to read it is the client's."""
+async def _counted(
+    content: aiohttp.StreamReader, exchange: _Exchange, stall_timeout: float
+) -> AsyncIterator[bytes]:
+    """The request body as it arrives, counted; a failure to read it is the client's, and so
+    is a wait of more than ``stall_timeout`` for its next bytes."""
     try:
-        while chunk := await content.readany():
+        while True:
+            async with asyncio.timeout(stall_timeout):
+                chunk = await content.readany()
+            if not chunk:
+                return
             exchange.req_bytes += len(chunk)
             yield chunk
+    except TimeoutError:
+        exchange.error = "client_stalled"
+        raise
     except Exception:
         exchange.error = "client_disconnected"
         raise
+
+
+async def _prepare_and_end(response: web.StreamResponse, request: web.BaseRequest) -> None:
+    """Send a response whose body is set: headers and body in one write."""
+    await response.prepare(request)
+    await response.write_eof()
 
 
 async def _body(pending: list[bytes], content: aiohttp.StreamReader) -> AsyncIterator[bytes]:

@@ -33,7 +33,7 @@ from aiohttp.http import HttpProcessingError
 from infra.credentials import UPSTREAM_PASSWORD_ENV, UPSTREAM_USERNAME_ENV, Credentials
 from infra.fault_plan import FaultMatcher, FaultPlan
 from infra.faults import FaultSpecError
-from infra.proxy_handler import ProxyHandler
+from infra.proxy_handler import STALL_TIMEOUT_S, ProxyHandler
 from infra.proxy_links import LinkBook
 from infra.proxy_log import RecordWriter, RequestRecord
 from infra.proxy_rewrite import Origin, UpstreamLayout, parse_origins
@@ -49,6 +49,7 @@ async def serve(
     shutdown_grace: float,
     credentials: Credentials | None,
     client_header_timeout: float = 60.0,
+    client_stall_timeout: float = STALL_TIMEOUT_S,
     faults: FaultMatcher | None = None,
     allowed: Sequence[Origin] = (),
     loopback_only: bool = False,
@@ -73,7 +74,13 @@ async def serve(
             authorization = credentials.basic_auth_header() if credentials else None
             links = LinkBook(layout.origin, allowed, loopback_only=loopback_only)
             handler = ProxyHandler(
-                layout, session, writer, authorization, faults=faults, links=links
+                layout,
+                session,
+                writer,
+                authorization,
+                faults=faults,
+                links=links,
+                stall_timeout=client_stall_timeout,
             )
             server = web.Server(
                 handler,
@@ -173,6 +180,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=60.0,
         help="seconds a client connection may go without a complete request head",
     )
+    parser.add_argument(
+        "--client-stall-timeout",
+        type=float,
+        default=STALL_TIMEOUT_S,
+        help="seconds a client may take no part of its answer or send no part of its body",
+    )
     parser.add_argument("--faults", type=Path, help="fault plan JSON (infra.faults.FaultPlan)")
     parser.add_argument(
         "--allow-origin",
@@ -212,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shutdown_grace=args.shutdown_grace,
                 credentials=credentials,
                 client_header_timeout=args.client_header_timeout,
+                client_stall_timeout=args.client_stall_timeout,
                 faults=faults,
                 allowed=allowed,
                 loopback_only=args.loopback_only,
