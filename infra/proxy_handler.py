@@ -15,7 +15,8 @@ Runs inside the proxy process (``infra.proxy_server``). Why each choice:
   was allowed explicitly (``infra.proxy_links``); others get a 403, recorded as
   ``origin_refused``, so the proxy is never an open proxy;
 - a client that takes no part of its answer, or sends no part of its body, for
-  ``stall_timeout`` seconds is cut off and recorded as ``client_stalled``: each such client
+  ``stall_timeout`` seconds is cut off and recorded as ``client_disconnected: stalled`` (the
+  client's doing, counted apart from the index's errors like any disconnect): each such client
   holds an upstream connection of a bounded pool, and a few hundred of them (frozen or hostile)
   would otherwise leave none for the other runs;
 - each exchange is classified by what was served (``infra.operations.classify_served``);
@@ -68,9 +69,10 @@ _NOT_ROUTED: Final = b"not under /r/<run-id>/ or /o/<run-id>/<origin>/\n"
 _REFUSED: Final = b"origin_refused: the index linked no such origin in this run\n"
 _PATH_REFUSED: Final = b"path_refused: a dot segment would leave the run's path\n"
 _VERSION_REFUSED: Final = b"http_version_refused: HTTP/1.0 or HTTP/1.1 only\n"
-_STALLED: Final = b"client_stalled: no part of the request body came in time\n"
+_STALLED: Final = b"request timeout: no part of the request body came in time\n"
 # How long a client may take no part of its answer, or send no part of its body.
 STALL_TIMEOUT_S: Final = 60.0
+_STALLED_ERROR: Final = "client_disconnected: stalled"
 
 
 class _ClientStalled(ConnectionError):
@@ -213,11 +215,10 @@ class ProxyHandler:
         self, request: web.BaseRequest, exchange: _Exchange, exc: BaseException
     ) -> web.StreamResponse:
         """No upstream answer: the client's doing when reading its body failed (it hung up, or
-        stalled: a 408), else a transport failure (a 502)."""
+        stalled: it gets a 408), else a transport failure (a 502)."""
         if exchange.error == "client_disconnected":
             return web.Response(status=400)  # the client is gone: nobody reads this
-        if exchange.error == "client_stalled":
-            exchange.status = 408
+        if exchange.error == _STALLED_ERROR:
             return await self._send_local(request, exchange, 408, _STALLED)
         exchange.error = _transport_error(exc)
         return await self._send_local(request, exchange, 502, f"{exchange.error}\n".encode())
@@ -280,7 +281,7 @@ class ProxyHandler:
             # Raised by writes towards a client that hung up or stalled; upstream errors are
             # ClientErrors.
             stalled = isinstance(exc, _ClientStalled)
-            exchange.error = "client_stalled" if stalled else "client_disconnected"
+            exchange.error = _STALLED_ERROR if stalled else "client_disconnected"
             upstream.close()
             if request.transport is not None:
                 request.transport.abort()  # a stalled client's answer must not look complete
@@ -494,7 +495,7 @@ async def _counted(
             exchange.req_bytes += len(chunk)
             yield chunk
     except TimeoutError:
-        exchange.error = "client_stalled"
+        exchange.error = _STALLED_ERROR
         raise
     except Exception:
         exchange.error = "client_disconnected"
