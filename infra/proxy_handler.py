@@ -219,7 +219,10 @@ class ProxyHandler:
         if exchange.error == "client_disconnected":
             return web.Response(status=400)  # the client is gone: nobody reads this
         if exchange.error == _STALLED_ERROR:
-            return await self._send_local(request, exchange, 408, _STALLED)
+            response = await self._send_local(request, exchange, 408, _STALLED)
+            if request.transport is not None:
+                request.transport.close()  # rather than linger 10 s for the rest of its body
+            return response
         exchange.error = _transport_error(exc)
         return await self._send_local(request, exchange, 502, f"{exchange.error}\n".encode())
 
