@@ -244,12 +244,13 @@ def _upload_then_vanish(
 def test_clients_vanishing_mid_body_are_recorded_and_memory_stays_flat(
     proxy: RecordingProxy, upstream: RawUpstream
 ) -> None:
-    repetitions, cut = 20, 8 * 1024 * 1024
+    repetitions, cut = 20, BIG_SIZE // 2  # in the middle of the body
     for i in range(3):  # warm up buffers and pools the same way
         _download_then_vanish(proxy, f"warm{i}", cut)
         _upload_then_vanish(proxy, upstream, f"warmup{i}", cut)
     wait_for_records(proxy.log_path, "warm2", 1)
     baseline, stderr_before = _rss(proxy.pid), _stderr_size(proxy)
+    fds_before = psutil.Process(proxy.pid).num_fds()
     for i in range(repetitions):
         _download_then_vanish(proxy, f"down{i}", cut)
         _upload_then_vanish(proxy, upstream, f"up{i}", cut)
@@ -257,9 +258,11 @@ def test_clients_vanishing_mid_body_are_recorded_and_memory_stays_flat(
     downs = [wait_for_records(proxy.log_path, f"down{i}", 1)[0] for i in range(repetitions)]
     ups = [wait_for_records(proxy.log_path, f"up{i}", 1)[0] for i in range(repetitions)]
     growth_mb = (_rss(proxy.pid) - baseline) / 1e6
+    fds_after = psutil.Process(proxy.pid).num_fds()
     print(  # noqa: T201 - the figure the README quotes
         f"{repetitions} x (50 MB download cut after {cut >> 20} MB, 50 MB upload cut after "
-        f"{cut >> 20} MB): proxy RSS {baseline / 1e6:.1f} MB -> growth {growth_mb:+.1f} MB"
+        f"{cut >> 20} MB): proxy RSS {baseline / 1e6:.1f} MB, growth {growth_mb:+.1f} MB; "
+        f"fds {fds_before} -> {fds_after}"
     )
     for record in downs:
         assert (record.status, record.error) == (200, "client_disconnected")
@@ -273,6 +276,7 @@ def test_clients_vanishing_mid_body_are_recorded_and_memory_stays_flat(
     assert max(upstream.uploaded) < BIG_SIZE
     assert _stderr_size(proxy) == stderr_before  # nothing logged per hang-up
     assert growth_mb < 30, f"proxy RSS grew {growth_mb:.1f} MB"
+    assert fds_after <= fds_before + 4  # pooled upstream connections may come and go
 
 
 @pytest.mark.parametrize(
