@@ -12,6 +12,7 @@ from pathlib import Path
 from clients.driver import Command, ConflictAware
 from clients.environment import scrubbed_env
 from clients.errors import DriverError
+from clients.failure import failure_cause
 from clients.process import Outcome, ProcessRegistry, run_process
 from clients.registry import driver_for
 from clients.task import ClientResult, ClientTask, RunOutcome
@@ -78,7 +79,8 @@ def launch(prep: Prepared, *, registry: ProcessRegistry) -> ClientResult:
 def finish(
     task: ClientTask, work: Path, started: float, outcome: Outcome, client_version: str | None
 ) -> ClientResult:
-    """The run's record from its process's outcome: classified, checked by its driver.
+    """The run's record from its process's outcome: classified, checked by its driver; a run
+    that did not succeed carries its cause in ``error`` (``clients.failure``).
 
     The same for every launch mode (a subprocess here, a warm launcher's child in
     ``clients.warm``), so a run's outcome never depends on how its process was started.
@@ -92,6 +94,9 @@ def finish(
     elif kind == "failed" and isinstance(driver, ConflictAware):
         problem = driver.conflict(task, work, outcome)
         kind = "conflict" if problem else "failed"
+    if problem is None and outcome.exit_code is not None:
+        # Every run that did not succeed says why, in the client's own words.
+        problem = failure_cause(kind, outcome, task.timeout_s)
     return ClientResult(
         run_id=task.run_id,
         client=task.client,
