@@ -28,6 +28,7 @@ from engine.report.rows import (
     SHARD_HEADERS,
     SHARD_NOTE,
     USAGE_HEADERS,
+    cause_lines,
     client_rows,
     cloudwatch_rows,
     failed_rows,
@@ -66,6 +67,7 @@ def render_html(report: Report, charts: ReportCharts) -> str:
         .render(
             report=report,
             verdict=verdict_line(report),
+            causes=cause_lines(report),
             warning=generator_warning(report),
             facts=run_facts(report),
             target=target_rows(report),

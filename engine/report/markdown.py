@@ -21,6 +21,7 @@ from engine.report.rows import (
     SHARD_NOTE,
     THRESHOLD_HEADERS,
     USAGE_HEADERS,
+    cause_lines,
     client_rows,
     cloudwatch_rows,
     failed_rows,
@@ -77,6 +78,12 @@ def _warning(report: Report) -> list[str]:
     return ["\n".join(quoted)]
 
 
+def _causes(report: Report) -> list[str]:
+    """Right under a failed verdict: what the target did (died, refused, stalled...)."""
+    lines = cause_lines(report)
+    return ["\n".join(f"- Cause: {_cell(line)}" for line in lines)] if lines else []
+
+
 def _target(report: Report) -> list[str]:
     """The sized target's facts and counters, right under the run's facts."""
     rows = target_rows(report)
@@ -97,6 +104,7 @@ def render_markdown(report: Report, charts: Sequence[tuple[str, str]] = ()) -> s
     parts = [
         f"# pipstorm report: {report.profile_name}",
         f"**{verdict_line(report)}**",
+        *_causes(report),
         *_warning(report),
         facts,
         *_target(report),

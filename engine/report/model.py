@@ -24,15 +24,16 @@ from engine.analysis.onset import Onset, burst_onset
 from engine.analysis.saturation import GeneratorCheck
 from engine.analysis.shards import ShardRow, generator_check, shard_rows
 from engine.analysis.stats import NOT_FAILED, RunStats, compute_stats
+from engine.analysis.target_failure import TargetCause, target_causes
 from engine.analysis.target_sizing import Diagnosis, TargetSizing, target_sizing
 from engine.analysis.target_sizing import diagnose as diagnose_sizing
 from engine.analysis.thresholds import DEFAULTS, ThresholdError, ThresholdResult, evaluate, merge
-from engine.analysis.trace import build_trace, diagnose, fault_kinds
+from engine.analysis.trace import build_trace, diagnose, failure_reasons, fault_kinds
 from engine.rundir.data import RunData
 from engine.rundir.files import RUN_FILE
 from engine.rundir.jsonl import RecordError
 from engine.rundir.meta import RunMeta
-from engine.rundir.records import ClientRecord
+from engine.rundir.records import ClientRecord, RequestRecord
 
 SCHEMA = 1
 REPORT_JSON = "report.json"
@@ -73,6 +74,11 @@ class Report:
     diagnosis: tuple[Diagnosis, ...] = ()
     # A run spread over generators: one row per shard (engine.analysis.shards); () otherwise
     shards: tuple[ShardRow, ...] = ()
+    # How the target failed: died, stalled, refused, reset, timed out, 5xx
+    # (engine.analysis.target_failure); what the verdict names when it fails
+    target_failure: tuple[TargetCause, ...] = ()
+    # Every failed run's reason with the details folded away -> how many runs
+    failed_run_causes: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def run_dir(self) -> Path:
@@ -154,6 +160,8 @@ class Report:
             if self.target is None
             else {**self.target.to_dict(), "diagnosis": [d.to_dict() for d in self.diagnosis]},
             "shards": [s.to_dict() for s in self.shards] or None,
+            "target_failure": [c.to_dict() for c in self.target_failure],
+            "failed_run_causes": dict(self.failed_run_causes),
             "run": self.run.to_json(),
             "run_dir": str(self.run_dir),
         }
@@ -289,6 +297,11 @@ def build_report(source: Path | RunData, thresholds: Mapping[str, float] | None 
         key=lambda c: c.started,
     )
     kinds = fault_kinds(run.faults)
+    by_run: dict[str, list[RequestRecord]] = {}
+    for rec in requests:
+        if rec.run_id is not None:
+            by_run.setdefault(rec.run_id, []).append(rec)
+    traces = [build_trace(c.run_id, by_run.get(c.run_id, []), c, kinds) for c in failed]
     return Report(
         data=data,
         stats=stats,
@@ -298,10 +311,7 @@ def build_report(source: Path | RunData, thresholds: Mapping[str, float] | None 
         duration_s=_duration(run, stats, clients),
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
         generator=generator,
-        failure_reasons={
-            c.run_id: diagnose(build_trace(c.run_id, requests, c, kinds))
-            for c in failed[:FAILED_RUNS_SHOWN]
-        },
+        failure_reasons={t.run_id: diagnose(t) for t in traces[:FAILED_RUNS_SHOWN]},
         client_kinds=client_kind_usage(requests, clients),
         onset=onset,
         target=sized,
@@ -313,6 +323,10 @@ def build_report(source: Path | RunData, thresholds: Mapping[str, float] | None 
             generator_saturated=generator.saturated,
         ),
         shards=shard_rows(run.shards, clients, data.host, onset.by_run, run.started),
+        target_failure=target_causes(
+            requests, run.target, run.started, count_injected=run.count_injected
+        ),
+        failed_run_causes=dict(failure_reasons(traces).most_common()),
     )
 
 

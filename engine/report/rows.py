@@ -175,6 +175,19 @@ def verdict_line(report: Report) -> str:
     return f"{report.verdict.upper()}: {detail}{suffix}"
 
 
+def cause_lines(report: Report) -> list[str]:
+    """Why a failed verdict failed, when the target did: one line per cause
+    (``engine.analysis.target_failure``: died, stalled, refused, reset, timed out, 5xx),
+    then the failed runs' reasons counted. Nothing for a passing verdict: its notes say it."""
+    if report.verdict == "pass":
+        return []
+    lines = [cause.text for cause in report.target_failure]
+    if report.failed_run_causes:
+        counted = "; ".join(f"{n} {why}" for why, n in report.failed_run_causes.items())
+        lines.append(f"failed client runs: {_shorten(counted, 2 * REASON_SHOWN)}")
+    return lines
+
+
 @dataclass(frozen=True)
 class ThresholdRow:
     """One threshold as shown: the cells and whether it passed (for the badge or bold)."""
@@ -348,9 +361,9 @@ def failed_rows(report: Report) -> list[list[str]]:
     ]
 
 
-def _shorten(text: str) -> str:
+def _shorten(text: str, limit: int = REASON_SHOWN) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= REASON_SHOWN else text[: REASON_SHOWN - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)

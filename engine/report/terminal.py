@@ -10,6 +10,7 @@ from engine.report.rows import (
     NONE,
     ONSET_HEADERS,
     SHARD_HEADERS,
+    cause_lines,
     cloudwatch_rows,
     dist_cells,
     onset_rows,
@@ -25,7 +26,8 @@ PCTS = ("p50", "p95", "p99")
 def terminal_summary(report: Report) -> str:
     """Verdict, the generator warning, thresholds, operations, client runs, notes."""
     stats = report.stats
-    lines = [verdict_line(report), *warning_lines(report.generator)]
+    lines = [verdict_line(report), *(f"cause: {c}" for c in cause_lines(report))]
+    lines += warning_lines(report.generator)
     lines += [f"target {label}: {text}" for label, text in target_rows(report)]
     if report.thresholds:
         lines += [

@@ -17,6 +17,7 @@ REPORT_KEYS = {
     "status_code_counts", "error_5xx_count", "operations", "requests", "thresholds", "clients",
     "failed_runs", "client_kinds", "skipped_lines", "notes", "generator", "onset", "target",
     "run", "run_dir", "cloudwatch", "shards",
+    "target_failure", "failed_run_causes",
 }  # fmt: skip
 RUN_KEYS = {
     "schema", "profile", "planned_duration_s", "time_scale", "tick_s", "burst_ticks_s",
