@@ -169,6 +169,13 @@ class LocalPypiserver:
         """Whether the gunicorn master still runs (False once it died or was stopped)."""
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def returncode(self) -> int | None:
+        """The master's exit code once it died by itself (negative: the signal that killed
+        it); None while it runs or after ``stop``."""
+        proc = self._proc
+        return None if proc is None else proc.returncode
+
     def start(self) -> None:
         """Start pypiserver and wait until it serves authenticated requests."""
         if self._proc is not None:

@@ -53,7 +53,7 @@ from engine.run.target import (
     open_target,
     resolve_stack,
 )
-from engine.run.target_cgroup import sample_target_cgroup
+from engine.run.target_watch import observe_target
 from engine.rundir.files import CLIENTS_FILE, HOST_FILE, REQUESTS_FILE, make_run_dir
 from engine.rundir.jsonl import JsonlWriter
 from engine.rundir.meta import RunMeta
@@ -419,7 +419,7 @@ def _drive(
                     on_sample=ProxyGuard(proxy.pid, proxy_priority),
                 )
             )
-            stack.enter_context(sample_target_cgroup(target, run_dir, meta))
+            stack.enter_context(observe_target(target, run_dir, meta, emit))
             live = LiveProgress(
                 run_dir / REQUESTS_FILE,
                 planned_s=line.duration_s,

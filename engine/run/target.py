@@ -54,7 +54,8 @@ class Target:
     corpus: CorpusSpec
     server_pid: int | None = None
     stack: AwsStack | None = None  # a target read from Terraform outputs: CloudWatch can be asked
-    #: The embedded server itself when it is sized (its cgroup is sampled during the run).
+    #: The embedded server itself: watched for an early death during the run, and its cgroup
+    #: sampled when it is sized.
     server: LocalPypiserver | None = None
     #: What one listing costs the sized server, when asked for (the sizing lab).
     listing_cost: ListingCost | None = None
@@ -227,7 +228,7 @@ def open_target(
                 credentials=server.credentials,
                 corpus=corpus,
                 server_pid=server.pid,
-                server=server if sizing is not None else None,
+                server=server,
                 listing_cost=cost,
             )
         return
