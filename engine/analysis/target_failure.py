@@ -6,7 +6,8 @@ why each request got no answer (``error``: ``upstream_refused``, ``upstream_rese
 ``target.died``); from those, each cause is one line: what happened, to how many requests, when
 (seconds from the run's start) and whether requests were answered again afterwards:
 
-- ``died``: the embedded pypiserver exited during the run (its exit code, and signal);
+- ``died``: the embedded pypiserver's master exited during the run (its exit code, and
+  signal); its orphaned workers may answer a few seconds more before they notice;
 - ``stalled``: the target answered nothing for ``STALL_S`` or more while requests waited (a
   frozen or wedged server: connections are still accepted by the kernel, nothing comes back);
 - one cause per transport error kind: ``refused`` (nothing listens: the server is down),
@@ -153,8 +154,10 @@ def _died(target: Mapping[str, Any], origin: float | None) -> list[TargetCause]:
             except ValueError:
                 how += ": killed by a signal"
         how += ")"
+    # The master's death: its orphaned workers may serve a few seconds more (gunicorn's
+    # parent check), which the refused cause's window shows.
     text = f"the embedded target (pypiserver) died{'' if at is None else f' at t={at:.1f} s'}"
-    text += f"{how}; nothing served the rest of the run"
+    text += how
     return [TargetCause("died", text, 0, at, at)]
 
 

@@ -45,7 +45,7 @@ def watch_target(
             since = "" if meta.started is None else f" at t={at - meta.started:.1f} s"
             emit(
                 f"pipstorm: WARNING: the embedded target (pypiserver) died{since} "
-                f"(exit code {code}): the rest of the run meets a dead index"
+                f"(exit code {code}); the run goes on and records what the clients meet"
             )
             return
 

@@ -367,3 +367,53 @@ def test_html_and_markdown_show_the_same_failed_run_reason(tmp_path: Path) -> No
     assert reason in md_row
     assert f'<td class="text">{html.escape(reason)}</td>' in page
     assert "pip exited 1" not in page
+
+
+def test_a_failed_verdict_names_the_targets_failure_in_every_rendering(tmp_path: Path) -> None:
+    refused = [
+        req(t, "listing", None, 0.5, run_id="r9", error="upstream_refused", ttfb_ms=None)
+        for t in (40.0, 40.1, 40.6, 41.6)
+    ]
+    failed = ClientRecord.from_json(
+        {**run("r9", "failed").to_json(), "error": "ERROR: No matching distribution found"}
+    )
+    died: dict[str, Any] = {
+        "kind": "embedded",
+        "index_url": "http://127.0.0.1:1/simple/",
+        "died": {"ts": T0 + 39.5, "exit_code": -9},  # as engine.run.target_watch records it
+    }
+    run_dir = make_run_dir(
+        tmp_path / "run",
+        [*healthy_requests(), *refused],
+        [*healthy_clients(), failed],
+        run=run_json(target=died),
+    )
+    report = write_reports(run_dir)
+    assert report.verdict == "fail"
+    lines = [
+        "the embedded target (pypiserver) died at t=39.5 s (exit code -9: killed by SIGKILL)",
+        "target refused connections: 4 requests, t=40.0-41.6 s (upstream_refused); "
+        "no request was answered after it",
+        "failed client runs: 1 retries exhausted on upstream_refused from the index",
+    ]
+    summary = terminal_summary(report).splitlines()
+    assert summary[1:4] == [f"cause: {line}" for line in lines]  # right under the verdict
+    md = (run_dir / REPORT_MD).read_text(encoding="utf-8")
+    page = (run_dir / REPORT_HTML).read_text(encoding="utf-8")
+    for line in lines:
+        assert f"- Cause: {line}" in md
+        assert f'<div class="cause">Cause: {html.escape(line)}</div>' in page
+    data = json.loads((run_dir / REPORT_JSON).read_text(encoding="utf-8"))
+    assert [c["kind"] for c in data["target_failure"]] == ["died", "refused"]
+    assert data["failed_run_causes"] == {"retries exhausted on upstream_refused from the index": 1}
+
+
+def test_a_passing_verdict_shows_no_cause_lines(tmp_path: Path) -> None:
+    requests = [*healthy_requests(), req(59, "listing", None, 0.5, error="upstream_refused")]
+    run_dir = make_run_dir(
+        tmp_path / "run", requests, healthy_clients(), run=run_json(thresholds={"max_5xx": 0})
+    )
+    report = write_reports(run_dir)
+    assert report.verdict == "pass"
+    assert [c.kind for c in report.target_failure] == ["refused"]  # in report.json all the same
+    assert "cause:" not in terminal_summary(report)
