@@ -17,6 +17,7 @@ CAUSE_CHARS = 300
 # How the clients pipstorm drives start the line that says why they gave up: pip and uv
 # ("ERROR: ...", "error: ..."), twine ("ERROR    HTTPError: ...").
 _ERROR_PREFIXES = ("error", "fatal")
+_TRACEBACK = "Traceback (most recent call last)"
 
 
 def failure_cause(kind: RunOutcome, outcome: Outcome, timeout_s: float) -> str | None:
@@ -34,14 +35,19 @@ def failure_cause(kind: RunOutcome, outcome: Outcome, timeout_s: float) -> str |
 
 
 def last_error_line(outcome: Outcome) -> str | None:
-    """The last line of stderr that reads as an error, else its last line, else stdout's."""
+    """The last line of stderr that reads as an error, else its last line, else stdout's.
+
+    A traceback after the error line (pip's "ERROR: Exception:" then a crash on a download
+    whose 502s outlasted its retries) is summed up by its last line, the exception."""
     for text in (outcome.stderr_tail, outcome.stdout_tail):
         lines = [line.strip() for line in text.splitlines() if line.strip()]
-        errors = [line for line in lines if line.lower().startswith(_ERROR_PREFIXES)]
-        if errors:
-            return errors[-1]
-        if lines:
-            return lines[-1]
+        if not lines:
+            continue
+        errors = [i for i, line in enumerate(lines) if line.lower().startswith(_ERROR_PREFIXES)]
+        tracebacks = [i for i, line in enumerate(lines) if line.startswith(_TRACEBACK)]
+        if errors and not (tracebacks and tracebacks[-1] > errors[-1]):
+            return lines[errors[-1]]
+        return lines[-1]
     return None
 
 

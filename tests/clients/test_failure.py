@@ -36,6 +36,15 @@ def test_a_failed_pip_run_keeps_pips_last_error_line() -> None:
     assert cause == "ERROR: No matching distribution found for test-package-064==2.0.0"
 
 
+def test_a_crash_after_the_error_line_is_summed_up_by_its_exception() -> None:
+    crash = (
+        'ERROR: Exception:\nTraceback (most recent call last):\n  File "x.py", line 1\n'
+        "pip._vendor.requests.exceptions.RetryError: too many 502 error responses\n"
+    )
+    cause = failure_cause("failed", outcome(2, crash), 120.0)
+    assert cause == "pip._vendor.requests.exceptions.RetryError: too many 502 error responses"
+
+
 def test_without_an_error_line_the_last_line_or_the_exit_code_is_the_cause() -> None:
     assert failure_cause("failed", outcome(3, "", "lock failed\n\n"), 60) == "lock failed"
     assert failure_cause("failed", outcome(3), 60) == "exit code 3"
