@@ -345,8 +345,11 @@ def parse_origins(urls: Sequence[str]) -> tuple[Origin, ...]:
     ``http(s)://host[:port]``."""
     origins: list[Origin] = []
     for url in urls:
+        parts = urlsplit(url)
+        if parts.username or parts.password:  # never quoted: it would print the password
+            raise ValueError("--allow-origin must be http(s)://host[:port], without credentials")
         origin = Origin.from_url(url)
-        if origin is None or urlsplit(url).path not in ("", "/"):
+        if origin is None or parts.path not in ("", "/"):
             raise ValueError(f"--allow-origin must be http(s)://host[:port]: {url!r}")
         origins.append(origin)
     return tuple(origins)

@@ -145,6 +145,11 @@ def upload_files(
     were not given or were refused, the URL is not http(s)).
     """
     started = time.monotonic()
+    for given in (index_url, upload_url or ""):
+        if urlsplit(given).username or urlsplit(given).password:  # never quoted, never sent
+            raise UploadError(
+                f"an index URL must not carry credentials; set {USERNAME_ENV}/{PASSWORD_ENV}"
+            )
     if urlsplit(index_url).scheme not in ("http", "https") or not urlsplit(index_url).hostname:
         raise UploadError(f"index URL must be http(s)://host/...: {index_url!r}")
     if concurrency < 1:

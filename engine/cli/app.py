@@ -80,5 +80,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(exc: BaseException) -> str:
+    """The error as one line, with any ``scheme://user:pass@`` masked: a message may quote a
+    URL the user gave, and a terminal or CI log is no place for its password."""
+    from clients.process import redact
+
     text = str(exc) or type(exc).__name__
-    return " ".join(text.split())
+    return " ".join(redact(text).split())

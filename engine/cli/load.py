@@ -126,6 +126,10 @@ def run(
         raise UsageError("--cluster needs --shards N (how many of its workers to use)")
     if shards is not None and shards < 1:
         raise UsageError(f"--shards must be at least 1, got {shards}")
+    if cluster is not None:
+        from engine.run.cluster import check_scheduler_address
+
+        check_scheduler_address(cluster)
     if not max_clock_offset >= 0:
         raise UsageError(f"--max-clock-offset must be >= 0 ms, got {max_clock_offset}")
     spec = parse_target(target, index_url)

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from engine.errors import UsageError
 from engine.run import reaper
@@ -53,6 +54,22 @@ class WorkerInfo:
     host: str
     clock_offset_s: float
     clock_rtt_s: float
+
+
+def check_scheduler_address(address: str) -> None:
+    """Refuse a ``--cluster`` that is not ``tcp://HOST:PORT`` before Dask sees it: Dask's own
+    error is a traceback that quotes the address, credentials included."""
+    try:
+        parts = urlsplit(address)
+        port = parts.port
+    except ValueError:
+        parts, port = None, None
+    if parts is not None and (parts.username or parts.password or "@" in parts.netloc):
+        raise ClusterError("--cluster must be tcp://HOST:PORT, without credentials")
+    if parts is None or parts.scheme != "tcp" or not parts.hostname or port is None:
+        raise ClusterError(f"--cluster must be tcp://HOST:PORT, got {address!r}")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ClusterError(f"--cluster must be tcp://HOST:PORT, got {address!r}")
 
 
 @contextmanager

@@ -30,6 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from clients.process import redact
 from engine.errors import UsageError
 from engine.run.execute import RunOptions, drive_shard
 from engine.run.schedule import Timeline
@@ -174,7 +175,7 @@ def _one_line(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     if not isinstance(exc, UsageError):
         text = f"{type(exc).__name__}: {text} ({traceback.format_exc(limit=1).splitlines()[-1]})"
-    return " ".join(text.split())
+    return " ".join(redact(text).split())  # a message may quote a URL with its password
 
 
 def _scratch() -> str | None:

@@ -109,12 +109,13 @@ def resolve_stack(spec: TargetSpec) -> AwsStack | None:
 def check_loopback(index_url: str, *, allow_remote: bool) -> None:
     """Refuse a URL whose host resolves to anything but loopback, unless explicitly allowed."""
     parts = urlsplit(index_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise TargetSetupError(f"--index-url must be an http(s) URL, got {index_url!r}")
+    # Credentials first: the other messages quote the URL.
     if parts.username or parts.password:
         raise TargetSetupError(
             f"--index-url must not carry credentials; set {USERNAME_VAR}/{PASSWORD_VAR} instead"
         )
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TargetSetupError(f"--index-url must be an http(s) URL, got {index_url!r}")
     if allow_remote:
         return
     try:

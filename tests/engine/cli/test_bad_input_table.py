@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main
+from engine.cli.app import _one_line
 
 PROFILES = [
     ("duration_s = 10", "'clients' and 'duration_s' are required"),
@@ -54,6 +55,12 @@ ARGUMENTS = [
     (["--cluster", "tcp://127.0.0.1:9"], "--cluster needs --shards N"),
     (["--shards", "2", "--max-clock-offset", "-1"], "--max-clock-offset must be >= 0"),
     (["--shards", "2", "--fault", "op=listing,status=503"], "not supported with --shards"),
+    # Credentials in a URL: refused, and never quoted (refused() checks "s3cr3t" is not echoed).
+    (["--index-url", "ftp://user:s3cr3t@127.0.0.1/simple/"], "must not carry credentials"),
+    (["--target", "url:http://user:s3cr3t@127.0.0.1:1/"], "must not carry credentials"),
+    (["--allow-origin", "http://user:s3cr3t@127.0.0.1:1"], "without credentials"),
+    (["--shards", "1", "--cluster", "tcp://user:s3cr3t@127.0.0.1:9"], "without credentials"),
+    (["--shards", "1", "--cluster", "127.0.0.1"], "--cluster must be tcp://HOST:PORT"),
 ]
 
 
@@ -85,3 +92,25 @@ def test_a_bad_argument_is_one_line(
     if "--time-scale" in args:
         full = ["--profile", "light_load", *args]
     assert message in refused(full, tmp_path / "results", capsys)
+
+
+def test_corpus_upload_refuses_credentials_in_its_urls(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "a-1.0.0-py3-none-any.whl").write_bytes(b"")
+    for extra in (
+        ["--index-url", "http://user:s3cr3t@127.0.0.1:1/simple/"],
+        ["--index-url", "http://127.0.0.1:1/simple/", "--upload-url", "http://u:s3cr3t@h/"],
+    ):
+        code = main(["corpus", "upload", "--corpus", str(tmp_path / "c"), *extra])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert err.startswith("ERROR: ") and err.count("\n") == 1, err
+        assert "must not carry credentials" in err and "s3cr3t" not in err
+
+
+def test_an_error_line_masks_url_credentials_whatever_raised_it() -> None:
+    # The last line of defence: any message quoting a URL with user:pass is masked.
+    exc = OSError("cannot reach https://me:s3cr3t@idx.example/simple/ (refused)")
+    assert _one_line(exc) == "cannot reach https://***@idx.example/simple/ (refused)"
