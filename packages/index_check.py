@@ -24,6 +24,8 @@ from packages.upload import (
 _SIMPLE_TYPES: Final = ("text/html", "application/vnd.pypi.simple.")
 _PASSWORD_INPUT_RE: Final = re.compile(rb"<input[^>]*type\s*=\s*[\"']?password", re.IGNORECASE)
 _SAMPLE: Final = 3
+#: Redirects urllib follows by itself: one that reaches us is a loop (or has no Location).
+_FOLLOWED_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
 
 
 class IndexCheckError(CorpusError):
@@ -50,7 +52,17 @@ def check_corpus(
     try:
         page = IndexClient(credentials, timeout, index).fetch(url)
     except UnreachableError as exc:
+        if "CERTIFICATE_VERIFY_FAILED" in exc.reason:
+            raise IndexCheckError(
+                f"index {index_url}: its TLS certificate is not trusted ({exc.reason}); for an "
+                "index with a private CA, point SSL_CERT_FILE at a bundle holding it"
+            ) from None
         raise IndexCheckError(f"index {index_url} is unreachable: {exc.reason}") from None
+    if page.status in _FOLLOWED_REDIRECTS:  # urllib follows these, unless they loop
+        raise IndexCheckError(
+            f"{url} answered HTTP {page.status} again and again (a redirect loop, or a redirect "
+            "without a Location): check the URL"
+        )
     if page.status in (401, 403):
         raise IndexCheckError(
             credentials_hint(page.status, index_url, given=credentials is not None)

@@ -238,8 +238,6 @@ def execute_run(
     warm_up_clients(choice, emit)  # tool installs are the generator's cost: before any load
     lead = _lead_plan(options, profile, plan, choice.kinds)
     run_dir = make_run_dir(options.results_root, profile.name)
-    if UPLOAD_KIND in choice.kinds and target is None:  # the embedded target's uploads go here
-        (run_dir / UPLOADS_DIR).mkdir()
     meta = initial_meta(options, profile, line, len(plan), limits)
     meta.clients = choice.to_dict()
     # A lead-time problem is said before any load and recorded like the capacity warnings.
@@ -248,17 +246,23 @@ def execute_run(
         emit(f"pipstorm: WARNING: {warning}")
     meta.launch = lead.to_dict()
     meta.faults = faults.meta() if faults is not None else []
-    meta.write(run_dir)
     state = _RunState(
         meta=meta, run_dir=run_dir, emit=emit, tty=say is None and sys.stderr.isatty()
     )
     state.target = target
     state.stack = stack
-    if faults is not None:
-        kinds = {r.run_id: r.client for r in plan}
-        state.faults_path = faults.write_plan(
-            run_dir, kinds, tick_s=line.tick_s, burst_ticks_s=line.burst_ticks
-        )
+    try:  # a full or read-only disk shows here first: no folder left holding half a start
+        if UPLOAD_KIND in choice.kinds and target is None:  # the embedded target's uploads
+            (run_dir / UPLOADS_DIR).mkdir()
+        meta.write(run_dir)
+        if faults is not None:
+            kinds = {r.run_id: r.client for r in plan}
+            state.faults_path = faults.write_plan(
+                run_dir, kinds, tick_s=line.tick_s, burst_ticks_s=line.burst_ticks
+            )
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     try:
         _drive(options, line, plan, state, lead)
     except Exception:

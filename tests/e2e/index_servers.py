@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import html
 import re
+import ssl
 import threading
 import zipfile
 from collections.abc import Iterator
@@ -69,8 +70,9 @@ class Seen:
 
 
 @contextmanager
-def serving(app: web.Application) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1 from a thread of its own; yields ``http://127.0.0.1:PORT``."""
+def serving(app: web.Application, ssl_context: ssl.SSLContext | None = None) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1 from a thread of its own; yields ``http://127.0.0.1:PORT``
+    (``https://`` with ``ssl_context``)."""
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="test-index", daemon=True)
     thread.start()
@@ -78,13 +80,13 @@ def serving(app: web.Application) -> Iterator[str]:
 
     async def start() -> int:
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ssl_context)
         await site.start()
         return int(runner.addresses[0][1])
 
     try:
         port = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if ssl_context else 'http'}://127.0.0.1:{port}"
     finally:
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
