@@ -91,30 +91,40 @@ def dispatch_plan(
     live: LiveProgress,
     *,
     ahead_s: float = PREPARE_AHEAD_S,
+    guard: Callable[[], None] = lambda: None,
 ) -> None:
-    """Hand each run to the pool ``ahead_s`` before it is due, updating progress."""
+    """Hand each run to the pool ``ahead_s`` before it is due, updating progress.
+
+    ``guard`` is called twice a second and stops the run by raising (``engine.run.disk_room``)."""
     for run in plan:
         due = clock.t0_mono + run.offset_s
         while (wait := due - ahead_s - time.monotonic()) > 0:
             time.sleep(min(wait, 0.5))
             raise_if_fatal(pool)
+            guard()
             live.update(clock.counts())
         pool.submit(make_task(run), due)
         clock.dues.append(due)  # the plan is in time order, so `dues` stays sorted
     while pool.in_flight and time.monotonic() < clock.t0_mono + live.planned_s:
         time.sleep(0.5)
         raise_if_fatal(pool)
+        guard()
         live.update(clock.counts())
 
 
 def wait_for_last_runs(
-    pool: ClientPool, timeout_s: float, live: LiveProgress, clock: RunClock
+    pool: ClientPool,
+    timeout_s: float,
+    live: LiveProgress,
+    clock: RunClock,
+    guard: Callable[[], None] = lambda: None,
 ) -> None:
     """Every run has been handed out: wait for the last ones (bounded by their timeout)."""
     deadline = time.monotonic() + timeout_s
     while not pool.wait_idle(min(1.0, max(0.0, deadline - time.monotonic()))):
         if time.monotonic() >= deadline:
             break
+        guard()
         live.update(clock.counts())
     raise_if_fatal(pool)
 

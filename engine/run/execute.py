@@ -7,6 +7,8 @@ ends with a report of the part that ran, and the same report can be rebuilt late
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
 import shutil
 import signal
@@ -23,13 +25,14 @@ from clients.process import CLIENT_NICE
 from clients.task import ClientTask
 from clients.twine import KIND as UPLOAD_KIND
 from engine.analysis import thresholds as thresholds_mod
-from engine.report.model import Report
+from engine.report.model import Report, ReportError
 from engine.report.terminal import terminal_summary
 from engine.report.write import write_reports
 from engine.run import capacity, reaper
 from engine.run.client_mix import ClientChoice, choose_clients
 from engine.run.client_mix import warm_up as warm_up_clients
 from engine.run.cloudwatch import fetch_run_cloudwatch, stack_meta
+from engine.run.disk_room import DiskFull, check_room
 from engine.run.dispatch import (
     RunClock,
     client_recorder,
@@ -251,30 +254,8 @@ def execute_run(
     )
     state.target = target
     state.stack = stack
-    try:  # a full or read-only disk shows here first: no folder left holding half a start
-        if UPLOAD_KIND in choice.kinds and target is None:  # the embedded target's uploads
-            (run_dir / UPLOADS_DIR).mkdir()
-        meta.write(run_dir)
-        if faults is not None:
-            kinds = {r.run_id: r.client for r in plan}
-            state.faults_path = faults.write_plan(
-                run_dir, kinds, tick_s=line.tick_s, burst_ticks_s=line.burst_ticks
-            )
-    except BaseException:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    try:
-        _drive(options, line, plan, state, lead)
-    except Exception:
-        if not state.load_sent:
-            # Refused before any load was sent (unusable target, port in use): a results
-            # folder holding nothing but run.json would only be noise.
-            shutil.rmtree(run_dir, ignore_errors=True)
-        raise
-    finally:
-        if run_dir.exists():
-            meta.ended = time.time()
-            meta.write(run_dir)
+    _write_start(state, plan, faults, line, uploads=UPLOAD_KIND in choice.kinds and target is None)
+    _play(options, line, plan, state, lead)
     _fetch_cloudwatch(options, state)
     report = write_reports(run_dir)
     emit(terminal_summary(report))
@@ -282,6 +263,66 @@ def execute_run(
     return RunResult(
         run_dir=run_dir, report=report, interrupted=meta.interrupted, stopped_by=state.stopped_by
     )
+
+
+def _write_start(
+    state: _RunState,
+    plan: list[PlannedRun],
+    faults: RunFaults | None,
+    line: Timeline,
+    *,
+    uploads: bool,
+) -> None:
+    """The run folder's first files, before any load. A full or read-only disk shows here
+    first: then no folder is left holding half a start."""
+    run_dir = state.run_dir
+    try:
+        if uploads:  # the embedded target's uploads go here
+            (run_dir / UPLOADS_DIR).mkdir()
+        state.meta.write(run_dir)
+        if faults is not None:
+            kinds = {r.run_id: r.client for r in plan}
+            state.faults_path = faults.write_plan(
+                run_dir, kinds, tick_s=line.tick_s, burst_ticks_s=line.burst_ticks
+            )
+        check_room(run_dir)
+    except BaseException:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _play(
+    options: RunOptions, line: Timeline, plan: list[PlannedRun], state: _RunState, lead: LeadPlan
+) -> None:
+    """``_drive`` the run, then close ``run.json``; a disk that filled is one DiskFull line."""
+    meta, run_dir = state.meta, state.run_dir
+    try:
+        try:
+            _drive(options, line, plan, state, lead)
+        except Exception:
+            if not state.load_sent:
+                # Refused before any load was sent (unusable target, port in use): a results
+                # folder holding nothing but run.json would only be noise.
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        finally:
+            if run_dir.exists():
+                meta.ended = time.time()
+                meta.write(run_dir)
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC or not state.load_sent:
+            raise
+        raise DiskFull(  # the disk filled faster than the guard could see it
+            f"results folder {run_dir}: No space left on device during the run; its files may "
+            "end in a torn line (skipped by `pipstorm report DIR`)"
+        ) from None
+    if state.disk_full is not None:
+        _report_what_fits(run_dir, state.emit)
+        ran = (meta.ended or time.time()) - (meta.started or time.time())
+        raise DiskFull(
+            f"{state.disk_full}: the run was stopped at {max(0.0, ran):.0f} s (run.json: "
+            "interrupted); `pipstorm report DIR` writes the report once there is room"
+        )
 
 
 @dataclass
@@ -296,6 +337,7 @@ class _RunState:
     stopped_by: str | None = None  # SIGINT or SIGTERM, once the run was interrupted
     stack: AwsStack | None = None  # --target terraform:DIR, read before the run
     start_at: float | None = None  # a shard's absolute offset 0 (engine.run.shard_runner)
+    disk_full: DiskFull | None = None  # the run was stopped for want of disk space
 
 
 def _interrupted(state: _RunState, exc: BaseException) -> None:
@@ -432,17 +474,9 @@ def _drive(
                 tty=sys.stderr if state.tty else None,
                 quiet=options.quiet,
             )
-            try:
-                make_task = _task_maker(options, proxy.index_url_for)
-                dispatch_plan(plan, pool, make_task, clock, live, ahead_s=lead.ahead_s)
-                # Every run has been handed out; wait for the last ones (bounded by their timeout).
-                wait_for_last_runs(pool, options.run_timeout_s + 3 * lead.ahead_s, live, clock)
-                live.update(clock.counts(), force=True)
-                live.close()
-            except (KeyboardInterrupt, Terminated) as exc:
-                live.close()
-                _interrupted(state, exc)
-                emit("pipstorm: interrupted: stopping clients and writing the report")
+            make_task = _task_maker(options, proxy.index_url_for)
+            wait_s = options.run_timeout_s + 3 * lead.ahead_s
+            _play_schedule(plan, make_task, wait_s, state, lead, pool, clock, live)
             with _no_interrupts_while_cleaning(emit):
                 pool.stop()
                 meta.runs_dispatched = pool.dispatched
@@ -462,6 +496,51 @@ def _note_target(meta: RunMeta, target: Target, emit: Callable[[str], None]) -> 
     if target.server is not None and target.server.unconfined_reason is not None:
         why = target.server.unconfined_reason
         emit(f"pipstorm: WARNING: the target runs unconfined ({why})")
+
+
+def _play_schedule(  # noqa: PLR0917 - the parts of one run, from _drive
+    plan: list[PlannedRun],
+    make_task: Callable[[PlannedRun], ClientTask],
+    wait_s: float,
+    state: _RunState,
+    lead: LeadPlan,
+    pool: ClientPool,
+    clock: RunClock,
+    live: LiveProgress,
+) -> None:
+    """Hand out the plan and wait for its last runs; Ctrl-C, SIGTERM or a nearly full results
+    disk stop it early, noted in ``run.json`` (``interrupted``) rather than raised."""
+    meta, emit = state.meta, state.emit
+    try:
+        guard = functools.partial(check_room, state.run_dir)
+        dispatch_plan(plan, pool, make_task, clock, live, ahead_s=lead.ahead_s, guard=guard)
+        # Every run has been handed out; wait for the last ones (bounded by their timeout).
+        wait_for_last_runs(pool, wait_s, live, clock, guard)
+        live.update(clock.counts(), force=True)
+        live.close()
+    except (KeyboardInterrupt, Terminated) as exc:
+        live.close()
+        _interrupted(state, exc)
+        emit("pipstorm: interrupted: stopping clients and writing the report")
+    except DiskFull as exc:
+        live.close()
+        state.disk_full = exc
+        meta.interrupted = True
+        meta.warnings.append(f"stopped early: {exc}")
+        emit("pipstorm: the results disk is nearly full: stopping clients")
+
+
+def _report_what_fits(run_dir: Path, emit: Callable[[str], None]) -> None:
+    """The reports of a run stopped for want of disk space, if they fit; else none at all (a
+    half-written report would pass for a whole one)."""
+    before = set(run_dir.iterdir())
+    try:
+        write_reports(run_dir)
+    except (OSError, ReportError):  # ReportError: what write_reports makes of an OSError
+        for path in set(run_dir.iterdir()) - before:
+            path.unlink(missing_ok=True)
+    else:
+        emit(f"reports: {run_dir / 'report.md'} (and report.json)")
 
 
 def _task_maker(

@@ -7,11 +7,14 @@ behind, and no half-written results folder."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
 import ssl
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -266,3 +269,54 @@ def test_a_results_folder_that_cannot_be_written(
         left = [p.name for p in results.iterdir()] if results.is_dir() else []
     assert_refused(proc, tmp_path / "t", None, message)
     assert [name for name in left if name != ".filler"] == [], "a half-written results folder"
+
+
+def test_a_disk_that_fills_mid_run_stops_it_marked(e2e_env: dict[str, str], tmp_path: Path) -> None:
+    """The results disk fills 2 s into the run: the run stops (not at the end of its 30 s),
+    run.json says it was interrupted and why, no JSONL line is torn, no report is half-written,
+    and the one ERROR line names the disk."""
+    (tmp_path / "t").mkdir()
+    with tmpfs(tmp_path / "mnt", "size=4m") as results:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "engine", *RUN[:4], "30", *RUN[5:], "--results", str(results)],
+            env={**e2e_env, "TMPDIR": str(tmp_path / "t")},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 120
+            while not any(results.glob("*/requests.jsonl")) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(2)
+            free = shutil.disk_usage(results).free
+            # 64 KiB left: run.json and the streams' next lines fit, the report does not.
+            (results / ".filler").write_bytes(b"\0" * (free - 64 * 1024))
+            filled = time.monotonic()
+            out, err = proc.communicate(timeout=120)
+            stopped_after = time.monotonic() - filled
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        (run_dir,) = [p for p in results.iterdir() if p.name != ".filler"]
+        meta = json.loads((run_dir / "run.json").read_text())
+        names = sorted(p.name for p in run_dir.iterdir())
+        lines = [
+            line
+            for stream in ("requests.jsonl", "clients.jsonl", "host.jsonl")
+            for line in (run_dir / stream).read_text().splitlines()
+        ]
+    errors = [line for line in err.splitlines() if line.startswith("ERROR: ")]
+    assert len(errors) == 1, err
+    assert "Traceback" not in err + out
+    assert proc.returncode == 2, err
+    assert "nearly full" in errors[0] and "No space left on device" in errors[0]
+    assert "run.json: interrupted" in errors[0]
+    assert stopped_after < 15  # well before the run's 30 s: it did not play on blind
+    assert meta["interrupted"] is True and meta["ended"] is not None
+    assert any("stopped early" in w and "nearly full" in w for w in meta["warnings"])
+    assert all(json.loads(line) for line in lines)  # not one torn line
+    # The report did not fit: none of it is left, nor any temp file (`pipstorm report` later).
+    assert not [n for n in names if n.startswith(("report", "chart-", "."))], names
+    assert processes_of(tmp_path / "t") == [] and leftovers(tmp_path / "t") == []

@@ -1,0 +1,89 @@
+"""Secrets of a run against the embedded target: its generated password is in no argv, in no
+environment but the proxy's (which adds it upstream), in no result file or log; its htpasswd is
+the owner's only (0600) and goes with the run, also when the run is stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import base64
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from infra.credentials import UPSTREAM_PASSWORD_ENV, UPSTREAM_USERNAME_ENV
+from tests.e2e.conftest import leftovers, processes_of
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_embedded_targets_password_stays_where_it_belongs(
+    e2e_env: dict[str, str], tmp_path: Path
+) -> None:
+    tmpdir, results = tmp_path / "t", tmp_path / "r"
+    tmpdir.mkdir()
+    argv = [sys.executable, "-m", "engine", "run", "--profile", "light_load", "--duration", "60"]
+    owner = subprocess.Popen(
+        [*argv, "--client", "http", "--quiet", "--results", str(results)],
+        env={**e2e_env, "TMPDIR": str(tmpdir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while True:  # the run is under way once its first request is recorded
+            requests = list(results.glob("*/requests.jsonl"))
+            if requests and requests[0].stat().st_size > 0:
+                break
+            assert owner.poll() is None, owner.communicate()
+            assert time.monotonic() < deadline, "no request recorded in 180 s"
+            time.sleep(0.2)
+        (htpasswd,) = tmpdir.glob("pipstorm-pypiserver-*/htpasswd")
+        assert htpasswd.stat().st_mode & 0o777 == 0o600
+        assert htpasswd.parent.stat().st_mode & 0o077 == 0  # the private dir too
+        (proxy,) = [
+            p
+            for p in psutil.Process(owner.pid).children(recursive=True)
+            if "infra.proxy" in p.cmdline()
+        ]
+        username = proxy.environ()[UPSTREAM_USERNAME_ENV]
+        password = proxy.environ()[UPSTREAM_PASSWORD_ENV]
+        assert len(password) >= 20
+        forms = {password, base64.b64encode(f"{username}:{password}".encode()).decode()}
+        found: list[str] = []
+        seen = 0
+        for _ in range(10):  # the processes of a run come and go: look several times
+            for child in psutil.Process(owner.pid).children(recursive=True):
+                try:
+                    cmdline, env = " ".join(child.cmdline()), child.environ()
+                except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                    continue
+                seen += 1
+                found += [f"argv of {cmdline[:80]}" for f in forms if f in cmdline]
+                if child.pid != proxy.pid:
+                    found += [f"{k} of {cmdline[:80]}" for k, v in env.items() if password in v]
+            time.sleep(0.3)
+        assert seen > 10 and found == []
+        owner.send_signal(signal.SIGTERM)
+        out, err = owner.communicate(timeout=60)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+            owner.communicate()
+    assert owner.returncode == 143, err
+    assert "Traceback" not in err
+    assert not htpasswd.exists() and not htpasswd.parent.exists()
+    assert leftovers(tmpdir) == [] and processes_of(tmpdir) == []
+    (run_dir,) = results.iterdir()
+    assert json.loads((run_dir / "run.json").read_text())["interrupted"] is True
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert {"requests.jsonl", "target.log", "run.json", "report.json"} <= {p.name for p in files}
+    assert (run_dir / "target.log").stat().st_size > 0  # pypiserver's own log, in the results
+    leaks = [p.name for p in files for f in forms if f.encode() in p.read_bytes()]
+    assert leaks == []
+    assert not any(f in out + err for f in forms)
