@@ -313,6 +313,7 @@ def test_a_disk_that_fills_mid_run_stops_it_marked(e2e_env: dict[str, str], tmp_
     assert proc.returncode == 2, err
     assert "nearly full" in errors[0] and "No space left on device" in errors[0]
     assert "run.json: interrupted" in errors[0]
+    print(f"disk full mid-run: exit {proc.returncode} {stopped_after:.1f} s after the fill")  # noqa: T201 - the README figure
     assert stopped_after < 15  # well before the run's 30 s: it did not play on blind
     assert meta["interrupted"] is True and meta["ended"] is not None
     assert any("stopped early" in w and "nearly full" in w for w in meta["warnings"])

@@ -86,4 +86,5 @@ def test_the_embedded_targets_password_stays_where_it_belongs(
     assert (run_dir / "target.log").stat().st_size > 0  # pypiserver's own log, in the results
     leaks = [p.name for p in files for f in forms if f.encode() in p.read_bytes()]
     assert leaks == []
+    print(f"secrets: {seen} process samples, {len(files)} result files, 0 with the password")  # noqa: T201 - the README figure
     assert not any(f in out + err for f in forms)
