@@ -65,11 +65,11 @@ def check_scheduler_address(address: str) -> None:
     except ValueError:
         parts, port = None, None
     if parts is not None and (parts.username or parts.password or "@" in parts.netloc):
-        raise ClusterError("--cluster must be tcp://HOST:PORT, without credentials")
+        raise ClusterError("a scheduler address must be tcp://HOST:PORT, without credentials")
     if parts is None or parts.scheme != "tcp" or not parts.hostname or port is None:
-        raise ClusterError(f"--cluster must be tcp://HOST:PORT, got {address!r}")
+        raise ClusterError(f"a scheduler address must be tcp://HOST:PORT, got {address!r}")
     if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ClusterError(f"--cluster must be tcp://HOST:PORT, got {address!r}")
+        raise ClusterError(f"a scheduler address must be tcp://HOST:PORT, got {address!r}")
 
 
 @contextmanager

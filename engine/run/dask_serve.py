@@ -14,10 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import socket
 from collections.abc import Awaitable, Callable, Coroutine
 
 from engine.errors import UsageError
-from engine.run.cluster import DASK_CONFIG
+from engine.run.cluster import DASK_CONFIG, check_scheduler_address
 from engine.run.shard_runner import SHARD_RESOURCE
 
 
@@ -29,6 +30,8 @@ def serve_scheduler(
     host: str, port: int, dashboard: str | None, say: Callable[[str], None]
 ) -> None:
     """Run a scheduler on ``host:port`` until Ctrl-C or SIGTERM."""
+    if port:
+        _check_port_free(host, port)  # before Dask, which logs its start-up before failing
     import dask
     from distributed import Scheduler
 
@@ -52,6 +55,7 @@ def serve_scheduler(
 
 def serve_worker(address: str, host: str, name: str | None, say: Callable[[str], None]) -> None:
     """Run one worker (under a nanny) for the scheduler at ``address`` until stopped."""
+    check_scheduler_address(address)  # Dask's own error is a traceback quoting it
     import dask
     from distributed import Nanny
 
@@ -97,3 +101,26 @@ def _run(main: Callable[[], Coroutine[object, object, None]]) -> None:
         return
     except OSError as exc:
         raise DaskServeError(str(exc)) from None
+    except RuntimeError as exc:  # Dask's "Scheduler failed to start." over the OSError
+        cause = exc.__cause__
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__cause__
+        if cause is None:
+            raise
+        raise DaskServeError(f"{str(exc).rstrip('.')}: {cause}") from None
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """DaskServeError, in one line, if ``host:port`` cannot be bound (in use, not an address
+    of this machine). SO_REUSEADDR as tornado's own bind: a port in TIME_WAIT is free."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise DaskServeError(f"cannot bind {host}:{port}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise DaskServeError(f"cannot bind {host}:{port}: {exc.strerror}") from None

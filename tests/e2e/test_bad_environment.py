@@ -208,17 +208,17 @@ def test_credentials_in_the_url_are_refused_unquoted(
     assert "pw-in-url-123" not in proc.stderr + proc.stdout
 
 
-def test_serve_on_a_port_in_use(e2e_env: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["serve", "scheduler"])
+def test_a_port_in_use(e2e_env: dict[str, str], tmp_path: Path, command: str) -> None:
+    """``serve --port`` and ``scheduler --port`` (``run`` takes no port: its proxy binds port 0);
+    the scheduler's used to be Dask's traceback ("Scheduler failed to start.")."""
     corpus = cached_corpus(CorpusSpec(packages=2, versions=("1.0.0",)), tmp_path / "cache")
+    extra = ["--corpus", str(corpus.directory)] if command == "serve" else []
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = pipstorm(
-            ["serve", "--corpus", str(corpus.directory), "--port", str(port)],
-            e2e_env,
-            tmpdir=tmp_path / "t",
-        )
+        proc = pipstorm([command, *extra, "--port", str(port)], e2e_env, tmpdir=tmp_path / "t")
     assert_refused(proc, tmp_path / "t", None, f"cannot bind 127.0.0.1:{port}")
 
 

@@ -60,7 +60,7 @@ ARGUMENTS = [
     (["--target", "url:http://user:s3cr3t@127.0.0.1:1/"], "must not carry credentials"),
     (["--allow-origin", "http://user:s3cr3t@127.0.0.1:1"], "without credentials"),
     (["--shards", "1", "--cluster", "tcp://user:s3cr3t@127.0.0.1:9"], "without credentials"),
-    (["--shards", "1", "--cluster", "127.0.0.1"], "--cluster must be tcp://HOST:PORT"),
+    (["--shards", "1", "--cluster", "127.0.0.1"], "must be tcp://HOST:PORT, got '127.0.0.1'"),
 ]
 
 
@@ -114,3 +114,13 @@ def test_an_error_line_masks_url_credentials_whatever_raised_it() -> None:
     # The last line of defence: any message quoting a URL with user:pass is masked.
     exc = OSError("cannot reach https://me:s3cr3t@idx.example/simple/ (refused)")
     assert _one_line(exc) == "cannot reach https://***@idx.example/simple/ (refused)"
+
+
+def test_worker_refuses_a_scheduler_address_with_credentials(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["worker", "tcp://user:s3cr3t@127.0.0.1:9"])  # was Dask's traceback quoting it
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("ERROR: ") and err.count("\n") == 1, err
+    assert "without credentials" in err and "s3cr3t" not in err
