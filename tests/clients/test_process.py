@@ -132,9 +132,9 @@ def test_a_client_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
         "threading.Thread(target=one).start()\n"
     )
     owner = psutil.Popen([PY, "-c", owner_code, str(tmp_path)])
+    clients: list[psutil.Process] = []
     try:
         deadline = time.monotonic() + 60
-        clients: list[psutil.Process] = []
         while time.monotonic() < deadline:
             clients = [p for p in owner.children() if p.name() == "sleep"]
             if clients:
@@ -148,9 +148,9 @@ def test_a_client_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
     finally:
         with contextlib.suppress(psutil.NoSuchProcess):
             owner.kill()
-        for proc in psutil.process_iter(["cmdline"]):
-            if proc.info["cmdline"] == ["sleep", "120"]:
-                proc.kill()
+        for client in clients:  # only what this test started: never another's sleep
+            with contextlib.suppress(psutil.NoSuchProcess):
+                client.kill()
 
 
 def test_a_program_that_does_not_exist_never_starts(tmp_path: Path) -> None:
