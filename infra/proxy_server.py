@@ -38,6 +38,14 @@ from infra.proxy_links import LinkBook
 from infra.proxy_log import RecordWriter, RequestRecord
 from infra.proxy_rewrite import Origin, UpstreamLayout, parse_origins
 
+#: How long an idle upstream connection is kept for reuse. Shorter than the keep-alive of the
+#: servers behind an index (gunicorn, pypiserver's: 2 s), so the proxy never reuses one the
+#: server is closing (a reset recorded as the index's error); and short enough that the pool
+#: shrinks back after a peak: aiohttp reuses its idle connections oldest first, so at a steady
+#: rate every pooled connection is reused before a long keep-alive ends, and a pool grown by one
+#: slow minute stayed grown for the rest of a 30-minute soak.
+UPSTREAM_KEEPALIVE_S = 1.5
+
 
 async def serve(
     layout: UpstreamLayout,
@@ -60,7 +68,9 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=read_timeout, sock_read=read_timeout)
-    connector = aiohttp.TCPConnector(limit=256, limit_per_host=0, keepalive_timeout=30)
+    connector = aiohttp.TCPConnector(
+        limit=256, limit_per_host=0, keepalive_timeout=UPSTREAM_KEEPALIVE_S
+    )
     with RecordWriter(log_path) as writer:
         async with aiohttp.ClientSession(
             connector=connector,

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from infra.proxy import RecordingProxy
 from tests.infra.conftest import request, wait_for_records
+from tests.support.pages import serving
 
 BODY = b"a listing without links"
 
@@ -102,3 +105,39 @@ def test_a_server_that_resets_fresh_connections_is_still_recorded(tmp_path: Path
         server.close()
     assert status == 502
     assert (record.status, record.error) == (None, "upstream_reset")
+
+
+def test_the_upstream_pool_shrinks_back_after_a_peak(tmp_path: Path) -> None:
+    """A moment of overlapping requests grows the pool of upstream connections; once they are
+    idle it must shrink back. With a keep-alive longer than the rate needs, aiohttp's FIFO reuse
+    keeps every pooled connection busy enough never to idle out: a 30-minute soak kept 23 more
+    descriptors after one slow minute, and the oldest connections, reused past the index's own
+    keep-alive (gunicorn: 2 s), came back reset and were recorded as the index's errors."""
+    pages = {"/simple/pkg/": (200, "text/html", BODY)}
+    with (
+        serving(pages, delay_s=0.5) as base,
+        RecordingProxy(f"{base}/simple/", tmp_path / "r.jsonl") as proxy,
+    ):
+        upstream_port = int(base.rsplit(":", 1)[1])
+
+        def upstream_connections() -> int:
+            return sum(
+                1
+                for c in psutil.Process(proxy.pid).net_connections("tcp")
+                if c.raddr and c.raddr.port == upstream_port and c.status == "ESTABLISHED"
+            )
+
+        threads = [
+            threading.Thread(target=request, args=(proxy, "GET", f"/r/p{n}/simple/pkg/"))
+            for n in range(30)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        peak = upstream_connections()
+        deadline = time.monotonic() + 15
+        while upstream_connections() > 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert peak >= 10  # the requests did overlap
+        assert upstream_connections() == 0

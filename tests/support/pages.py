@@ -4,6 +4,7 @@ at (a web UI, a login form, an API, an error), where a real index cannot be made
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -13,13 +14,16 @@ Pages = Mapping[str, tuple[int, str, bytes]]
 
 
 @contextmanager
-def serving(pages: Pages) -> Iterator[str]:
-    """Serve ``pages`` on 127.0.0.1; yields the base URL (no trailing slash)."""
+def serving(pages: Pages, *, delay_s: float = 0.0) -> Iterator[str]:
+    """Serve ``pages`` on 127.0.0.1, each answer ``delay_s`` late (requests then overlap);
+    yields the base URL (no trailing slash). Connections are kept alive until the client
+    closes them: the server never closes an idle one."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:
+            time.sleep(delay_s)
             status, content_type, body = pages.get(self.path, (404, "text/html", b"not found"))
             self.send_response(status)
             self.send_header("Content-Type", content_type)
