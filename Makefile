@@ -26,6 +26,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
+	@mkdir -p build/mypy/pipstorm
+	@for d in engine clients infra packages; do ln -sfn ../../../$$d build/mypy/pipstorm/$$d; done
+	@echo '"""pipstorm, as mypy sees it: the folders linked under one package."""' \
+		> build/mypy/pipstorm/__init__.py
 	$(BIN)/mypy
 
 unit: $(STAMP)
@@ -43,4 +47,4 @@ soak: $(STAMP)
 	$(BIN)/python -m pytest -m soak -s tests/soak
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache

@@ -13,7 +13,8 @@ class ClientsError(Exception):
 
 
 class UnknownClientError(ClientsError):
-    """A client kind no driver answers to (``clients.registry`` is the one place that checks)."""
+    """A client kind no driver answers to (``pipstorm.clients.drivers.registry`` is the one place
+    that checks)."""
 
 
 class DriverError(ClientsError):

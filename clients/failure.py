@@ -4,13 +4,14 @@ A run that exits non-zero is recorded with the client's own words, so every fail
 ``clients.jsonl`` says why it failed without anyone opening its output tail. The client's words
 are what it saw: pip retries a 502 from the proxy silently and then says "No matching
 distribution found", so the index's side of the story (refused, reset, timed out) comes from
-the proxy's records (``engine.analysis.trace``, ``engine.analysis.target_failure``).
+the proxy's records (``pipstorm.engine.analysis.trace``,
+``pipstorm.engine.analysis.target.failure``).
 """
 
 from __future__ import annotations
 
-from clients.process import Outcome
-from clients.task import RunOutcome
+from pipstorm.clients.process import Outcome
+from pipstorm.clients.task import RunOutcome
 
 #: Characters of the cause kept: a line, not a log.
 CAUSE_CHARS = 300

@@ -110,7 +110,7 @@ class Running:
 
     ``send`` delivers a signal to the process group; the default is ``os.killpg`` on ``pid``
     (a process we spawned); a warm launcher's child is signalled through its launcher, which
-    knows whether the pid is still its unreaped child (``clients.launcher``).
+    knows whether the pid is still its unreaped child (``pipstorm.clients.warm.launcher``).
     """
 
     def __init__(self, pid: int, send: Callable[[signal.Signals], None] | None = None) -> None:

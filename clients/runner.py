@@ -1,5 +1,6 @@
 """Run one client task end to end: private temp dir, the driver's preparation, the client,
-its check, clean-up. Client kinds differ only in their driver (``clients.registry``)."""
+its check, clean-up. Client kinds differ only in their driver
+(``pipstorm.clients.drivers.registry``)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from clients.driver import Command, ConflictAware
-from clients.environment import scrubbed_env
-from clients.errors import DriverError
-from clients.failure import failure_cause
-from clients.process import Outcome, ProcessRegistry, run_process
-from clients.registry import driver_for
-from clients.task import ClientResult, ClientTask, RunOutcome
-from clients.venv import throwaway_dir
+from pipstorm.clients.drivers.protocol import Command, ConflictAware
+from pipstorm.clients.drivers.registry import driver_for
+from pipstorm.clients.drivers.venv import throwaway_dir
+from pipstorm.clients.environment import scrubbed_env
+from pipstorm.clients.errors import DriverError
+from pipstorm.clients.failure import failure_cause
+from pipstorm.clients.process import Outcome, ProcessRegistry, run_process
+from pipstorm.clients.task import ClientResult, ClientTask, RunOutcome
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,10 @@ def finish(
     task: ClientTask, work: Path, started: float, outcome: Outcome, client_version: str | None
 ) -> ClientResult:
     """The run's record from its process's outcome: classified, checked by its driver; a run
-    that did not succeed carries its cause in ``error`` (``clients.failure``).
+    that did not succeed carries its cause in ``error`` (``pipstorm.clients.failure``).
 
     The same for every launch mode (a subprocess here, a warm launcher's child in
-    ``clients.warm``), so a run's outcome never depends on how its process was started.
+    ``pipstorm.clients.warm.run``), so a run's outcome never depends on how its process was started.
     """
     kind = classify(outcome)
     problem = None

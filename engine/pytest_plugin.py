@@ -32,9 +32,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from engine.run.execute import RunOptions
-    from engine.run.target import Target
-    from packages.cache import Corpus
+    from pipstorm.engine.run.execute import RunOptions
+    from pipstorm.engine.run.target.opening import Target
+    from pipstorm.packages.cache import Corpus
 
 #: How long ``--keep-after`` waits for the detached server to say its URL.
 KEEP_START_TIMEOUT_S = 60.0
@@ -125,7 +125,7 @@ class PipstormResult:
 
 def run_options(profile: str, overrides: Mapping[str, Any], results_root: Path) -> RunOptions:
     """``pipstorm_run``'s keywords as ``RunOptions``; an unknown keyword is a usage error."""
-    from engine.run.execute import RunOptions
+    from pipstorm.engine.run.execute import RunOptions
 
     values: dict[str, Any] = {}
     thresholds: list[str] = []
@@ -151,8 +151,8 @@ def run_options(profile: str, overrides: Mapping[str, Any], results_root: Path) 
 @pytest.fixture(scope="session")
 def pipstorm_corpus() -> Corpus:
     """The default synthetic corpus (100 projects x 3 versions), built once per machine."""
-    from packages.cache import cached_corpus
-    from packages.spec import CorpusSpec
+    from pipstorm.packages.cache import cached_corpus
+    from pipstorm.packages.spec import CorpusSpec
 
     return cached_corpus(CorpusSpec())
 
@@ -165,7 +165,7 @@ def pipstorm_target(
 ) -> Iterator[Target]:
     """The index every ``pipstorm_run`` of the session loads: ``--pipstorm-index-url``, or the
     embedded pypiserver serving ``pipstorm_corpus`` (kept up with ``--keep-after``)."""
-    from engine.run.target import open_target, parse_target, resolve_stack
+    from pipstorm.engine.run.target.opening import open_target, parse_target, resolve_stack
 
     config = request.config
     spec = parse_target(
@@ -192,7 +192,7 @@ def pipstorm_run(
 ) -> Callable[..., PipstormResult]:
     """``pipstorm_run(profile, duration=..., time_scale=..., thresholds={KEY: limit}, seed=...,
     workers=..., run_timeout=...)``: one run against ``pipstorm_target``, judged."""
-    from engine.run.execute import execute_run
+    from pipstorm.engine.run.execute import execute_run
 
     option = request.config.getoption("--pipstorm-results")
     results_root = Path(option) if option else tmp_path / "pipstorm"
@@ -216,8 +216,8 @@ def pipstorm_run(
 
 def _kept_target(config: pytest.Config, corpus: Corpus, folder: Path) -> Target:
     """``pipstorm serve`` in a session of its own, so it outlives this pytest process."""
-    from engine.run.target import Target, preflight
-    from infra.credentials import Credentials
+    from pipstorm.engine.run.target.opening import Target, preflight
+    from pipstorm.infra.credentials import Credentials
 
     credentials = Credentials.generate()
     log = folder / "serve.log"
@@ -229,7 +229,7 @@ def _kept_target(config: pytest.Config, corpus: Corpus, folder: Path) -> Target:
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engine", "serve", "--corpus", str(corpus.directory)],
+            [sys.executable, "-m", "pipstorm", "serve", "--corpus", str(corpus.directory)],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=out,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from infra.errors import InfraError
+from pipstorm.infra.errors import InfraError
 
 # How the proxy process receives upstream credentials: its environment, never its argv.
 UPSTREAM_USERNAME_ENV: Final = "PIPSTORM_UPSTREAM_USERNAME"

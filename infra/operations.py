@@ -6,7 +6,8 @@ of ``classify`` remain for two cases only, both documented where they are used:
 
 - the fallback of ``classify_served``, when nothing served says more (no response came, or an
   answer that is neither a listing's content type nor a URL a listing linked);
-- fault matching (``infra.fault_plan``), which must pick a rule *before* the upstream answers.
+- fault matching (``pipstorm.infra.faults.plan``), which must pick a rule *before* the upstream
+answers.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def classify_served(
     """Classify one exchange by what was served.
 
     In order: a 3xx is a ``redirect``; POST/PUT an ``upload``; a URL a listing linked as a file
-    (``linked``, see ``infra.proxy_links``) a ``download``, its PEP 658 ``.metadata`` a
+    (``linked``, see ``pipstorm.infra.proxy.links``) a ``download``, its PEP 658 ``.metadata`` a
     ``metadata``, whatever the answer (an error page for a file is a failed download); an
     answer with a simple-API content type a ``listing``; anything else falls back to the path's
     shape (``classify``).

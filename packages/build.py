@@ -30,7 +30,7 @@ from pathlib import Path
 from poetry.core.factory import Factory
 from poetry.core.masonry.builders.wheel import WheelBuilder
 
-from packages.spec import CorpusError, CorpusSpec, module_name, wheel_filename
+from pipstorm.packages.spec import CorpusError, CorpusSpec, module_name, wheel_filename
 
 # poetry-core's own default zip timestamp, pinned here so the environment cannot move it.
 ZIP_DATE_TIME = (2016, 1, 1, 0, 0, 0)

@@ -7,7 +7,7 @@ concurrent builders are safe: whoever renames first wins, the others discard the
 the winner's (the bytes are identical anyway, the build being deterministic).
 
 A lookup of a corpus already built never imports the builder (poetry-core): it checks one
-directory listing against the names `packages.spec` derives, which takes well under a
+directory listing against the names `pipstorm.packages.spec` derives, which takes well under a
 millisecond for the default 300 wheels.
 """
 
@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from packages.spec import CorpusError, CorpusSpec, wheel_filename
+from pipstorm.packages.spec import CorpusError, CorpusSpec, wheel_filename
 
 CACHE_DIR_ENV = "PIPSTORM_CACHE_DIR"
 
@@ -89,7 +89,7 @@ def _load(spec: CorpusSpec, directory: Path) -> Corpus:
 
 def _build_into_cache(spec: CorpusSpec, directory: Path) -> None:
     # Imported here so that a warm lookup does not pay for importing poetry-core.
-    from packages.build import build_corpus
+    from pipstorm.packages.build import build_corpus
 
     parent = directory.parent
     try:

@@ -12,8 +12,8 @@ import re
 from collections.abc import Collection
 from typing import Final
 
-from packages.spec import CorpusError, canonical_name
-from packages.upload import (
+from pipstorm.packages.spec import CorpusError, canonical_name
+from pipstorm.packages.upload import (
     IndexClient,
     IndexCredentials,
     UnreachableError,

@@ -7,7 +7,8 @@ without importing the builder.
 
 Extending the corpus later (for example dependencies between corpus packages, with a fan-out
 and a depth) means: add a field with a default here, validate it in `__post_init__`, and use
-it in `packages.build`. `key()` hashes every field, so new corpora never collide with old ones.
+it in `pipstorm.packages.build`. `key()` hashes every field, so new corpora never collide with old
+ones.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Final, Literal
 from urllib.parse import urljoin, urlsplit
 
-from packages.spec import CorpusError, canonical_name
+from pipstorm.packages.spec import CorpusError, canonical_name
 
 USERNAME_ENV: Final = "PYPI_USERNAME"
 PASSWORD_ENV: Final = "PYPI_PASSWORD"  # noqa: S105 - a variable name

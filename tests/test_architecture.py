@@ -14,27 +14,37 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("engine", "clients", "infra", "packages")
+FOLDERS = ("engine", "clients", "infra", "packages")
+#: Installed, the folders are one import package (issue 19); modules are named as installed.
+PACKAGE = "pipstorm"
+#: A folder with more modules than this directly is a package in disguise (docs/architecture.md).
+MAX_MODULES_PER_FOLDER = 12
 
 
 def _module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT).with_suffix("").parts
+    parts = (PACKAGE, *path.relative_to(ROOT).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _modules() -> dict[str, Path]:
-    return {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+    return {_module_name(p): p for pkg in FOLDERS for p in (ROOT / pkg).rglob("*.py")}
 
 
 def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
     """Our modules ``path`` imports; ``from a import b`` names ``a.b`` when that is a module."""
     found: set[str] = set()
+    package = _module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            subs = {f"{node.module}.{a.name}" for a in node.names} & modules.keys()
-            found.update(subs or {node.module})
+        elif isinstance(node, ast.ImportFrom):
+            # A relative import (the warm agent's) names its module from this file's package.
+            base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+            module = ".".join(filter(None, [base, node.module or ""]))
+            subs = {f"{module}.{a.name}" for a in node.names} & modules.keys()
+            found.update(subs or {module})
     return found & modules.keys()
 
 
@@ -86,7 +96,8 @@ def test_the_checker_finds_a_circle() -> None:
 def test_no_import_circle_between_pipstorm_modules() -> None:
     graph = import_graph()
     assert len(graph) > 50, "the walk found too few modules to mean anything"
-    assert "engine.report.model" in graph["engine.report.markdown"]
+    assert "pipstorm.engine.report.model" in graph["pipstorm.engine.report.markdown"]
+    assert "pipstorm.clients.warm.paths" in graph["pipstorm.clients.warm.child"]  # relative
     assert circles(graph) == []
 
 
@@ -96,6 +107,8 @@ def test_no_import_circle_between_pipstorm_modules() -> None:
         ("engine.rundir", ("engine.run.", "engine.analysis", "engine.report", "engine.workflows")),
         ("engine.analysis", ("engine.run.", "engine.report", "engine.workflows", "engine.cli")),
         ("engine.report", ("engine.run.", "engine.workflows", "engine.cli")),
+        ("engine.run", ("engine.workflows", "engine.cli")),
+        ("engine.workflows", ("engine.cli",)),
         ("clients", ("engine",)),
         ("infra", ("engine", "clients")),
         ("packages", ("engine", "clients", "infra")),
@@ -104,6 +117,8 @@ def test_no_import_circle_between_pipstorm_modules() -> None:
 def test_layers_point_one_way(package: str, forbidden: tuple[str, ...]) -> None:
     """The same rule as the nested ruff.toml files, over every import (local ones too)."""
     graph = import_graph()
+    package = f"{PACKAGE}.{package}"
+    forbidden = tuple(f"{PACKAGE}.{name}" for name in forbidden)
     wrong = sorted(
         f"{mod} -> {dep}"
         for mod, deps in graph.items()
@@ -112,3 +127,34 @@ def test_layers_point_one_way(package: str, forbidden: tuple[str, ...]) -> None:
         if dep.startswith(forbidden)
     )
     assert wrong == []
+
+
+def _top_names(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_nothing_imports_a_folder_by_its_bare_name() -> None:
+    """``import engine`` works inside pytest (the checkout is on its path) but not installed."""
+    sources = [p for top in (*FOLDERS, "tests") for p in (ROOT / top).rglob("*.py")]
+    wrong = sorted(str(p.relative_to(ROOT)) for p in sources if _top_names(p) & set(FOLDERS))
+    assert wrong == []
+
+
+def test_no_folder_holds_more_than_twelve_modules() -> None:
+    """Rooms you can see at a glance: a bigger folder wants subpackages (issue 19)."""
+    crowded = {
+        str(folder.relative_to(ROOT)): count
+        for top in FOLDERS
+        for folder in [ROOT / top, *(ROOT / top).rglob("*/")]
+        if folder.is_dir()
+        and "__pycache__" not in folder.parts
+        and (count := len([p for p in folder.glob("*.py") if p.name != "__init__.py"]))
+        > MAX_MODULES_PER_FOLDER
+    }
+    assert crowded == {}

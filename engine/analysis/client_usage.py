@@ -1,10 +1,10 @@
 """What each client kind did to the index: versions, user agents, requests per run by operation.
 
-The per-kind run outcomes and times are in ``engine.analysis.stats``; this joins the two streams
-on the run id to answer what those cannot: which client versions really ran (the ``User-Agent`` the
-index saw, not only what was asked for), and how many requests of each operation one run of a
-kind costs the index (a poetry lock is several listings and range reads, a pip download two
-requests). ``pipstorm realism`` sets these side by side for two runs.
+The per-kind run outcomes and times are in ``pipstorm.engine.analysis.stats``; this joins the two
+streams on the run id to answer what those cannot: which client versions really ran (the
+``User-Agent`` the index saw, not only what was asked for), and how many requests of each operation
+one run of a kind costs the index (a poetry lock is several listings and range reads, a pip download
+two requests). ``pipstorm realism`` sets these side by side for two runs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from engine.rundir.records import ClientRecord, RequestRecord, op_order
+from pipstorm.engine.rundir.records import ClientRecord, RequestRecord, op_order
 
 
 @dataclass(frozen=True)

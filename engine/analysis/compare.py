@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from engine.errors import UsageError
+from pipstorm.engine.errors import UsageError
 
 FORMATS = ("table", "md", "json")
 

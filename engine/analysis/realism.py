@@ -1,6 +1,7 @@
 """What a synthetic load test misses: one run of the seed's synthetic client against one run of
 real clients on the same schedule, each reduced to a :class:`Side`, and the differences as plain
-sentences (:func:`findings`). ``engine.workflows.realism`` runs the two; this only compares."""
+sentences (:func:`findings`). ``pipstorm.engine.workflows.realism`` runs the two; this only
+compares."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.analysis.client_usage import ClientKindUsage
-from engine.analysis.stats import Distribution, RunStats
-from engine.rundir.data import RunData
+from pipstorm.engine.analysis.client_usage import ClientKindUsage
+from pipstorm.engine.analysis.stats import Distribution, RunStats
+from pipstorm.engine.rundir.data import RunData
 
 SCHEMA = 1
 

@@ -27,7 +27,12 @@ from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 from typing import Any
 
-from engine.rundir.records import CLIENT_DISCONNECTED, ClientRecord, RequestRecord, op_order
+from pipstorm.engine.rundir.records import (
+    CLIENT_DISCONNECTED,
+    ClientRecord,
+    RequestRecord,
+    op_order,
+)
 
 TRANSPORT_BUCKET = "transport"  # status_code_counts key for requests without a status
 

@@ -2,7 +2,7 @@
 
 A threshold is a key (``p95_listing_ms``), a limit (2000) and, from the key, a description, a
 comparison and how the measured value is taken from
-:class:`engine.analysis.stats.RunStats`. A set of thresholds is a plain ``{key: limit}``
+:class:`pipstorm.engine.analysis.stats.RunStats`. A set of thresholds is a plain ``{key: limit}``
 mapping, which is what ``run.json`` stores.
 
 Keys:
@@ -24,9 +24,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from engine.analysis.stats import RunStats
-from engine.errors import UsageError
-from engine.rundir.records import OPERATIONS
+from pipstorm.engine.analysis.stats import RunStats
+from pipstorm.engine.errors import UsageError
+from pipstorm.engine.rundir.records import OPERATIONS
 
 Comparison = Literal["<", "<="]
 

@@ -3,14 +3,14 @@
 A 24-minute run has thousands of requests; plotting them one by one makes slow, unreadable
 charts. Requests are grouped into at most :data:`MAX_BUCKETS` buckets of a round width (1 s,
 2 s, 5 s, ...) and each bucket gives a rate, latency percentiles and status counts. The
-percentiles use :func:`engine.analysis.stats.percentile`, the report's own definition, so a
+percentiles use :func:`pipstorm.engine.analysis.stats.percentile`, the report's own definition, so a
 chart and a table never disagree on what "p95" means.
 
 Times on every chart are seconds after the run's offset 0 (``run.json``'s ``started``), the
 clock ``burst_ticks_s`` is written in, so burst ticks can be drawn on the same axis.
 
-``host.jsonl`` rows come parsed from ``engine.rundir.host``; nested objects are flattened to
-``a_b`` names here, so an older or newer sampler never stops a report.
+``host.jsonl`` rows come parsed from ``pipstorm.engine.rundir.host``; nested objects are flattened
+to ``a_b`` names here, so an older or newer sampler never stops a report.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from engine.analysis.stats import TRANSPORT_BUCKET, percentile
-from engine.rundir.meta import RunMeta
-from engine.rundir.records import ClientRecord, RequestRecord, op_order
+from pipstorm.engine.analysis.stats import TRANSPORT_BUCKET, percentile
+from pipstorm.engine.rundir.meta import RunMeta
+from pipstorm.engine.rundir.records import ClientRecord, RequestRecord, op_order
 
 #: Round bucket widths, smallest first; the first that gives <= MAX_BUCKETS buckets is used.
 BUCKET_WIDTHS_S: tuple[float, ...] = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600)

@@ -14,9 +14,9 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from engine.rundir.data import RunData
-from engine.rundir.records import ClientRecord, RequestRecord
-from infra.faults import FaultSpecError, parse_fault
+from pipstorm.engine.rundir.data import RunData
+from pipstorm.engine.rundir.records import ClientRecord, RequestRecord
+from pipstorm.infra.faults.spec import FaultSpecError, parse_fault
 
 MISSING_PACKAGE_HINT = "No matching distribution found"
 

@@ -1,9 +1,10 @@
 """The ``pipstorm`` typer app: every command registered, and ``main`` with its exit codes.
 
 Exit codes (as pypa/build): 0 pass, 1 a threshold failed, 2 usage or environment error (one
-``ERROR:`` line, never a traceback: any error of a layer's base, ``engine.errors.UsageError``,
-``clients.errors.ClientsError``, ``infra.errors.InfraError``, ``packages.spec.CorpusError``, or
-an ``OSError``), 130 interrupted (a report of the part that ran is still written).
+``ERROR:`` line, never a traceback: any error of a layer's base,
+``pipstorm.engine.errors.UsageError``, ``pipstorm.clients.errors.ClientsError``,
+``pipstorm.infra.errors.InfraError``, ``pipstorm.packages.spec.CorpusError``, or an ``OSError``),
+130 interrupted (a report of the part that ran is still written).
 """
 
 from __future__ import annotations
@@ -11,11 +12,11 @@ from __future__ import annotations
 import typer
 from typer.exceptions import TyperException
 
-from clients.errors import ClientsError
-from engine.cli import aws, cluster, inspect, load, serve
-from engine.errors import UsageError
-from infra.errors import InfraError
-from packages.spec import CorpusError
+from pipstorm.clients.errors import ClientsError
+from pipstorm.engine.cli import aws, cluster, corpus, labs, reports, run, serve
+from pipstorm.engine.errors import UsageError
+from pipstorm.infra.errors import InfraError
+from pipstorm.packages.spec import CorpusError
 
 EXIT_USAGE = 2
 
@@ -38,20 +39,20 @@ app = typer.Typer(
 corpus_app = typer.Typer(help="The synthetic package corpus.", no_args_is_help=True)
 app.add_typer(corpus_app, name="corpus")
 
-app.command()(load.run)
-app.command()(load.realism)
-app.command("retry-lab")(load.retry_lab)
+app.command()(run.run)
+app.command()(labs.realism)
+app.command("retry-lab")(labs.retry_lab)
 app.command()(aws.watch)
-app.command("sizing-lab")(load.sizing_lab)
-app.command()(inspect.profiles)
-app.command()(inspect.report)
-app.command()(inspect.compare)
-app.command()(inspect.trace)
+app.command("sizing-lab")(labs.sizing_lab)
+app.command()(reports.profiles)
+app.command()(reports.report)
+app.command()(reports.compare)
+app.command()(reports.trace)
 app.command()(serve.serve)
 app.command()(cluster.scheduler)
 app.command()(cluster.worker)
-corpus_app.command("build")(serve.corpus_build)
-corpus_app.command("upload")(serve.corpus_upload)
+corpus_app.command("build")(corpus.corpus_build)
+corpus_app.command("upload")(corpus.corpus_upload)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
 def _one_line(exc: BaseException) -> str:
     """The error as one line, with any ``scheme://user:pass@`` masked: a message may quote a
     URL the user gave, and a terminal or CI log is no place for its password."""
-    from clients.process import redact
+    from pipstorm.clients.process import redact
 
     text = str(exc) or type(exc).__name__
     return " ".join(redact(text).split())

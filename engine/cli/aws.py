@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-from engine.cli.options import AwsRoleOpt, TargetOpt
-from engine.errors import UsageError
+from pipstorm.engine.cli.options import AwsRoleOpt, TargetOpt
+from pipstorm.engine.errors import UsageError
 
 
 def watch(
@@ -26,9 +26,9 @@ def watch(
     ] = None,
 ) -> None:
     """Print the stack's CloudWatch series every --interval seconds (ECS, EFS, ALB)."""
-    from engine.run.target import parse_target, resolve_stack
-    from infra.aws.session import region_from
-    from infra.aws.watch import watch_stack
+    from pipstorm.engine.run.target.opening import parse_target, resolve_stack
+    from pipstorm.infra.aws.session import region_from
+    from pipstorm.infra.aws.watch import watch_stack
 
     spec = parse_target(target)
     stack = resolve_stack(spec)

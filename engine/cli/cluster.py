@@ -24,7 +24,7 @@ def scheduler(
     ] = None,
 ) -> None:
     """A Dask scheduler for `pipstorm run --cluster`: bound to --host, no task re-runs."""
-    from engine.run.dask_serve import serve_scheduler
+    from pipstorm.engine.run.shards.daemons import serve_scheduler
 
     serve_scheduler(host, port, dashboard, lambda line: typer.echo(line, err=True))
 
@@ -35,6 +35,6 @@ def worker(
     name: Annotated[str | None, typer.Option(help="The worker's name (default: Dask's).")] = None,
 ) -> None:
     """A Dask worker with one shard slot (one thread, resources shard=1), bound to --host."""
-    from engine.run.dask_serve import serve_worker
+    from pipstorm.engine.run.shards.daemons import serve_worker
 
     serve_worker(address, host, name, lambda line: typer.echo(line, err=True))

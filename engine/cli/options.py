@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from infra.sizing import Sizing, custom, preset
+from pipstorm.infra.pypiserver.sizing import Sizing, custom, preset
 
 # Options several commands share, declared once.
 ProfileOpt = Annotated[
@@ -43,7 +43,7 @@ AwsRoleOpt = Annotated[
     ),
 ]
 
-# The embedded target's sizing (infra.sizing): a preset and the knobs behind it.
+# The embedded target's sizing (pipstorm.infra.pypiserver.sizing): a preset and the knobs behind it.
 SizingOpt = Annotated[
     str | None,
     typer.Option(

@@ -1,5 +1,6 @@
 """``pipstorm compare``: read runs (folders or report.json files) and render their figures side by
-side, with changes against the first (the figures and deltas are ``engine.analysis.compare``'s)."""
+side, with changes against the first (the figures and deltas are
+``pipstorm.engine.analysis.compare``'s)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,16 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from engine.analysis.compare import FORMATS, CompareError, Delta, Metric, RunSummary, compare
-from engine.report.model import REPORT_JSON, build_report
-from engine.rundir.files import RUN_FILE
+from pipstorm.engine.analysis.compare import (
+    FORMATS,
+    CompareError,
+    Delta,
+    Metric,
+    RunSummary,
+    compare,
+)
+from pipstorm.engine.report.model import REPORT_JSON, build_report
+from pipstorm.engine.rundir.files import RUN_FILE
 
 
 def load_run(arg: Path) -> RunSummary:

@@ -4,7 +4,7 @@ Self-contained means it opens offline and can be mailed or archived alone: the C
 the charts are the report's PNGs as ``data:`` URIs, and nothing is fetched from anywhere (no
 CDN, no script). The page is the template ``templates/report.html`` rendered by Jinja2 with
 autoescaping (as locust renders its report), so no value can become markup; the cells come from
-``engine.report.rows``, the same builders as report.md, so the two never disagree.
+``pipstorm.engine.report.rows``, the same builders as report.md, so the two never disagree.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from functools import cache
 
 import jinja2
 
-from engine.report.chart_files import ReportCharts
-from engine.report.model import Report
-from engine.report.rows import (
+from pipstorm.engine.report.charts.files import ReportCharts
+from pipstorm.engine.report.model import Report
+from pipstorm.engine.report.rows import (
     CLIENT_HEADERS,
     CLIENT_NOTE,
     CLOUDWATCH_HEADERS,
@@ -43,7 +43,7 @@ from engine.report.rows import (
     usage_rows,
     verdict_line,
 )
-from engine.report.target_rows import target_rows
+from pipstorm.engine.report.target_rows import target_rows
 
 TEMPLATE = "report.html"
 
@@ -51,7 +51,7 @@ TEMPLATE = "report.html"
 @cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
-        loader=jinja2.PackageLoader("engine.report", "templates"),
+        loader=jinja2.PackageLoader("pipstorm.engine.report", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,  # a misspelt name fails the tests, not a reader
         trim_blocks=True,

@@ -1,5 +1,5 @@
 """``report.md``: the report as Markdown, from the rows every rendering shares
-(``engine.report.rows``)."""
+(``pipstorm.engine.report.rows``)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from collections.abc import Iterable, Sequence
 
 from tabulate import tabulate
 
-from engine.report.model import Report
-from engine.report.rows import (
+from pipstorm.engine.report.model import Report
+from pipstorm.engine.report.rows import (
     CLIENT_HEADERS,
     CLIENT_NOTE,
     CLOUDWATCH_HEADERS,
@@ -36,7 +36,7 @@ from engine.report.rows import (
     usage_rows,
     verdict_line,
 )
-from engine.report.target_rows import target_rows
+from pipstorm.engine.report.target_rows import target_rows
 
 
 def table(

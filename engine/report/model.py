@@ -18,22 +18,28 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from engine.analysis.client_usage import ClientKindUsage, client_kind_usage
-from engine.analysis.cloudwatch import cloudwatch_section, missing_note
-from engine.analysis.onset import Onset, burst_onset
-from engine.analysis.saturation import GeneratorCheck
-from engine.analysis.shards import ShardRow, generator_check, shard_rows
-from engine.analysis.stats import NOT_FAILED, RunStats, compute_stats
-from engine.analysis.target_failure import TargetCause, target_causes
-from engine.analysis.target_sizing import Diagnosis, TargetSizing, target_sizing
-from engine.analysis.target_sizing import diagnose as diagnose_sizing
-from engine.analysis.thresholds import DEFAULTS, ThresholdError, ThresholdResult, evaluate, merge
-from engine.analysis.trace import build_trace, diagnose, failure_reasons, fault_kinds
-from engine.rundir.data import RunData
-from engine.rundir.files import RUN_FILE
-from engine.rundir.jsonl import RecordError
-from engine.rundir.meta import RunMeta
-from engine.rundir.records import ClientRecord, RequestRecord
+from pipstorm.engine.analysis.client_usage import ClientKindUsage, client_kind_usage
+from pipstorm.engine.analysis.generator.onset import Onset, burst_onset
+from pipstorm.engine.analysis.generator.saturation import GeneratorCheck
+from pipstorm.engine.analysis.generator.shards import ShardRow, generator_check, shard_rows
+from pipstorm.engine.analysis.stats import NOT_FAILED, RunStats, compute_stats
+from pipstorm.engine.analysis.target.failure import TargetCause, target_causes
+from pipstorm.engine.analysis.target.server_series import cloudwatch_section, missing_note
+from pipstorm.engine.analysis.target.sizing import Diagnosis, TargetSizing, target_sizing
+from pipstorm.engine.analysis.target.sizing import diagnose as diagnose_sizing
+from pipstorm.engine.analysis.thresholds import (
+    DEFAULTS,
+    ThresholdError,
+    ThresholdResult,
+    evaluate,
+    merge,
+)
+from pipstorm.engine.analysis.trace import build_trace, diagnose, failure_reasons, fault_kinds
+from pipstorm.engine.rundir.data import RunData
+from pipstorm.engine.rundir.files import RUN_FILE
+from pipstorm.engine.rundir.jsonl import RecordError
+from pipstorm.engine.rundir.meta import RunMeta
+from pipstorm.engine.rundir.records import ClientRecord, RequestRecord
 
 SCHEMA = 1
 REPORT_JSON = "report.json"
@@ -60,22 +66,27 @@ class Report:
     failed_runs: tuple[ClientRecord, ...]  # not-ok client runs, first FAILED_RUNS_SHOWN
     duration_s: float | None  # run.json's end - start, or up to the last recorded event
     generated_at: str
-    # Was the load generator the bottleneck? (host.jsonl + client lag; engine.analysis.saturation)
+    # Was the load generator the bottleneck? (host.jsonl + client lag;
+    # pipstorm.engine.analysis.generator.saturation)
     generator: GeneratorCheck | None = None
-    # run id -> why it failed, from its requests (engine.analysis.trace names injected faults)
+    # run id -> why it failed, from its requests (pipstorm.engine.analysis.trace names injected
+    # faults)
     failure_reasons: Mapping[str, str] = field(default_factory=dict)
-    # Per client kind: versions, user agents, requests per run (engine.analysis.client_usage)
+    # Per client kind: versions, user agents, requests per run
+    # (pipstorm.engine.analysis.client_usage)
     client_kinds: tuple[ClientKindUsage, ...] = ()
-    # How late runs reached the index, per burst tick and for the base ticks (engine.analysis.onset)
+    # How late runs reached the index, per burst tick and for the base ticks
+    # (pipstorm.engine.analysis.generator.onset)
     onset: Onset | None = None
     # The embedded target's sizing and cgroup counters (--sizing), and why it failed
-    # (engine.analysis.target_sizing)
+    # (pipstorm.engine.analysis.target.sizing)
     target: TargetSizing | None = None
     diagnosis: tuple[Diagnosis, ...] = ()
-    # A run spread over generators: one row per shard (engine.analysis.shards); () otherwise
+    # A run spread over generators: one row per shard (pipstorm.engine.analysis.generator.shards);
+    # () otherwise
     shards: tuple[ShardRow, ...] = ()
     # How the target failed: died, stalled, refused, reset, timed out, 5xx
-    # (engine.analysis.target_failure); what the verdict names when it fails
+    # (pipstorm.engine.analysis.target.failure); what the verdict names when it fails
     target_failure: tuple[TargetCause, ...] = ()
     # Every failed run's reason with the details folded away -> how many runs
     failed_run_causes: Mapping[str, int] = field(default_factory=dict)

@@ -1,7 +1,7 @@
 """The realism comparison as ``realism.md``, ``realism.json`` and a terminal table.
 
-Kept apart from ``engine.workflows.realism`` (which runs and measures) so the rendering can be
-read, and tested, without running anything. Numbers are shown as measured: percentiles
+Kept apart from ``pipstorm.engine.workflows.realism`` (which runs and measures) so the rendering can
+be read, and tested, without running anything. Numbers are shown as measured: percentiles
 unrounded until printed, ``-`` where a side has no sample.
 """
 
@@ -11,10 +11,10 @@ from collections.abc import Callable
 
 from tabulate import tabulate
 
-from engine.analysis.realism import OperationSide, Realism, Side
-from engine.analysis.stats import Distribution
-from engine.rundir.files import write_json_atomic, write_text_atomic
-from engine.rundir.records import OPERATIONS
+from pipstorm.engine.analysis.realism import OperationSide, Realism, Side
+from pipstorm.engine.analysis.stats import Distribution
+from pipstorm.engine.rundir.files import write_json_atomic, write_text_atomic
+from pipstorm.engine.rundir.records import OPERATIONS
 
 NONE = "-"
 REALISM_JSON = "realism.json"

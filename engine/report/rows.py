@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from engine.analysis.client_usage import ClientKindUsage
-from engine.analysis.cloudwatch import summaries
-from engine.analysis.onset import ONSET_P95_S
-from engine.analysis.saturation import warning_lines
-from engine.analysis.stats import ClientGroupStats, Distribution
-from engine.analysis.thresholds import ThresholdResult
-from engine.report.model import Report
+from pipstorm.engine.analysis.client_usage import ClientKindUsage
+from pipstorm.engine.analysis.generator.onset import ONSET_P95_S
+from pipstorm.engine.analysis.generator.saturation import warning_lines
+from pipstorm.engine.analysis.stats import ClientGroupStats, Distribution
+from pipstorm.engine.analysis.target.server_series import summaries
+from pipstorm.engine.analysis.thresholds import ThresholdResult
+from pipstorm.engine.report.model import Report
 
 NONE = "-"
 REASON_SHOWN = 120  # characters of a failed run's reason in the failed-runs table
@@ -177,7 +177,7 @@ def verdict_line(report: Report) -> str:
 
 def cause_lines(report: Report) -> list[str]:
     """Why a failed verdict failed, when the target did: one line per cause
-    (``engine.analysis.target_failure``: died, stalled, refused, reset, timed out, 5xx),
+    (``pipstorm.engine.analysis.target.failure``: died, stalled, refused, reset, timed out, 5xx),
     then the failed runs' reasons counted. Nothing for a passing verdict: its notes say it."""
     if report.verdict == "pass":
         return []
@@ -424,7 +424,8 @@ def launch_text(launch: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class GeneratorWarning:
-    """``engine.analysis.saturation``'s warning: a headline, what may be inflated, advice."""
+    """``pipstorm.engine.analysis.generator.saturation``'s warning: a headline, what may be
+    inflated, advice."""
 
     headline: str
     intro: str

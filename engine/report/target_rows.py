@@ -1,6 +1,6 @@
 """The sized target's rows (``--sizing``): its sizing, cgroup, counters and diagnosis.
 
-Shared by report.md, report.html and the terminal summary, like ``engine.report.rows``.
+Shared by report.md, report.html and the terminal summary, like ``pipstorm.engine.report.rows``.
 """
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from engine.report.model import Report
-from engine.report.rows import NONE, fmt_num
-from engine.rundir.host import number
+from pipstorm.engine.report.model import Report
+from pipstorm.engine.report.rows import NONE, fmt_num
+from pipstorm.engine.rundir.host import number
 
 
 def sizing_label(sizing: Mapping[str, Any]) -> str:

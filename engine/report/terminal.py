@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from engine.analysis.saturation import warning_lines
-from engine.report.markdown import table
-from engine.report.model import Report
-from engine.report.rows import (
+from pipstorm.engine.analysis.generator.saturation import warning_lines
+from pipstorm.engine.report.markdown import table
+from pipstorm.engine.report.model import Report
+from pipstorm.engine.report.rows import (
     CLOUDWATCH_HEADERS,
     NONE,
     ONSET_HEADERS,
@@ -18,7 +18,7 @@ from engine.report.rows import (
     threshold_rows,
     verdict_line,
 )
-from engine.report.target_rows import target_rows
+from pipstorm.engine.report.target_rows import target_rows
 
 PCTS = ("p50", "p95", "p99")
 

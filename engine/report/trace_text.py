@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from tabulate import tabulate
 
-from engine.analysis.trace import RunDirTraces, RunTrace, diagnose, failure_reasons, retry_counts
+from pipstorm.engine.analysis.trace import (
+    RunDirTraces,
+    RunTrace,
+    diagnose,
+    failure_reasons,
+    retry_counts,
+)
 
 STDERR_LINES = 6
 PATH_SHOWN = 60

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from engine.report.markdown import render_markdown
-from engine.report.model import (
+from pipstorm.engine.report.markdown import render_markdown
+from pipstorm.engine.report.model import (
     REPORT_HTML,
     REPORT_JSON,
     REPORT_MD,
@@ -17,15 +17,15 @@ from engine.report.model import (
     ReportError,
     build_report,
 )
-from engine.rundir.files import write_json_atomic, write_text_atomic
+from pipstorm.engine.rundir.files import write_json_atomic, write_text_atomic
 
 
 def write_reports(run_dir: Path, thresholds: Mapping[str, float] | None = None) -> Report:
     """Build the report and write ``report.json``, the chart PNGs, ``report.md`` and the
     self-contained ``report.html`` (each atomically)."""
     # Imported here: matplotlib is slow to import and only reports need it, not every command.
-    from engine.report.chart_files import build_charts, write_chart_files
-    from engine.report.html import render_html
+    from pipstorm.engine.report.charts.files import build_charts, write_chart_files
+    from pipstorm.engine.report.html import render_html
 
     report = build_report(run_dir, thresholds)
     try:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Final
 
-from engine.errors import UsageError
+from pipstorm.engine.errors import UsageError
 
 #: What a run keeps free: its final ``run.json`` (a few KiB, written beside the old one and
 #: renamed) and the streams' lines of the next half second of a busy burst (~100 requests of

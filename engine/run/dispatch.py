@@ -1,8 +1,8 @@
 """Handing a run's schedule to the pool, and turning the pool's results into records.
 
 The engine process does little during a run: it hands each planned run to the pool ahead of its
-intended start (``engine.run.pool`` launches it on time) and writes one ``clients.jsonl`` line per
-result as it arrives, so an interrupted run keeps every result that came in.
+intended start (``pipstorm.engine.run.pool`` launches it on time) and writes one ``clients.jsonl``
+line per result as it arrives, so an interrupted run keeps every result that came in.
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from clients.task import ClientResult, ClientTask
-from engine.analysis.stats import NOT_FAILED
-from engine.run.pool import ClientPool, PoolError
-from engine.run.progress import LiveProgress, RunCounts
-from engine.run.schedule import PlannedRun
-from engine.rundir.jsonl import JsonlWriter
-from engine.rundir.records import ClientRecord
+from pipstorm.clients.task import ClientResult, ClientTask
+from pipstorm.engine.analysis.stats import NOT_FAILED
+from pipstorm.engine.run.plan.schedule import PlannedRun
+from pipstorm.engine.run.pool import ClientPool, PoolError
+from pipstorm.engine.run.progress import LiveProgress, RunCounts
+from pipstorm.engine.rundir.jsonl import JsonlWriter
+from pipstorm.engine.rundir.records import ClientRecord
 
 #: A run is handed to a worker this long before it is due unless told otherwise
-#: (``engine.run.lead`` computes it per run from the plan and measured costs).
+#: (``pipstorm.engine.run.plan.lead`` computes it per run from the plan and measured costs).
 PREPARE_AHEAD_S = 10.0
 
 
@@ -43,7 +43,7 @@ class RunClock:
 
     def start(self, margin_s: float, *, at: float | None = None) -> None:
         """Offset 0 is ``margin_s`` from now, or the absolute instant ``at`` (epoch seconds: a
-        shard's shared start time, ``engine.run.shard_runner``)."""
+        shard's shared start time, ``pipstorm.engine.run.shards.worker``)."""
         now_wall, now_mono = time.time(), time.monotonic()
         ahead = margin_s if at is None else at - now_wall
         self.t0_wall = now_wall + ahead
@@ -95,7 +95,8 @@ def dispatch_plan(
 ) -> None:
     """Hand each run to the pool ``ahead_s`` before it is due, updating progress.
 
-    ``guard`` is called twice a second and stops the run by raising (``engine.run.disk_room``)."""
+    ``guard`` is called twice a second and stops the run by raising
+    (``pipstorm.engine.run.disk_room``)."""
     for run in plan:
         due = clock.t0_mono + run.offset_s
         while (wait := due - ahead_s - time.monotonic()) > 0:

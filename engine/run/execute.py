@@ -21,34 +21,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
-from clients.process import CLIENT_NICE
-from clients.task import ClientTask
-from clients.twine import KIND as UPLOAD_KIND
-from engine.analysis import thresholds as thresholds_mod
-from engine.report.model import Report, ReportError
-from engine.report.terminal import terminal_summary
-from engine.report.write import write_reports
-from engine.run import capacity, reaper
-from engine.run.client_mix import ClientChoice, choose_clients
-from engine.run.client_mix import warm_up as warm_up_clients
-from engine.run.cloudwatch import fetch_run_cloudwatch, stack_meta
-from engine.run.disk_room import DiskFull, check_room
-from engine.run.dispatch import (
+from pipstorm.clients.drivers.twine import KIND as UPLOAD_KIND
+from pipstorm.clients.process import CLIENT_NICE
+from pipstorm.clients.task import ClientTask
+from pipstorm.engine.analysis import thresholds as thresholds_mod
+from pipstorm.engine.report.model import Report, ReportError
+from pipstorm.engine.report.terminal import terminal_summary
+from pipstorm.engine.report.write import write_reports
+from pipstorm.engine.run import reaper
+from pipstorm.engine.run.disk_room import DiskFull, check_room
+from pipstorm.engine.run.dispatch import (
     RunClock,
     client_recorder,
     dispatch_plan,
     wait_for_last_runs,
 )
-from engine.run.faults import RunFaults
-from engine.run.lead import LeadPlan, default_budget_mb, kind_modes, measure_costs, plan_lead
-from engine.run.pool import LAUNCH_MODES, ClientPool, PoolError
-from engine.run.priority import ProxyGuard, protect_proxy
-from engine.run.profiles import Profile, load_profile
-from engine.run.progress import LiveProgress
-from engine.run.sampler import HostSampler
-from engine.run.schedule import PlannedRun, Timeline, build_schedule, timeline
-from engine.run.signals import Terminated, terminate_as_interrupt
-from engine.run.target import (
+from pipstorm.engine.run.plan import capacity
+from pipstorm.engine.run.plan.client_mix import ClientChoice, choose_clients
+from pipstorm.engine.run.plan.client_mix import warm_up as warm_up_clients
+from pipstorm.engine.run.plan.faults import RunFaults
+from pipstorm.engine.run.plan.lead import (
+    LeadPlan,
+    default_budget_mb,
+    kind_modes,
+    measure_costs,
+    plan_lead,
+)
+from pipstorm.engine.run.plan.profiles import Profile, load_profile
+from pipstorm.engine.run.plan.schedule import PlannedRun, Timeline, build_schedule, timeline
+from pipstorm.engine.run.pool import LAUNCH_MODES, ClientPool, PoolError
+from pipstorm.engine.run.priority import ProxyGuard, protect_proxy
+from pipstorm.engine.run.progress import LiveProgress
+from pipstorm.engine.run.sampler import HostSampler
+from pipstorm.engine.run.signals import Terminated, terminate_as_interrupt
+from pipstorm.engine.run.target.cloudwatch import fetch_run_cloudwatch, stack_meta
+from pipstorm.engine.run.target.opening import (
     Target,
     TargetSpec,
     check_allowed_origins,
@@ -56,14 +63,14 @@ from engine.run.target import (
     open_target,
     resolve_stack,
 )
-from engine.run.target_watch import observe_target
-from engine.rundir.files import CLIENTS_FILE, HOST_FILE, REQUESTS_FILE, make_run_dir
-from engine.rundir.jsonl import JsonlWriter
-from engine.rundir.meta import RunMeta
-from infra.aws.stack import AwsStack
-from infra.proxy import RecordingProxy
-from infra.sizing import Sizing
-from packages.spec import CorpusSpec
+from pipstorm.engine.run.target.watch import observe_target
+from pipstorm.engine.rundir.files import CLIENTS_FILE, HOST_FILE, REQUESTS_FILE, make_run_dir
+from pipstorm.engine.rundir.jsonl import JsonlWriter
+from pipstorm.engine.rundir.meta import RunMeta
+from pipstorm.infra.aws.stack import AwsStack
+from pipstorm.infra.proxy.control import RecordingProxy
+from pipstorm.infra.pypiserver.sizing import Sizing
+from pipstorm.packages.spec import CorpusSpec
 
 #: Where an embedded target writes what upload runs publish, inside the run's folder.
 UPLOADS_DIR = "uploads"
@@ -91,13 +98,19 @@ class RunOptions:
     run_timeout_s: float = 120.0
     corpus: CorpusSpec = field(default_factory=CorpusSpec)
     quiet: bool = False
-    proxy_priority: str = "auto"  # engine.run.priority.protect_proxy's mode: auto, nice, none
+    proxy_priority: str = (
+        "auto"  # pipstorm.engine.run.priority.protect_proxy's mode: auto, nice, none
+    )
     client: str | None = None  # --client: every run this kind (else the profile's mix)
     mix: dict[str, float] | None = None  # --mix: kinds and shares
     client_versions: dict[str, str | None] = field(default_factory=dict)  # --pip-version ...
-    faults: tuple[str, ...] = ()  # --fault SPEC (infra.faults), before the profile's [[faults]]
+    faults: tuple[
+        str, ...
+    ] = ()  # --fault SPEC (pipstorm.infra.faults.spec), before the profile's [[faults]]
     count_injected: bool = False  # --count-injected: injected faults count as errors
-    force: bool = False  # --force: play a plan engine.run.capacity refuses, with a warning
+    force: bool = (
+        False  # --force: play a plan pipstorm.engine.run.plan.capacity refuses, with a warning
+    )
     terraform_dir: Path | None = None  # --target terraform:DIR: a deployed AWS stack
     aws_role_arn: str | None = None  # --aws-role-arn (else AWS_ROLE_ARN): for CloudWatch
     sizing: Sizing | None = None  # --sizing and its knobs: the embedded target, confined
@@ -332,11 +345,13 @@ class _RunState:
     emit: Callable[[str], None]
     tty: bool = False  # progress as one line rewritten in place on stderr
     target: Target | None = None
-    faults_path: Path | None = None  # faults.json, handed to the proxy (engine.run.faults)
+    faults_path: Path | None = (
+        None  # faults.json, handed to the proxy (pipstorm.engine.run.plan.faults)
+    )
     load_sent: bool = False
     stopped_by: str | None = None  # SIGINT or SIGTERM, once the run was interrupted
     stack: AwsStack | None = None  # --target terraform:DIR, read before the run
-    start_at: float | None = None  # a shard's absolute offset 0 (engine.run.shard_runner)
+    start_at: float | None = None  # a shard's absolute offset 0 (pipstorm.engine.run.shards.worker)
     disk_full: DiskFull | None = None  # the run was stopped for want of disk space
 
 
@@ -410,7 +425,7 @@ def _drive(
         with ExitStack() as stack:
             stack.enter_context(terminate_as_interrupt())
             # The clients' and launchers' work folders: removed last, or by a reaper if this
-            # process is SIGKILLed (engine.run.reaper).
+            # process is SIGKILLed (pipstorm.engine.run.reaper).
             scratch = stack.enter_context(reaper.guarded_folder("pipstorm-run-"))
             target = state.target or stack.enter_context(
                 open_target(
@@ -442,7 +457,7 @@ def _drive(
                     loopback_only=not options.allow_remote_target,
                 )
             )
-            # The proxy outranks the clients (niced in clients.process) for the CPU.
+            # The proxy outranks the clients (niced in pipstorm.clients.process) for the CPU.
             proxy_priority = protect_proxy(proxy.pid, mode=options.proxy_priority)
             meta.priority = {"clients_nice": CLIENT_NICE, "proxy": proxy_priority}
             clients_log = stack.enter_context(JsonlWriter(run_dir / CLIENTS_FILE))
@@ -452,7 +467,7 @@ def _drive(
             )
             pool.start()
             state.load_sent = True
-            # Late enough for the first instant's preparation (engine.run.lead).
+            # Late enough for the first instant's preparation (pipstorm.engine.run.plan.lead).
             clock.start(lead.start_margin_s, at=state.start_at)
             _mark_started(state, clock.t0_wall)
             # Entered last, so stopped first: before the proxy and the target it samples.
@@ -588,9 +603,9 @@ def drive_shard(
     start_at: float,
     emit: Callable[[str], None],
 ) -> None:
-    """Play one shard's ``plan`` (``engine.run.shard_runner``): its own proxy and pool against a
-    target opened elsewhere, offset 0 at the shared absolute ``start_at``; the streams land in
-    ``run_dir`` and ``meta`` is filled in as for a whole run (no report is written here)."""
+    """Play one shard's ``plan`` (``pipstorm.engine.run.shards.worker``): its own proxy and pool
+    against a target opened elsewhere, offset 0 at the shared absolute ``start_at``; the streams
+    land in ``run_dir`` and ``meta`` is filled in as for a whole run (no report is written here)."""
     state = _RunState(meta=meta, run_dir=run_dir, emit=emit, target=target, start_at=start_at)
     # Each generator measures its own preparation costs and hands its runs out accordingly.
     lead = _lead_plan(options, load_profile(options.profile), plan, {r.client for r in plan})

@@ -5,16 +5,16 @@ waits for its client process. Worker processes spread the venv work over the cor
 would serialise it in one process); inside a worker, one thread per run waits, so any number
 of runs can be in flight and no run ever waits for another to finish (open model).
 
-Each run is handed to a worker ahead of its intended start (``engine.run.lead`` says how far);
-the worker prepares it at once and releases it at the intended moment (CLOCK_MONOTONIC is shared
-by all processes on Linux). What preparing costs therefore shows up as lag only when the
+Each run is handed to a worker ahead of its intended start (``pipstorm.engine.run.plan.lead`` says
+how far); the worker prepares it at once and releases it at the intended moment (CLOCK_MONOTONIC is
+shared by all processes on Linux). What preparing costs therefore shows up as lag only when the
 generator cannot keep up, and then it is recorded, never hidden.
 
 Two launch modes (``LAUNCH_MODES``): ``exec`` makes a throwaway venv (or project) and spawns the
 client process at its instant; ``warm`` forks the run from a launcher that has imported the
-client (``clients.warm``): the child is gated at its instant with interpreter start, imports and
-the client's pre-network start-up already behind it. Kinds without a warm launch (uv, http)
-are exec'd in either mode. A worker's launchers die with it.
+client (``pipstorm.clients.warm.run``): the child is gated at its instant with interpreter start,
+imports and the client's pre-network start-up already behind it. Kinds without a warm launch (uv,
+http) are exec'd in either mode. A worker's launchers die with it.
 """
 
 from __future__ import annotations
@@ -34,14 +34,14 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import Any
 
-from clients.errors import UnknownClientError
-from clients.launcher import Launchers
-from clients.process import ProcessRegistry
-from clients.runner import launch, prepared
-from clients.task import ClientResult, ClientTask
-from clients.warm import launch_warm, warm_capable, warm_prepared
-from engine.errors import UsageError
-from infra.credentials import SECRET_ENV_VARS
+from pipstorm.clients.errors import UnknownClientError
+from pipstorm.clients.process import ProcessRegistry
+from pipstorm.clients.runner import launch, prepared
+from pipstorm.clients.task import ClientResult, ClientTask
+from pipstorm.clients.warm.launcher import Launchers
+from pipstorm.clients.warm.run import launch_warm, warm_capable, warm_prepared
+from pipstorm.engine.errors import UsageError
+from pipstorm.infra.credentials import SECRET_ENV_VARS
 
 #: How often an idle worker checks that its parent is still alive.
 PARENT_CHECK_S = 1.0
@@ -153,7 +153,8 @@ def _run_warm(item: Dispatch, worker: _Worker, launchers: Launchers) -> None:
 
 @contextmanager
 def _environ_without_secrets() -> Iterator[None]:
-    """``os.environ`` less ``infra.credentials.SECRET_ENV_VARS`` for the block's duration."""
+    """``os.environ`` less ``pipstorm.infra.credentials.SECRET_ENV_VARS`` for the block's
+    duration."""
     saved = {k: os.environ.pop(k) for k in SECRET_ENV_VARS if k in os.environ}
     try:
         yield

@@ -2,11 +2,12 @@
 clients.
 
 The proxy times every request; when clients saturate the cores, a proxy waiting for a CPU adds
-that wait to every latency it records. The clients are niced (``clients.process.CLIENT_NICE``)
-and, where permitted, the proxy gets a real-time policy. Measured on a 2-core machine with every
-core saturated by clients: nice alone barely protects the proxy (+2 to +6 ms p99 added), while
-SCHED_FIFO does (+0.5 ms). So: SCHED_FIFO when permitted (root or CAP_SYS_NICE), else a
-negative nice when permitted, else nothing; whatever was applied is recorded in ``run.json``.
+that wait to every latency it records. The clients are niced
+(``pipstorm.clients.process.CLIENT_NICE``) and, where permitted, the proxy gets a real-time policy.
+Measured on a 2-core machine with every core saturated by clients: nice alone barely protects the
+proxy (+2 to +6 ms p99 added), while SCHED_FIFO does (+0.5 ms). So: SCHED_FIFO when permitted (root
+or CAP_SYS_NICE), else a negative nice when permitted, else nothing; whatever was applied is
+recorded in ``run.json``.
 
 Safety: a SCHED_FIFO process that spins would starve the machine. The proxy is event-driven
 (it waits on sockets), it is always a separate process, and only the proxy gets this (never the

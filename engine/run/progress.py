@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from engine.analysis.stats import is_error, percentile
-from engine.rundir.jsonl import RecordError
-from engine.rundir.records import request_from_json
+from pipstorm.engine.analysis.stats import is_error, percentile
+from pipstorm.engine.rundir.jsonl import RecordError
+from pipstorm.engine.rundir.records import request_from_json
 
 TTY_EVERY_S = 1.0
 PLAIN_EVERY_S = 60.0

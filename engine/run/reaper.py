@@ -7,7 +7,7 @@ it ends; this process, started beside it in its own session, removes it when the
 (SIGKILL): it waits for the owner to exit, gives the worker processes (which
 exit with their parent) a moment, and removes the folder.
 
-Run as ``python -m engine.run.reaper PID FOLDER``.
+Run as ``python -m pipstorm.engine.run.reaper PID FOLDER``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ SETTLE_S = 30.0
 def start(folder: Path) -> subprocess.Popen[bytes]:
     """A reaper for ``folder`` watching this process; terminate it once the folder is removed."""
     return subprocess.Popen(
-        [sys.executable, "-m", "engine.run.reaper", str(os.getpid()), str(folder)],
+        [sys.executable, "-m", "pipstorm.engine.run.reaper", str(os.getpid()), str(folder)],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -2,7 +2,8 @@
 
 Once a second a thread of the engine process appends one JSON line to ``host.jsonl`` in the run
 directory, as it happens, so an interrupted run keeps what was sampled. The report reads it to
-tell whether the generator itself was the bottleneck (``engine.analysis.saturation``).
+tell whether the generator itself was the bottleneck
+(``pipstorm.engine.analysis.generator.saturation``).
 
 Why a thread and not a process: the engine process is not time-critical (it hands runs to the
 workers ten seconds ahead; the workers launch them on time), a sample costs a few milliseconds
@@ -34,7 +35,7 @@ from typing import Any, Self
 
 import psutil
 
-from engine.rundir.jsonl import JsonlWriter
+from pipstorm.engine.rundir.jsonl import JsonlWriter
 
 #: Seconds between two samples.
 SAMPLE_EVERY_S = 1.0

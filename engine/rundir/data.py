@@ -13,19 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from engine.rundir.files import (
+from pipstorm.engine.rundir.files import (
     CLIENTS_FILE,
     CLOUDWATCH_FILE,
     HOST_FILE,
     REQUESTS_FILE,
     TARGET_CGROUP_FILE,
 )
-from engine.rundir.host import HostRow, load_host, number
-from engine.rundir.jsonl import RecordError, read_jsonl
-from engine.rundir.meta import RunMeta
-from engine.rundir.records import ClientRecord, RequestRecord, load_clients, load_requests
-from infra.aws.cloudwatch import CloudWatchData
-from infra.aws.cloudwatch_log import CloudWatchLogError, read_cloudwatch
+from pipstorm.engine.rundir.host import HostRow, load_host, number
+from pipstorm.engine.rundir.jsonl import RecordError, read_jsonl
+from pipstorm.engine.rundir.meta import RunMeta
+from pipstorm.engine.rundir.records import ClientRecord, RequestRecord, load_clients, load_requests
+from pipstorm.infra.aws.cloudwatch_log import CloudWatchLogError, read_cloudwatch
+from pipstorm.infra.aws.metric_data import CloudWatchData
 
 T = TypeVar("T")
 

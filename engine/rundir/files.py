@@ -1,8 +1,8 @@
 """The names of the files in a results folder, and the one way to write a whole file.
 
 Streams (``requests.jsonl``, ``clients.jsonl``, ``host.jsonl``) are appended as events happen
-(``engine.rundir.jsonl``); documents (``run.json``, the reports, the charts) are replaced whole,
-atomically, so a reader sees the old file or the new one, never half of either.
+(``pipstorm.engine.rundir.jsonl``); documents (``run.json``, the reports, the charts) are replaced
+whole, atomically, so a reader sees the old file or the new one, never half of either.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from typing import Any
 REQUESTS_FILE = "requests.jsonl"
 CLIENTS_FILE = "clients.jsonl"
 HOST_FILE = "host.jsonl"
-#: CloudWatch series of a run against an AWS stack (infra.aws.cloudwatch_log writes it).
+#: CloudWatch series of a run against an AWS stack (pipstorm.infra.aws.cloudwatch_log writes it).
 CLOUDWATCH_FILE = "cloudwatch.jsonl"
-#: The embedded target's cgroup counters, one sample a second (``--sizing``; infra.cgroup_counters).
+#: The embedded target's cgroup counters, one sample a second (``--sizing``;
+#: pipstorm.infra.pypiserver.counters).
 TARGET_CGROUP_FILE = "target_cgroup.jsonl"
 RUN_FILE = "run.json"
 TARGET_LOG = "target.log"

@@ -1,4 +1,5 @@
-"""``host.jsonl``: one sample a second of the generator host and its parts (``engine.run.sampler``).
+"""``host.jsonl``: one sample a second of the generator host and its parts
+(``pipstorm.engine.run.sampler``).
 
 The one parser of that stream: a line counts when it is a JSON object with a finite numeric
 ``ts`` and ``host_cpu_percent`` (what every sampler version writes); anything else is skipped and
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from engine.rundir.jsonl import read_jsonl
+from pipstorm.engine.rundir.jsonl import read_jsonl
 
 HostRow = Mapping[str, Any]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Protocol, Self
 
-from engine.errors import UsageError
+from pipstorm.engine.errors import UsageError
 
 
 class RecordError(UsageError, ValueError):

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.rundir.files import CLIENTS_FILE, HOST_FILE, REQUESTS_FILE
+from pipstorm.engine.rundir.files import CLIENTS_FILE, HOST_FILE, REQUESTS_FILE
 
 #: The streams a shard ships back, and the field that orders each in time.
 STREAMS: Mapping[str, str] = {REQUESTS_FILE: "ts", CLIENTS_FILE: "intended", HOST_FILE: "ts"}

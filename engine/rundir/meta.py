@@ -17,8 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar
 
-from engine.rundir.files import RUN_FILE, write_json_atomic
-from engine.rundir.jsonl import RecordError
+from pipstorm.engine.rundir.files import RUN_FILE, write_json_atomic
+from pipstorm.engine.rundir.jsonl import RecordError
 
 SCHEMA = 1
 SUPPORTED_SCHEMAS = frozenset({SCHEMA})
@@ -112,7 +112,7 @@ class RunMeta:
     run was told and did anyway (``--force`` past the capacity check); ``shards`` each shard of
     a run spread over generators (:class:`ShardMeta`); ``launch``
     how client processes started (``mode``, per kind, lead time and measured costs:
-    ``engine.run.lead.LeadPlan``; empty for runs written before launch modes).
+    ``pipstorm.engine.run.plan.lead.LeadPlan``; empty for runs written before launch modes).
     """
 
     profile: dict[str, Any]

@@ -2,7 +2,7 @@
 
 The JSON field names are the attribute names, one to one, so ``to_json``/``from_json`` are plain
 and a line can be read by ``jq`` with the same words the code uses. A request's record is the
-proxy's own type (``infra.proxy_log.RequestRecord``: one definition for writer and reader);
+proxy's own type (``pipstorm.infra.proxy.log.RequestRecord``: one definition for writer and reader);
 parsing it back, with every field's JSON type checked, is done here.
 """
 
@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, get_args
 
-from clients.task import ClientResult, RunOutcome
-from engine.rundir.jsonl import RecordError, read_jsonl
-from infra import operations as infra_operations
-from infra.proxy_log import RequestRecord
+from pipstorm.clients.task import ClientResult, RunOutcome
+from pipstorm.engine.rundir.jsonl import RecordError, read_jsonl
+from pipstorm.infra import operations as infra_operations
+from pipstorm.infra.proxy.log import RequestRecord
 
 __all__ = [
     "CLIENT_DISCONNECTED",

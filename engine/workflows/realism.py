@@ -21,21 +21,21 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from clients.synthetic import KIND as SYNTHETIC_KIND
-from clients.twine import KIND as UPLOAD_KIND
-from engine.analysis.realism import Realism, Side, findings, side
-from engine.run.client_mix import choose_clients
-from engine.run.execute import (
+from pipstorm.clients.drivers.synthetic import KIND as SYNTHETIC_KIND
+from pipstorm.clients.drivers.twine import KIND as UPLOAD_KIND
+from pipstorm.engine.analysis.realism import Realism, Side, findings, side
+from pipstorm.engine.run.execute import (
     UPLOADS_DIR,
     RunOptions,
     RunResult,
     execute_run,
 )
-from engine.run.profiles import ProfileError, load_profile
-from engine.run.schedule import timeline
-from engine.run.target import open_target
-from engine.rundir.files import make_run_dir
-from packages.spec import CorpusSpec
+from pipstorm.engine.run.plan.client_mix import choose_clients
+from pipstorm.engine.run.plan.profiles import ProfileError, load_profile
+from pipstorm.engine.run.plan.schedule import timeline
+from pipstorm.engine.run.target.opening import open_target
+from pipstorm.engine.rundir.files import make_run_dir
+from pipstorm.packages.spec import CorpusSpec
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def run_realism(options: RealismOptions, say: Callable[[str], None] | None = Non
             shutil.rmtree(root, ignore_errors=True)  # nothing was run: leave no empty folder
         raise
     realism = compare_runs(profile.name, options.seed, root, synthetic, real)
-    from engine.report.realism import write_realism
+    from pipstorm.engine.report.realism import write_realism
 
     write_realism(realism)
     return realism

@@ -15,25 +15,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clients.launcher import Launchers
-from clients.process import ProcessRegistry
-from clients.registry import driver_for
-from clients.registry import warm_up as warm_up_driver
-from clients.runner import execute
-from clients.task import ClientTask
-from clients.warm import execute_warm, warm_capable
-from engine.analysis.trace import RunDirTraces, trace_runs
-from engine.errors import UsageError
-from engine.report.trace_text import render_run, render_summary
-from engine.run.faults import RunFaults
-from engine.run.target import open_target
-from engine.rundir.data import RunData
-from engine.rundir.files import CLIENTS_FILE, REQUESTS_FILE, make_run_dir
-from engine.rundir.jsonl import JsonlWriter
-from engine.rundir.meta import RunMeta
-from engine.rundir.records import ClientRecord
-from infra.proxy import RecordingProxy
-from packages.spec import CorpusSpec
+from pipstorm.clients.drivers.registry import driver_for
+from pipstorm.clients.drivers.registry import warm_up as warm_up_driver
+from pipstorm.clients.process import ProcessRegistry
+from pipstorm.clients.runner import execute
+from pipstorm.clients.task import ClientTask
+from pipstorm.clients.warm.launcher import Launchers
+from pipstorm.clients.warm.run import execute_warm, warm_capable
+from pipstorm.engine.analysis.trace import RunDirTraces, trace_runs
+from pipstorm.engine.errors import UsageError
+from pipstorm.engine.report.trace_text import render_run, render_summary
+from pipstorm.engine.run.plan.faults import RunFaults
+from pipstorm.engine.run.target.opening import open_target
+from pipstorm.engine.rundir.data import RunData
+from pipstorm.engine.rundir.files import CLIENTS_FILE, REQUESTS_FILE, make_run_dir
+from pipstorm.engine.rundir.jsonl import JsonlWriter
+from pipstorm.engine.rundir.meta import RunMeta
+from pipstorm.engine.rundir.records import ClientRecord
+from pipstorm.infra.proxy.control import RecordingProxy
+from pipstorm.packages.spec import CorpusSpec
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 

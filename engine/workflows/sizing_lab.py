@@ -1,11 +1,12 @@
 """``pipstorm sizing-lab``: one profile against each sizing in turn, compared, with the reason.
 
 The seed's users learnt sizing by deploying to AWS twice and paying for each try. The lab plays
-the same profile against a fresh embedded target per sizing (``infra.sizing``: the seed's
-presets and their knobs, confined by cgroups), one ordinary pipstorm run each in the lab's
-folder, and prints the ``compare`` table of the runs with, for every failing sizing, what held
-it back (``engine.analysis.target_sizing``): CPU-throttled, OOM-killed or died, auth-hash-bound,
-hash-bound, or generator-bound (then that sizing's verdict is void, whatever it says).
+the same profile against a fresh embedded target per sizing (``pipstorm.infra.pypiserver.sizing``:
+the seed's presets and their knobs, confined by cgroups), one ordinary pipstorm run each in the
+lab's folder, and prints the ``compare`` table of the runs with, for every failing sizing, what held
+it back (``pipstorm.engine.analysis.target.sizing``): CPU-throttled, OOM-killed or died,
+auth-hash-bound, hash-bound, or generator-bound (then that sizing's verdict is void, whatever it
+says).
 
 A size is a preset name, optionally with knobs after slashes, so one lab can set a hash against
 another at the same sizing: ``optimized,optimized/auth=bcrypt:12``. The lab's knobs (``--auth``
@@ -20,16 +21,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from engine.analysis.target_sizing import Diagnosis
-from engine.errors import UsageError
-from engine.report.compare import load_run, render
-from engine.run.execute import RunOptions, RunResult, execute_run
-from engine.run.profiles import load_profile
-from engine.run.schedule import timeline
-from engine.rundir.files import make_run_dir, write_json_atomic, write_text_atomic
-from infra.pypiserver_target import TargetError
-from infra.sizing import Sizing, preset
-from packages.index_check import IndexCheckError
+from pipstorm.engine.analysis.target.sizing import Diagnosis
+from pipstorm.engine.errors import UsageError
+from pipstorm.engine.report.compare import load_run, render
+from pipstorm.engine.run.execute import RunOptions, RunResult, execute_run
+from pipstorm.engine.run.plan.profiles import load_profile
+from pipstorm.engine.run.plan.schedule import timeline
+from pipstorm.engine.rundir.files import make_run_dir, write_json_atomic, write_text_atomic
+from pipstorm.infra.pypiserver.sizing import Sizing, preset
+from pipstorm.infra.pypiserver.target import TargetError
+from pipstorm.packages.index_check import IndexCheckError
 
 DEFAULT_SIZES = ("baseline", "optimized", "heavy")
 LAB_JSON = "sizing-lab.json"

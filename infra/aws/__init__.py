@@ -7,17 +7,17 @@ holds about it. boto3 is imported only when AWS is actually asked.
 
 from __future__ import annotations
 
-from infra.aws.cloudwatch import CloudWatchData, MissingSeries, Series, fetch_metrics
-from infra.aws.cloudwatch_log import (
+from pipstorm.infra.aws.cloudwatch_log import (
     CloudWatchLogError,
     read_cloudwatch,
     write_cloudwatch,
 )
-from infra.aws.metrics import METRICS, MetricSpec, MetricWindow, metric_spec
-from infra.aws.session import AwsAccessError, aws_session, region_from
-from infra.aws.stack import AwsStack, StackDimensions
-from infra.aws.terraform_outputs import TerraformOutputError, read_stack
-from infra.aws.watch import watch_stack
+from pipstorm.infra.aws.metric_data import CloudWatchData, MissingSeries, Series, fetch_metrics
+from pipstorm.infra.aws.metrics import METRICS, MetricSpec, MetricWindow, metric_spec
+from pipstorm.infra.aws.session import AwsAccessError, aws_session, region_from
+from pipstorm.infra.aws.stack import AwsStack, StackDimensions
+from pipstorm.infra.aws.terraform_outputs import TerraformOutputError, read_stack
+from pipstorm.infra.aws.watch import watch_stack
 
 __all__ = [
     "METRICS",

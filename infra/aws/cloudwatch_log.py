@@ -3,7 +3,7 @@
 Three kinds of line: one ``window`` (what was asked: range, period, region, when), one
 ``point`` per datapoint, one ``missing`` per series that could not be had and why. A datapoint
 per line keeps the file greppable and lets a later fetch (``pipstorm report DIR --cloudwatch``)
-replace it whole. The file name is the results folder's (``engine.rundir.files``). Written
+replace it whole. The file name is the results folder's (``pipstorm.engine.rundir.files``). Written
 atomically (temp file + ``os.replace``): a report never reads half.
 """
 
@@ -15,9 +15,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Final
 
-from infra.aws.cloudwatch import CloudWatchData, MissingSeries, Series
-from infra.aws.metrics import MetricWindow
-from infra.errors import InfraError
+from pipstorm.infra.aws.metric_data import CloudWatchData, MissingSeries, Series
+from pipstorm.infra.aws.metrics import MetricWindow
+from pipstorm.infra.errors import InfraError
 
 SCHEMA: Final = 1
 

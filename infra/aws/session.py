@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final
 
-from infra.errors import InfraError
+from pipstorm.infra.errors import InfraError
 
 if TYPE_CHECKING:
     import boto3

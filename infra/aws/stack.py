@@ -1,7 +1,7 @@
 """What pipstorm needs to know about an AWS stack: the index, its credentials, its dimensions.
 
-A stack is read from Terraform outputs (``infra.aws.terraform_outputs``) or assembled by hand;
-either way the CloudWatch side only needs the names below, and the load side only the URL and
+A stack is read from Terraform outputs (``pipstorm.infra.aws.terraform_outputs``) or assembled by
+hand; either way the CloudWatch side only needs the names below, and the load side only the URL and
 the credentials. Kept apart from both so that neither depends on how the stack was found.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from infra.credentials import Credentials
+from pipstorm.infra.credentials import Credentials
 
 
 @dataclass(frozen=True)

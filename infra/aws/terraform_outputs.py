@@ -21,14 +21,14 @@ from pathlib import Path
 from typing import Final
 from urllib.parse import urlsplit
 
-from infra.aws.stack import AwsStack, StackDimensions
-from infra.credentials import (
+from pipstorm.infra.aws.stack import AwsStack, StackDimensions
+from pipstorm.infra.credentials import (
     UPSTREAM_PASSWORD_ENV,
     UPSTREAM_USERNAME_ENV,
     Credentials,
     CredentialsError,
 )
-from infra.errors import InfraError
+from pipstorm.infra.errors import InfraError
 
 URL_VAR: Final = "PYPI_URL"
 USERNAME_VAR: Final = "PYPI_USERNAME"

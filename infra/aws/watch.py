@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Final, TextIO
 
-from infra.aws.cloudwatch import CloudWatchData, fetch_metrics
-from infra.aws.metrics import DEFAULT_PERIOD_S, METRICS, MetricWindow
-from infra.aws.session import AwsAccessError, aws_session
-from infra.aws.stack import StackDimensions
+from pipstorm.infra.aws.metric_data import CloudWatchData, fetch_metrics
+from pipstorm.infra.aws.metrics import DEFAULT_PERIOD_S, METRICS, MetricWindow
+from pipstorm.infra.aws.session import AwsAccessError, aws_session
+from pipstorm.infra.aws.stack import StackDimensions
 
 if TYPE_CHECKING:
     import boto3

@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from clients.environment import scrubbed_env
-from clients.pip import pip_download_argv
-from clients.process import ProcessRegistry, run_process
-from clients.task import ClientTask
-from clients.venv import create_venv, throwaway_dir
-from infra.proxy import RecordingProxy
-from infra.pypiserver_target import LocalPypiserver
-from packages.cache import cached_corpus
-from packages.spec import CorpusSpec
+from pipstorm.clients.drivers.pip import pip_download_argv
+from pipstorm.clients.drivers.venv import create_venv, throwaway_dir
+from pipstorm.clients.environment import scrubbed_env
+from pipstorm.clients.process import ProcessRegistry, run_process
+from pipstorm.clients.task import ClientTask
+from pipstorm.infra.proxy.control import RecordingProxy
+from pipstorm.infra.pypiserver.target import LocalPypiserver
+from pipstorm.packages.cache import cached_corpus
+from pipstorm.packages.spec import CorpusSpec
 
 pytestmark = pytest.mark.bench
 

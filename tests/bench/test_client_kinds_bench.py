@@ -19,14 +19,14 @@ from collections.abc import Callable, Iterator
 import psutil
 import pytest
 
-from clients.process import ProcessRegistry
-from clients.registry import driver_for
-from clients.runner import launch, prepared
-from clients.task import ClientTask
-from infra.proxy import RecordingProxy
-from infra.pypiserver_target import LocalPypiserver
-from packages.cache import cached_corpus
-from packages.spec import CorpusSpec
+from pipstorm.clients.drivers.registry import driver_for
+from pipstorm.clients.process import ProcessRegistry
+from pipstorm.clients.runner import launch, prepared
+from pipstorm.clients.task import ClientTask
+from pipstorm.infra.proxy.control import RecordingProxy
+from pipstorm.infra.pypiserver.target import LocalPypiserver
+from pipstorm.packages.cache import cached_corpus
+from pipstorm.packages.spec import CorpusSpec
 
 pytestmark = pytest.mark.bench
 

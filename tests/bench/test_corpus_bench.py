@@ -17,9 +17,9 @@ import pytest
 from poetry.core.factory import Factory
 from poetry.core.masonry.builders.wheel import WheelBuilder
 
-from packages.build import build_corpus
-from packages.cache import cached_corpus
-from packages.spec import CorpusSpec, module_name
+from pipstorm.packages.build import build_corpus
+from pipstorm.packages.cache import cached_corpus
+from pipstorm.packages.spec import CorpusSpec, module_name
 
 pytestmark = pytest.mark.bench
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.rundir.records import load_requests
-from infra.proxy import RecordingProxy
-from infra.pypiserver_target import LocalPypiserver
+from pipstorm.engine.rundir.records import load_requests
+from pipstorm.infra.proxy.control import RecordingProxy
+from pipstorm.infra.pypiserver.target import LocalPypiserver
 from tests.infra.conftest import write_wheel
 
 REQUESTS = 2000

@@ -1,5 +1,6 @@
 """What the proxy adds to latency when clients saturate every core, with and without the
-priority protection (clients nice +10, proxy SCHED_FIFO or nice -5: ``engine.run.priority``).
+priority protection (clients nice +10, proxy SCHED_FIFO or nice -5:
+``pipstorm.engine.run.priority``).
 
 Busy loops stand in for the clients (two per core). The same listing GETs go to pypiserver
 directly and through the proxy, one after the other, so both see the same load; the figure is
@@ -23,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.run.priority import protect_proxy
-from infra.proxy import RecordingProxy
-from infra.pypiserver_target import LocalPypiserver
+from pipstorm.engine.run.priority import protect_proxy
+from pipstorm.infra.proxy.control import RecordingProxy
+from pipstorm.infra.pypiserver.target import LocalPypiserver
 from tests.infra.conftest import write_wheel
 
 REQUESTS = 400

@@ -4,7 +4,8 @@
   (as ``--shards N`` starts it), then N pinned, ``pure=False`` submissions with the shard
   resource, timed from submit to the task running on its worker and to its result being back.
   The cluster's start-up and the clock check (per worker, lowest of 5 round trips) are printed
-  too: all of it happens before the shared start time, inside ``engine.run.shards.lead_s``.
+  too: all of it happens before the shared start time, inside
+  ``pipstorm.engine.run.shards.split.lead_s``.
 - Merge time for 100k requests: synthetic requests.jsonl lines (the proxy's record shape) split
   over 4 shards, packed as a shard ships them, merged into one folder; compared with reading
   the merged folder back (``RunData.load``), which every report does anyway.
@@ -21,14 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from engine.run.cluster import measure_clock, open_cluster
-from engine.run.shard_runner import SHARD_RESOURCE
-from engine.rundir.data import RunData
-from engine.rundir.files import REQUESTS_FILE
-from engine.rundir.jsonl import JsonlWriter
-from engine.rundir.merge import ShardStreams, merge_into, pack
-from engine.rundir.meta import RunMeta
-from infra.proxy_log import RequestRecord
+from pipstorm.engine.run.shards.cluster import measure_clock, open_cluster
+from pipstorm.engine.run.shards.worker import SHARD_RESOURCE
+from pipstorm.engine.rundir.data import RunData
+from pipstorm.engine.rundir.files import REQUESTS_FILE
+from pipstorm.engine.rundir.jsonl import JsonlWriter
+from pipstorm.engine.rundir.merge import ShardStreams, merge_into, pack
+from pipstorm.engine.rundir.meta import RunMeta
+from pipstorm.infra.proxy.log import RequestRecord
 
 REQUESTS = 100_000
 SHARDS = 4

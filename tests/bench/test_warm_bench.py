@@ -30,15 +30,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from clients.launcher import Launchers
-from clients.process import ProcessRegistry
-from clients.runner import launch, prepared
-from clients.task import ClientResult, ClientTask
-from clients.warm import launch_warm, warm_prepared
-from infra.proxy import RecordingProxy
-from infra.pypiserver_target import LocalPypiserver
-from packages.cache import cached_corpus
-from packages.spec import CorpusSpec
+from pipstorm.clients.process import ProcessRegistry
+from pipstorm.clients.runner import launch, prepared
+from pipstorm.clients.task import ClientResult, ClientTask
+from pipstorm.clients.warm.launcher import Launchers
+from pipstorm.clients.warm.run import launch_warm, warm_prepared
+from pipstorm.infra.proxy.control import RecordingProxy
+from pipstorm.infra.pypiserver.target import LocalPypiserver
+from pipstorm.packages.cache import cached_corpus
+from pipstorm.packages.spec import CorpusSpec
 
 pytestmark = pytest.mark.bench
 

@@ -3,17 +3,19 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from clients.launcher import Launchers
-from infra.proxy import RecordingProxy
-from infra.pypiserver_target import LocalPypiserver
-from packages.cache import cached_corpus
-from packages.spec import CorpusSpec
+from pipstorm.clients.warm.launcher import Launchers
+from pipstorm.infra.proxy.control import RecordingProxy
+from pipstorm.infra.pypiserver.target import LocalPypiserver
+from pipstorm.packages.cache import cached_corpus
+from pipstorm.packages.spec import CorpusSpec
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,25 @@ def index(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
         RecordingProxy(server.index_url, log, credentials=server.credentials) as proxy,
     ):
         yield Index(proxy=proxy, server=server, requests_log=log)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def checkout_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A client interpreter that imports this checkout's test helpers (``tests.clients.dumpenv``).
+
+    pipstorm's own venv does not: installed, pipstorm puts nothing of the checkout on sys.path.
+    """
+    root = tmp_path_factory.mktemp("checkout-python")
+    subprocess.run(
+        [sys.executable, "-m", "virtualenv", "--quiet", "--no-pip", "--no-wheel", str(root)],
+        check=True,
+    )
+    site = next((root / "lib").glob("python3*/site-packages"))
+    (site / "checkout.pth").write_text(f"{REPO}\n")
+    return root / "bin" / "python"
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from clients.environment import scrubbed_env
-from clients.process import CLIENT_NICE, ProcessRegistry, run_process
+from pipstorm.clients.environment import scrubbed_env
+from pipstorm.clients.process import CLIENT_NICE, ProcessRegistry, run_process
 
 
 def test_a_client_runs_at_the_client_nice_value(tmp_path: Path) -> None:

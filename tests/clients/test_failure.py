@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from clients.failure import CAUSE_CHARS, failure_cause
-from clients.process import Outcome
-from clients.runner import classify
+from pipstorm.clients.failure import CAUSE_CHARS, failure_cause
+from pipstorm.clients.process import Outcome
+from pipstorm.clients.runner import classify
 
 PIP_GAVE_UP = (
     "ERROR: Could not find a version that satisfies the requirement test-package-064==2.0.0 "

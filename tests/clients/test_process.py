@@ -10,8 +10,8 @@ from pathlib import Path
 
 import psutil
 
-from clients.environment import scrubbed_env
-from clients.process import Outcome, ProcessRegistry, redact, run_process
+from pipstorm.clients.environment import scrubbed_env
+from pipstorm.clients.process import Outcome, ProcessRegistry, redact, run_process
 
 PY = sys.executable
 
@@ -123,8 +123,8 @@ def test_a_client_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
     owner_code = (
         "import sys, threading\n"
         "from pathlib import Path\n"
-        "from clients.environment import scrubbed_env\n"
-        "from clients.process import ProcessRegistry, run_process\n"
+        "from pipstorm.clients.environment import scrubbed_env\n"
+        "from pipstorm.clients.process import ProcessRegistry, run_process\n"
         "tmp = Path(sys.argv[1])\n"
         "def one():\n"
         "    run_process(['sleep', '120'], env=scrubbed_env(tmp), cwd=tmp, timeout_s=300,\n"

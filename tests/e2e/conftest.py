@@ -30,10 +30,10 @@ LATENCY_OFF = ("--threshold", "p95_listing_ms=off", "--threshold", "p99_download
 def pipstorm(
     args: Sequence[str], env: dict[str, str], *, tmpdir: Path, timeout: float = 300
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m engine ARGS`` to completion with TMPDIR set to ``tmpdir``."""
+    """Run ``python -m pipstorm ARGS`` to completion with TMPDIR set to ``tmpdir``."""
     tmpdir.mkdir(parents=True, exist_ok=True)
     return subprocess.run(
-        [sys.executable, "-m", "engine", *args],
+        [sys.executable, "-m", "pipstorm", *args],
         env={**env, "TMPDIR": str(tmpdir)},
         capture_output=True,
         text=True,

@@ -25,7 +25,7 @@ from typing import Final
 
 from aiohttp import web
 
-from infra.credentials import Credentials
+from pipstorm.infra.credentials import Credentials
 
 JSON_TYPE: Final = "application/vnd.pypi.simple.v1+json"
 GITLAB_PREFIX: Final = "/api/v4/projects/42/packages/pypi"

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from clients.process import ProcessRegistry
-from clients.runner import execute
-from clients.task import ClientTask
-from infra.credentials import Credentials
-from infra.proxy import RecordingProxy
-from packages.cache import cached_corpus
-from packages.spec import CorpusSpec
-from packages.upload import IndexCredentials, upload_files
+from pipstorm.clients.process import ProcessRegistry
+from pipstorm.clients.runner import execute
+from pipstorm.clients.task import ClientTask
+from pipstorm.infra.credentials import Credentials
+from pipstorm.infra.proxy.control import RecordingProxy
+from pipstorm.packages.cache import cached_corpus
+from pipstorm.packages.spec import CorpusSpec
+from pipstorm.packages.upload import IndexCredentials, upload_files
 from tests.e2e.conftest import pipstorm
 from tests.e2e.index_servers import (
     FILES_ORIGIN,

@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from infra.credentials import Credentials
-from infra.pypiserver_target import LocalPypiserver
-from packages.cache import cached_corpus
-from packages.spec import CorpusSpec
+from pipstorm.infra.credentials import Credentials
+from pipstorm.infra.pypiserver.target import LocalPypiserver
+from pipstorm.packages.cache import cached_corpus
+from pipstorm.packages.spec import CorpusSpec
 from tests.e2e.conftest import leftovers, pipstorm, processes_of
 from tests.e2e.index_servers import serving
 
@@ -278,7 +278,7 @@ def test_a_disk_that_fills_mid_run_stops_it_marked(e2e_env: dict[str, str], tmp_
     (tmp_path / "t").mkdir()
     with tmpfs(tmp_path / "mnt", "size=4m") as results:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engine", *RUN[:4], "30", *RUN[5:], "--results", str(results)],
+            [sys.executable, "-m", "pipstorm", *RUN[:4], "30", *RUN[5:], "--results", str(results)],
             env={**e2e_env, "TMPDIR": str(tmp_path / "t")},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from infra.credentials import Credentials
-from infra.pypiserver_target import LocalPypiserver
-from packages.cache import cached_corpus
-from packages.spec import CorpusSpec
+from pipstorm.infra.credentials import Credentials
+from pipstorm.infra.pypiserver.target import LocalPypiserver
+from pipstorm.packages.cache import cached_corpus
+from pipstorm.packages.spec import CorpusSpec
 from tests.e2e.conftest import pipstorm
 
 pytestmark = pytest.mark.e2e

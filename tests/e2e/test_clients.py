@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from clients.process import ProcessRegistry
-from clients.runner import execute
-from clients.task import ClientResult, ClientTask
-from engine.rundir.records import RequestRecord, load_requests
-from infra.proxy import RecordingProxy
-from infra.pypiserver_target import LocalPypiserver
-from packages.cache import cached_corpus
-from packages.spec import CorpusSpec
+from pipstorm.clients.process import ProcessRegistry
+from pipstorm.clients.runner import execute
+from pipstorm.clients.task import ClientResult, ClientTask
+from pipstorm.engine.rundir.records import RequestRecord, load_requests
+from pipstorm.infra.proxy.control import RecordingProxy
+from pipstorm.infra.pypiserver.target import LocalPypiserver
+from pipstorm.packages.cache import cached_corpus
+from pipstorm.packages.spec import CorpusSpec
 from tests.e2e.conftest import LATENCY_OFF, pipstorm
 
 pytestmark = pytest.mark.e2e

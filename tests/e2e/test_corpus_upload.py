@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.pypiserver_target import LocalPypiserver
-from packages.cache import cached_corpus
-from packages.spec import CorpusSpec
+from pipstorm.infra.pypiserver.target import LocalPypiserver
+from pipstorm.packages.cache import cached_corpus
+from pipstorm.packages.spec import CorpusSpec
 from tests.e2e.conftest import pipstorm
 from tests.e2e.test_bad_input import one_error_line
 from tests.support.pages import Pages, serving

@@ -3,8 +3,8 @@ same port, frozen (SIGSTOP for 10 s, then SIGCONT), and the embedded target kill
 
 Each run completes with the verdict FAIL (exit 1, not 2, no hang); every failed request is in
 requests.jsonl with its cause, every failed client run in clients.jsonl with its own; and the
-verdict names what the target did (``engine.analysis.target_failure``), in the terminal summary,
-report.md and report.json, not only "error_rate 35 % > 1 %".
+verdict names what the target did (``pipstorm.engine.analysis.target.failure``), in the terminal
+summary, report.md and report.json, not only "error_rate 35 % > 1 %".
 
 The separate target is a real pypiserver the test owns (``LocalPypiserver`` on a fixed port),
 loaded through ``--index-url`` like any index. One pip run a second for 24 s keeps each run
@@ -27,11 +27,11 @@ from typing import Any
 import psutil
 import pytest
 
-from engine.analysis.target_failure import STALL_S
-from infra.credentials import Credentials
-from infra.pypiserver_target import LocalPypiserver
-from packages.cache import cached_corpus
-from packages.spec import CorpusSpec
+from pipstorm.engine.analysis.target.failure import STALL_S
+from pipstorm.infra.credentials import Credentials
+from pipstorm.infra.pypiserver.target import LocalPypiserver
+from pipstorm.packages.cache import cached_corpus
+from pipstorm.packages.spec import CorpusSpec
 from tests.e2e.conftest import leftovers, processes_of
 from tests.e2e.test_bad_input import free_port
 
@@ -91,7 +91,7 @@ def _run_while(
     tmpdir.mkdir(parents=True)
     profile = root / "failing_target.toml"
     profile.write_text(PROFILE)
-    argv = [sys.executable, "-m", "engine", "run", "--profile", str(profile)]
+    argv = [sys.executable, "-m", "pipstorm", "run", "--profile", str(profile)]
     argv += ["--results", str(results), "--quiet"]
     argv += ["--index-url", index_url] if index_url is not None else []
     proc = subprocess.Popen(
@@ -263,7 +263,7 @@ def test_the_embedded_target_dying_mid_run_is_noticed_and_named(
         masters = [
             p
             for p in psutil.Process(proc.pid).children()
-            if "infra.pypiserver_target" in " ".join(p.cmdline())
+            if "pipstorm.infra.pypiserver.target" in " ".join(p.cmdline())
         ]
         assert len(masters) == 1, masters
         masters[0].kill()  # the master alone, as the OOM killer would: its workers follow

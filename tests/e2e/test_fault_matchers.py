@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.rundir.records import load_clients, load_requests
+from pipstorm.engine.rundir.records import load_clients, load_requests
 from tests.e2e.conftest import LATENCY_OFF, pipstorm
 
 pytestmark = pytest.mark.e2e
@@ -41,7 +41,7 @@ EDGE_S = 0.05
 
 
 def expected_rule(kind: str, op: str, offset: float, attempt: int) -> str | None:
-    """Which of RULES fires for a request, worked out independently of infra.fault_plan.
+    """Which of RULES fires for a request, worked out independently of pipstorm.infra.faults.plan.
 
     The proxy classifies before the upstream answers, so the project page without its trailing
     slash (recorded as ``redirect`` once pypiserver answered 303) is a listing to the rules."""

@@ -43,7 +43,7 @@ def test_sigkill_mid_burst_leaves_nothing_and_the_report_is_rebuilt(
     tmpdir.mkdir()
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "engine", "run", "--profile", "production_incident"),
+            *(sys.executable, "-m", "pipstorm", "run", "--profile", "production_incident"),
             *("--duration", "120", "--launch", launch, "--results", str(results), "--quiet"),
         ],
         env={**e2e_env, "TMPDIR": str(tmpdir)},
@@ -95,7 +95,7 @@ def test_sigkill_mid_burst_leaves_nothing_and_the_report_is_rebuilt(
         stream.write(b'{"run_id": "torn", "method": "GE')
     recorded = lines(run_dir / "requests.jsonl")
     rebuilt = subprocess.run(
-        [sys.executable, "-m", "engine", "report", str(run_dir)],
+        [sys.executable, "-m", "pipstorm", "report", str(run_dir)],
         env={**e2e_env, "TMPDIR": str(tmpdir)},
         capture_output=True,
         text=True,

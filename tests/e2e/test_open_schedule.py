@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from engine.rundir.records import load_clients, load_requests
+from pipstorm.engine.rundir.records import load_clients, load_requests
 from tests.e2e.conftest import LATENCY_OFF, processes_of
 
 pytestmark = pytest.mark.e2e
@@ -51,7 +51,16 @@ def test_slow_clients_do_not_hold_back_the_schedule_and_a_late_run_shows_its_lag
     tmpdir.mkdir()
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "engine", "run", "--profile", str(profile), "--client", "pip"),
+            *(
+                sys.executable,
+                "-m",
+                "pipstorm",
+                "run",
+                "--profile",
+                str(profile),
+                "--client",
+                "pip",
+            ),
             # exec: the workers spawn each client at its instant, so freezing them holds runs
             # back. A warm child, gated ahead, releases itself: a frozen worker does not delay it.
             *("--launch", "exec"),

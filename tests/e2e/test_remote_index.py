@@ -25,8 +25,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from packages.cache import cached_corpus
-from packages.spec import CorpusSpec
+from pipstorm.packages.cache import cached_corpus
+from pipstorm.packages.spec import CorpusSpec
 from tests.e2e.conftest import LATENCY_OFF, pipstorm, processes_of
 from tests.e2e.test_bad_input import free_port, one_error_line
 
@@ -51,7 +51,7 @@ def serving(env: dict[str, str], password: str) -> Iterator[tuple[int, subproces
     corpus = cached_corpus(CorpusSpec(), Path(env["PIPSTORM_CACHE_DIR"]))
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "engine", "serve", "--corpus", str(corpus.directory)),
+            *(sys.executable, "-m", "pipstorm", "serve", "--corpus", str(corpus.directory)),
             *("--port", str(port)),
         ],
         env={**env, "PYPI_USERNAME": USERNAME, "PYPI_PASSWORD": password},
@@ -73,7 +73,7 @@ def serving(env: dict[str, str], password: str) -> Iterator[tuple[int, subproces
 def test_serve_on_a_port_in_use_is_one_error_line(e2e_env: dict[str, str]) -> None:
     with serving(e2e_env, "pw-" + secrets.token_hex(12)) as (port, _):
         second = subprocess.run(
-            [sys.executable, "-m", "engine", "serve", "--port", str(port)],
+            [sys.executable, "-m", "pipstorm", "serve", "--port", str(port)],
             env=e2e_env,
             capture_output=True,
             text=True,
@@ -129,7 +129,7 @@ def remote_run(e2e_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
         assert not results.exists() or not list(results.iterdir())
 
         proc = subprocess.Popen(
-            [sys.executable, "-m", "engine", *args, "--allow-remote-target"],
+            [sys.executable, "-m", "pipstorm", *args, "--allow-remote-target"],
             env={**env, "TMPDIR": str(tmpdir)},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -190,7 +190,9 @@ def test_generator_processes_get_the_password_only_where_they_need_it(
     assert len(remote_run.seen) >= 5  # proxy, pool workers, clients
     for form in remote_run.forms:
         holders = remote_run.holding(form)
-        allowed = [h for h in holders if h.startswith(sys.executable + " -m infra.proxy")]
+        allowed = [
+            h for h in holders if h.startswith(sys.executable + " -m pipstorm.infra.proxy.control")
+        ]
         assert all("'PIPSTORM_UPSTREAM_PASSWORD']" in h for h in allowed), allowed
         assert sorted(holders) == sorted(allowed), holders
 
@@ -198,11 +200,11 @@ def test_generator_processes_get_the_password_only_where_they_need_it(
 def test_clients_of_a_real_run_get_a_scrubbed_environment(remote_run: RemoteRun) -> None:
     # A warm launcher's children show the launcher's argv and initial environment block in
     # /proc (a fork keeps them; the run's own environment is the child's os.environ, checked in
-    # tests/clients/test_launcher_basics.py): that block is a client's scrubbed one as well.
+    # tests/clients/warm/test_launcher_basics.py): that block is a client's scrubbed one as well.
     pips = [
         (argv, env)
         for argv, env in remote_run.seen.values()
-        if "-m pip download" in argv or "warm_agent.py pip " in argv
+        if "-m pip download" in argv or "agent.py pip " in argv
     ]
     assert len(pips) >= 3, [argv for argv, _ in remote_run.seen.values()]
     for argv, env in pips:

@@ -104,7 +104,7 @@ def test_report_of_a_run_killed_half_way(e2e_env: dict[str, str], tmp_path: Path
     results = tmp_path / "results"
     proc = subprocess.Popen(
         [
-            *(sys.executable, "-m", "engine", "run", "--profile", "light_load"),
+            *(sys.executable, "-m", "pipstorm", "run", "--profile", "light_load"),
             *("--duration", "30", "--results", str(results), "--quiet"),
         ],
         env={**e2e_env, "TMPDIR": str(tmp_path)},

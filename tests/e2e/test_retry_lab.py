@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.analysis.trace import RunTrace, diagnose, trace_runs
-from engine.rundir.data import RunData
-from engine.rundir.records import load_requests
+from pipstorm.engine.analysis.trace import RunTrace, diagnose, trace_runs
+from pipstorm.engine.rundir.data import RunData
+from pipstorm.engine.rundir.records import load_requests
 from tests.e2e.conftest import LATENCY_OFF, pipstorm
 
 pytestmark = pytest.mark.e2e

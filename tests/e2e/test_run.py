@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.rundir.records import load_clients, load_requests
+from pipstorm.engine.rundir.records import load_clients, load_requests
 from tests.e2e.conftest import LATENCY_OFF, leftovers, pipstorm
 
 pytestmark = pytest.mark.e2e

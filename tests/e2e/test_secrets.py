@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from infra.credentials import UPSTREAM_PASSWORD_ENV, UPSTREAM_USERNAME_ENV
+from pipstorm.infra.credentials import UPSTREAM_PASSWORD_ENV, UPSTREAM_USERNAME_ENV
 from tests.e2e.conftest import leftovers, processes_of
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +26,7 @@ def test_the_embedded_targets_password_stays_where_it_belongs(
 ) -> None:
     tmpdir, results = tmp_path / "t", tmp_path / "r"
     tmpdir.mkdir()
-    argv = [sys.executable, "-m", "engine", "run", "--profile", "light_load", "--duration", "60"]
+    argv = [sys.executable, "-m", "pipstorm", "run", "--profile", "light_load", "--duration", "60"]
     owner = subprocess.Popen(
         [*argv, "--client", "http", "--quiet", "--results", str(results)],
         env={**e2e_env, "TMPDIR": str(tmpdir)},
@@ -49,7 +49,7 @@ def test_the_embedded_targets_password_stays_where_it_belongs(
         (proxy,) = [
             p
             for p in psutil.Process(owner.pid).children(recursive=True)
-            if "infra.proxy" in p.cmdline()
+            if "pipstorm.infra.proxy.control" in p.cmdline()
         ]
         username = proxy.environ()[UPSTREAM_USERNAME_ENV]
         password = proxy.environ()[UPSTREAM_PASSWORD_ENV]

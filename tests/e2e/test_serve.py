@@ -13,8 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from packages.cache import cached_corpus
-from packages.spec import CorpusSpec
+from pipstorm.packages.cache import cached_corpus
+from pipstorm.packages.spec import CorpusSpec
 
 pytestmark = pytest.mark.e2e
 
@@ -27,7 +27,7 @@ def test_serve_until_ctrl_c_or_sigterm(
     still listening, with the credentials file left in TMPDIR: now it unwinds like Ctrl-C."""
     corpus = cached_corpus(CorpusSpec(packages=2, versions=("1.0.0",)), tmp_path / "cache")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "serve", "--corpus", str(corpus.directory)],
+        [sys.executable, "-m", "pipstorm", "serve", "--corpus", str(corpus.directory)],
         env=e2e_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -68,7 +68,7 @@ def test_a_sigkilled_serve_leaves_no_server_and_no_credentials(
     its private dir, where the credentials file lives, with it (it used to sit in TMPDIR)."""
     corpus = cached_corpus(CorpusSpec(packages=2, versions=("1.0.0",)), tmp_path / "cache")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "engine", "serve", "--corpus", str(corpus.directory)],
+        [sys.executable, "-m", "pipstorm", "serve", "--corpus", str(corpus.directory)],
         env=e2e_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -4,7 +4,7 @@ Seconds of load each: a 2-shard light_load, a worker SIGKILLed mid-shard, and th
 (more shards than workers, a version mismatch, a clock further off than allowed), each one
 ``ERROR:`` line and exit 2 before any load. (A worker that cannot reach the target is refused by
 the same check from the worker, ``reach_target``; one machine cannot make its own loopback
-unreachable to one process, so that case is a unit test in tests/engine/run/test_shard_runner.py.)
+unreachable to one process, so that case is a unit test in tests/engine/run/shards/test_worker.py.)
 """
 
 from __future__ import annotations
@@ -22,13 +22,13 @@ from typing import Any
 import psutil
 import pytest
 
-from engine.rundir.records import load_clients, load_requests
+from pipstorm.engine.rundir.records import load_clients, load_requests
 from tests.e2e.conftest import leftovers, pipstorm
 from tests.engine.report.test_report_schema import REPORT_KEYS, RUN_KEYS
 
 pytestmark = pytest.mark.e2e
 
-BIN = [sys.executable, "-m", "engine"]
+BIN = [sys.executable, "-m", "pipstorm"]
 
 
 def _run_dir(results: Path) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from infra import cgroups
+from pipstorm.infra.pypiserver import cgroups
 from tests.e2e.conftest import leftovers, pipstorm
 
 pytestmark = [

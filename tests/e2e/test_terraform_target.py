@@ -4,7 +4,8 @@ pypiserver (with the password only its outputs know), moto holds the stack's Clo
 The run goes in process so moto's in-process CloudWatch answers the fetch after the run; the
 clients, proxy and pool are as real as ever. While it runs, a watcher scans the process table:
 the password must never be in a command line, nor in an environment other than the proxy's
-(which gets it by design, ``infra.credentials``); afterwards, never in a file of the results.
+(which gets it by design, ``pipstorm.infra.credentials``); afterwards, never in a file of the
+results.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ import psutil
 import pytest
 from moto import mock_aws
 
-from engine.cli.app import main
-from infra.aws.metrics import METRICS
-from infra.credentials import UPSTREAM_PASSWORD_ENV, Credentials
-from infra.pypiserver_target import LocalPypiserver
-from packages.cache import cached_corpus
-from packages.spec import CorpusSpec
+from pipstorm.engine.cli.app import main
+from pipstorm.infra.aws.metrics import METRICS
+from pipstorm.infra.credentials import UPSTREAM_PASSWORD_ENV, Credentials
+from pipstorm.infra.pypiserver.target import LocalPypiserver
+from pipstorm.packages.cache import cached_corpus
+from pipstorm.packages.spec import CorpusSpec
 from tests.infra.aws.support import (
     DIMENSIONS,
     REGION,

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from clients.launcher import ROOT_PREFIX
+from pipstorm.clients.warm.launcher import ROOT_PREFIX
 from tests.e2e.conftest import leftovers, pipstorm
 
 pytestmark = pytest.mark.e2e

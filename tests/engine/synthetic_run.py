@@ -1,9 +1,9 @@
 """A run directory written record by record with the engine's own writers, for report tests.
 
-The shape comes from :mod:`engine.rundir.records` (requests, clients) and from what
-``engine.run.sampler`` writes (host.jsonl), so the reports read exactly what a real run leaves; the
-numbers are synthetic (seeded) so a 24-minute production_incident with thousands of requests can
-be reported on in a unit test without running it.
+The shape comes from :mod:`pipstorm.engine.rundir.records` (requests, clients) and from what
+``pipstorm.engine.run.sampler`` writes (host.jsonl), so the reports read exactly what a real run
+leaves; the numbers are synthetic (seeded) so a 24-minute production_incident with thousands of
+requests can be reported on in a unit test without running it.
 """
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ import random
 from pathlib import Path
 from typing import Any
 
-from engine.rundir.files import CLIENTS_FILE, REQUESTS_FILE, RUN_FILE, write_json_atomic
-from engine.rundir.jsonl import JsonlWriter
-from engine.rundir.records import ClientRecord, RequestRecord
+from pipstorm.engine.rundir.files import CLIENTS_FILE, REQUESTS_FILE, RUN_FILE, write_json_atomic
+from pipstorm.engine.rundir.jsonl import JsonlWriter
+from pipstorm.engine.rundir.records import ClientRecord, RequestRecord
 
 T0 = 1_790_000_000.0
 
 
 def host_line(ts: float, cpu: float, *, cores: int = 2) -> dict[str, Any]:
-    """One host.jsonl line as engine.run.sampler writes it."""
+    """One host.jsonl line as pipstorm.engine.run.sampler writes it."""
     return {
         "ts": ts,
         "interval_s": 1.0,

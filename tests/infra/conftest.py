@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.rundir.records import RequestRecord, load_requests
-from infra.proxy import RecordingProxy
-from infra.pypiserver_target import LocalPypiserver
+from pipstorm.engine.rundir.records import RequestRecord, load_requests
+from pipstorm.infra.proxy.control import RecordingProxy
+from pipstorm.infra.pypiserver.target import LocalPypiserver
 
 PROJECT = "test_package_000"
 VERSIONS = ("1.0.0", "1.1.0")

@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
 
-from infra.credentials import Credentials
+from pipstorm.infra.credentials import Credentials
 
 START_TIMEOUT_S: Final = 90.0
 _SERVING_RE: Final = re.compile(rb"Serving on (http://127\.0\.0\.1:[0-9]+)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.operations import OPERATIONS, Linked, classify, classify_served
+from pipstorm.infra.operations import OPERATIONS, Linked, classify, classify_served
 
 
 @pytest.mark.parametrize(

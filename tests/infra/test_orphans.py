@@ -20,8 +20,8 @@ OWNER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from infra.proxy import RecordingProxy
-    from infra.pypiserver_target import LocalPypiserver
+    from pipstorm.infra.proxy.control import RecordingProxy
+    from pipstorm.infra.pypiserver.target import LocalPypiserver
 
     server = LocalPypiserver(Path(sys.argv[1]), workers=1)
     server.start()
@@ -37,7 +37,7 @@ def test_servers_exit_when_their_owner_is_killed(corpus: Corpus, tmp_path: Path)
     owner = subprocess.Popen(
         [sys.executable, "-c", OWNER, str(corpus.directory), str(tmp_path / "r.jsonl")],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env=dict(os.environ),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

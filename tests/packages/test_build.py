@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from packages.build import PAYLOAD_FILENAME, ZIP_DATE_TIME, build_corpus, payload_chunks
-from packages.spec import CorpusError, CorpusSpec, wheel_filename
+from pipstorm.packages.build import PAYLOAD_FILENAME, ZIP_DATE_TIME, build_corpus, payload_chunks
+from pipstorm.packages.spec import CorpusError, CorpusSpec, wheel_filename
 from tests.packages.wheel_checks import record_problems, scrubbed_env, sha256_of_files
 
 SMALL = CorpusSpec(packages=3, versions=("1.0.0", "2.0.0"))

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from packages.cache import (
+from pipstorm.packages.cache import (
     CACHE_DIR_ENV,
     cached_corpus,
     corpus_directory,
     default_cache_root,
     rename_into_place,
 )
-from packages.spec import CorpusError, CorpusSpec, wheel_filename
+from pipstorm.packages.spec import CorpusError, CorpusSpec, wheel_filename
 from tests.packages.wheel_checks import REPO_ROOT, scrubbed_env
 
 SMALL = CorpusSpec(packages=3, versions=("1.0.0", "2.0.0"))
@@ -99,7 +99,8 @@ def test_concurrent_processes_agree_on_one_corpus(tmp_path: Path) -> None:
     root = tmp_path / "shared"
     code = (
         "from pathlib import Path; import sys;"
-        "from packages.cache import cached_corpus; from packages.spec import CorpusSpec;"
+        "from pipstorm.packages.cache import cached_corpus;"
+        "from pipstorm.packages.spec import CorpusSpec;"
         "c = cached_corpus(CorpusSpec(packages=4, versions=('1.0.0', '2.0.0')), Path(sys.argv[1]));"
         "print(c.directory, len(c.wheels))"
     )

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from poetry.core import __version__ as POETRY_CORE_VERSION
 
-from packages.build import build_corpus
-from packages.spec import CORPUS_FORMAT, CorpusError, CorpusSpec
+from pipstorm.packages.build import build_corpus
+from pipstorm.packages.spec import CORPUS_FORMAT, CorpusError, CorpusSpec
 
 
 def test_default_corpus_has_no_dependencies_and_keeps_its_old_key() -> None:

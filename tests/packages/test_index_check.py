@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from packages.index_check import IndexCheckError, check_corpus
+from pipstorm.packages.index_check import IndexCheckError, check_corpus
 from tests.support.pages import Pages, serving
 
 NAMES = {"pkg-1.0-py3-none-any.whl", "pkg-2.0-py3-none-any.whl"}

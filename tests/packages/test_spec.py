@@ -5,7 +5,13 @@ import re
 
 import pytest
 
-from packages.spec import MAX_PAYLOAD_KB, CorpusError, CorpusSpec, module_name, wheel_filename
+from pipstorm.packages.spec import (
+    MAX_PAYLOAD_KB,
+    CorpusError,
+    CorpusSpec,
+    module_name,
+    wheel_filename,
+)
 
 
 def test_default_spec_is_300_wheels_of_100_projects() -> None:

@@ -1,4 +1,4 @@
-"""``packages.upload``: the corpus onto a real pypiserver and a real devpi-server, twice.
+"""``pipstorm.packages.upload``: the corpus onto a real pypiserver and a real devpi-server, twice.
 
 The second upload must send nothing: every file is found in the listings and skipped.
 """
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.pypiserver_target import LocalPypiserver
-from packages.index_check import IndexCheckError, check_corpus
-from packages.upload import (
+from pipstorm.infra.pypiserver.target import LocalPypiserver
+from pipstorm.packages.index_check import IndexCheckError, check_corpus
+from pipstorm.packages.upload import (
     FileResult,
     IndexCredentials,
     UploadError,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.analysis.steady_state import steady_state
-from engine.rundir.data import RunData
+from pipstorm.engine.analysis.generator.steady_state import steady_state
+from pipstorm.engine.rundir.data import RunData
 
 pytestmark = pytest.mark.soak
 
@@ -27,7 +27,7 @@ SOAK_PROFILE = "clients = 10\nduration_s = 1800\ntick_s = 1\n"
 
 def run(args: list[str], results: Path) -> Path:
     proc = subprocess.run(
-        [sys.executable, "-m", "engine", "run", *args, "--results", str(results), "--quiet"],
+        [sys.executable, "-m", "pipstorm", "run", *args, "--results", str(results), "--quiet"],
         capture_output=True,
         text=True,
         check=False,

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.analysis.realism import OperationSide, Realism, Side, findings
-from engine.analysis.stats import compute_stats, distribution
-from engine.report.realism import render_markdown, terminal_summary
-from engine.run.profiles import BUILTIN_PROFILES
-from engine.rundir.records import ClientRecord, RequestRecord
+from pipstorm.engine.analysis.realism import OperationSide, Realism, Side, findings
+from pipstorm.engine.analysis.stats import compute_stats, distribution
+from pipstorm.engine.report.realism import render_markdown, terminal_summary
+from pipstorm.engine.run.plan.profiles import BUILTIN_PROFILES
+from pipstorm.engine.rundir.records import ClientRecord, RequestRecord
 
 
 def op(per_run: float, runs: int = 4) -> OperationSide:

@@ -8,8 +8,8 @@ import statistics
 
 import pytest
 
-from engine.analysis.stats import StatsError, compute_stats, distribution, percentile
-from engine.rundir.records import ClientRecord, RequestRecord
+from pipstorm.engine.analysis.stats import StatsError, compute_stats, distribution, percentile
+from pipstorm.engine.rundir.records import ClientRecord, RequestRecord
 
 T0 = 1_764_040_000.0
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from engine.analysis.stats import RunStats, compute_stats
-from engine.analysis.thresholds import (
+from pipstorm.engine.analysis.stats import RunStats, compute_stats
+from pipstorm.engine.analysis.thresholds import (
     DEFAULTS,
     ThresholdError,
     ThresholdResult,
@@ -14,7 +14,7 @@ from engine.analysis.thresholds import (
     parse_override,
     spec_for,
 )
-from engine.rundir.records import RequestRecord
+from pipstorm.engine.rundir.records import RequestRecord
 from tests.engine.analysis.test_stats import req, run
 
 

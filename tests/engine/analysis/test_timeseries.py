@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.analysis.timeseries import (
+from pipstorm.engine.analysis.timeseries import (
     MAX_BUCKETS,
     bucket_width,
     host_series,
     request_series,
     run_origin,
 )
-from engine.rundir.meta import RunMeta
-from engine.rundir.records import RequestRecord
+from pipstorm.engine.rundir.meta import RunMeta
+from pipstorm.engine.rundir.records import RequestRecord
 from tests.engine.synthetic_run import host_line
 
 

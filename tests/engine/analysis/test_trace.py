@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.analysis.trace import build_trace, diagnose, failure_reasons, retry_counts
-from engine.run.profiles import ProfileError, load_profile
-from engine.rundir.records import ClientRecord, RequestRecord
+from pipstorm.engine.analysis.trace import build_trace, diagnose, failure_reasons, retry_counts
+from pipstorm.engine.run.plan.profiles import ProfileError, load_profile
+from pipstorm.engine.rundir.records import ClientRecord, RequestRecord
 
 LISTING = "/simple/test-package-000/"
 MISSING = "ERROR: No matching distribution found for test-package-000==1.0.0"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
-from engine.cli.app import _one_line
+from pipstorm.engine.cli import main
+from pipstorm.engine.cli.app import _one_line
 
 PROFILES = [
     ("duration_s = 10", "'clients' and 'duration_s' are required"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from pipstorm.engine.cli import main
 
 
 def test_profiles_lists_the_builtins(capsys: pytest.CaptureFixture[str]) -> None:

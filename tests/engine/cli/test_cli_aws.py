@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from moto import mock_aws
 
-from engine.cli.app import main
-from engine.run.target import TargetSetupError, TargetSpec, parse_target
-from infra.aws.metrics import metric_spec
+from pipstorm.engine.cli.app import main
+from pipstorm.engine.run.target.opening import TargetSetupError, TargetSpec, parse_target
+from pipstorm.infra.aws.metrics import metric_spec
 from tests.infra.aws.support import (
     DIMENSIONS,
     REGION,
@@ -136,12 +136,12 @@ def test_watch_needs_a_terraform_target(capsys: pytest.CaptureFixture[str]) -> N
 def test_ctrl_c_ends_a_watch_without_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import infra.aws.watch
+    import pipstorm.infra.aws.watch
 
     def interrupted(*args: object, **kwargs: object) -> int:
         raise KeyboardInterrupt
 
     root = stack_dir(tmp_path, monkeypatch, "https://192.0.2.10/simple/")
-    monkeypatch.setattr(infra.aws.watch, "watch_stack", interrupted)
+    monkeypatch.setattr(pipstorm.infra.aws.watch, "watch_stack", interrupted)
     assert main(["watch", "--target", f"terraform:{root}"]) == 0
     assert capsys.readouterr().err.endswith("stopped\n")

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
-from engine.report.compare import compare_paths
-from engine.report.write import write_reports
+from pipstorm.engine.cli import main
+from pipstorm.engine.report.compare import compare_paths
+from pipstorm.engine.report.write import write_reports
 from tests.engine.synthetic_run import write_run
 
 

@@ -11,11 +11,17 @@ from typing import Any
 
 import pytest
 
-from engine.report.model import REPORT_HTML, REPORT_JSON, REPORT_MD, ReportError, build_report
-from engine.report.terminal import terminal_summary
-from engine.report.write import write_reports
-from engine.rundir.files import RUN_FILE
-from engine.rundir.records import ClientRecord, RequestRecord
+from pipstorm.engine.report.model import (
+    REPORT_HTML,
+    REPORT_JSON,
+    REPORT_MD,
+    ReportError,
+    build_report,
+)
+from pipstorm.engine.report.terminal import terminal_summary
+from pipstorm.engine.report.write import write_reports
+from pipstorm.engine.rundir.files import RUN_FILE
+from pipstorm.engine.rundir.records import ClientRecord, RequestRecord
 from tests.engine.analysis.test_stats import T0, req, run
 
 
@@ -380,7 +386,10 @@ def test_a_failed_verdict_names_the_targets_failure_in_every_rendering(tmp_path:
     died: dict[str, Any] = {
         "kind": "embedded",
         "index_url": "http://127.0.0.1:1/simple/",
-        "died": {"ts": T0 + 39.5, "exit_code": -9},  # as engine.run.target_watch records it
+        "died": {
+            "ts": T0 + 39.5,
+            "exit_code": -9,
+        },  # as pipstorm.engine.run.target.watch records it
     }
     run_dir = make_run_dir(
         tmp_path / "run",

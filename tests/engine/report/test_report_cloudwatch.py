@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from moto import mock_aws
 
-from engine.cli.app import main
-from engine.report.compare import compare_paths
-from engine.rundir.meta import RunMeta
-from infra.aws.metrics import METRICS, metric_spec
+from pipstorm.engine.cli.app import main
+from pipstorm.engine.report.compare import compare_paths
+from pipstorm.engine.rundir.meta import RunMeta
+from pipstorm.infra.aws.metrics import METRICS, metric_spec
 from tests.engine.synthetic_run import T0, write_run
 from tests.infra.aws.support import DIMENSIONS, REGION, isolate_aws, put_points
 

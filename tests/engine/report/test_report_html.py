@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.report.model import REPORT_HTML
-from engine.report.write import write_reports
+from pipstorm.engine.report.model import REPORT_HTML
+from pipstorm.engine.report.write import write_reports
 from tests.engine.chromium_shot import (
     colour_pixels,
     distinct_colours,

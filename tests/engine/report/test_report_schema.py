@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.report.write import write_reports
+from pipstorm.engine.report.write import write_reports
 from tests.engine.synthetic_run import write_run
 
 REPORT_KEYS = {

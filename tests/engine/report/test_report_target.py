@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.report.chart_files import build_charts
-from engine.report.terminal import terminal_summary
-from engine.report.write import write_reports
-from engine.rundir.files import RUN_FILE, TARGET_CGROUP_FILE, write_json_atomic
-from engine.rundir.jsonl import JsonlWriter
-from infra.sizing import preset
+from pipstorm.engine.report.charts.files import build_charts
+from pipstorm.engine.report.terminal import terminal_summary
+from pipstorm.engine.report.write import write_reports
+from pipstorm.engine.rundir.files import RUN_FILE, TARGET_CGROUP_FILE, write_json_atomic
+from pipstorm.engine.rundir.jsonl import JsonlWriter
+from pipstorm.infra.pypiserver.sizing import preset
 from tests.engine.synthetic_run import T0, write_run
 
 

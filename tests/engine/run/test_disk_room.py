@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import UsageError
-from engine.run.disk_room import MIN_FREE_BYTES, DiskFull, check_room, free_bytes
+from pipstorm.engine.errors import UsageError
+from pipstorm.engine.run.disk_room import MIN_FREE_BYTES, DiskFull, check_room, free_bytes
 
 
 def test_under_the_reserve_is_one_usage_line(tmp_path: Path) -> None:

@@ -10,8 +10,8 @@ import time
 import psutil
 import pytest
 
-from engine.run.dispatch import raise_if_fatal
-from engine.run.pool import ClientPool, PoolError
+from pipstorm.engine.run.dispatch import raise_if_fatal
+from pipstorm.engine.run.pool import ClientPool, PoolError
 
 
 def test_a_worker_killed_mid_run_is_a_fatal_error_not_a_hang() -> None:
@@ -48,7 +48,7 @@ def test_a_stopped_pool_is_not_fatal_and_its_workers_are_gone() -> None:
 def test_stop_is_bounded_when_a_worker_is_gone_and_its_queue_is_full() -> None:
     """A huge plan handed out at once, then the worker dies: the queue's feeder thread blocks
     on a pipe nobody reads. stop() must not join it (it did: a run hung for 11 minutes)."""
-    from clients.task import ClientTask
+    from pipstorm.clients.task import ClientTask
 
     pool = ClientPool(lambda result: None, workers=1)
     pool.start()

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from engine.run.priority import GUARD_SAMPLES, PROXY_NICE, ProxyGuard, protect_proxy
+from pipstorm.engine.run.priority import GUARD_SAMPLES, PROXY_NICE, ProxyGuard, protect_proxy
 
 RESET_ON_FORK = getattr(os, "SCHED_RESET_ON_FORK", 0)
 

@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from engine.run.progress import LiveProgress, RequestTail, RunCounts
+from pipstorm.engine.run.progress import LiveProgress, RequestTail, RunCounts
 
 COUNTS = RunCounts(launched=5, in_flight=2, finished=3, failed=1)
 

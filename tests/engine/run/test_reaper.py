@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 
-from engine.run import reaper
+from pipstorm.engine.run import reaper
 
 
 def test_the_folder_goes_when_its_owner_is_killed(tmp_path: Path) -> None:
@@ -18,7 +18,7 @@ def test_the_folder_goes_when_its_owner_is_killed(tmp_path: Path) -> None:
     (folder / "worker-1" / "requests.jsonl").write_text("{}\n", encoding="utf-8")
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     guard = subprocess.Popen(
-        [sys.executable, "-m", "engine.run.reaper", str(owner.pid), str(folder)],
+        [sys.executable, "-m", "pipstorm.engine.run.reaper", str(owner.pid), str(folder)],
         start_new_session=True,
     )
     try:
@@ -48,7 +48,7 @@ def test_a_killed_owner_nobody_reaped_yet_counts_as_gone(tmp_path: Path) -> None
     folder.mkdir()
     owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     guard = subprocess.Popen(
-        [sys.executable, "-m", "engine.run.reaper", str(owner.pid), str(folder)],
+        [sys.executable, "-m", "pipstorm.engine.run.reaper", str(owner.pid), str(folder)],
         start_new_session=True,
     )
     try:

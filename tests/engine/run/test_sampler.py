@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.run.sampler import HostSampler
+from pipstorm.engine.run.sampler import HostSampler
 
 # A "pool worker": on "go", runs three short CPU-burning children one after the other (each
 # reaped before the next sample could see it), prints their CPU as rusage counts it, then waits.

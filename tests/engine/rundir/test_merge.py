@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from engine.report.write import write_reports
-from engine.rundir.data import RunData
-from engine.rundir.files import CLIENTS_FILE, HOST_FILE, REQUESTS_FILE, RUN_FILE
-from engine.rundir.jsonl import RecordError, read_jsonl
-from engine.rundir.merge import ShardStreams, merge_into, pack
-from engine.rundir.meta import RunMeta, ShardMeta
+from pipstorm.engine.report.write import write_reports
+from pipstorm.engine.rundir.data import RunData
+from pipstorm.engine.rundir.files import CLIENTS_FILE, HOST_FILE, REQUESTS_FILE, RUN_FILE
+from pipstorm.engine.rundir.jsonl import RecordError, read_jsonl
+from pipstorm.engine.rundir.merge import ShardStreams, merge_into, pack
+from pipstorm.engine.rundir.meta import RunMeta, ShardMeta
 from tests.engine.synthetic_run import write_run
 
 #: report.json sections that must not change when a run's streams come from two shards.

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.rundir.files import write_json_atomic
-from engine.rundir.jsonl import JsonlWriter, RecordError, read_jsonl
-from engine.rundir.records import (
+from pipstorm.engine.rundir.files import write_json_atomic
+from pipstorm.engine.rundir.jsonl import JsonlWriter, RecordError, read_jsonl
+from pipstorm.engine.rundir.records import (
     ClientRecord,
     load_clients,
     load_requests,

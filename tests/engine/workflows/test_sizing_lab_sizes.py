@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from engine.errors import UsageError
-from engine.workflows.sizing_lab import parse_size
-from infra.errors import InfraError
+from pipstorm.engine.errors import UsageError
+from pipstorm.engine.workflows.sizing_lab import parse_size
+from pipstorm.infra.errors import InfraError
 
 
 def test_a_size_is_a_preset_with_the_labs_knobs_then_its_own() -> None:

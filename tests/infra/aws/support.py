@@ -17,8 +17,8 @@ from typing import Any
 import boto3
 import pytest
 
-from infra.aws.metrics import METRICS, MetricSpec
-from infra.aws.stack import StackDimensions
+from pipstorm.infra.aws.metrics import METRICS, MetricSpec
+from pipstorm.infra.aws.stack import StackDimensions
 
 REGION = "us-west-2"
 DIMENSIONS = StackDimensions(

@@ -15,11 +15,11 @@ import boto3
 import pytest
 from moto.core.authorization import enable_iam_authentication
 
-from infra.aws.cloudwatch import CloudWatchData, MissingSeries, fetch_metrics
-from infra.aws.cloudwatch_log import CloudWatchLogError, read_cloudwatch, write_cloudwatch
-from infra.aws.metrics import METRIC_KEYS, METRICS, MetricWindow, metric_spec
-from infra.aws.session import AwsAccessError, aws_session, region_from
-from infra.aws.stack import StackDimensions
+from pipstorm.infra.aws.cloudwatch_log import CloudWatchLogError, read_cloudwatch, write_cloudwatch
+from pipstorm.infra.aws.metric_data import CloudWatchData, MissingSeries, fetch_metrics
+from pipstorm.infra.aws.metrics import METRIC_KEYS, METRICS, MetricWindow, metric_spec
+from pipstorm.infra.aws.session import AwsAccessError, aws_session, region_from
+from pipstorm.infra.aws.stack import StackDimensions
 from tests.infra.aws.support import DIMENSIONS, REGION, minute, put_all, put_points
 
 BASE = dt.datetime(2026, 11, 30, 10, 0, tzinfo=dt.UTC)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.aws.stack import StackDimensions
-from infra.aws.terraform_outputs import TerraformOutputError, read_stack
+from pipstorm.infra.aws.stack import StackDimensions
+from pipstorm.infra.aws.terraform_outputs import TerraformOutputError, read_stack
 from tests.infra.aws.support import install_fake_terraform
 
 PASSWORD = "s3cret-Pa55word-from-secrets-manager"  # noqa: S105 - a test value

@@ -15,7 +15,7 @@ import hcl2
 import pytest
 from hcl2.utils import SerializationOptions
 
-from infra.aws.stack import StackDimensions
+from pipstorm.infra.aws.stack import StackDimensions
 
 ROOT = Path(__file__).resolve().parents[3] / "infra" / "terraform" / "pypiserver"
 OPTIONS = SerializationOptions(

@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
-from infra.aws.metrics import metric_spec
-from infra.aws.watch import format_value, watch_stack
+from pipstorm.infra.aws.metrics import metric_spec
+from pipstorm.infra.aws.watch import format_value, watch_stack
 from tests.infra.aws.support import DIMENSIONS, REGION, minute, put_points
 
 

@@ -1,0 +1,184 @@
+"""The labs: ``realism``, ``retry-lab``, ``sizing-lab`` (each plays runs through the run's own
+lifecycle and compares or explains them)."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipstorm.engine.cli.options import (
+    AllowUnconfinedOpt,
+    AuthOpt,
+    BackendOpt,
+    ClientOpt,
+    CpusOpt,
+    DurationOpt,
+    HashAlgoOpt,
+    LaunchOpt,
+    MemoryOpt,
+    ProfileOpt,
+    QuietOpt,
+    ResultsOpt,
+    RunTimeoutOpt,
+    SeedOpt,
+    ServerWorkersOpt,
+    ThresholdOpt,
+    TimeScaleOpt,
+    WorkerClassOpt,
+    WorkersOpt,
+)
+from pipstorm.engine.errors import UsageError
+
+
+def realism(
+    profile: ProfileOpt,
+    duration: DurationOpt = None,
+    time_scale: TimeScaleOpt = None,
+    client: Annotated[
+        str | None, typer.Option(help="The real side: every run this client (default: profile).")
+    ] = None,
+    mix: Annotated[
+        str | None, typer.Option(help="The real side's shares, e.g. pip=0.6,...")
+    ] = None,
+    seed: SeedOpt = 1,
+    results: ResultsOpt = Path("results"),
+    workers: WorkersOpt = None,
+    quiet: QuietOpt = False,
+    launch: LaunchOpt = None,
+) -> None:
+    """Play a profile with the synthetic client, then with real clients, and compare them."""
+    from pipstorm.engine.report.realism import terminal_summary
+    from pipstorm.engine.run.execute import EXIT_INTERRUPTED
+    from pipstorm.engine.run.plan.client_mix import parse_mix
+    from pipstorm.engine.workflows.realism import RealismOptions, run_realism
+
+    found = run_realism(
+        RealismOptions(
+            profile=profile,
+            duration_s=duration,
+            time_scale=time_scale,
+            client=client,
+            mix=parse_mix(mix) if mix is not None else None,
+            seed=seed,
+            results_root=results,
+            workers=workers,
+            quiet=quiet,
+            launch=launch,
+        )
+    )
+    typer.echo(terminal_summary(found))
+    raise typer.Exit(EXIT_INTERRUPTED if found.interrupted else 0)
+
+
+def retry_lab(
+    fault: Annotated[
+        list[str] | None, typer.Option(help="Inject a fault: SPEC (see README). Repeatable.")
+    ] = None,
+    client: Annotated[str, typer.Option(help="The client kind.")] = "pip",
+    client_version: Annotated[
+        list[str] | None, typer.Option(help="A client version to try; repeat to compare.")
+    ] = None,
+    client_arg: Annotated[
+        list[str] | None,
+        typer.Option(help="Arguments added to the client's command, e.g. '--retries 2'."),
+    ] = None,
+    package: Annotated[
+        str | None, typer.Option(help="NAME==VERSION to ask for (default: the first release).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed for fault probabilities.")] = 1,
+    run_timeout: RunTimeoutOpt = 120.0,
+    results: ResultsOpt = Path("results"),
+    launch: LaunchOpt = None,
+) -> None:
+    """Run one client (once per --client-version) under injected faults and print its timeline."""
+
+    from pipstorm.engine.workflows.retry_lab import LabOptions, run_lab
+
+    try:
+        extra = tuple(arg for text in client_arg or () for arg in shlex.split(text))
+    except ValueError as exc:
+        raise UsageError(f"--client-arg: {exc}") from None
+    options = LabOptions(
+        client=client,
+        versions=tuple(client_version) if client_version else (None,),
+        faults=tuple(fault or ()),
+        client_args=extra,
+        package=package,
+        seed=seed,
+        run_timeout_s=run_timeout,
+        results_root=results,
+        launch=launch or "warm",
+    )
+    lab = run_lab(options, lambda line: typer.echo(line, err=True))
+    typer.echo(lab.render())
+
+
+def sizing_lab(
+    profile: ProfileOpt,
+    sizes: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated sizings, each a preset with optional /KNOB=VALUE changes, "
+            "e.g. baseline,optimized or optimized,optimized/auth=bcrypt:12."
+        ),
+    ] = "baseline,optimized,heavy",
+    duration: DurationOpt = None,
+    time_scale: TimeScaleOpt = None,
+    results: ResultsOpt = Path("results"),
+    client: ClientOpt = None,
+    threshold: ThresholdOpt = None,
+    seed: SeedOpt = 1,
+    workers: WorkersOpt = None,
+    run_timeout: RunTimeoutOpt = 120.0,
+    quiet: QuietOpt = False,
+    cpus: CpusOpt = None,
+    memory: MemoryOpt = None,
+    server_workers: ServerWorkersOpt = None,
+    worker_class: WorkerClassOpt = None,
+    auth: AuthOpt = None,
+    hash_algo: HashAlgoOpt = None,
+    backend: BackendOpt = None,
+    allow_unconfined: AllowUnconfinedOpt = False,
+) -> None:
+    """Run a profile against each sizing (fresh target each) and say why the failing ones fail."""
+    from pipstorm.engine.run.execute import EXIT_INTERRUPTED, RunOptions
+    from pipstorm.engine.workflows.sizing_lab import SizingLabOptions, run_sizing_lab
+
+    knobs = {
+        key: value
+        for key, value in {
+            "cpus": cpus,
+            "memory": memory,
+            "workers": server_workers,
+            "worker_class": worker_class,
+            "auth": auth,
+            "hash_algo": hash_algo,
+            "backend": backend,
+        }.items()
+        if value is not None
+    }
+    lab = run_sizing_lab(
+        SizingLabOptions(
+            run=RunOptions(
+                profile=profile,
+                duration_s=duration,
+                time_scale=time_scale,
+                results_root=results,
+                threshold_overrides=tuple(threshold or ()),
+                seed=seed,
+                workers=workers,
+                run_timeout_s=run_timeout,
+                quiet=quiet,
+                client=client,
+                allow_unconfined=allow_unconfined,
+            ),
+            sizes=tuple(s for s in sizes.split(",") if s.strip()),
+            knobs=knobs,
+        ),
+        lambda line: typer.echo(line, err=True),
+    )
+    typer.echo(lab.render())
+    raise typer.Exit(EXIT_INTERRUPTED if lab.interrupted else 0)

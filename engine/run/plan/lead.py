@@ -1,0 +1,233 @@
+"""How far ahead of its instant each run is handed out: from the plan and measured costs.
+
+A run must be prepared before its instant: in ``warm`` mode forked from its client's launcher,
+started up and gated; in ``exec`` mode its venv or project made. A burst of N runs due at once
+needs all N prepared before the burst, which on C cores at c CPU-s each takes about N*c/C
+seconds; and a prepared warm child holds memory until its release (its USS: what it does not
+share with the launcher, copy-on-write included). Both are measured before the run starts (one
+probe run per client kind, prepared and never released: nothing is sent anywhere), then:
+
+- ``ahead_s``: the largest instant's preparation time with a safety factor, plus the
+  launcher's own start (the first run of a kind waits for it), never less than a floor;
+- ``peak_prepared``: the most runs prepared and not yet released at any moment (those due within
+  any window of ``ahead_s``), and the memory they hold against a budget (by default half the
+  memory available now).
+
+When the plan cannot be prepared in time (the first instant comes sooner than ``ahead_s`` after
+the start) or within the memory budget, ``problem`` says so in one line with the figures, before
+any load is sent; the run starts late enough for its first burst (``start_margin_s``).
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from pipstorm.clients.runner import prepared
+from pipstorm.clients.task import ClientTask
+from pipstorm.clients.warm.launcher import Launchers
+from pipstorm.clients.warm.run import warm_capable, warm_prepared
+
+#: Preparing on a loaded host takes longer than the CPU figure says.
+SAFETY = 2.0
+#: Never hand a run out later than this before its instant (the pool's thread, the fork).
+MIN_AHEAD_S = {"warm": 3.0, "exec": 10.0}
+#: Share of the memory available at start that prepared runs may hold.
+MEMORY_SHARE = 0.5
+#: A probe never sends anything: its index URL is a loopback port nothing listens on.
+PROBE_URL = "http://127.0.0.1:9/r/pipstorm-probe/simple/"
+#: How long a probe child may take to reach its gate (poetry's launcher imports first).
+PROBE_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class PrepareCost:
+    """What preparing one run of ``kind`` costs, measured: CPU before the instant, memory held
+    until release (0 in exec mode: a venv on disk holds none), the launcher's start-up."""
+
+    kind: str
+    mode: str
+    cpu_s: float
+    held_mb: float
+    launcher_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class LeadPlan:
+    """How far ahead runs are handed out, and what that holds at the worst moment."""
+
+    mode: str
+    kinds: dict[str, str]  # kind -> the mode its runs launch in
+    ahead_s: float
+    start_margin_s: float
+    largest_instant: int
+    prepare_s: float  # the largest instant's preparation time (with the safety factor)
+    peak_prepared: int
+    peak_mb: float
+    budget_mb: float
+    costs: tuple[PrepareCost, ...]
+    problem: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """For ``run.json`` (``launch``)."""
+        data = asdict(self)
+        data["costs"] = {cost.kind: asdict(cost) for cost in self.costs}
+        return data
+
+    def warnings(self) -> list[str]:
+        """The problem, if any, as a run warning (``run.json`` ``warnings``)."""
+        return [f"the plan cannot be prepared as played: {self.problem}"] if self.problem else []
+
+    def summary(self) -> str:
+        """One line for the terminal before the run starts."""
+        kinds = ", ".join(f"{k} {m}" for k, m in sorted(self.kinds.items()))
+        held = (
+            f", at most {self.peak_prepared} gated ({self.peak_mb:.0f} MB of {self.budget_mb:.0f})"
+            if self.peak_mb
+            else ""
+        )
+        return (
+            f"launch: {kinds}; runs prepared {self.ahead_s:.1f} s ahead (largest instant "
+            f"{self.largest_instant} runs, {self.prepare_s:.1f} s to prepare){held}"
+        )
+
+
+def kind_modes(mode: str, kinds: Iterable[str]) -> dict[str, str]:
+    """The mode each kind's runs launch in: ``warm`` only where the kind has a warm launch."""
+    return {k: "warm" if mode == "warm" and warm_capable(k) else "exec" for k in kinds}
+
+
+def measure_costs(
+    modes: Mapping[str, str], versions: Mapping[str, str | None], temp_root: Path | None = None
+) -> tuple[PrepareCost, ...]:
+    """Prepare one probe run per kind the way the pool will, and measure it."""
+    costs = []
+    for kind, mode in sorted(modes.items()):
+        task = ClientTask(
+            run_id=f"pipstorm-probe-{kind}",
+            client=kind,
+            project="pipstorm-probe",
+            version="1.0.0",
+            index_url=PROBE_URL,
+            client_version=versions.get(kind),
+        )
+        costs.append(_measure_warm(task, temp_root) if mode == "warm" else _measure_exec(task))
+    return tuple(costs)
+
+
+def _measure_warm(task: ClientTask, temp_root: Path | None) -> PrepareCost:
+    launchers = Launchers(temp_root)
+    try:
+        started = time.monotonic()
+        with warm_prepared(
+            task, launchers=launchers, temp_root=temp_root, due_mono=None, registry=None
+        ) as prep:
+            child = prep.child
+            if child is None or not child.gated.wait(PROBE_TIMEOUT_S) or child.pid is None:
+                return PrepareCost(task.client, "warm", 0.0, 0.0)
+            launcher_s = max(0.0, (child.gated_mono or started) - started)
+            try:
+                held = psutil.Process(child.pid).memory_full_info().uss / 2**20
+            except psutil.Error:
+                held = 0.0
+            return PrepareCost(task.client, "warm", child.cpu_ahead_s, held, launcher_s)
+    finally:
+        launchers.close()
+
+
+def _measure_exec(task: ClientTask) -> PrepareCost:
+    before = _self_cpu()
+    with prepared(task, temp_root=None):
+        pass
+    return PrepareCost(task.client, "exec", max(0.0, _self_cpu() - before), 0.0)
+
+
+def _self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def plan_lead(
+    dues: Sequence[tuple[float, str]],
+    costs: Sequence[PrepareCost],
+    *,
+    mode: str,
+    cores: int,
+    budget_mb: float,
+    start_margin_s: float,
+) -> LeadPlan:
+    """``dues``: (offset, kind) of every planned run. The lead time, its peak and any problem."""
+    by_kind = {cost.kind: cost for cost in costs}
+    instants: dict[float, list[str]] = {}
+    for offset, kind in dues:
+        instants.setdefault(offset, []).append(kind)
+    prepare_s = 0.0
+    largest = 0
+    for kinds in instants.values():
+        cpu = sum(by_kind[k].cpu_s if k in by_kind else 0.0 for k in kinds)
+        prepare_s = max(prepare_s, SAFETY * cpu / max(1, cores))
+        largest = max(largest, len(kinds))
+    launcher_s = max((cost.launcher_s for cost in costs), default=0.0)
+    modes = {cost.kind: cost.mode for cost in costs}
+    floor = MIN_AHEAD_S["warm" if "warm" in modes.values() else "exec"]
+    ahead = max(floor, prepare_s + launcher_s)
+    peak, peak_mb, window_cpu = _peak_held(sorted(dues), by_kind, ahead)
+    problems = []
+    if SAFETY * window_cpu > cores * ahead:
+        problems.append(
+            f"runs due within {ahead:.1f} s need {window_cpu:.1f} CPU-s of preparation, more "
+            f"than {cores} cores give in that time: later runs will start late"
+        )
+    if peak_mb > budget_mb:
+        problems.append(
+            f"{peak} prepared runs would hold {peak_mb:.0f} MB, over the memory budget of "
+            f"{budget_mb:.0f} MB"
+        )
+    first = min(instants, default=0.0)
+    margin = max(start_margin_s, ahead - first)
+    return LeadPlan(
+        mode=mode,
+        kinds=modes,
+        ahead_s=round(ahead, 2),
+        start_margin_s=round(margin, 2),
+        largest_instant=largest,
+        prepare_s=round(prepare_s, 2),
+        peak_prepared=peak,
+        peak_mb=round(peak_mb, 1),
+        budget_mb=round(budget_mb, 1),
+        costs=tuple(costs),
+        problem="; ".join(problems) or None,
+    )
+
+
+def _peak_held(
+    dues: Sequence[tuple[float, str]], by_kind: Mapping[str, PrepareCost], ahead: float
+) -> tuple[int, float, float]:
+    """Most runs (and MB) prepared but not released at once (those due within ``ahead``), and
+    the most preparation CPU any such window asks for."""
+    peak, peak_mb, peak_cpu = 0, 0.0, 0.0
+    start = 0
+    held: Counter[str] = Counter()
+    for offset, kind in dues:
+        held[kind] += 1
+        while dues[start][0] <= offset - ahead:
+            held[dues[start][1]] -= 1
+            start += 1
+        memory = sum(n * (by_kind[k].held_mb if k in by_kind else 0.0) for k, n in held.items())
+        cpu = sum(n * (by_kind[k].cpu_s if k in by_kind else 0.0) for k, n in held.items())
+        peak_cpu = max(peak_cpu, cpu)
+        if memory > peak_mb or (memory == peak_mb and sum(held.values()) > peak):
+            peak, peak_mb = sum(held.values()), memory
+    return peak, peak_mb, peak_cpu
+
+
+def default_budget_mb() -> float:
+    """Half of the memory available now."""
+    return MEMORY_SHARE * psutil.virtual_memory().available / 2**20

@@ -1,0 +1,67 @@
+"""Noticing that the embedded target died during a run, and saying so at once.
+
+A pypiserver killed in the middle of a run (the OOM killer, a crash, someone's ``kill``) leaves
+the proxy answering 502 ``upstream_refused`` to every request. The run goes on (its report
+shows what the clients met), but the user is told the moment it happens, and ``run.json``'s
+``target.died`` records when and how (exit code), so the report names the death as the cause
+(``pipstorm.engine.analysis.target.failure``), for a plain run as for a sized one. Stopped before
+the target is, so a stop at the end of the run is never taken for a death.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pipstorm.engine.run.target.cgroup import sample_target_cgroup
+from pipstorm.engine.run.target.opening import Target
+from pipstorm.engine.rundir.meta import RunMeta
+
+#: How often the server's master is checked: a death is noticed within this.
+POLL_S = 0.5
+
+
+@contextmanager
+def watch_target(
+    target: Target, meta: RunMeta, emit: Callable[[str], None], *, poll_s: float = POLL_S
+) -> Iterator[None]:
+    """Watch the embedded server while the block runs (nothing for a remote target)."""
+    server = target.server
+    if server is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.wait(poll_s):
+            if server.alive():
+                continue
+            at = time.time()
+            code = server.returncode
+            meta.target["died"] = {"ts": at, "exit_code": code}
+            since = "" if meta.started is None else f" at t={at - meta.started:.1f} s"
+            emit(
+                f"pipstorm: WARNING: the embedded target (pypiserver) died{since} "
+                f"(exit code {code}); the run goes on and records what the clients meet"
+            )
+            return
+
+    thread = threading.Thread(target=watch, name="pipstorm-target-watch", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+@contextmanager
+def observe_target(
+    target: Target, run_dir: Path, meta: RunMeta, emit: Callable[[str], None]
+) -> Iterator[None]:
+    """While the block runs: the target's death watched, and its cgroup sampled when sized."""
+    with sample_target_cgroup(target, run_dir, meta), watch_target(target, meta, emit):
+        yield

@@ -1,0 +1,249 @@
+"""The recording reverse proxy's process: ``python -m pipstorm.infra.proxy`` runs ``main`` here.
+
+Started by ``pipstorm.infra.proxy.RecordingProxy``: it binds its port (port 0 has no race), prints
+its URL as one line on stdout and serves until SIGTERM/SIGINT, or until its parent dies. Upstream
+credentials come from the environment, never argv.
+
+aiohttp's low-level ``web.Server`` (no router, no access log) keeps the added latency low, and
+a process of its own keeps the busy load generator from adding any. There is no total timeout
+and a generous read timeout: a slow upstream is the client's to give up on.
+
+A client is not given the same patience before its request: that server has no header-read
+timeout of its own, but its ``keepalive_timeout`` is armed when a connection opens and again
+after each response, and closes the connection if no complete request head has come by then
+(bytes trickled meanwhile do not re-arm it). Set to ``client_header_timeout`` it bounds a
+slowloris client and an idle keep-alive connection alike; aiohttp's default is an hour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from aiohttp.http import HttpProcessingError
+
+from pipstorm.infra.credentials import UPSTREAM_PASSWORD_ENV, UPSTREAM_USERNAME_ENV, Credentials
+from pipstorm.infra.faults.plan import FaultMatcher, FaultPlan
+from pipstorm.infra.faults.spec import FaultSpecError
+from pipstorm.infra.proxy.handler import STALL_TIMEOUT_S, ProxyHandler
+from pipstorm.infra.proxy.links import LinkBook
+from pipstorm.infra.proxy.log import RecordWriter, RequestRecord
+from pipstorm.infra.proxy.rewrite import Origin, UpstreamLayout, parse_origins
+
+#: How long an idle upstream connection is kept for reuse. Shorter than the keep-alive of the
+#: servers behind an index (gunicorn, pypiserver's: 2 s), so the proxy never reuses one the
+#: server is closing (a reset recorded as the index's error); and short enough that the pool
+#: shrinks back after a peak: aiohttp reuses its idle connections oldest first, so at a steady
+#: rate every pooled connection is reused before a long keep-alive ends, and a pool grown by one
+#: slow minute stayed grown for the rest of a 30-minute soak.
+UPSTREAM_KEEPALIVE_S = 1.5
+
+
+async def serve(
+    layout: UpstreamLayout,
+    log_path: Path,
+    *,
+    host: str,
+    port: int,
+    read_timeout: float,
+    shutdown_grace: float,
+    credentials: Credentials | None,
+    client_header_timeout: float = 60.0,
+    client_stall_timeout: float = STALL_TIMEOUT_S,
+    faults: FaultMatcher | None = None,
+    allowed: Sequence[Origin] = (),
+    loopback_only: bool = False,
+) -> None:
+    """Serve until SIGTERM/SIGINT or the parent's death; print the URL once bound."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=read_timeout, sock_read=read_timeout)
+    connector = aiohttp.TCPConnector(
+        limit=256, limit_per_host=0, keepalive_timeout=UPSTREAM_KEEPALIVE_S
+    )
+    with RecordWriter(log_path) as writer:
+        async with aiohttp.ClientSession(
+            connector=connector,
+            timeout=timeout,
+            auto_decompress=False,
+            # Forward the client's headers only: no aiohttp User-Agent, and no Accept-Encoding
+            # the client did not ask for (a gzip body it cannot read).
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        ) as session:
+            authorization = credentials.basic_auth_header() if credentials else None
+            links = LinkBook(layout.origin, allowed, loopback_only=loopback_only)
+            handler = ProxyHandler(
+                layout,
+                session,
+                writer,
+                authorization,
+                faults=faults,
+                links=links,
+                stall_timeout=client_stall_timeout,
+            )
+            server = web.Server(
+                handler,
+                access_log=None,
+                auto_decompress=False,
+                keepalive_timeout=client_header_timeout,
+                logger=_server_logger(writer),
+            )
+            runner = web.ServerRunner(server, shutdown_timeout=shutdown_grace)
+            await runner.setup()
+            try:
+                site = web.TCPSite(runner, host, port, backlog=1024)
+                await site.start()
+                bound_host, bound_port = runner.addresses[0][:2]
+                shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+                handler.proxy_url = f"http://{shown}:{bound_port}"
+                _announce(handler.proxy_url)
+                watchdog = asyncio.create_task(_watch_parent(os.getppid(), stop))
+                await stop.wait()
+                watchdog.cancel()
+            finally:
+                await runner.cleanup()
+                await handler.cancel_in_flight()
+
+
+class _BadRequestRecorder(logging.Handler):
+    """Turns aiohttp's log entry for a request it could not parse into a record.
+
+    The server answers such a request (garbage, a 100 KB header line, thousands of headers) with
+    a 400 itself, without calling the handler, and logs it with a traceback. On stderr that would
+    grow a file by ~600 bytes per bad request, without bound, and show nowhere in the results;
+    as a record (no run, status 400, ``error: bad_request: <kind>``) it is counted like any
+    other refused request. Anything else the server logs is a bug of the proxy: to stderr.
+    """
+
+    def __init__(self, writer: RecordWriter) -> None:
+        super().__init__(logging.DEBUG)
+        self.writer = writer
+        self._fallback = logging.StreamHandler(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            self._fallback.handle(record)
+            return
+        self.writer.write(
+            RequestRecord(
+                ts=record.created,
+                op="other",
+                method="",
+                path="",
+                status=400,
+                total_ms=0.0,
+                error=f"bad_request: {type(exc).__name__}",
+            )
+        )
+
+
+def _server_logger(writer: RecordWriter) -> logging.Logger:
+    """The logger handed to aiohttp's server: bad requests become records, nothing else
+    changes."""
+    logger = logging.getLogger("pipstorm.infra.proxy.server.aiohttp")
+    logger.setLevel(logging.DEBUG)  # a non-HTTP first request is logged at debug level
+    logger.propagate = False
+    logger.handlers[:] = [_BadRequestRecorder(writer)]
+    return logger
+
+
+def _announce(url: str) -> None:
+    """Tell the parent the URL, then detach stdout so a closed pipe can never hurt later."""
+    sys.stdout.write(url + "\n")
+    sys.stdout.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
+    # Started in its own session, the proxy would outlive a parent killed with SIGKILL.
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    stop.set()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the proxy process; credentials are read from the environment."""
+    parser = argparse.ArgumentParser(prog="python -m pipstorm.infra.proxy")
+    parser.add_argument("--upstream", required=True, help="upstream index URL")
+    parser.add_argument("--log", required=True, type=Path, help="requests.jsonl to append to")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--read-timeout", type=float, default=300.0)
+    parser.add_argument("--shutdown-grace", type=float, default=5.0)
+    parser.add_argument(
+        "--client-header-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a client connection may go without a complete request head",
+    )
+    parser.add_argument(
+        "--client-stall-timeout",
+        type=float,
+        default=STALL_TIMEOUT_S,
+        help="seconds a client may take no part of its answer or send no part of its body",
+    )
+    parser.add_argument(
+        "--faults", type=Path, help="fault plan JSON (pipstorm.infra.faults.spec.FaultPlan)"
+    )
+    parser.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        help="another origin the proxy may forward to (repeatable)",
+    )
+    parser.add_argument(
+        "--loopback-only",
+        action="store_true",
+        help="forward to loopback origins only (the index's own origin excepted)",
+    )
+    args = parser.parse_args(argv)
+    try:
+        layout = UpstreamLayout.parse(args.upstream)
+        allowed = parse_origins(args.allow_origin)
+        credentials = Credentials.from_env(os.environ, UPSTREAM_USERNAME_ENV, UPSTREAM_PASSWORD_ENV)
+        faults = (
+            None
+            if args.faults is None
+            else FaultMatcher(FaultPlan.load(args.faults), path=args.faults)
+        )
+    except (ValueError, FaultSpecError) as exc:
+        sys.stderr.write(f"ERROR {exc}\n")
+        return 2
+    # Nothing this process starts needs them.
+    os.environ.pop(UPSTREAM_USERNAME_ENV, None)
+    os.environ.pop(UPSTREAM_PASSWORD_ENV, None)
+    try:
+        asyncio.run(
+            serve(
+                layout,
+                args.log,
+                host=args.host,
+                port=args.port,
+                read_timeout=args.read_timeout,
+                shutdown_grace=args.shutdown_grace,
+                credentials=credentials,
+                client_header_timeout=args.client_header_timeout,
+                client_stall_timeout=args.client_stall_timeout,
+                faults=faults,
+                allowed=allowed,
+                loopback_only=args.loopback_only,
+            )
+        )
+    except OSError as exc:
+        sys.stderr.write(f"ERROR {exc}\n")  # e.g. the port is taken, the log is not writable
+        return 2
+    return 0

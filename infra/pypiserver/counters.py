@@ -1,0 +1,248 @@
+"""The cgroup's own counters over a run: CPU used and throttled, memory peak, OOM kills.
+
+Why the cgroup's counters rather than psutil or gunicorn's log: a throttled server looks idle
+to ``top`` (it is waiting for its next CFS period, not running), an OOM-killed worker is
+respawned by gunicorn with one log line that may never be flushed, and an OOM-killed master
+takes the log with it. The kernel counts all of these in the cgroup, monotonically, whoever
+dies: ``cpu.stat`` (periods, throttled periods and time), ``cpuacct.usage`` / ``usage_usec``,
+``memory.max_usage_in_bytes`` / ``memory.peak``, ``memory.oom_control`` / ``memory.events``.
+
+``CgroupSampler`` reads them once a second in a daemon thread and hands each sample (a dict of
+differences over the measured interval, like the host sampler's) to a callback, so the engine
+decides where it is written; ``summary()`` is the whole run's difference.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from pipstorm.infra.pypiserver.cgroups import Cgroup
+
+SAMPLE_EVERY_S = 1.0
+OnCgroupSample = Callable[[Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class CgroupCounters:
+    """One reading of the cgroup's cumulative counters (memory_bytes is the current use)."""
+
+    cpu_s: float
+    periods: int
+    throttled_periods: int
+    throttled_s: float
+    memory_bytes: int
+    memory_peak_bytes: int
+    oom_kills: int
+    processes: int
+
+
+@dataclass(frozen=True)
+class CgroupSummary:
+    """A run's figures from the cgroup: what the server used, how often it was held back."""
+
+    cpu_s: float
+    periods: int
+    throttled_periods: int
+    throttled_s: float
+    memory_peak_mb: float
+    oom_kills: int
+    survived: bool
+
+    @property
+    def throttled_ratio(self) -> float:
+        """Share of CFS periods in which the server wanted more CPU than its quota."""
+        return self.throttled_periods / self.periods if self.periods else 0.0
+
+    def as_record(self) -> dict[str, Any]:
+        """The JSON form for run.json and reports."""
+        record = asdict(self)
+        record["throttled_ratio"] = round(self.throttled_ratio, 4)
+        return record
+
+
+def read_counters(cgroup: Cgroup) -> CgroupCounters:
+    """The counters now; a directory that vanished reads as zeros (never raises)."""
+    if cgroup.version == 2:
+        return _read_v2(cgroup.dirs[0])
+    stat: dict[str, int] = {}
+    usage_ns = 0
+    memory = peak = ooms = 0
+    for directory in cgroup.dirs:
+        if (directory / "cpu.stat").exists():
+            stat = _keyed(directory / "cpu.stat")
+        if (directory / "cpuacct.usage").exists():
+            usage_ns = _int(directory / "cpuacct.usage")
+        if (directory / "memory.usage_in_bytes").exists():
+            memory = _int(directory / "memory.usage_in_bytes")
+            peak = _int(directory / "memory.max_usage_in_bytes")
+            ooms = _keyed(directory / "memory.oom_control").get("oom_kill", 0)
+    return CgroupCounters(
+        cpu_s=usage_ns / 1e9,
+        periods=stat.get("nr_periods", 0),
+        throttled_periods=stat.get("nr_throttled", 0),
+        throttled_s=stat.get("throttled_time", 0) / 1e9,
+        memory_bytes=memory,
+        memory_peak_bytes=peak,
+        oom_kills=ooms,
+        processes=len(cgroup.pids()),
+    )
+
+
+def _read_v2(directory: Path) -> CgroupCounters:
+    stat = _keyed(directory / "cpu.stat")
+    memory = _int(directory / "memory.current")
+    peak_file = directory / "memory.peak"  # Linux >= 5.19
+    return CgroupCounters(
+        cpu_s=stat.get("usage_usec", 0) / 1e6,
+        periods=stat.get("nr_periods", 0),
+        throttled_periods=stat.get("nr_throttled", 0),
+        throttled_s=stat.get("throttled_usec", 0) / 1e6,
+        memory_bytes=memory,
+        memory_peak_bytes=_int(peak_file) if peak_file.exists() else memory,
+        oom_kills=_keyed(directory / "memory.events").get("oom_kill", 0),
+        processes=len(Cgroup(version=2, name=directory.name, dirs=(directory,)).pids()),
+    )
+
+
+def _keyed(path: Path) -> dict[str, int]:
+    values: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if value.strip().lstrip("-").isdigit():
+                values[key] = int(value)
+    return values
+
+
+def _int(path: Path) -> int:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+class CgroupSampler:
+    """Samples a cgroup every ``every_s`` seconds in a daemon thread; a context manager.
+
+    ``alive`` says whether the server (its master) still runs; a sample records it, and the
+    summary's ``survived`` is the last answer. Samples go to ``on_sample`` as they are taken.
+    """
+
+    def __init__(
+        self,
+        cgroup: Cgroup,
+        *,
+        alive: Callable[[], bool],
+        on_sample: OnCgroupSample | None = None,
+        every_s: float = SAMPLE_EVERY_S,
+    ) -> None:
+        self.cgroup = cgroup
+        self.every_s = every_s
+        self._alive = alive
+        self._on_sample = on_sample
+        self._first: CgroupCounters | None = None
+        self._last: CgroupCounters | None = None
+        self._last_mono = 0.0
+        self._peak = 0
+        self._survived = True
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.error: str | None = None
+
+    def start(self) -> None:
+        """Take the baseline reading and start sampling."""
+        if self._thread is not None:
+            raise RuntimeError("the cgroup sampler is already running")
+        self.sample()
+        self._thread = threading.Thread(target=self._loop, name="cgroup-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> CgroupSummary:
+        """Stop sampling (one last reading first) and return the run's summary."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5 * self.every_s + 5)
+            self._thread = None
+        self.sample()
+        return self.summary()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _loop(self) -> None:
+        due = time.monotonic() + self.every_s
+        while not self._stop.wait(max(0.0, due - time.monotonic())):
+            due = max(due + self.every_s, time.monotonic() + self.every_s / 2)
+            try:
+                sample = self.sample()
+                if sample is not None and self._on_sample is not None:
+                    self._on_sample(sample)
+            except Exception as exc:  # sampling must never break a run: note it, go on
+                self.error = f"{type(exc).__name__}: {exc}"
+
+    def sample(self) -> dict[str, Any] | None:
+        """One reading as a sample dict (None for the first, which has nothing to differ from)."""
+        with self._lock:
+            if not all(directory.is_dir() for directory in self.cgroup.dirs):
+                return None  # removed (the server was stopped): keep the last reading
+            now = read_counters(self.cgroup)
+            mono = time.monotonic()
+            alive = self._alive()
+            self._survived = self._survived and alive
+            self._peak = max(self._peak, now.memory_peak_bytes, now.memory_bytes)
+            previous, interval = self._last, mono - self._last_mono
+            self._last, self._last_mono = now, mono
+            if self._first is None:
+                self._first = now
+            if previous is None or interval <= 0:
+                return None
+            periods = now.periods - previous.periods
+            throttled = now.throttled_periods - previous.throttled_periods
+            return {
+                "ts": round(time.time(), 3),
+                "interval_s": round(interval, 3),
+                "cpu_percent": round(max(0.0, 100 * (now.cpu_s - previous.cpu_s) / interval), 1),
+                "throttled_s": round(max(0.0, now.throttled_s - previous.throttled_s), 4),
+                "throttled_periods": max(0, throttled),
+                "periods": max(0, periods),
+                "throttled_percent": round(100 * throttled / periods, 1) if periods > 0 else 0.0,
+                "memory_mb": round(now.memory_bytes / 2**20, 1),
+                "memory_peak_mb": round(self._peak / 2**20, 1),
+                "oom_kills": now.oom_kills,
+                "processes": now.processes,
+                "server_alive": alive,
+            }
+
+    def summary(self) -> CgroupSummary:
+        """The run so far: differences of the counters since ``start``."""
+        with self._lock:
+            first, last = self._first, self._last
+            if first is None or last is None:
+                raise RuntimeError("the cgroup sampler never read its counters")
+            return CgroupSummary(
+                cpu_s=round(last.cpu_s - first.cpu_s, 3),
+                periods=last.periods - first.periods,
+                throttled_periods=last.throttled_periods - first.throttled_periods,
+                throttled_s=round(last.throttled_s - first.throttled_s, 3),
+                memory_peak_mb=round(self._peak / 2**20, 1),
+                # Cumulative since the cgroup was made: a kill during start-up counts too.
+                oom_kills=last.oom_kills,
+                survived=self._survived,
+            )

@@ -1,0 +1,73 @@
+"""How far ahead runs are handed out: from the plan, the measured costs and the memory budget."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipstorm.engine.run.plan.lead import MIN_AHEAD_S, SAFETY, PrepareCost, kind_modes, plan_lead
+
+PIP = PrepareCost("pip", "warm", cpu_s=0.1, held_mb=10.0, launcher_s=0.5)
+UV = PrepareCost("uv", "exec", cpu_s=0.0, held_mb=0.0)
+
+
+def incident(bursts: int = 2) -> list[tuple[float, str]]:
+    """production_incident's first minutes: x25 bursts of 75 every 60 s, 3 runs per tick."""
+    dues = []
+    for tick in range(bursts * 6):
+        at = tick * 10.0
+        dues += [(at, "pip")] * (75 if tick % 6 == 0 else 3)
+    return dues
+
+
+def test_a_burst_is_handed_out_early_enough_to_be_prepared_on_these_cores() -> None:
+    lead = plan_lead(incident(), [PIP], mode="warm", cores=2, budget_mb=4000, start_margin_s=2)
+    needed = SAFETY * 75 * PIP.cpu_s / 2
+    assert lead.prepare_s == pytest.approx(needed)
+    assert lead.ahead_s == pytest.approx(needed + PIP.launcher_s)
+    assert lead.largest_instant == 75
+    # The first burst is at offset 0: the run starts late enough to prepare it.
+    assert lead.start_margin_s == pytest.approx(lead.ahead_s)
+    assert lead.peak_prepared == 75 and lead.peak_mb == pytest.approx(750.0)
+    assert lead.problem is None
+    assert "75 runs" in lead.summary() and "pip warm" in lead.summary()
+
+
+def test_fewer_cores_mean_more_lead_time() -> None:
+    two = plan_lead(incident(), [PIP], mode="warm", cores=2, budget_mb=4000, start_margin_s=2)
+    one = plan_lead(incident(), [PIP], mode="warm", cores=1, budget_mb=4000, start_margin_s=2)
+    assert one.ahead_s > two.ahead_s
+
+
+def test_a_small_plan_keeps_the_floor() -> None:
+    lead = plan_lead(
+        [(0.0, "pip"), (10.0, "pip")], [PIP], mode="warm", cores=2, budget_mb=4000,
+        start_margin_s=2,
+    )  # fmt: skip
+    assert lead.ahead_s == MIN_AHEAD_S["warm"]
+    assert lead.peak_prepared == 1
+
+
+def test_over_the_memory_budget_is_said_with_the_figures() -> None:
+    lead = plan_lead(incident(), [PIP], mode="warm", cores=2, budget_mb=300, start_margin_s=2)
+    assert lead.problem is not None
+    assert "75 prepared runs would hold 750 MB, over the memory budget of 300 MB" in lead.problem
+
+
+def test_bursts_closer_than_their_preparation_are_said() -> None:
+    dues = [(0.0, "pip")] * 100 + [(1.0, "pip")] * 100 + [(2.0, "pip")] * 100
+    slow = PrepareCost("pip", "warm", cpu_s=0.5, held_mb=1.0)
+    lead = plan_lead(dues, [slow], mode="warm", cores=2, budget_mb=4000, start_margin_s=2)
+    assert lead.problem is not None and "CPU-s of preparation" in lead.problem
+
+
+def test_exec_kinds_hold_no_memory_and_keep_the_exec_floor() -> None:
+    lead = plan_lead(incident(), [UV], mode="exec", cores=2, budget_mb=1, start_margin_s=2)
+    assert lead.ahead_s == MIN_AHEAD_S["exec"] and lead.peak_mb == 0 and lead.problem is None
+    assert lead.to_dict()["costs"]["uv"]["mode"] == "exec"
+
+
+def test_only_kinds_with_a_warm_launch_are_warm() -> None:
+    assert kind_modes("warm", ["pip", "uv", "poetry", "http"]) == {
+        "pip": "warm", "uv": "exec", "poetry": "warm", "http": "exec",
+    }  # fmt: skip
+    assert set(kind_modes("exec", ["pip", "twine"]).values()) == {"exec"}
