@@ -10,7 +10,10 @@ Keys:
 * ``error_rate``: failed requests, percent (< limit);
 * ``max_5xx``: responses with a 5xx status (<= limit);
 * ``run_error_rate``: client runs not ok, percent (< limit; off by default);
-* ``p<50|90|95|99>_<op>_ms`` and ``max_<op>_ms``: latency of one operation, ms (< limit).
+* ``p<50|90|95|99>_<op>_ms`` and ``max_<op>_ms``: latency of one operation, ms (< limit);
+* ``p<50|90|95|99>_all_ms`` and ``max_all_ms``: latency over ALL requests, ms (< limit): the
+  seed module's own gate (``latency_p95 < 15000`` in its tests/test_stress.py) is over every
+  request, whatever its operation.
 
 A latency threshold on an operation that had no requests at all fails with "no samples": a
 load test meant to check downloads that made none has not shown that downloads are fast.
@@ -122,10 +125,24 @@ _FIXED: dict[str, ThresholdSpec] = {
 }
 
 
+#: The ``<op>`` of a latency key that means every request, of whatever operation.
+ALL_REQUESTS = "all"
+
+
+def _overall_measure(stat: str) -> Callable[[RunStats], Measurement]:
+    def measure(stats: RunStats) -> Measurement:
+        if stats.requests.total_ms is None:
+            return Measurement(None, "no samples: no requests were made")
+        return Measurement(float(getattr(stats.requests.total_ms, stat)))
+
+    return measure
+
+
 def known_keys_hint() -> str:
     """The accepted keys, for error messages and ``--help``."""
     fixed = ", ".join(_FIXED)
-    return f"{fixed}, p50|p90|p95|p99|max_<op>_ms with <op> one of {', '.join(OPERATIONS)}"
+    ops = ", ".join((*OPERATIONS, ALL_REQUESTS))
+    return f"{fixed}, p50|p90|p95|p99|max_<op>_ms with <op> one of {ops}"
 
 
 def spec_for(key: str) -> ThresholdSpec:
@@ -133,10 +150,14 @@ def spec_for(key: str) -> ThresholdSpec:
     if key in _FIXED:
         return _FIXED[key]
     match = _LATENCY_KEY.match(key)
-    if match is None or match.group(2) not in OPERATIONS:
+    if match is None or match.group(2) not in (*OPERATIONS, ALL_REQUESTS):
         raise ThresholdError(f"unknown threshold {key!r} (known: {known_keys_hint()})")
     stat, op = match.groups()
     label = "Max" if stat == "max" else stat.upper()
+    if op == ALL_REQUESTS:
+        return ThresholdSpec(
+            key, f"{label} latency of all requests (ms)", "<", "ms", _overall_measure(stat)
+        )
     description = f"{label} latency of {op} requests (ms)"
     return ThresholdSpec(key, description, "<", "ms", _latency_measure(stat, op))
 

@@ -1,4 +1,4 @@
-"""Load profiles: the seed's three built-ins and custom ones read from TOML.
+"""Load profiles: the seed's built-ins, the seed module's x170 incident, and custom ones (TOML).
 
 A profile says how many client runs start on each tick and when bursts come; the schedule
 (``pipstorm.engine.run.plan.schedule``) turns it into runs with intended start times. Numbers are
@@ -159,6 +159,33 @@ BUILTIN_PROFILES: dict[str, Profile] = {
             burst_multiplier=5,
             client="twine",
             thresholds={"p95_listing_ms": None, "p99_download_ms": None, "p95_upload_ms": 5000},
+        ),
+        # The seed module's current incident (issue 20): infrahouse/terraform-aws-pypiserver,
+        # main as of 2026-04 (d646c9c). tests/stress_test.py TEST_PROFILES["production_incident"]:
+        # concurrent_clients 3, burst_interval_seconds 60, burst_multiplier 170.0 ("3 x 170 = 510
+        # workers"), test_duration_seconds 300; its loop bursts on iteration 0, so at t=0.
+        # tests/test_stress.py test_stress_production_incident gates it: error_rate < 0.01,
+        # latency_p95 < 15000 ms over ALL requests, error_5xx_count < 10 (docs/SIZING.md quotes
+        # the same: "P95 latency: < 15 seconds (burst)", "5xx errors: < 10 per test"). The seed's
+        # older per-operation defaults are not the module's gates for it, so they are off.
+        Profile(
+            name="incident_x170",
+            description=(
+                "The seed module's current production_incident: 3 clients baseline, bursts of "
+                "x170 (510 clients) every 60 s from t=0, 5 minutes; its gates: errors < 1 %, "
+                "p95 of all requests < 15 s, fewer than 10 5xx."
+            ),
+            clients=3,
+            duration_s=300,
+            burst_every_s=60,
+            burst_multiplier=170,
+            thresholds={
+                "error_rate": 1.0,
+                "p95_all_ms": 15000.0,
+                "max_5xx": 9.0,
+                "p95_listing_ms": None,
+                "p99_download_ms": None,
+            },
         ),
     )
 }

@@ -165,3 +165,16 @@ def test_merge_layers_later_wins_and_none_switches_off() -> None:
 def test_merge_validates_every_layer(layer: dict[str, object], message: str) -> None:
     with pytest.raises(ThresholdError, match=message):
         merge(DEFAULTS, layer)  # type: ignore[arg-type]
+
+
+def test_all_requests_keys_measure_every_operation_together() -> None:
+    """The seed module gates ``latency_p95`` over every request, not per operation."""
+    stats = compute_stats([req(0, "listing", 200, 100.0), req(1, "download", 200, 300.0)])
+    results = by_key(evaluate({"p95_all_ms": 15000.0, "max_all_ms": 300.0}, stats))
+    assert results["p95_all_ms"].measured == pytest.approx(290.0)  # across both operations
+    assert results["p95_all_ms"].passed
+    assert not results["max_all_ms"].passed  # 300 is not < 300
+    assert spec_for("p95_all_ms").description == "P95 latency of all requests (ms)"
+    empty = by_key(evaluate({"p95_all_ms": 15000.0}, compute_stats([])))["p95_all_ms"]
+    assert (empty.measured, empty.passed) == (None, False)
+    assert empty.note is not None and "no samples" in empty.note

@@ -12,18 +12,34 @@ from pipstorm.engine.run.plan import capacity
 from pipstorm.engine.run.plan.profiles import BUILTIN_PROFILES
 from pipstorm.engine.run.plan.schedule import timeline
 
+#: The seed module's current x170 incident (issue 20) fits one machine only warm-launched.
+WARM_ONLY = {"incident_x170"}
 
-def on_two_cores(name: str, **mix: float) -> capacity.Capacity:
+
+def on_two_cores(name: str, *, warm: bool = False, **mix: float) -> capacity.Capacity:
     profile = BUILTIN_PROFILES[name]
     measured = capacity.measure(
-        timeline(profile), profile.clients, profile.burst_multiplier, mix or {"pip": 1.0}
+        timeline(profile),
+        profile.clients,
+        profile.burst_multiplier,
+        mix or {"pip": 1.0},
+        warm=warm,
     )
     return dataclasses.replace(measured, cores=2, available_mb=20_000.0)
 
 
-@pytest.mark.parametrize("name", sorted(BUILTIN_PROFILES))
+@pytest.mark.parametrize("name", sorted(set(BUILTIN_PROFILES) - WARM_ONLY))
 def test_the_seeds_profiles_fit_the_two_core_machine(name: str) -> None:
     assert on_two_cores(name).problems() == []
+
+
+def test_x170_fits_two_cores_warm_and_is_refused_exec_with_its_figures() -> None:
+    """510 fresh pips (0.33 CPU-s, 50 MB each) are 8x a tick's CPU and 25 GB: a real refusal;
+    forked from a warm launcher they fit."""
+    assert on_two_cores("incident_x170", warm=True).problems() == []
+    problems = on_two_cores("incident_x170").problems()
+    assert any("510 runs at one tick need 168 CPU-s" in p for p in problems), problems
+    assert any("MB available" in p for p in problems), problems
 
 
 def test_the_figures_of_a_burst() -> None:

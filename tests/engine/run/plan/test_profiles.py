@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from pipstorm.engine.analysis.thresholds import DEFAULTS, merge
 from pipstorm.engine.run.plan.profiles import BUILTIN_PROFILES, ProfileError, load_profile
+from pipstorm.engine.run.plan.schedule import build_schedule
 
 
 def test_builtins_have_the_seeds_numbers() -> None:
@@ -67,3 +69,27 @@ def test_unknown_names_list_the_builtins() -> None:
         load_profile("medium_load")
     with pytest.raises(ProfileError, match="cannot read profile"):
         load_profile("/nonexistent/profile.toml")
+
+
+def test_incident_x170_is_the_seed_modules_current_incident_with_its_gates() -> None:
+    """infrahouse/terraform-aws-pypiserver tests/stress_test.py (main, 2026-04) and the gates
+    of its tests/test_stress.py, test_stress_production_incident."""
+    x170 = BUILTIN_PROFILES["incident_x170"]
+    assert (x170.clients, x170.duration_s, x170.burst_every_s) == (3, 300, 60)
+    assert (x170.burst_multiplier, x170.peak_clients) == (170, 510)
+    assert load_profile("incident_x170") is x170
+    merged = merge(DEFAULTS, x170.thresholds)
+    assert merged == {"error_rate": 1.0, "max_5xx": 9.0, "p95_all_ms": 15000.0}
+    line, runs = build_schedule(x170, [("p", "1.0")], seed=1)
+    assert line.burst_ticks == [0.0, 60.0, 120.0, 180.0, 240.0]  # the module bursts on tick 0
+    assert sum(1 for r in runs if r.offset_s == 0.0) == 510
+    assert len(runs) == 5 * 510 + 25 * 3
+
+
+def test_pipstorm_profiles_lists_incident_x170(capsys: pytest.CaptureFixture[str]) -> None:
+    from pipstorm.engine.cli import main
+
+    assert main(["profiles"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if "incident_x170" in line)
+    assert "x170 every 60 s" in row
+    assert "510" in row
