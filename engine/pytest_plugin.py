@@ -10,6 +10,11 @@ report then shows) and
 ``pipstorm_run(profile, **overrides)`` (one run against that target, judged). ``--keep-after``
 leaves the embedded target running after the session and prints its URL, like the seed's flag.
 
+A run whose verdict is inconclusive (the load generator was the bottleneck, so the profile was
+not played: ``pipstorm.engine.analysis.verdict``) skips the test with the reason: a user's suite
+is not red for the machine it ran on. ``--pipstorm-strict`` fails such a test instead;
+``pipstorm_run(..., allow_generator_bound=True)`` keeps the PASS/FAIL with the warning.
+
 The plugin is loaded by every pytest session of an environment where pipstorm is installed, so
 importing it must cost nothing: only pytest and the standard library here; the engine is
 imported when a fixture is used. Every name it adds starts with ``pipstorm``, except the seed's
@@ -32,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from pipstorm.engine.run.execute import RunOptions
+    from pipstorm.engine.run.execute import RunOptions, RunResult
     from pipstorm.engine.run.target.opening import Target
     from pipstorm.packages.cache import Corpus
 
@@ -43,7 +48,16 @@ _KEPT = pytest.StashKey[str]()
 #: ``pipstorm_run`` keyword -> ``RunOptions`` field (the CLI's names; the fields' own work too).
 _ALIASES = {"duration": "duration_s", "run_timeout": "run_timeout_s", "thresholds": "threshold"}
 _ALLOWED = frozenset(
-    {"duration_s", "time_scale", "seed", "workers", "run_timeout_s", "quiet", "proxy_priority"}
+    {
+        "duration_s",
+        "time_scale",
+        "seed",
+        "workers",
+        "run_timeout_s",
+        "quiet",
+        "proxy_priority",
+        "allow_generator_bound",
+    }
 )
 
 
@@ -79,6 +93,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Folder for the runs' results (default: each test's tmp_path).",
     )
     group.addoption(
+        "--pipstorm-strict",
+        action="store_true",
+        default=False,
+        help="Fail a test whose run is inconclusive (the load generator was the bottleneck) "
+        "instead of skipping it.",
+    )
+    group.addoption(
         "--keep-after",
         action="store_true",
         default=False,
@@ -95,6 +116,7 @@ class PipstormResult:
     report: Mapping[str, Any] = field(repr=False)
     interrupted: bool = False
     summary: str = field(default="", repr=False)
+    reason: str = ""  # why the verdict is what it is (report.json's decision.reason)
 
     @property
     def passed(self) -> bool:
@@ -191,10 +213,13 @@ def pipstorm_run(
     request: pytest.FixtureRequest, pipstorm_target: Target, tmp_path: Path
 ) -> Callable[..., PipstormResult]:
     """``pipstorm_run(profile, duration=..., time_scale=..., thresholds={KEY: limit}, seed=...,
-    workers=..., run_timeout=...)``: one run against ``pipstorm_target``, judged."""
+    workers=..., run_timeout=..., allow_generator_bound=...)``: one run against
+    ``pipstorm_target``, judged; an inconclusive run skips the test (``--pipstorm-strict``:
+    fails it)."""
     from pipstorm.engine.run.execute import execute_run
 
     option = request.config.getoption("--pipstorm-results")
+    strict = bool(request.config.getoption("--pipstorm-strict"))
     results_root = Path(option) if option else tmp_path / "pipstorm"
 
     def run(profile: str, **overrides: Any) -> PipstormResult:  # noqa: ANN401 - RunOptions values
@@ -203,15 +228,27 @@ def pipstorm_run(
             aws_role_arn=request.config.getoption("--pipstorm-aws-role-arn"),
         )
         # print: pytest captures it and shows it with the test's failure.
-        result = execute_run(options, say=print, target=pipstorm_target)
-        return PipstormResult(
-            run_dir=result.run_dir,
-            verdict=result.report.verdict,
-            report=result.report.to_dict(),
-            interrupted=result.interrupted,
-        )
+        return judged(execute_run(options, say=print, target=pipstorm_target), strict=strict)
 
     return run
+
+
+def judged(result: RunResult, *, strict: bool) -> PipstormResult:
+    """A run as a test sees it: an inconclusive verdict skips the test with the reason
+    (``strict``: fails it), anything else is returned for the test to assert on."""
+    decision = result.report.decision
+    if decision.verdict == "inconclusive" and not result.interrupted:
+        text = f"pipstorm: INCONCLUSIVE: {decision.reason} ({result.run_dir})"
+        if strict:
+            pytest.fail(text, pytrace=False)
+        pytest.skip(text)
+    return PipstormResult(
+        run_dir=result.run_dir,
+        verdict=decision.verdict,
+        report=result.report.to_dict(),
+        interrupted=result.interrupted,
+        reason=decision.reason,
+    )
 
 
 def _kept_target(config: pytest.Config, corpus: Corpus, folder: Path) -> Target:

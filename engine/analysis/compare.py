@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from pipstorm.engine.analysis.verdict import decide, evidence_from_json
 from pipstorm.engine.errors import UsageError
 
 FORMATS = ("table", "md", "json")
@@ -177,18 +178,24 @@ class RunSummary:
 
     @property
     def verdict(self) -> str:
-        """``pass``/``fail``, with the flags a reader must see (interrupted, generator-bound)."""
-        verdict = str(self.report.get("verdict", "?"))
+        """``pass``/``fail``/``inconclusive``, by the rule every verdict comes from
+        (``pipstorm.engine.analysis.verdict``, applied to the report.json document, so a file
+        written before the rule is judged by it too), with the flags a reader must see
+        (interrupted, incomplete, generator-bound where the verdict does not already say it)."""
+        decision = decide(evidence_from_json(self.report))
         flags = [
             name
             for name, on in (
                 ("interrupted", self.report.get("interrupted") is True),
                 ("incomplete", self.report.get("incomplete") is True),
-                ("generator-bound", _get(self.report, "generator", "saturated") is True),
+                (
+                    "generator-bound, allowed" if decision.allowed else "generator-bound",
+                    decision.generator_bound and decision.verdict != "inconclusive",
+                ),
             )
             if on
         ]
-        return verdict + (f" ({', '.join(flags)})" if flags else "")
+        return decision.verdict + (f" ({', '.join(flags)})" if flags else "")
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,14 @@
 """The ``pipstorm`` typer app: every command registered, and ``main`` with its exit codes.
 
-Exit codes (as pypa/build): 0 pass, 1 a threshold failed, 2 usage or environment error (one
-``ERROR:`` line, never a traceback: any error of a layer's base,
-``pipstorm.engine.errors.UsageError``, ``pipstorm.clients.errors.ClientsError``,
-``pipstorm.infra.errors.InfraError``, ``pipstorm.packages.spec.CorpusError``, or an ``OSError``),
-130 interrupted (a report of the part that ran is still written).
+Exit codes (as pypa/build; docs/verdicts.md):
+
+- 0 pass, 1 fail (a threshold failed), 3 inconclusive (the load generator was the bottleneck, so
+  the profile was not played: ``pipstorm.engine.analysis.verdict`` decides all three);
+- 2 usage or environment error (one ``ERROR:`` line, never a traceback: any error of a layer's
+  base, ``pipstorm.engine.errors.UsageError``, ``pipstorm.clients.errors.ClientsError``,
+  ``pipstorm.infra.errors.InfraError``, ``pipstorm.packages.spec.CorpusError``, or an
+  ``OSError``);
+- 130 interrupted (143 after SIGTERM; a report of the part that ran is still written).
 """
 
 from __future__ import annotations

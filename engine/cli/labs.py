@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from pipstorm.engine.cli.options import (
+    AllowGeneratorBoundOpt,
     AllowUnconfinedOpt,
     AuthOpt,
     BackendOpt,
@@ -142,6 +143,7 @@ def sizing_lab(
     hash_algo: HashAlgoOpt = None,
     backend: BackendOpt = None,
     allow_unconfined: AllowUnconfinedOpt = False,
+    allow_generator_bound: AllowGeneratorBoundOpt = False,
 ) -> None:
     """Run a profile against each sizing (fresh target each) and say why the failing ones fail."""
     from pipstorm.engine.run.execute import EXIT_INTERRUPTED, RunOptions
@@ -174,6 +176,7 @@ def sizing_lab(
                 quiet=quiet,
                 client=client,
                 allow_unconfined=allow_unconfined,
+                allow_generator_bound=allow_generator_bound,
             ),
             sizes=tuple(s for s in sizes.split(",") if s.strip()),
             knobs=knobs,

@@ -80,6 +80,14 @@ AllowUnconfinedOpt = Annotated[
         help="Run a sized target without limits where cgroups cannot be used (no root).",
     ),
 ]
+AllowGeneratorBoundOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-generator-bound",
+        help="Keep PASS/FAIL when the load generator was the bottleneck (with the warning) "
+        "instead of the verdict INCONCLUSIVE, exit 3; run.json records it (docs/verdicts.md).",
+    ),
+]
 ServerWorkersOpt = Annotated[
     int | None,
     typer.Option("--server-workers", help="gunicorn workers of the sized embedded target."),

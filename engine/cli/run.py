@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from pipstorm.engine.cli.options import (
+    AllowGeneratorBoundOpt,
     AllowUnconfinedOpt,
     AuthOpt,
     AwsRoleOpt,
@@ -115,6 +116,7 @@ def run(
         typer.Option(help="Refuse a worker whose clock is further off (ms; with --shards)."),
     ] = 20.0,
     launch: LaunchOpt = None,
+    allow_generator_bound: AllowGeneratorBoundOpt = False,
 ) -> None:
     """Run a load profile and judge it against the thresholds."""
     from pipstorm.engine.run.execute import RunOptions, execute_run
@@ -166,6 +168,7 @@ def run(
         ),
         allow_unconfined=allow_unconfined,
         launch=launch,
+        allow_generator_bound=allow_generator_bound,
     )
     if shards is None:
         raise typer.Exit(execute_run(options).exit_code)

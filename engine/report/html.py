@@ -14,6 +14,7 @@ from functools import cache
 
 import jinja2
 
+from pipstorm.engine.report.banner import verdict_line, verdict_reasons
 from pipstorm.engine.report.charts.files import ReportCharts
 from pipstorm.engine.report.model import Report
 from pipstorm.engine.report.rows import (
@@ -41,7 +42,6 @@ from pipstorm.engine.report.rows import (
     threshold_rows,
     transport_rows,
     usage_rows,
-    verdict_line,
 )
 from pipstorm.engine.report.target_rows import target_rows
 
@@ -67,6 +67,7 @@ def render_html(report: Report, charts: ReportCharts) -> str:
         .render(
             report=report,
             verdict=verdict_line(report),
+            reasons=verdict_reasons(report),
             causes=cause_lines(report),
             warning=generator_warning(report),
             facts=run_facts(report),

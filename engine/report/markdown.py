@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 
 from tabulate import tabulate
 
+from pipstorm.engine.report.banner import verdict_line, verdict_reasons
 from pipstorm.engine.report.model import Report
 from pipstorm.engine.report.rows import (
     CLIENT_HEADERS,
@@ -34,7 +35,6 @@ from pipstorm.engine.report.rows import (
     threshold_rows,
     transport_rows,
     usage_rows,
-    verdict_line,
 )
 from pipstorm.engine.report.target_rows import target_rows
 
@@ -78,6 +78,13 @@ def _warning(report: Report) -> list[str]:
     return ["\n".join(quoted)]
 
 
+def _reasons(report: Report) -> list[str]:
+    """Under the verdict (and its causes): why it is what it is when the generator was the
+    bottleneck, and what to do."""
+    lines = verdict_reasons(report)
+    return ["\n".join(f"- {_cell(line)}" for line in lines)] if lines else []
+
+
 def _causes(report: Report) -> list[str]:
     """Right under a failed verdict: what the target did (died, refused, stalled...)."""
     lines = cause_lines(report)
@@ -105,6 +112,7 @@ def render_markdown(report: Report, charts: Sequence[tuple[str, str]] = ()) -> s
         f"# pipstorm report: {report.profile_name}",
         f"**{verdict_line(report)}**",
         *_causes(report),
+        *_reasons(report),
         *_warning(report),
         facts,
         *_target(report),

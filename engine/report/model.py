@@ -15,8 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pipstorm.engine.analysis.client_usage import ClientKindUsage, client_kind_usage
 from pipstorm.engine.analysis.generator.onset import Onset, burst_onset
@@ -35,6 +36,13 @@ from pipstorm.engine.analysis.thresholds import (
     merge,
 )
 from pipstorm.engine.analysis.trace import build_trace, diagnose, failure_reasons, fault_kinds
+from pipstorm.engine.analysis.verdict import (
+    STARVATION_ERRORS,
+    Decision,
+    Evidence,
+    Verdict,
+    decide,
+)
 from pipstorm.engine.rundir.data import RunData
 from pipstorm.engine.rundir.files import RUN_FILE
 from pipstorm.engine.rundir.jsonl import RecordError
@@ -114,15 +122,38 @@ class Report:
         """The run was stopped early on purpose (Ctrl-C, SIGTERM)."""
         return self.run.interrupted
 
+    @cached_property
+    def decision(self) -> Decision:
+        """The verdict and its reason, from the one rule (``pipstorm.engine.analysis.verdict``):
+        the thresholds, the generator check and the target's failure."""
+        generator = self.generator
+        requests = self.stats.requests
+        return decide(
+            Evidence(
+                thresholds=self.thresholds,
+                generator_reasons=generator.reasons
+                if generator is not None and generator.saturated
+                else (),
+                target_causes=tuple(c.kind for c in self.target_failure),
+                requests=requests.count,
+                errors=requests.error_count,
+                starvation_errors=sum(
+                    n for k, n in requests.transport_errors.items() if k in STARVATION_ERRORS
+                ),
+                allow_generator_bound=self.run.allow_generator_bound,
+            )
+        )
+
     @property
-    def verdict(self) -> Literal["pass", "fail"]:
-        """``pass`` when every threshold passed (also when none were set)."""
-        return "pass" if all(t.passed for t in self.thresholds) else "fail"
+    def verdict(self) -> Verdict:
+        """``pass`` when every threshold passed (also when none were set), ``fail``, or
+        ``inconclusive`` when the generator was the bottleneck (see :attr:`decision`)."""
+        return self.decision.verdict
 
     @property
     def exit_code(self) -> int:
-        """The CLI's exit code for this report: 0 pass, 1 a threshold failed."""
-        return 0 if self.verdict == "pass" else 1
+        """The CLI's exit code for this report: 0 pass, 1 fail, 3 inconclusive."""
+        return self.decision.exit_code
 
     @property
     def profile_name(self) -> str:
@@ -142,6 +173,7 @@ class Report:
             "schema": SCHEMA,
             "generated_at": self.generated_at,
             "verdict": self.verdict,
+            "decision": self.decision.to_dict(),
             "profile": self.profile_name,
             "started": self.run.started,
             "ended": self.run.ended,

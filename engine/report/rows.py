@@ -157,24 +157,6 @@ def fmt_when(epoch: float | None) -> str:
     return NONE if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat("T", "seconds")
 
 
-def verdict_line(report: Report) -> str:
-    """``PASS: all 4 thresholds passed`` / ``FAIL: 1 of 4 thresholds failed [interrupted run]``."""
-    failed = sum(1 for t in report.thresholds if not t.passed)
-    total = len(report.thresholds)
-    detail = (
-        f"{failed} of {total} thresholds failed"
-        if failed
-        else f"all {total} thresholds passed"
-        if total
-        else "no thresholds set"
-    )
-    flags = ["interrupted"] if report.interrupted else []
-    if report.incomplete and not report.interrupted:
-        flags.append("incomplete")
-    suffix = f" [{', '.join(flags)} run]" if flags else ""
-    return f"{report.verdict.upper()}: {detail}{suffix}"
-
-
 def cause_lines(report: Report) -> list[str]:
     """Why a failed verdict failed, when the target did: one line per cause
     (``pipstorm.engine.analysis.target.failure``: died, stalled, refused, reset, timed out, 5xx),

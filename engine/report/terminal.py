@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pipstorm.engine.analysis.generator.saturation import warning_lines
+from pipstorm.engine.report.banner import verdict_line, verdict_reasons
 from pipstorm.engine.report.markdown import table
 from pipstorm.engine.report.model import Report
 from pipstorm.engine.report.rows import (
@@ -16,7 +17,6 @@ from pipstorm.engine.report.rows import (
     onset_rows,
     shard_table_rows,
     threshold_rows,
-    verdict_line,
 )
 from pipstorm.engine.report.target_rows import target_rows
 
@@ -27,6 +27,7 @@ def terminal_summary(report: Report) -> str:
     """Verdict, the generator warning, thresholds, operations, client runs, notes."""
     stats = report.stats
     lines = [verdict_line(report), *(f"cause: {c}" for c in cause_lines(report))]
+    lines += verdict_reasons(report)
     lines += warning_lines(report.generator)
     lines += [f"target {label}: {text}" for label, text in target_rows(report)]
     if report.thresholds:

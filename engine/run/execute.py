@@ -118,6 +118,8 @@ class RunOptions:
     probe_listing: bool = False  # measure one listing's server CPU first (the sizing lab)
     launch: str | None = None  # --launch warm|exec (else the profile's, else warm)
     memory_budget_mb: float | None = None  # what prepared runs may hold (default: half free)
+    # --allow-generator-bound: a generator-bound run keeps PASS/FAIL, not inconclusive
+    allow_generator_bound: bool = False
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,9 @@ class RunResult:
 
     @property
     def exit_code(self) -> int:
-        """The verdict's code; 130 after Ctrl-C, 143 after SIGTERM (the report still written)."""
+        """The verdict's code (0 pass, 1 fail, 3 inconclusive:
+        ``pipstorm.engine.analysis.verdict``); 130 after Ctrl-C, 143 after SIGTERM (the report
+        still written)."""
         if not self.interrupted:
             return self.report.exit_code
         return EXIT_TERMINATED if self.stopped_by == "SIGTERM" else EXIT_INTERRUPTED
@@ -222,6 +226,7 @@ def initial_meta(
             else "remote"
         },
         count_injected=options.count_injected,
+        allow_generator_bound=options.allow_generator_bound or profile.allow_generator_bound,
     )
 
 

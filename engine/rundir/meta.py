@@ -112,7 +112,8 @@ class RunMeta:
     run was told and did anyway (``--force`` past the capacity check); ``shards`` each shard of
     a run spread over generators (:class:`ShardMeta`); ``launch``
     how client processes started (``mode``, per kind, lead time and measured costs:
-    ``pipstorm.engine.run.plan.lead.LeadPlan``; empty for runs written before launch modes).
+    ``pipstorm.engine.run.plan.lead.LeadPlan``; empty for runs written before launch modes);
+    ``allow_generator_bound`` whether a generator-bound run was accepted as PASS/FAIL.
     """
 
     profile: dict[str, Any]
@@ -138,6 +139,9 @@ class RunMeta:
     #: The shards of a run spread over generators (``--shards N``); empty for a one-machine run.
     shards: list[ShardMeta] = field(default_factory=list)
     launch: dict[str, Any] = field(default_factory=dict)
+    #: A generator-bound run keeps its PASS/FAIL (``--allow-generator-bound`` or the profile's
+    #: key) instead of being inconclusive (``pipstorm.engine.analysis.verdict``).
+    allow_generator_bound: bool = False
 
     schema: ClassVar[int] = SCHEMA
 
@@ -197,7 +201,7 @@ class RunMeta:
 _NULLABLE = frozenset({"planned_duration_s", "tick_s", "started", "ended", "thresholds", "lab"})
 _NUMBERS = frozenset({"planned_duration_s", "time_scale", "tick_s", "started", "ended"})
 _INTS = frozenset({"seed", "runs_planned", "runs_dispatched"})
-_BOOLS = frozenset({"interrupted", "count_injected"})
+_BOOLS = frozenset({"interrupted", "count_injected", "allow_generator_bound"})
 _OBJECTS = frozenset(
     {"profile", "target", "versions", "clients", "priority", "thresholds", "lab", "launch"}
 )

@@ -5,8 +5,9 @@ the same profile against a fresh embedded target per sizing (``pipstorm.infra.py
 the seed's presets and their knobs, confined by cgroups), one ordinary pipstorm run each in the
 lab's folder, and prints the ``compare`` table of the runs with, for every failing sizing, what held
 it back (``pipstorm.engine.analysis.target.sizing``): CPU-throttled, OOM-killed or died,
-auth-hash-bound, hash-bound, or generator-bound (then that sizing's verdict is void, whatever it
-says).
+auth-hash-bound, hash-bound, or generator-bound. Each sizing's verdict is its run's, from the one
+rule every verdict comes from (``pipstorm.engine.analysis.verdict``): a generator-bound run is
+``inconclusive`` (it says nothing about the sizing) unless ``--allow-generator-bound``.
 
 A size is a preset name, optionally with knobs after slashes, so one lab can set a hash against
 another at the same sizing: ``optimized,optimized/auth=bcrypt:12``. The lab's knobs (``--auth``
@@ -63,16 +64,12 @@ class SizingOutcome:
         return self.result.report.diagnosis
 
     @property
-    def void(self) -> bool:
-        """The generator was the bottleneck: the run says nothing about this sizing."""
-        return any(d.cause == "generator-bound" for d in self.diagnosis)
-
-    @property
     def verdict(self) -> str:
-        """``pass``, ``fail`` or ``void``."""
+        """``pass``, ``fail`` or ``inconclusive``: the run's verdict
+        (``pipstorm.engine.analysis.verdict``); ``fail`` for a server that never served."""
         if self.result is None:
             return "fail"
-        return "void" if self.void else self.result.report.verdict
+        return self.result.report.verdict
 
     def diagnosis_line(self) -> str:
         """``baseline: FAIL: CPU-throttled (throttled in 63 % ...)``."""
@@ -90,7 +87,8 @@ class SizingLab:
     interrupted: bool
 
     def render(self) -> str:
-        """The comparison, then one line per sizing (pass, fail with its causes, or void)."""
+        """The comparison, then one line per sizing (pass, fail with its causes, or
+        inconclusive)."""
         ran = [o for o in self.outcomes if o.result is not None]
         legend = [f"{chr(ord('A') + i)}: {o.sizing.label()}" for i, o in enumerate(ran)]
         return "\n".join(

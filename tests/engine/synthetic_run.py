@@ -49,10 +49,12 @@ def write_run(
     ended: bool = True,
     seed: int = 7,
     slow_ms: float = 0.0,
+    busy_cpu: float = 85.0,
 ) -> Path:
     """Write a production_incident-like run: ``base`` pip runs per 10 s tick, x``multiplier``
     on burst ticks, each run a listing then a download; ``slow_ms`` is added to every latency
-    (a slower deployment, for comparisons)."""
+    (a slower deployment, for comparisons); ``busy_cpu`` is the generator's CPU over the first
+    8 s of each burst (above 90: a generator-bound run)."""
     rng = random.Random(seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     ticks = [float(t) for t in range(0, int(duration_s), 10)]
@@ -131,6 +133,6 @@ def write_run(
     if host:
         with JsonlWriter(run_dir / "host.jsonl") as out:
             for s in range(1, int(duration_s)):
-                busy = 85.0 if s % burst_every_s < 8 else 20.0
-                out.write(host_line(T0 + s, busy + rng.uniform(-5, 5)))
+                busy = busy_cpu if s % burst_every_s < 8 else 20.0
+                out.write(host_line(T0 + s, min(100.0, busy + rng.uniform(-5, 5))))
     return run_dir

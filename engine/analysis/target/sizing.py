@@ -9,7 +9,8 @@ server with and without its auth hash and its file hashing (``listing_cost``).
 The diagnosis names what held a failing sizing back, most decisive first:
 
 - ``generator-bound``: the load generator was the bottleneck; the verdict says nothing about the
-  index, so the lab calls it void (listed even when the thresholds passed);
+  index, so it is inconclusive (``pipstorm.engine.analysis.verdict``; listed even when the
+  thresholds passed, and when ``--allow-generator-bound`` kept the PASS/FAIL);
 - ``OOM-killed`` / ``died``: the kernel's OOM counter moved, or the server was gone before the
   end: every failure after that is the memory's, not the CPU's;
 - ``auth-hash-bound``: a listing costs the server far more CPU than with ``--auth none`` (bcrypt
@@ -108,13 +109,13 @@ def target_sizing(meta: RunMeta) -> TargetSizing | None:
 def diagnose(
     target: TargetSizing, *, failed: bool, generator_saturated: bool
 ) -> tuple[Diagnosis, ...]:
-    """Why a sizing failed; for one that passed, only a void verdict or a dead server."""
+    """Why a sizing failed; for one that passed, only a generator-bound run or a dead server."""
     found: list[Diagnosis] = []
     if generator_saturated:
         found.append(
             Diagnosis(
                 "generator-bound",
-                "the load generator was the bottleneck: this sizing's verdict is void",
+                "the load generator was the bottleneck: this run says nothing about the sizing",
             )
         )
     # A server OOM-killed or dead is named even when the thresholds passed: its next burst

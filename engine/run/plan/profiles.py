@@ -50,6 +50,9 @@ class Profile:
     #: How client processes start (``pipstorm.engine.run.pool.LAUNCH_MODES``); None: warm where a
     #: kind has it. ``--launch`` overrides it.
     launch: str | None = None
+    #: Accept a generator-bound run's PASS/FAIL instead of calling it inconclusive
+    #: (``pipstorm.engine.analysis.verdict``); ``--allow-generator-bound`` does the same.
+    allow_generator_bound: bool = False
 
     def __post_init__(self) -> None:
         def bad(what: str) -> ProfileError:
@@ -203,6 +206,7 @@ _TOML_KEYS = {
     "mix",
     "faults",
     "launch",
+    "allow_generator_bound",
 }
 
 
@@ -250,10 +254,13 @@ def profile_from_dict(data: dict[str, Any], *, default_name: str, source: str) -
         "burst_multiplier": (int,),
         "client": (str,),
         "launch": (str,),
+        "allow_generator_bound": (bool,),
     }
     for key, types in expected.items():
         value = data.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
+        if value is not None and (
+            isinstance(value, bool) != (bool in types) or not isinstance(value, types)
+        ):
             raise ProfileError(f"profile {source}: {key} has the wrong type ({value!r})")
     return Profile(
         name=data.get("name", default_name),
@@ -270,6 +277,7 @@ def profile_from_dict(data: dict[str, Any], *, default_name: str, source: str) -
         mix={str(k): v for k, v in mix.items()},
         faults=_fault_specs(data.get("faults", []), source),
         launch=data.get("launch"),
+        allow_generator_bound=data.get("allow_generator_bound", False),
     )
 
 

@@ -18,6 +18,11 @@ REPORT_KEYS = {
     "failed_runs", "client_kinds", "skipped_lines", "notes", "generator", "onset", "target",
     "run", "run_dir", "cloudwatch", "shards",
     "target_failure", "failed_run_causes",
+    "decision",
+}  # fmt: skip
+DECISION_KEYS = {
+    "verdict", "reason", "exit_code", "generator_bound", "generator_bound_allowed",
+    "failed_thresholds", "decisive", "advice",
 }  # fmt: skip
 RUN_KEYS = {
     "schema", "profile", "planned_duration_s", "time_scale", "tick_s", "burst_ticks_s",
@@ -25,6 +30,7 @@ RUN_KEYS = {
     "target", "versions", "clients", "faults", "count_injected", "priority", "lab", "warnings",
     "shards",
     "launch",
+    "allow_generator_bound",
 }  # fmt: skip
 
 
@@ -35,3 +41,5 @@ def test_report_json_and_its_run_section_keep_their_keys(tmp_path: Path) -> None
     assert set(report) == REPORT_KEYS
     assert set(report["run"]) == RUN_KEYS  # run.json as RunMeta writes and reads it
     assert set(report["onset"]) == {"bursts", "base", "worst_p95_s", "limit_p95_s", "late"}
+    assert set(report["decision"]) == DECISION_KEYS
+    assert report["decision"]["verdict"] == report["verdict"] == "pass"

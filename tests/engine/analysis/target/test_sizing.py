@@ -37,7 +37,7 @@ def causes(target: TargetSizing, *, failed: bool = True, generator: bool = False
     return [d.cause for d in diagnose(target, failed=failed, generator_saturated=generator)]
 
 
-def test_a_passing_sizing_has_no_diagnosis_unless_the_generator_voids_it() -> None:
+def test_a_passing_sizing_has_no_diagnosis_unless_the_generator_was_bound() -> None:
     assert causes(sized({"throttled_ratio": 0.9}), failed=False) == []
     assert causes(sized(), failed=False, generator=True) == ["generator-bound"]
     # ...or unless the server was OOM-killed: it passed only because the load had ended.
