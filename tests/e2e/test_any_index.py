@@ -174,7 +174,7 @@ def test_a_run_against_devpi_is_judged_on_real_samples(
             env,
             tmpdir=root / "t2",
         )
-    assert proc.returncode in (0, 1), proc.stderr  # judged: pass or a threshold, not an error
+    assert proc.returncode in (0, 1, 3), proc.stderr  # judged (3: generator-bound), not an error
     (run_dir,) = list((root / "results").iterdir())
     report = json.loads((run_dir / "report.json").read_text())
     assert report["requests"]["unattributed_count"] == 0

@@ -54,7 +54,7 @@ def test_sized_run_records_the_cgroup_counters_and_leaves_no_cgroup(
         e2e_env,
         tmpdir=tmp_path / "tmp",
     )
-    assert proc.returncode in (0, 1), proc.stderr
+    assert proc.returncode in (0, 1, 3), proc.stderr  # a verdict, not an error
     (run_dir,) = list(results.iterdir())
     target = json.loads((run_dir / "report.json").read_text())["target"]
     assert target["sizing"]["name"] == "baseline+"  # a preset changed by a knob says so

@@ -40,7 +40,7 @@ def test_the_incident_with_warm_pip_runs_every_client_and_reports_onset(
         tmpdir=tmp_path / "tmp",
         timeout=400,
     )
-    assert proc.returncode in (0, 1), proc.stderr  # the verdict is the index's business
+    assert proc.returncode in (0, 1, 3), proc.stderr  # a verdict (3: generator-bound)
     assert "launch: pip warm; runs prepared" in proc.stderr
     (run_dir,) = list(results.iterdir())
     report = json.loads((run_dir / "report.json").read_text())
