@@ -45,8 +45,8 @@ def verdict_reasons(report: Report) -> list[str]:
     why = "; ".join(generator.reasons) if generator is not None else "generator-bound"
     if decision.verdict == "inconclusive":
         return [
-            f"Why: the load generator was the bottleneck ({why}): the profile's load was not "
-            "played, so the thresholds say nothing about the index.",
+            f"Why: {why}: the profile's load was not played, so the thresholds say nothing "
+            "about the index.",
             f"What to do: {ADVICE}",
         ]
     if decision.allowed:

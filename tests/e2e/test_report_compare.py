@@ -25,6 +25,8 @@ def short_run(results: Path, env: dict[str, str], tmp: Path, *extra: str) -> Pat
         [
             *("run", "--profile", "light_load", "--duration", "12"),
             *("--results", str(results), "--quiet", *extra),
+            # compare is the subject, not whether this busy machine kept up (else exit 3)
+            "--allow-generator-bound",
         ],
         env,
         tmpdir=tmp,

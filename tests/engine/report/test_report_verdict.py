@@ -78,7 +78,7 @@ def test_a_bound_generator_is_inconclusive_in_every_rendering(tmp_path: Path) ->
     assert verdict_line(report) == line
     summary = terminal_summary(report).splitlines()
     assert summary[0] == line
-    assert summary[1].startswith("Why: the load generator was the bottleneck (generator host CPU")
+    assert summary[1].startswith("Why: generator host CPU above 90 % for 8 consecutive s: ")
     assert summary[2].startswith("What to do:") and "--shards" in summary[2]
     md = render_markdown(report)
     head = md.split("## Thresholds")[0]
@@ -208,3 +208,12 @@ def test_chromium_shows_the_inconclusive_banner_neither_green_nor_red(tmp_path: 
     shot = screenshot(run_dir / REPORT_HTML, tmp_path / "shot.png", tmp_path / "profile")
     r, g, b = verdict_colour(shot)
     assert abs(r - 0x4A) < 24 and abs(g - 0x55) < 24 and abs(b - 0x68) < 24, (r, g, b)
+
+
+@pytest.mark.parametrize("command", ["run", "sizing-lab"])
+def test_the_flag_is_offered_where_runs_are_judged(
+    command: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "240")  # rich cuts long option names at 80 columns
+    assert main([command, "--help"]) == 0
+    assert "--allow-generator-bound" in capsys.readouterr().out
