@@ -93,7 +93,7 @@ def test_upload_then_run(e2e_env: dict[str, str], tmp_path: Path) -> None:
         assert server.credentials.password not in first.stdout + first.stderr
 
         code, stderr = _run(env, server.index_url, tmp_path / "after")
-        assert code in (0, 1), stderr  # it ran: pass or thresholds, not a setup error
+        assert code in (0, 1, 3), stderr  # a verdict (3: generator-bound), not a setup error
 
 
 def test_upload_without_credentials_is_one_line(e2e_env: dict[str, str], tmp_path: Path) -> None:

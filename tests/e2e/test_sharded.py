@@ -61,7 +61,7 @@ def test_two_shards_play_every_run_once_and_merge_into_one_report(
     done = pipstorm(
         [
             "run", "--profile", "light_load", "--duration", "20", "--shards", "2",
-            "--workers", "1", "--results", str(results), "--quiet",
+            "--workers", "1", "--results", str(results), "--quiet", "--allow-generator-bound",
         ],
         e2e_env,
         tmpdir=tmp_path / "tmp",
@@ -115,7 +115,8 @@ def test_a_worker_killed_mid_shard_is_lost_not_replayed_and_leaves_no_clients(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 1, err  # the load was not the profile's: never a pass
+    # The load was not the profile's: never a pass (fail, or inconclusive: docs/verdicts.md).
+    assert proc.returncode in (1, 3), err
     assert re.search(r"shard 1 LOST: its worker .* died", err)
     run_dir = _run_dir(results)
     report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))

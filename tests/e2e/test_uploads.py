@@ -42,7 +42,7 @@ def test_an_upload_profile_publishes_files_that_can_be_downloaded(
     proc = pipstorm(
         [
             *("run", "--profile", "upload_storm", "--duration", "10"),
-            *("--results", str(results), "--quiet"),
+            *("--results", str(results), "--quiet", "--allow-generator-bound"),
             # 25 twine uploads at once on 2 cores: the limit is generous (this machine's
             # speed is not the subject), but upload_storm's own threshold is still judged
             *("--threshold", "p95_upload_ms=60000"),
@@ -123,7 +123,7 @@ def test_realism_sets_the_synthetic_requests_beside_pips(
     proc = pipstorm(
         [
             *("realism", "--profile", "light_load", "--duration", "10"),
-            *("--results", str(results), "--quiet"),
+            *("--results", str(results), "--quiet", "--allow-generator-bound"),
         ],
         e2e_env,
         tmpdir=tmp_path / "tmp",

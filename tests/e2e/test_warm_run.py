@@ -64,7 +64,7 @@ def test_exec_mode_is_still_a_fresh_process_per_run(
     proc = pipstorm(
         [
             *("run", "--profile", "light_load", "--duration", "10", "--launch", "exec"),
-            *("--results", str(results)),
+            *("--results", str(results), "--allow-generator-bound"),
         ],
         e2e_env,
         tmpdir=tmp_path / "tmp",
