@@ -1,26 +1,23 @@
-"""How big the embedded pypiserver is: presets named after the seed's deployments, and knobs.
+"""How big the embedded pypiserver is: presets that are the seed module's deployments, and knobs.
 
 The seed's users learnt sizing by deploying to AWS twice. A ``Sizing`` lets pipstorm tell the
 same story on one machine: pypiserver runs like the production image (gunicorn, the module's
-``files/gunicorn.conf.py``: ``preload_app``, gevent workers) and is confined by cgroups to the
-share of CPU and the memory the container would have had.
+``files/gunicorn.conf.py``: ``preload_app``, gevent workers; ``--backend simple-dir``; auth on
+download, list and update) and is confined by cgroups to the CPU and memory the deployment has.
 
-Where the preset figures come from (infrahouse/terraform-aws-pypiserver 2.3.0):
+A preset is a deployment (``pipstorm.infra.pypiserver.deployments``: the module's formulas over
+an instance type and a ``container_memory``), played as one gunicorn:
 
-- memory: ``container_memory``, the container's hard limit (the OOM killer acts above it);
-- workers: the module's ``max(2, min(8, floor(container_memory / 128)))``;
-- cpus: the instance's vCPU share, i.e. its sustained baseline: every t3 size has 2 vCPUs but
-  is entitled to 10 % (micro) or 20 % (small, medium) of each, 0.2 / 0.4 / 0.4 vCPU, applied
-  here as a hard CFS quota. Burst credits are ignored: a t3 with credits left runs above its
-  baseline (up to 2 vCPUs) until they are spent, which a sustained burst pattern does within
-  the hour; the lab models the instance once they are. (The module's ECS CPU reservation,
-  ``workers * 150 + 40`` units, 0.33 / 0.62 / 1.21 vCPU, is a soft cpu.shares weight among
-  tasks, not a cap: try it with ``--cpus``.)
-- backend ``simple-dir`` (the module's choice, see its pypiserver#449 note) and pypiserver's
-  default ``--hash-algo sha256``: every listing re-hashes every file of the project.
-- auth: apr1, pipstorm's default for the generated credentials. The module's own htpasswd line
-  is Terraform's ``random_password.bcrypt_hash`` (bcrypt, Go's default cost 10): try it with
-  ``--auth bcrypt:10`` and see the hash, not the instance, take the CPU.
+- cpus: every vCPU of its instances (ECS CPU units are weights between tasks, and a T3 launched
+  by the module's template runs in ``unlimited`` credit mode: never held to its baseline share);
+- workers: tasks x the module's workers per task;
+- memory: the tasks' hard limits (``container_memory`` each), as far as the host leaves them;
+- auth: the deployed htpasswd line is Terraform's ``random_password.bcrypt_hash``, bcrypt at Go's
+  ``bcrypt.DefaultCost``, 10: ``bcrypt:10``, the default of every sized target here;
+- backend ``simple-dir`` and pypiserver's default ``--hash-algo sha256``.
+
+``scaled(K)`` divides the capacity by K, so that a deployment bigger than this machine can be
+played against a profile with 1/K of its clients (``sizing-lab --scale``).
 """
 
 from __future__ import annotations
@@ -29,11 +26,13 @@ import logging
 import math
 import re
 import warnings
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Final
 
 from pipstorm.infra.credentials import Credentials
 from pipstorm.infra.errors import InfraError
+from pipstorm.infra.pypiserver.deployments import Deployment
 
 WORKER_CLASSES: Final = ("gevent", "sync", "gthread")
 HASH_ALGOS: Final = ("sha256", "off")
@@ -43,6 +42,9 @@ AUTH_KINDS: Final = ("none", "apr1", "bcrypt")
 BCRYPT_COST_RANGE: Final = (4, 20)
 MIN_MEMORY_BYTES: Final = 16 * 2**20
 MAX_CPUS: Final = 64.0
+#: The module's htpasswd: Terraform's random_password.bcrypt_hash, Go's bcrypt.DefaultCost (10).
+DEPLOYED_AUTH: Final = "bcrypt:10"
+MAX_SCALE: Final = 64
 
 
 class SizingError(InfraError):
@@ -55,7 +57,8 @@ class Sizing:
 
     ``cpus`` and ``memory_bytes`` are the cgroup limits (None: not limited); the rest is how
     pypiserver and gunicorn are started. ``name`` is the preset it came from (``custom`` when no
-    preset was named), ``instance`` the AWS instance the preset stands for.
+    preset was named), ``instance`` the AWS instance the preset stands for, ``deployment`` the
+    module's figures it was derived from, ``scale`` the K its capacity was divided by.
     """
 
     name: str
@@ -63,10 +66,12 @@ class Sizing:
     memory_bytes: int | None
     workers: int
     worker_class: str = "gevent"
-    auth: str = "apr1"  # none | apr1 | bcrypt:COST
+    auth: str = DEPLOYED_AUTH  # none | apr1 | bcrypt:COST
     hash_algo: str = "sha256"
     backend: str = "simple-dir"
     instance: str | None = None
+    deployment: Mapping[str, Any] | None = field(default=None, compare=False)
+    scale: int = 1
 
     def __post_init__(self) -> None:
         if self.cpus is not None and not 0.01 <= self.cpus <= MAX_CPUS:
@@ -75,6 +80,8 @@ class Sizing:
             raise SizingError(f"--memory must be at least 16M, got {self.memory_bytes} bytes")
         if not 1 <= self.workers <= 64:
             raise SizingError(f"--workers must be between 1 and 64, got {self.workers}")
+        if not 1 <= self.scale <= MAX_SCALE:
+            raise SizingError(f"--scale must be between 1 and {MAX_SCALE}, got {self.scale}")
         _check_choice("--worker-class", self.worker_class, WORKER_CLASSES)
         _check_choice("--hash-algo", self.hash_algo, HASH_ALGOS)
         _check_choice("--backend", self.backend, BACKENDS)
@@ -121,16 +128,34 @@ class Sizing:
         name = self.name if self.name == "custom" or self.name.endswith("+") else self.name + "+"
         return replace(self, name=name, **changes)
 
+    def scaled(self, k: int) -> Sizing:
+        """This sizing with its capacity divided by ``k``: CPU, workers (at least one) and
+        memory; what one listing costs is left alone, so a profile with 1/k of the clients
+        meets the same per-request queue (docs/sizing-lab.md says what this does not keep)."""
+        if k == 1:
+            return self
+        if not 1 <= k <= MAX_SCALE:
+            raise SizingError(f"--scale must be between 1 and {MAX_SCALE}, got {k}")
+        return replace(
+            self,
+            cpus=None if self.cpus is None else round(self.cpus / k, 3),
+            workers=max(1, round(self.workers / k)),
+            memory_bytes=None if self.memory_bytes is None else self.memory_bytes // k,
+            scale=self.scale * k,
+        )
+
     def as_record(self) -> dict[str, Any]:
         """The JSON form for run.json and reports (figures, not prose)."""
         record = asdict(self)
         record["memory_mb"] = self.memory_mb
+        record["deployment"] = None if self.deployment is None else dict(self.deployment)
         return record
 
     def label(self) -> str:
-        """One short line: ``baseline (0.2 vCPU, 128 MiB, 2 gevent workers, apr1)``."""
+        """One short line: ``baseline (2 vCPU, 256 MiB, 4 gevent workers, bcrypt:10)``."""
         cpus = f"{self.cpus:g} vCPU" if self.cpus is not None else "unlimited CPU"
         memory = f"{self.memory_mb} MiB" if self.memory_mb is not None else "unlimited memory"
+        scale = f", 1/{self.scale} scale" if self.scale > 1 else ""
         extras = [self.auth]
         if self.hash_algo != "sha256":
             extras.append(f"hash {self.hash_algo}")
@@ -138,7 +163,7 @@ class Sizing:
             extras.append(self.backend)
         return (
             f"{self.name} ({cpus}, {memory}, {self.workers} {self.worker_class} workers, "
-            f"{', '.join(extras)})"
+            f"{', '.join(extras)}{scale})"
         )
 
 
@@ -147,24 +172,15 @@ def _check_choice(option: str, value: str, choices: tuple[str, ...]) -> None:
         raise SizingError(f"{option} must be one of {', '.join(choices)}, got {value!r}")
 
 
-def _module_workers(memory_mb: int) -> int:
-    """The seed module's default worker count for a container memory (locals.tf)."""
-    return max(2, min(8, memory_mb // 128))
-
-
-#: vCPUs and the sustained baseline share of each (AWS's published t3 figures).
-T3_BASELINE: Final = {"t3.micro": (2, 0.10), "t3.small": (2, 0.20), "t3.medium": (2, 0.20)}
-
-
-def _preset(name: str, instance: str, memory_mb: int) -> Sizing:
-    workers = _module_workers(memory_mb)
-    vcpus, share = T3_BASELINE[instance]
+def _preset(name: str, deployment: Deployment) -> Sizing:
+    """A deployment as a sizing: all its vCPUs, tasks x workers, the tasks' memory, bcrypt:10."""
     return Sizing(
         name=name,
-        cpus=round(vcpus * share, 2),
-        memory_bytes=memory_mb * 2**20,
-        workers=workers,
-        instance=instance,
+        cpus=float(deployment.vcpus),
+        memory_bytes=deployment.memory_mb * 2**20,
+        workers=deployment.workers,
+        instance=deployment.label(),
+        deployment=deployment.record(),
     )
 
 
@@ -222,10 +238,19 @@ def cpu_quota_us(cpus: float, period_us: int) -> int:
     return max(1000, math.ceil(cpus * period_us))
 
 
+#: The seed's deployments: the incident's (infra/terraform/pypiserver/baseline.tfvars), its fix
+#: (optimized.tfvars), heavy_load's expectation (heavy.tfvars), and the one the module's
+#: docs/SIZING.md validated under its x170 profile (2 x c6a.xlarge, 12 tasks x 4 workers).
+#: One instance unless a document says how many: the incident's count is not published.
+DEPLOYMENTS: Final = {
+    "baseline": Deployment("t3.micro", 128),
+    "optimized": Deployment("t3.small", 512),
+    "heavy": Deployment("t3.medium", 1024),
+    "validated": Deployment("c6a.xlarge", 512, instances=2),
+}
+
 PRESETS: Final[dict[str, Sizing]] = {
-    "baseline": _preset("baseline", "t3.micro", 128),
-    "optimized": _preset("optimized", "t3.small", 512),
-    "heavy": _preset("heavy", "t3.medium", 1024),
+    name: _preset(name, deployment) for name, deployment in DEPLOYMENTS.items()
 }
 
 
@@ -238,5 +263,5 @@ def preset(name: str) -> Sizing:
 
 
 def custom(workers: int) -> Sizing:
-    """No preset: unconfined unless knobs add limits, production's worker settings."""
+    """No preset: unconfined unless knobs add limits, production's worker settings and hash."""
     return Sizing(name="custom", cpus=None, memory_bytes=None, workers=workers)

@@ -60,9 +60,9 @@ def test_sized_run_records_the_cgroup_counters_and_leaves_no_cgroup(
     assert target["sizing"]["name"] == "baseline+"  # a preset changed by a knob says so
     assert target["sizing"]["hash_algo"] == "off"
     assert target["cgroup"]["limits"] == {
-        "cpu_quota_us": 20_000,
+        "cpu_quota_us": 200_000,  # a t3.micro's 2 vCPUs: unlimited credits, no baseline cap
         "cpu_period_us": 100_000,
-        "memory_limit_bytes": 128 * 2**20,
+        "memory_limit_bytes": 256 * 2**20,  # its 2 tasks x 128 MB
     }
     counters = target["counters"]
     assert counters["survived"] is True
@@ -92,7 +92,8 @@ def test_sizing_lab_names_the_bcrypt_hash_and_a_memory_limit_too_small(
             "--client",
             "http",
             "--sizes",
-            "optimized,optimized/auth=bcrypt:12,baseline/workers=8",
+            "optimized/auth=apr1/cpus=0.4,optimized/auth=bcrypt:12/cpus=0.4,"
+            "baseline/workers=8/memory=128M",
             # A bcrypt:12 check is ~0.2 CPU-s: at 0.4 vCPU no request can take less than 0.5 s.
             "--threshold",
             "p95_listing_ms=400",
@@ -110,9 +111,9 @@ def test_sizing_lab_names_the_bcrypt_hash_and_a_memory_limit_too_small(
     lab = json.loads((lab_dir / "sizing-lab.json").read_text())
     by_name = {s["sizing"]["name"]: s for s in lab["sizings"]}
     apr1, bcrypt, small = (
-        by_name["optimized"],
-        by_name["optimized/auth=bcrypt:12"],
-        by_name["baseline/workers=8"],
+        by_name["optimized/auth=apr1/cpus=0.4"],
+        by_name["optimized/auth=bcrypt:12/cpus=0.4"],
+        by_name["baseline/workers=8/memory=128M"],
     )
     bcrypt_causes = [d["cause"] for d in bcrypt["diagnosis"]]
     assert bcrypt["verdict"] in ("fail", "inconclusive")
@@ -129,7 +130,7 @@ def test_sizing_lab_names_the_bcrypt_hash_and_a_memory_limit_too_small(
         report = json.loads((Path(small["run_dir"]) / "report.json").read_text())
         assert report["target"]["counters"]["oom_kills"] >= 1
     out = proc.stdout
-    assert "optimized/auth=bcrypt:12: " in out
+    assert "optimized/auth=bcrypt:12/cpus=0.4: " in out
     assert "auth-hash-bound" in out
     assert (lab_dir / "sizing-lab.md").is_file()
     # An OOM-killed server's tasks can take longer to exit than the lab waits for (seen in CI:

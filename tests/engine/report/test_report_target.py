@@ -75,7 +75,7 @@ def test_sized_run_reports_sizing_counters_diagnosis_and_chart(tmp_path: Path) -
     assert [d["cause"] for d in target["diagnosis"]][:2] == ["OOM-killed", "CPU-throttled"]
     markdown = (run_dir / "report.md").read_text(encoding="utf-8")
     assert "## Target sizing and its cgroup over the run" in markdown
-    assert "t3.micro: 0.2 vCPU, 128 MiB, 2 gevent workers" in markdown
+    assert "t3.micro, 2 tasks x 2 workers, container_memory 128: 2 vCPU, 256 MiB" in markdown
     assert "survived: NO" in markdown
     assert "diagnosis: OOM-killed" in markdown
     html = (run_dir / "report.html").read_text(encoding="utf-8")

@@ -11,12 +11,17 @@ from pipstorm.infra.errors import InfraError
 
 def test_a_size_is_a_preset_with_the_labs_knobs_then_its_own() -> None:
     plain = parse_size("optimized", {})
-    assert (plain.name, plain.cpus, plain.workers, plain.auth) == ("optimized", 0.4, 4, "apr1")
+    assert (plain.name, plain.cpus, plain.workers, plain.auth) == (
+        "optimized",
+        2.0,
+        12,
+        "bcrypt:10",
+    )
     changed = parse_size("optimized/auth=bcrypt:12/cpus=1/workers=2", {"hash_algo": "off"})
     assert changed.name == "optimized/auth=bcrypt:12/cpus=1/workers=2"  # as written: unique
     assert (changed.auth, changed.cpus, changed.workers) == ("bcrypt:12", 1.0, 2)
     assert changed.hash_algo == "off"  # the lab's knob applies to every size
-    assert parse_size("baseline", {"auth": "bcrypt:10"}).name == "baseline+"
+    assert parse_size("baseline", {"auth": "apr1"}).name == "baseline+"
     assert parse_size("heavy/worker-class=sync", {}).worker_class == "sync"
 
 

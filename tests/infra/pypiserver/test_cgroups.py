@@ -55,9 +55,9 @@ def test_baseline_is_confined_with_the_kernel_holding_its_limits(corpus: Corpus)
         assert cgroup is not None
         assert cgroup.name.startswith(f"pipstorm-{os.getpid()}-")
         assert cgroup.limits() == {
-            "cpu_quota_us": 20_000,  # 0.2 vCPU of a 100 ms period
+            "cpu_quota_us": 200_000,  # a t3.micro's 2 vCPUs of a 100 ms period
             "cpu_period_us": 100_000,
-            "memory_limit_bytes": 128 * 2**20,
+            "memory_limit_bytes": 256 * 2**20,  # 2 tasks x container_memory 128
         }
         master = psutil.Process(server.pid)
         tree = {master.pid, *(child.pid for child in master.children(recursive=True))}
@@ -209,8 +209,8 @@ def test_bcrypt_cost_12_costs_server_cpu_per_request_apr1_does_not(corpus: Corpu
 def test_too_little_memory_for_the_workers_is_an_oom_kill_in_the_counters(
     corpus: Corpus,
 ) -> None:
-    # The seed's baseline memory with the heavy preset's 8 workers: the master is killed.
-    sizing = preset("baseline").with_knobs(workers=8)
+    # One 128 MB container with the heavy preset's 8 workers: the master is killed.
+    sizing = preset("baseline").with_knobs(workers=8, memory="128M")
     server = LocalPypiserver(corpus.directory, sizing=sizing, ready_timeout=20)
     try:
         server.start()

@@ -7,6 +7,7 @@ import warnings
 import pytest
 
 from pipstorm.infra.credentials import Credentials
+from pipstorm.infra.pypiserver.deployments import Deployment
 from pipstorm.infra.pypiserver.sizing import (
     PRESETS,
     SizingError,
@@ -18,35 +19,73 @@ from pipstorm.infra.pypiserver.sizing import (
 )
 
 
-def test_presets_follow_the_seed_modules_formulas() -> None:
-    # locals.tf: workers = max(2, min(8, floor(mem / 128))); cpus: the t3 baseline share.
+def test_presets_are_the_modules_deployments() -> None:
+    # Worked by hand from the module's formulas (locals.tf 24-37, main.tf 4-53) and AWS's
+    # figures; docs/SIZING.md works the c6a.xlarge one itself: 6 tasks per instance, 12 in all.
     expected = {
-        "baseline": ("t3.micro", 128, 2, 0.2),
-        "optimized": ("t3.small", 512, 4, 0.4),
-        "heavy": ("t3.medium", 1024, 8, 0.4),
+        # name: (tasks, workers per task, cpu units, vCPUs, MiB, instances)
+        "baseline": (2, 2, 340, 2.0, 256, 1),  # t3.micro, 128: the incident's 2 x 128 MB
+        "optimized": (3, 4, 640, 2.0, 1536, 1),  # t3.small, 512: 3 tasks (locals.tf 33)
+        "heavy": (1, 8, 1240, 2.0, 1024, 1),  # t3.medium, 1024: 1240 units leave room for 1
+        "validated": (12, 4, 640, 8.0, 6144, 2),  # 2 x c6a.xlarge, 512
     }
-    for name, (instance, memory_mb, workers, cpus) in expected.items():
+    for name, (tasks, per_task, units, cpus, memory_mb, instances) in expected.items():
         sizing = preset(name)
-        assert (sizing.instance, sizing.memory_mb, sizing.workers, sizing.cpus) == (
-            instance,
-            memory_mb,
-            workers,
+        derived = sizing.deployment or {}
+        assert (derived["tasks"], derived["workers_per_task"]) == (tasks, per_task), name
+        assert derived["container_cpu_units"] == units
+        assert derived["instances"] == instances
+        assert derived["task_max_count"] == 2 * tasks
+        assert (sizing.cpus, sizing.memory_mb, sizing.workers) == (
             cpus,
+            memory_mb,
+            tasks * per_task,
         )
-        # files/gunicorn.conf.py and main.tf: gevent workers, simple-dir, default hashing.
-        assert (sizing.worker_class, sizing.backend, sizing.hash_algo) == (
+        # files/gunicorn.conf.py and main.tf: gevent workers, simple-dir, default hashing,
+        # and the htpasswd Terraform writes: bcrypt at Go's default cost.
+        assert (sizing.worker_class, sizing.backend, sizing.hash_algo, sizing.auth) == (
             "gevent",
             "simple-dir",
             "sha256",
+            "bcrypt:10",
         )
         assert sizing.confined
+    # The launch template sets no credit_specification: a T3 is unlimited, never capped.
+    assert (preset("baseline").deployment or {})["credit_mode"] == "unlimited"
+    assert (preset("validated").deployment or {})["credit_mode"] is None
     assert set(PRESETS) == set(expected)
+
+
+def test_the_module_formulas_at_their_edges() -> None:
+    assert Deployment("t3.small", 256).workers_per_task == 2  # variables.tf 637
+    assert Deployment("t3.small", 768).workers_per_task == 6  # variables.tf 639
+    assert Deployment("t3.medium", 4096).workers_per_task == 8  # capped at 8
+    # variables.tf 612-614: 2 workers -> 340 units -> 5 tasks by CPU on a t3.small; RAM allows 6.
+    assert Deployment("t3.small", 256).tasks_per_instance == 5
+    # The host leaves the tasks its RAM less 300 MB: 1024 MB containers on a t3.micro cannot all
+    # have their limit (one task by the formulas' floor of 1, 724 MB left).
+    assert Deployment("t3.micro", 1024).memory_mb == 724
+    with pytest.raises(ValueError, match="no published figures"):
+        Deployment("m5.large", 512)
+
+
+def test_scaling_divides_the_capacity_not_the_hash() -> None:
+    validated = preset("validated")
+    scaled = validated.scaled(8)
+    assert (scaled.cpus, scaled.workers, scaled.memory_mb, scaled.scale) == (1.0, 6, 768, 8)
+    assert scaled.auth == validated.auth  # the per-request cost is the same at any scale
+    assert validated.scaled(1) is validated
+    assert preset("baseline").scaled(8).workers == 1  # never below one worker
+    assert "1/8 scale" in scaled.label()
+    assert scaled.as_record()["scale"] == 8
+    with pytest.raises(SizingError, match="--scale"):
+        validated.scaled(0)
 
 
 def test_knobs_override_a_preset_and_rename_it() -> None:
     base = preset("baseline")
     assert base.with_knobs() is base
-    assert base.with_knobs(workers=2) is base  # no change, same name
+    assert base.with_knobs(workers=4) is base  # no change, same name
     changed = base.with_knobs(cpus=0.2, memory="64M", auth="bcrypt:12", hash_algo="off")
     assert changed.name == "baseline+"
     assert (changed.cpus, changed.memory_bytes, changed.auth, changed.hash_algo) == (
@@ -57,12 +96,15 @@ def test_knobs_override_a_preset_and_rename_it() -> None:
     )
     assert changed.with_knobs(workers=3).name == "baseline+"
     assert "0.2 vCPU" in changed.label()
+    assert changed.deployment == base.deployment  # where the preset came from, kept
     assert "bcrypt:12" in changed.label()
     record = changed.as_record()
     assert record["memory_mb"] == 64
-    assert record["instance"] == "t3.micro"
+    assert record["instance"].startswith("t3.micro")
+    assert record["deployment"]["instance_type"] == "t3.micro"
     plain = custom(3)
     assert not plain.confined
+    assert plain.auth == "bcrypt:10"  # every sized target authenticates as deployed
     assert plain.with_knobs(cpus=1.0).name == "custom"
 
 

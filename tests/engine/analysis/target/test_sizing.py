@@ -52,7 +52,7 @@ def test_throttling_is_named_with_its_share_and_the_quota() -> None:
     )
     assert found.cause == "CPU-throttled"
     assert "63 %" in found.detail
-    assert "0.2 vCPU" in found.detail
+    assert "2 vCPU" in found.detail
     assert causes(sized({"throttled_ratio": 0.1})) == ["unexplained"]
 
 
@@ -61,7 +61,7 @@ def test_an_oom_kill_and_a_dead_server_come_before_throttling() -> None:
     assert causes(dead) == ["OOM-killed", "CPU-throttled"]
     (detail,) = [d.detail for d in diagnose(dead, failed=True, generator_saturated=False)][:1]
     assert "server died" in detail
-    assert "128 MiB" in detail
+    assert "256 MiB" in detail
     assert causes(sized({"survived": False})) == ["died"]
 
 
@@ -90,4 +90,4 @@ def test_target_sizing_reads_run_json_and_ignores_unsized_runs() -> None:
     assert found.unconfined_reason == "no cgroups"
     assert found.counters is None
     assert found.survived is None
-    assert found.to_dict()["sizing"]["memory_mb"] == 128
+    assert found.to_dict()["sizing"]["memory_mb"] == 256
