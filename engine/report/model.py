@@ -26,7 +26,12 @@ from pipstorm.engine.analysis.generator.shards import ShardRow, generator_check,
 from pipstorm.engine.analysis.stats import NOT_FAILED, RunStats, compute_stats
 from pipstorm.engine.analysis.target.failure import TargetCause, target_causes
 from pipstorm.engine.analysis.target.server_series import cloudwatch_section, missing_note
-from pipstorm.engine.analysis.target.sizing import Diagnosis, TargetSizing, target_sizing
+from pipstorm.engine.analysis.target.sizing import (
+    Diagnosis,
+    TargetSizing,
+    peak_in_flight,
+    target_sizing,
+)
 from pipstorm.engine.analysis.target.sizing import diagnose as diagnose_sizing
 from pipstorm.engine.analysis.thresholds import (
     DEFAULTS,
@@ -364,6 +369,7 @@ def build_report(source: Path | RunData, thresholds: Mapping[str, float] | None 
             sized,
             failed=not all(r.passed for r in results),
             generator_saturated=generator.saturated,
+            peak_in_flight=peak_in_flight(requests),
         ),
         shards=shard_rows(run.shards, clients, data.host, onset.by_run, run.started),
         target_failure=target_causes(

@@ -5,7 +5,7 @@ Shared by report.md, report.html and the terminal summary, like ``pipstorm.engin
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pipstorm.engine.report.model import Report
@@ -63,6 +63,7 @@ def target_rows(report: Report) -> list[tuple[str, str]]:
                 f"{fmt_num(target.figure('throttled_s'), 2)} s held back",
             ),
             ("memory peak", f"{fmt_num(target.figure('memory_peak_mb'))} MiB"),
+            ("memory reclaim", _reclaim_row(target.figure)),
             ("OOM kills", fmt_num(target.figure("oom_kills"), 0)),
             ("survived", {True: "yes", False: "NO", None: NONE}[target.survived]),
         ]
@@ -83,3 +84,18 @@ def target_rows(report: Report) -> list[tuple[str, str]]:
         )
     rows += [(f"diagnosis: {d.cause}", d.detail) for d in report.diagnosis]
     return rows
+
+
+def _reclaim_row(figure: Callable[[str], float | None]) -> str:
+    """Limit hits, refaults, major faults and the stall clock (where the kernel keeps one)."""
+    stall = figure("memory_stall_s")
+    return (
+        f"limit hit {fmt_num(figure('limit_hits'), 0)} times, "
+        f"{fmt_num(figure('refaults'), 0)} refaults, {fmt_num(figure('major_faults'), 0)} major "
+        "faults, "
+        + (
+            f"stalled {fmt_num(stall, 1)} s"
+            if stall is not None
+            else "stall time not kept per cgroup here"
+        )
+    )

@@ -1,4 +1,4 @@
-"""The cgroup's own counters over a run: CPU used and throttled, memory peak, OOM kills.
+"""The cgroup's own counters over a run: CPU used and throttled, memory peak and reclaim, OOM kills.
 
 Why the cgroup's counters rather than psutil or gunicorn's log: a throttled server looks idle
 to ``top`` (it is waiting for its next CFS period, not running), an OOM-killed worker is
@@ -6,6 +6,13 @@ respawned by gunicorn with one log line that may never be flushed, and an OOM-ki
 takes the log with it. The kernel counts all of these in the cgroup, monotonically, whoever
 dies: ``cpu.stat`` (periods, throttled periods and time), ``cpuacct.usage`` / ``usage_usec``,
 ``memory.max_usage_in_bytes`` / ``memory.peak``, ``memory.oom_control`` / ``memory.events``.
+
+Memory pressure is what the incident had (the host's memory, not its CPU, was the bottleneck), so
+the reclaim it causes is counted too: how often usage hit the limit (v1 ``memory.failcnt``, v2
+``memory.events`` ``max``), pages the server needed again after the kernel evicted them at that
+limit (``memory.stat`` ``workingset_refault_*``: the working set did not fit), major faults
+(``pgmajfault``: a page read back from disk), and, where the kernel keeps one per cgroup
+(``memory.pressure``: cgroup v2, or v1 with ``psi_v1``), the time some task stalled on memory.
 
 ``CgroupSampler`` reads them once a second in a daemon thread and hands each sample (a dict of
 differences over the measured interval, like the host sampler's) to a callback, so the engine
@@ -41,6 +48,10 @@ class CgroupCounters:
     memory_peak_bytes: int
     oom_kills: int
     processes: int
+    major_faults: int = 0
+    refaults: int = 0
+    limit_hits: int = 0
+    memory_stall_us: int | None = None  # None: no memory.pressure for this cgroup
 
 
 @dataclass(frozen=True)
@@ -54,6 +65,10 @@ class CgroupSummary:
     memory_peak_mb: float
     oom_kills: int
     survived: bool
+    major_faults: int = 0
+    refaults: int = 0
+    limit_hits: int = 0
+    memory_stall_s: float | None = None
 
     @property
     def throttled_ratio(self) -> float:
@@ -73,7 +88,9 @@ def read_counters(cgroup: Cgroup) -> CgroupCounters:
         return _read_v2(cgroup.dirs[0])
     stat: dict[str, int] = {}
     usage_ns = 0
-    memory = peak = ooms = 0
+    memory = peak = ooms = hits = 0
+    memory_stat: dict[str, int] = {}
+    stall: int | None = None
     for directory in cgroup.dirs:
         if (directory / "cpu.stat").exists():
             stat = _keyed(directory / "cpu.stat")
@@ -83,6 +100,10 @@ def read_counters(cgroup: Cgroup) -> CgroupCounters:
             memory = _int(directory / "memory.usage_in_bytes")
             peak = _int(directory / "memory.max_usage_in_bytes")
             ooms = _keyed(directory / "memory.oom_control").get("oom_kill", 0)
+            memory_stat = _keyed(directory / "memory.stat")
+            hits = _int(directory / "memory.failcnt")
+        if stall is None:
+            stall = _stall_us(directory / "memory.pressure")
     return CgroupCounters(
         cpu_s=usage_ns / 1e9,
         periods=stat.get("nr_periods", 0),
@@ -92,13 +113,44 @@ def read_counters(cgroup: Cgroup) -> CgroupCounters:
         memory_peak_bytes=peak,
         oom_kills=ooms,
         processes=len(cgroup.pids()),
+        major_faults=memory_stat.get("pgmajfault", 0),
+        refaults=_refaults(memory_stat),
+        limit_hits=hits,
+        memory_stall_us=stall,
     )
+
+
+def _refaults(memory_stat: dict[str, int]) -> int:
+    """Evicted pages needed again: file and anon since Linux 5.9, one counter before."""
+    if "workingset_refault_file" in memory_stat or "workingset_refault_anon" in memory_stat:
+        return memory_stat.get("workingset_refault_file", 0) + memory_stat.get(
+            "workingset_refault_anon", 0
+        )
+    return memory_stat.get("workingset_refault", 0)
+
+
+def _stall_us(path: Path) -> int | None:
+    """``some ... total=US`` of a pressure file: time at least one task waited on memory."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        kind, _, fields = line.partition(" ")
+        if kind == "some":
+            for item in fields.split():
+                key, _, value = item.partition("=")
+                if key == "total" and value.isdigit():
+                    return int(value)
+    return None
 
 
 def _read_v2(directory: Path) -> CgroupCounters:
     stat = _keyed(directory / "cpu.stat")
     memory = _int(directory / "memory.current")
     peak_file = directory / "memory.peak"  # Linux >= 5.19
+    memory_stat = _keyed(directory / "memory.stat")
+    events = _keyed(directory / "memory.events")
     return CgroupCounters(
         cpu_s=stat.get("usage_usec", 0) / 1e6,
         periods=stat.get("nr_periods", 0),
@@ -106,8 +158,12 @@ def _read_v2(directory: Path) -> CgroupCounters:
         throttled_s=stat.get("throttled_usec", 0) / 1e6,
         memory_bytes=memory,
         memory_peak_bytes=_int(peak_file) if peak_file.exists() else memory,
-        oom_kills=_keyed(directory / "memory.events").get("oom_kill", 0),
+        oom_kills=events.get("oom_kill", 0),
         processes=len(Cgroup(version=2, name=directory.name, dirs=(directory,)).pids()),
+        major_faults=memory_stat.get("pgmajfault", 0),
+        refaults=_refaults(memory_stat),
+        limit_hits=events.get("max", 0),
+        memory_stall_us=_stall_us(directory / "memory.pressure"),
     )
 
 
@@ -228,6 +284,10 @@ class CgroupSampler:
                 "oom_kills": now.oom_kills,
                 "processes": now.processes,
                 "server_alive": alive,
+                "major_faults": max(0, now.major_faults - previous.major_faults),
+                "refaults": max(0, now.refaults - previous.refaults),
+                "limit_hits": max(0, now.limit_hits - previous.limit_hits),
+                "memory_stall_s": _stall_delta_s(previous, now),
             }
 
     def summary(self) -> CgroupSummary:
@@ -245,4 +305,15 @@ class CgroupSampler:
                 # Cumulative since the cgroup was made: a kill during start-up counts too.
                 oom_kills=last.oom_kills,
                 survived=self._survived,
+                major_faults=max(0, last.major_faults - first.major_faults),
+                refaults=max(0, last.refaults - first.refaults),
+                limit_hits=max(0, last.limit_hits - first.limit_hits),
+                memory_stall_s=_stall_delta_s(first, last),
             )
+
+
+def _stall_delta_s(before: CgroupCounters, after: CgroupCounters) -> float | None:
+    """Seconds of memory stall between two readings; None where the kernel keeps none."""
+    if before.memory_stall_us is None or after.memory_stall_us is None:
+        return None
+    return round(max(0, after.memory_stall_us - before.memory_stall_us) / 1e6, 3)

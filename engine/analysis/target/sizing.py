@@ -6,35 +6,45 @@ over the run (``counters``: CPU used and throttled, memory peak, OOM kills, whet
 survived), why it ran unconfined if it did, and, in the sizing lab, what one listing costs the
 server with and without its auth hash and its file hashing (``listing_cost``).
 
-The diagnosis names what held a failing sizing back, most decisive first:
+The diagnosis names what held a failing sizing back, most decisive first. The rule: a failing
+sizing whose server hit a limit is never "unexplained"; each limit is named with its figures, so
+the reader can weigh a small one:
 
 - ``generator-bound``: the load generator was the bottleneck; the verdict says nothing about the
   index, so it is inconclusive (``pipstorm.engine.analysis.verdict``; listed even when the
   thresholds passed, and when ``--allow-generator-bound`` kept the PASS/FAIL);
 - ``OOM-killed`` / ``died``: the kernel's OOM counter moved, or the server was gone before the
   end: every failure after that is the memory's, not the CPU's;
-- ``auth-hash-bound``: a listing costs the server far more CPU than with ``--auth none`` (bcrypt
-  checks the password on every request); the fix is the hash, not the instance;
+- ``memory-bound``: pages the kernel evicted at the memory limit were needed again (refaults:
+  the working set did not fit), or tasks stalled on memory (``memory.pressure`` where the kernel
+  keeps it per cgroup): the incident's bottleneck, the host's memory;
+- ``auth-hash-bound``: most of a listing's server CPU is the password check (bcrypt checks it
+  on every request); the fix is the hash, not the instance;
 - ``hash-bound``: most of a listing's CPU is hashing the project's files (``simple-dir`` re-hashes
   them on every listing; ``--hash-algo off`` or ``cached-dir`` avoid it);
-- ``CPU-throttled``: the server wanted more CPU than its quota in a good share of the periods.
+- ``CPU-throttled``: the kernel held the server back at its CPU quota in some CFS periods (any:
+  the share and the seconds held back say how much);
+- ``worker-saturated``: more requests were in flight at the index than the workers can hold
+  (sync: one each; gthread: its threads; gevent: gunicorn's ``worker_connections``, 1000).
+
+"Most" is more than half: the cause is the larger part of the cost, not a tuned factor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pipstorm.engine.rundir.host import number
 from pipstorm.engine.rundir.meta import RunMeta
+from pipstorm.engine.rundir.records import RequestRecord
 
-#: Share of CFS periods throttled above which a failing sizing is called CPU-throttled.
-THROTTLED_SHARE = 0.2
-#: A listing costing this many times its ``--auth none`` figure is auth-hash-bound...
-AUTH_FACTOR = 10.0
-#: ...or, for file hashing, this share of its CPU spent hashing is hash-bound.
-HASHING_SHARE = 0.5
+#: A listing whose auth check or file hashing is more than this share of its CPU is bound by it.
+MOST = 0.5
+#: Requests one gunicorn worker holds at once, by worker class: sync serves one, gthread its
+#: threads (pipstorm starts it with 4), gevent up to ``worker_connections`` (gunicorn's default).
+REQUESTS_PER_WORKER = {"sync": 1, "gthread": 4, "gevent": 1000}
 
 
 @dataclass(frozen=True)
@@ -106,10 +116,30 @@ def target_sizing(meta: RunMeta) -> TargetSizing | None:
     )
 
 
+def peak_in_flight(requests: Sequence[RequestRecord]) -> int:
+    """The most requests open at the index at one instant (an end before a start at a tie)."""
+    edges = sorted(
+        [(r.ts, 1) for r in requests] + [(r.end, -1) for r in requests],
+        key=lambda edge: (edge[0], edge[1]),
+    )
+    peak = current = 0
+    for _, step in edges:
+        current += step
+        peak = max(peak, current)
+    return peak
+
+
 def diagnose(
-    target: TargetSizing, *, failed: bool, generator_saturated: bool
+    target: TargetSizing,
+    *,
+    failed: bool,
+    generator_saturated: bool,
+    peak_in_flight: int | None = None,
 ) -> tuple[Diagnosis, ...]:
-    """Why a sizing failed; for one that passed, only a generator-bound run or a dead server."""
+    """Why a sizing failed; for one that passed, only a generator-bound run or a dead server.
+
+    ``peak_in_flight``: the most requests the index held at once (from the request records).
+    """
     found: list[Diagnosis] = []
     if generator_saturated:
         found.append(
@@ -123,21 +153,68 @@ def diagnose(
     found += _memory(target)
     if not failed:
         return tuple(found)
+    found += _reclaim(target)
     found += _listing(target)
-    throttled = target.figure("throttled_ratio")
-    if throttled is not None and throttled >= THROTTLED_SHARE:
-        cpus = target.sizing.get("cpus")
-        found.append(
-            Diagnosis(
-                "CPU-throttled",
-                f"throttled in {100 * throttled:.0f} % of CFS periods "
-                f"({target.figure('throttled_s') or 0:.1f} s held back)"
-                + (f" at {cpus:g} vCPU" if isinstance(cpus, int | float) else ""),
-            )
-        )
+    found += _throttled(target)
+    found += _workers(target, peak_in_flight)
     if not [d for d in found if d.cause != "generator-bound"]:
         found.append(Diagnosis("unexplained", "no server-side limit was hit (see the report)"))
     return tuple(found)
+
+
+def _throttled(target: TargetSizing) -> list[Diagnosis]:
+    periods = target.figure("throttled_periods")
+    if not periods:
+        return []
+    throttled = target.figure("throttled_ratio") or 0.0
+    cpus = target.sizing.get("cpus")
+    return [
+        Diagnosis(
+            "CPU-throttled",
+            f"throttled in {100 * throttled:.0f} % of CFS periods "
+            f"({target.figure('throttled_s') or 0:.1f} s held back)"
+            + (f" at {cpus:g} vCPU" if isinstance(cpus, int | float) else ""),
+        )
+    ]
+
+
+def _reclaim(target: TargetSizing) -> list[Diagnosis]:
+    refaults = target.figure("refaults") or 0
+    stall = target.figure("memory_stall_s")
+    if not refaults and not stall:
+        return []
+    limit = target.sizing.get("memory_mb")
+    figures = [
+        f"{refaults:.0f} refaults (pages evicted at the limit and needed again)",
+        f"{target.figure('major_faults') or 0:.0f} major faults",
+        f"the limit hit {target.figure('limit_hits') or 0:.0f} times",
+    ]
+    if stall is not None:
+        figures.append(f"tasks stalled on memory {stall:.1f} s")
+    where = f" in {limit} MiB" if isinstance(limit, int) else ""
+    return [
+        Diagnosis(
+            "memory-bound",
+            f"the working set did not fit{where}: {', '.join(figures)} "
+            f"(peak {target.figure('memory_peak_mb') or 0:.0f} MiB)",
+        )
+    ]
+
+
+def _workers(target: TargetSizing, peak_in_flight: int | None) -> list[Diagnosis]:
+    workers, kind = target.sizing.get("workers"), str(target.sizing.get("worker_class"))
+    if peak_in_flight is None or not isinstance(workers, int) or kind not in REQUESTS_PER_WORKER:
+        return []
+    capacity = workers * REQUESTS_PER_WORKER[kind]
+    if peak_in_flight <= capacity:
+        return []
+    return [
+        Diagnosis(
+            "worker-saturated",
+            f"{peak_in_flight} requests in flight at once; {workers} {kind} workers hold "
+            f"{capacity}: the rest waited in the listen queue",
+        )
+    ]
 
 
 def _memory(target: TargetSizing) -> list[Diagnosis]:
@@ -163,15 +240,16 @@ def _listing(target: TargetSizing) -> list[Diagnosis]:
     sized, no_auth = number(cost.get("as_sized")), number(cost.get("without_auth"))
     no_hash = number(cost.get("without_hashing"))
     found: list[Diagnosis] = []
-    if sized is not None and no_auth is not None and sized > AUTH_FACTOR * max(no_auth, 1e-6):
+    if sized and no_auth is not None and (sized - no_auth) / sized > MOST:
         found.append(
             Diagnosis(
                 "auth-hash-bound",
                 f"{target.sizing.get('auth')}: {1000 * sized:.1f} ms server CPU per listing vs "
-                f"{1000 * no_auth:.1f} ms with --auth none; the fix is the hash, not the instance",
+                f"{1000 * no_auth:.1f} ms with --auth none ({100 * (sized - no_auth) / sized:.0f} "
+                "% of it the password check); the fix is the hash, not the instance",
             )
         )
-    if sized and no_hash is not None and (sized - no_hash) / sized >= HASHING_SHARE:
+    if sized and no_hash is not None and (sized - no_hash) / sized > MOST:
         found.append(
             Diagnosis(
                 "hash-bound",

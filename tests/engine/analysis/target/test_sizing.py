@@ -1,11 +1,21 @@
-"""The sizing diagnosis: each cause from the figures that mean it, and nothing without them."""
+"""The sizing diagnosis: each cause from the figures that mean it, and nothing without them.
+
+Synthetic counters, one test per limit: a failing sizing whose cgroup hit a limit (a throttled
+CPU share, memory reclaim, the auth hash, the workers' capacity, an OOM kill) is never
+"unexplained"."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pipstorm.engine.analysis.target.sizing import TargetSizing, diagnose, target_sizing
+from pipstorm.engine.analysis.target.sizing import (
+    TargetSizing,
+    diagnose,
+    peak_in_flight,
+    target_sizing,
+)
 from pipstorm.engine.rundir.meta import RunMeta
+from pipstorm.infra.proxy.log import RequestRecord
 from pipstorm.infra.pypiserver.sizing import preset
 
 BASELINE = preset("baseline").as_record()
@@ -33,8 +43,18 @@ def sized(
     )
 
 
-def causes(target: TargetSizing, *, failed: bool = True, generator: bool = False) -> list[str]:
-    return [d.cause for d in diagnose(target, failed=failed, generator_saturated=generator)]
+def causes(
+    target: TargetSizing,
+    *,
+    failed: bool = True,
+    generator: bool = False,
+    in_flight: int | None = None,
+) -> list[str]:
+    found = diagnose(target, failed=failed, generator_saturated=generator, peak_in_flight=in_flight)
+    return [d.cause for d in found]
+
+
+NOTHING_HIT = {"throttled_periods": 0, "throttled_s": 0.0, "throttled_ratio": 0.0}
 
 
 def test_a_passing_sizing_has_no_diagnosis_unless_the_generator_was_bound() -> None:
@@ -53,7 +73,20 @@ def test_throttling_is_named_with_its_share_and_the_quota() -> None:
     assert found.cause == "CPU-throttled"
     assert "63 %" in found.detail
     assert "2 vCPU" in found.detail
-    assert causes(sized({"throttled_ratio": 0.1})) == ["unexplained"]
+
+
+def test_any_throttling_of_a_failing_sizing_is_named_however_small_its_share() -> None:
+    # 2026-12-06: optimized failed with 17 % of its periods throttled (11.65 s held back) and the
+    # lab said "unexplained": the quota was hit, so it is a cause, with its figures.
+    found = diagnose(
+        sized({"throttled_periods": 119, "throttled_ratio": 0.17, "throttled_s": 11.65}),
+        failed=True,
+        generator_saturated=False,
+    )
+    assert [d.cause for d in found] == ["CPU-throttled"]
+    assert "17 %" in found[0].detail
+    assert "11.7 s" in found[0].detail
+    assert causes(sized(NOTHING_HIT)) == ["unexplained"]
 
 
 def test_an_oom_kill_and_a_dead_server_come_before_throttling() -> None:
@@ -62,7 +95,7 @@ def test_an_oom_kill_and_a_dead_server_come_before_throttling() -> None:
     (detail,) = [d.detail for d in diagnose(dead, failed=True, generator_saturated=False)][:1]
     assert "server died" in detail
     assert "256 MiB" in detail
-    assert causes(sized({"survived": False})) == ["died"]
+    assert causes(sized({**NOTHING_HIT, "survived": False})) == ["died"]
 
 
 def test_the_auth_hash_and_file_hashing_are_named_from_the_listing_probe() -> None:
@@ -73,9 +106,58 @@ def test_the_auth_hash_and_file_hashing_are_named_from_the_listing_probe() -> No
     assert [d.cause for d in found] == ["auth-hash-bound", "CPU-throttled"]
     assert "the hash, not the instance" in found[0].detail
     hashing = {"as_sized": 0.048, "without_auth": 0.047, "without_hashing": 0.003}
-    assert causes(sized(listing_cost=hashing)) == ["hash-bound"]
+    assert causes(sized(NOTHING_HIT, hashing)) == ["hash-bound"]
     cheap = {"as_sized": 0.0009, "without_auth": 0.0006, "without_hashing": 0.0008}
-    assert causes(sized(listing_cost=cheap)) == ["unexplained"]
+    assert causes(sized(NOTHING_HIT, cheap)) == ["unexplained"]
+
+
+def test_bcrypt_10_is_auth_hash_bound_because_the_check_is_most_of_a_listing() -> None:
+    # The module's own hash: 51.5 ms per listing vs 0.6 ms without auth (measured here).
+    deployed = {"as_sized": 0.0515, "without_auth": 0.0006, "without_hashing": 0.051}
+    found = diagnose(sized(NOTHING_HIT, deployed), failed=True, generator_saturated=False)
+    assert [d.cause for d in found] == ["auth-hash-bound"]
+    assert "99 %" in found[0].detail  # the share of the listing's CPU that is the check
+
+
+def test_memory_reclaim_names_memory_before_the_cpu() -> None:
+    # The working set did not fit: pages evicted at the limit were needed again (refaults).
+    thrashing = sized(
+        {
+            "throttled_periods": 300,
+            "throttled_ratio": 0.3,
+            "limit_hits": 5120,
+            "refaults": 48_000,
+            "major_faults": 2_100,
+            "memory_stall_s": None,
+        }
+    )
+    found = diagnose(thrashing, failed=True, generator_saturated=False)
+    assert [d.cause for d in found] == ["memory-bound", "CPU-throttled"]
+    assert "48000 refaults" in found[0].detail
+    assert "2100 major faults" in found[0].detail
+    assert "256 MiB" in found[0].detail
+    # The kernel's stall clock alone (cgroup v2's memory.pressure) says the same.
+    assert causes(sized({**NOTHING_HIT, "memory_stall_s": 3.2})) == ["memory-bound"]
+    # Filling the limit with page cache nobody needed again is not a memory problem.
+    assert causes(sized({**NOTHING_HIT, "limit_hits": 40, "refaults": 0})) == ["unexplained"]
+
+
+def test_more_requests_in_flight_than_the_workers_hold_is_worker_saturation() -> None:
+    sync = {**BASELINE, "worker_class": "sync", "workers": 4}
+    target = TargetSizing(
+        sizing=sync,
+        cgroup=None,
+        counters={"survived": True, **NOTHING_HIT},
+        unconfined_reason=None,
+        listing_cost=None,
+    )
+    found = diagnose(target, failed=True, generator_saturated=False, peak_in_flight=75)
+    assert [d.cause for d in found] == ["worker-saturated"]
+    assert "75 requests in flight" in found[0].detail
+    assert "4 sync workers hold 4" in found[0].detail
+    # gevent: gunicorn's 1000 connections per worker; 75 at once is far from it.
+    assert causes(sized(NOTHING_HIT), in_flight=75) == ["unexplained"]
+    assert causes(sized(NOTHING_HIT), in_flight=4001) == ["worker-saturated"]
 
 
 def test_target_sizing_reads_run_json_and_ignores_unsized_runs() -> None:
@@ -91,3 +173,13 @@ def test_target_sizing_reads_run_json_and_ignores_unsized_runs() -> None:
     assert found.counters is None
     assert found.survived is None
     assert found.to_dict()["sizing"]["memory_mb"] == 256
+
+
+def test_peak_in_flight_counts_overlapping_requests_only() -> None:
+    def request(ts: float, ms: float) -> RequestRecord:
+        return RequestRecord(ts=ts, op="listing", method="GET", path="/", status=200, total_ms=ms)
+
+    # Three overlap at t=1.5; the fourth starts as the first ends (not counted twice).
+    requests = [request(0.0, 2000), request(1.0, 1000), request(1.5, 100), request(2.0, 500)]
+    assert peak_in_flight(requests) == 3
+    assert peak_in_flight([]) == 0
