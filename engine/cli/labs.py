@@ -144,10 +144,19 @@ def sizing_lab(
     backend: BackendOpt = None,
     allow_unconfined: AllowUnconfinedOpt = False,
     allow_generator_bound: AllowGeneratorBoundOpt = False,
+    payload_kb: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="KiB of data in every corpus wheel (the module's stress corpus averages "
+            "2500: 1-5000 KB each); large corpora show the memory limit's page cache.",
+        ),
+    ] = 0,
 ) -> None:
     """Run a profile against each sizing (fresh target each) and say why the failing ones fail."""
     from pipstorm.engine.run.execute import EXIT_INTERRUPTED, RunOptions
     from pipstorm.engine.workflows.sizing_lab import SizingLabOptions, run_sizing_lab
+    from pipstorm.packages.spec import CorpusSpec
 
     knobs = {
         key: value
@@ -177,6 +186,7 @@ def sizing_lab(
                 client=client,
                 allow_unconfined=allow_unconfined,
                 allow_generator_bound=allow_generator_bound,
+                corpus=CorpusSpec(payload_kb=payload_kb),
             ),
             sizes=tuple(s for s in sizes.split(",") if s.strip()),
             knobs=knobs,

@@ -42,6 +42,7 @@ from pipstorm.infra.credentials import Credentials, without_secrets
 from pipstorm.infra.errors import InfraError
 from pipstorm.infra.pypiserver import cgroups
 from pipstorm.infra.pypiserver.counters import CgroupCounters, read_counters
+from pipstorm.infra.pypiserver.pagecache import drop_cached
 from pipstorm.infra.pypiserver.sizing import Sizing, htpasswd_line
 
 READY_TIMEOUT_S = 30.0
@@ -186,6 +187,8 @@ class LocalPypiserver:
         self._tmpdir = Path(tempfile.mkdtemp(prefix=PRIVATE_DIR_PREFIX))
         try:
             prefix = self._confine()
+            if self._cgroup is not None:  # its reads charged to its own memory limit
+                drop_cached(d for d in (self.upload_dir, self.package_dir) if d is not None)
             self._launch(self._tmpdir, prefix)
             if self._cgroup is not None:
                 self._cgroup = cgroups.attach_scope(self._cgroup, self.pid)
