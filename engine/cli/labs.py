@@ -152,6 +152,15 @@ def sizing_lab(
             "2500: 1-5000 KB each); large corpora show the memory limit's page cache.",
         ),
     ] = 0,
+    scale: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Play 1/K of the profile's clients against 1/K of each sizing's CPU, workers "
+            "and memory: a deployment bigger than this machine, e.g. validated at 8.",
+        ),
+    ] = 1,
 ) -> None:
     """Run a profile against each sizing (fresh target each) and say why the failing ones fail."""
     from pipstorm.engine.run.execute import EXIT_INTERRUPTED, RunOptions
@@ -190,6 +199,7 @@ def sizing_lab(
             ),
             sizes=tuple(s for s in sizes.split(",") if s.strip()),
             knobs=knobs,
+            scale=scale,
         ),
         lambda line: typer.echo(line, err=True),
     )

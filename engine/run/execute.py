@@ -120,6 +120,8 @@ class RunOptions:
     memory_budget_mb: float | None = None  # what prepared runs may hold (default: half free)
     # --allow-generator-bound: a generator-bound run keeps PASS/FAIL, not inconclusive
     allow_generator_bound: bool = False
+    # A profile object played instead of loading ``profile`` by name (sizing-lab --scale).
+    profile_override: Profile | None = None
 
 
 @dataclass(frozen=True)
@@ -171,11 +173,16 @@ class LoadPlan:
     warnings: list[str]
 
 
+def _profile(options: RunOptions) -> Profile:
+    """The profile to play: the one given as an object, else the named or TOML one."""
+    return options.profile_override or load_profile(options.profile)
+
+
 def plan_load(options: RunOptions, *, clients_per_machine: int | None = None) -> LoadPlan:
     """Profile -> thresholds -> clients -> capacity check -> schedule, for one machine or for
     shards (``clients_per_machine``: each generator's share of a tick). The capacity check comes
     before the schedule is built: an absurd profile must not exhaust memory building it."""
-    profile = load_profile(options.profile)
+    profile = _profile(options)
     limits = thresholds_mod.merge(
         thresholds_mod.DEFAULTS,
         profile.thresholds,
@@ -613,6 +620,6 @@ def drive_shard(
     land in ``run_dir`` and ``meta`` is filled in as for a whole run (no report is written here)."""
     state = _RunState(meta=meta, run_dir=run_dir, emit=emit, target=target, start_at=start_at)
     # Each generator measures its own preparation costs and hands its runs out accordingly.
-    lead = _lead_plan(options, load_profile(options.profile), plan, {r.client for r in plan})
+    lead = _lead_plan(options, _profile(options), plan, {r.client for r in plan})
     meta.launch = lead.to_dict()
     _drive(options, line, plan, state, lead)

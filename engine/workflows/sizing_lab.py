@@ -11,7 +11,9 @@ rule every verdict comes from (``pipstorm.engine.analysis.verdict``): a generato
 
 A size is a preset name, optionally with knobs after slashes, so one lab can set a hash against
 another at the same sizing: ``optimized,optimized/auth=bcrypt:12``. The lab's knobs (``--auth``
-etc.) apply to every size first.
+etc.) apply to every size first, at full size; ``--scale K`` then divides every sizing's capacity
+and the profile's clients by K (``pipstorm.engine.workflows.published``), and where the seed
+module published figures for the profile and preset, the lab prints its prediction beside them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pipstorm.engine.run.execute import RunOptions, RunResult, execute_run
 from pipstorm.engine.run.plan.profiles import load_profile
 from pipstorm.engine.run.plan.schedule import timeline
 from pipstorm.engine.rundir.files import make_run_dir, write_json_atomic, write_text_atomic
+from pipstorm.engine.workflows.published import Prediction, predict, scale_profile
 from pipstorm.infra.pypiserver.sizing import Sizing, preset
 from pipstorm.infra.pypiserver.target import TargetError
 from pipstorm.packages.index_check import IndexCheckError
@@ -46,6 +49,7 @@ class SizingLabOptions:
     run: RunOptions
     sizes: tuple[str, ...] = DEFAULT_SIZES
     knobs: Mapping[str, Any] = field(default_factory=dict)  # applied to every size
+    scale: int = 1  # --scale K: 1/K of the clients against 1/K of each sizing's capacity
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class SizingOutcome:
     sizing: Sizing
     result: RunResult | None
     start_error: str | None = None  # the server died or was refused before any load
+    prediction: Prediction | None = None  # beside the module's published figures, if any
 
     @property
     def diagnosis(self) -> tuple[Diagnosis, ...]:
@@ -76,6 +81,18 @@ class SizingOutcome:
         causes = "; ".join(f"{d.cause} ({d.detail})" for d in self.diagnosis)
         return f"{self.sizing.name}: {self.verdict.upper()}" + (f": {causes}" if causes else "")
 
+    def prediction_lines(self) -> list[str]:
+        """``validated at 1/8: p95, all requests 12.1 s (published 14.0 s)`` and the x2 check."""
+        if self.prediction is None:
+            return []
+        scale = f" at 1/{self.prediction.scale}" if self.prediction.scale > 1 else ""
+        rows = [
+            f"{self.sizing.name}{scale}: {name} {ours} (published {theirs})"
+            for name, ours, theirs in self.prediction.rows()
+        ]
+        verdict = "lands" if self.prediction.lands else "does NOT land"
+        return [*rows, f"{self.sizing.name}{scale}: {verdict} within x2 of the published p95"]
+
 
 @dataclass(frozen=True)
 class SizingLab:
@@ -85,6 +102,7 @@ class SizingLab:
     outcomes: tuple[SizingOutcome, ...]
     table: str
     interrupted: bool
+    scale: int = 1
 
     def render(self) -> str:
         """The comparison, then one line per sizing (pass, fail with its causes, or
@@ -98,6 +116,7 @@ class SizingLab:
                 *legend,
                 "",
                 *(o.diagnosis_line() for o in self.outcomes),
+                *(line for o in self.outcomes for line in o.prediction_lines()),
                 f"lab: {self.lab_dir}",
             ]
         )
@@ -112,9 +131,13 @@ class SizingLab:
                     "run_dir": None if o.result is None else str(o.result.run_dir),
                     "verdict": o.verdict,
                     "diagnosis": [d.to_dict() for d in o.diagnosis],
+                    "scale": o.sizing.scale,
+                    "published": None if o.prediction is None else o.prediction.published.to_dict(),
+                    "prediction": None if o.prediction is None else o.prediction.to_dict(),
                 }
                 for o in self.outcomes
             ],
+            "scale": self.scale,
             "interrupted": self.interrupted,
         }
 
@@ -152,11 +175,14 @@ def run_sizing_lab(
     emit = say or _to_stderr
     if options.run.index_url is not None:
         raise UsageError("sizing-lab sizes the embedded target: it takes no --index-url")
-    sizings = [parse_size(text, options.knobs) for text in options.sizes]  # all checked first
+    # All checked first; the knobs apply at full size, then the whole sizing is scaled.
+    sizings = [parse_size(text, options.knobs).scaled(options.scale) for text in options.sizes]
     if not sizings:
         raise UsageError("--sizes names no sizing")
-    profile = load_profile(options.run.profile)
+    full = load_profile(options.run.profile)
+    profile = scale_profile(full, options.scale)
     timeline(profile, duration_s=options.run.duration_s, time_scale=options.run.time_scale)
+    override = profile if options.scale > 1 else options.run.profile_override
     lab_dir = make_run_dir(options.run.results_root, f"sizing-lab-{profile.name}")
     outcomes: list[SizingOutcome] = []
     interrupted = False
@@ -164,7 +190,13 @@ def run_sizing_lab(
         emit(f"sizing-lab: {sizing.label()}")
         try:
             result = execute_run(
-                replace(options.run, sizing=sizing, probe_listing=True, results_root=lab_dir),
+                replace(
+                    options.run,
+                    sizing=sizing,
+                    probe_listing=True,
+                    results_root=lab_dir,
+                    profile_override=override,
+                ),
                 emit,
             )
         # This sizing's server died starting (OOM), or started but could not answer the
@@ -173,12 +205,13 @@ def run_sizing_lab(
             emit(f"sizing-lab: {sizing.name}: {exc}")
             outcomes.append(SizingOutcome(sizing, None, start_error=str(exc)))
             continue
-        outcomes.append(SizingOutcome(sizing, result))
+        prediction = predict(full.name, sizing.name, options.scale, result.report.stats.requests)
+        outcomes.append(SizingOutcome(sizing, result, prediction=prediction))
         if result.interrupted:
             interrupted = True
             break
     table = _table(outcomes)
-    lab = SizingLab(lab_dir, tuple(outcomes), table, interrupted)
+    lab = SizingLab(lab_dir, tuple(outcomes), table, interrupted, options.scale)
     write_json_atomic(lab_dir / LAB_JSON, lab.to_json())
     write_text_atomic(lab_dir / LAB_MD, _markdown(lab, outcomes))
     return lab
@@ -204,9 +237,32 @@ def _markdown(lab: SizingLab, outcomes: Sequence[SizingOutcome]) -> str:
         "",
         *(f"- {o.diagnosis_line()}" for o in outcomes),
     ]
+    lines += _prediction_markdown(outcomes)
     if lab.interrupted:
         lines += ["", "The lab was interrupted: the sizings after the last one shown did not run."]
     return "\n".join(lines) + "\n"
+
+
+def _prediction_markdown(outcomes: Sequence[SizingOutcome]) -> list[str]:
+    """Per sizing with published figures: the lab's prediction beside them, and the x2 check."""
+    lines: list[str] = []
+    for outcome in outcomes:
+        prediction = outcome.prediction
+        if prediction is None:
+            continue
+        scale = f" at 1/{prediction.scale}" if prediction.scale > 1 else ""
+        lines += [
+            "",
+            f"## {outcome.sizing.name}{scale}: prediction beside the published figures",
+            "",
+            "| figure | predicted here | published |",
+            "|---|---|---|",
+            *(f"| {name} | {ours} | {theirs} |" for name, ours, theirs in prediction.rows()),
+            "",
+            f"Within x2 of the published p95 and under 1 % errors: "
+            f"{'yes' if prediction.lands else 'no'}. Source: {prediction.published.source}.",
+        ]
+    return lines
 
 
 def _to_stderr(line: str) -> None:
