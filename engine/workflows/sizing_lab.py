@@ -91,7 +91,11 @@ class SizingOutcome:
             for name, ours, theirs in self.prediction.rows()
         ]
         verdict = "lands" if self.prediction.lands else "does NOT land"
-        return [*rows, f"{self.sizing.name}{scale}: {verdict} within x2 of the published p95"]
+        void = " (VOID: the generator was the bottleneck, so this says nothing)" * self.void
+        return [
+            *rows,
+            f"{self.sizing.name}{scale}: {verdict} within x2 of the published p95{void}",
+        ]
 
 
 @dataclass(frozen=True)
@@ -260,7 +264,9 @@ def _prediction_markdown(outcomes: Sequence[SizingOutcome]) -> list[str]:
             *(f"| {name} | {ours} | {theirs} |" for name, ours, theirs in prediction.rows()),
             "",
             f"Within x2 of the published p95 and under 1 % errors: "
-            f"{'yes' if prediction.lands else 'no'}. Source: {prediction.published.source}.",
+            f"{'yes' if prediction.lands else 'no'}"
+            + (" (void: the generator was the bottleneck)" if outcome.void else "")
+            + f". Source: {prediction.published.source}.",
         ]
     return lines
 

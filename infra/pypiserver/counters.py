@@ -8,15 +8,13 @@ dies: ``cpu.stat`` (periods, throttled periods and time), ``cpuacct.usage`` / ``
 ``memory.max_usage_in_bytes`` / ``memory.peak``, ``memory.oom_control`` / ``memory.events``.
 
 Memory pressure is what the incident had (the host's memory, not its CPU, was the bottleneck), so
-the reclaim it causes is counted too: how often usage hit the limit (v1 ``memory.failcnt``, v2
-``memory.events`` ``max``), pages the server needed again after the kernel evicted them at that
-limit (``memory.stat`` ``workingset_refault_*``: the working set did not fit), major faults
-(``pgmajfault``: a page read back from disk), and, where the kernel keeps one per cgroup
-(``memory.pressure``: cgroup v2, or v1 with ``psi_v1``), the time some task stalled on memory.
-
-``CgroupSampler`` reads them once a second in a daemon thread and hands each sample (a dict of
-differences over the measured interval, like the host sampler's) to a callback, so the engine
-decides where it is written; ``summary()`` is the whole run's difference.
+the reclaim it causes is counted too: how often usage hit the limit (v1 ``memory.failcnt`` and
+``memory.memsw.failcnt``, v2 ``memory.events`` ``max``; this machine's kernel leaves v1's at 0
+even with the peak at the limit, so the diagnosis also takes a peak at the limit as a hit),
+pages the server needed again after the kernel evicted them (``memory.stat``
+``workingset_refault_*``), major faults (``pgmajfault``: a page read back from disk), and, where
+the kernel keeps one per cgroup (``memory.pressure``: cgroup v2, or v1 with ``psi_v1``), the time
+some task stalled on memory.
 """
 
 from __future__ import annotations
@@ -101,7 +99,9 @@ def read_counters(cgroup: Cgroup) -> CgroupCounters:
             peak = _int(directory / "memory.max_usage_in_bytes")
             ooms = _keyed(directory / "memory.oom_control").get("oom_kill", 0)
             memory_stat = _keyed(directory / "memory.stat")
-            hits = _int(directory / "memory.failcnt")
+            # With memsw set to the same limit (cgroups.py), the memsw counter is charged
+            # first and fails first: the limit's hits are counted there, not in failcnt.
+            hits = max(_int(directory / "memory.failcnt"), _int(directory / "memory.memsw.failcnt"))
         if stall is None:
             stall = _stall_us(directory / "memory.pressure")
     return CgroupCounters(

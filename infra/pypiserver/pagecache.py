@@ -6,7 +6,8 @@ server reading them would find them there, never charged against its memory limi
 128 MB container would seem to hold a corpus ten times its size. In production the container
 reads its packages from EFS through its own page cache, inside its limit (the incident's
 "EFS metadata-heavy workload requires page cache"). ``posix_fadvise(DONTNEED)`` on each file
-drops its clean, unmapped pages (no root needed, nothing else touched), so the server's first
+drops its clean, unmapped pages (no root needed, nothing else touched; dirty ones are written
+first), so the server's first
 read of each file is charged to the server's cgroup, as a fresh container's would be.
 """
 
@@ -28,6 +29,9 @@ def drop_cached(directories: Iterable[Path]) -> int:
                 with contextlib.suppress(OSError):
                     fd = os.open(Path(root) / name, os.O_RDONLY)
                     try:
+                        # Dirty pages (a corpus just built) are not dropped, only queued for
+                        # writeback: write them first (Linux allows it on a read-only fd).
+                        os.fdatasync(fd)
                         os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
                         advised += 1
                     finally:

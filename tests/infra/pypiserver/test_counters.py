@@ -38,6 +38,13 @@ def test_v1_memory_stat_gives_major_faults_refaults_and_limit_hits(tmp_path: Pat
     assert counters.memory_stall_us is None  # no memory.pressure on cgroup v1 here
 
 
+def test_v1_limit_hits_are_counted_where_memsw_takes_them_first(tmp_path: Path) -> None:
+    directory = v1_memory_dir(tmp_path / "memory", majfault=0, refault=10, failcnt=0)
+    (directory / "memory.memsw.failcnt").write_text("734\n")  # memsw limit = memory limit
+    counters = read_counters(Cgroup(version=1, name="x", dirs=(directory,)))
+    assert counters.limit_hits == 734
+
+
 def test_pressure_is_read_where_the_kernel_has_it(tmp_path: Path) -> None:
     directory = tmp_path / "v2"
     directory.mkdir()

@@ -138,8 +138,14 @@ def test_memory_reclaim_names_memory_before_the_cpu() -> None:
     assert "256 MiB" in found[0].detail
     # The kernel's stall clock alone (cgroup v2's memory.pressure) says the same.
     assert causes(sized({**NOTHING_HIT, "memory_stall_s": 3.2})) == ["memory-bound"]
-    # Filling the limit with page cache nobody needed again is not a memory problem.
+    # Filling the limit with page cache nobody needed again is not a memory problem...
     assert causes(sized({**NOTHING_HIT, "limit_hits": 40, "refaults": 0})) == ["unexplained"]
+    # The peak at the limit is the limit hit too (this kernel's v1 failcnt stays 0).
+    at_limit = {**NOTHING_HIT, "limit_hits": 0, "refaults": 900, "memory_peak_mb": 256.0}
+    assert causes(sized(at_limit)) == ["memory-bound"]
+    # ...nor a refault far below the limit (seen: 1 refault at a 125 MiB peak of 768 MiB, the
+    # page evicted by another run dropping the shared corpus from the cache).
+    assert causes(sized({**NOTHING_HIT, "limit_hits": 0, "refaults": 1})) == ["unexplained"]
 
 
 def test_more_requests_in_flight_than_the_workers_hold_is_worker_saturation() -> None:
