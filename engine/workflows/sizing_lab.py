@@ -91,7 +91,9 @@ class SizingOutcome:
             for name, ours, theirs in self.prediction.rows()
         ]
         verdict = "lands" if self.prediction.lands else "does NOT land"
-        void = " (VOID: the generator was the bottleneck, so this says nothing)" * self.void
+        void = " (INCONCLUSIVE: the generator was the bottleneck, so this says nothing)" * (
+            self.verdict == "inconclusive"
+        )
         return [
             *rows,
             f"{self.sizing.name}{scale}: {verdict} within x2 of the published p95{void}",
@@ -265,7 +267,11 @@ def _prediction_markdown(outcomes: Sequence[SizingOutcome]) -> list[str]:
             "",
             f"Within x2 of the published p95 and under 1 % errors: "
             f"{'yes' if prediction.lands else 'no'}"
-            + (" (void: the generator was the bottleneck)" if outcome.void else "")
+            + (
+                " (inconclusive: the generator was the bottleneck)"
+                if outcome.verdict == "inconclusive"
+                else ""
+            )
             + f". Source: {prediction.published.source}.",
         ]
     return lines

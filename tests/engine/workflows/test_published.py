@@ -23,6 +23,9 @@ X170 = Profile(
 
 
 def test_scaling_divides_the_steady_clients_and_the_bursts_peak() -> None:
+    builtin = load_profile("incident_x170")  # issue 20's, on main
+    assert (builtin.clients, builtin.peak_clients, builtin.duration_s) == (3, 510, 300)
+    assert scale_profile(builtin, 8).thresholds == builtin.thresholds  # its gates, as written
     eighth = scale_profile(X170, 8)
     # 510 / 8 = 63.75 -> 64 at once; 3 / 8 rounds to 0, so 1 steady client (not 0.375).
     assert (eighth.clients, eighth.peak_clients) == (1, 64)
