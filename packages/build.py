@@ -108,7 +108,7 @@ def _build_all(spec: CorpusSpec, scratch: Path, out_dir: Path) -> list[Path]:
         project_dir = scratch / project
         package_dir = project_dir / module_name(project)
         package_dir.mkdir(parents=True)
-        for version in spec.versions:
+        for version in spec.versions_of(project):
             _write_sources(spec, (project, version), graph[project], project_dir, package_dir)
             poetry = factory.create_poetry(project_dir)
             built = Path(_CorpusWheelBuilder(poetry).build(target_dir=out_dir))

@@ -39,6 +39,9 @@ _VERSION_RE = re.compile(
 # A normalized project name (PEP 503) that also makes a valid module name once `-` becomes `_`.
 _PREFIX_RE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 
+# A listed project: a normalized name that is also a module name once `-` becomes `_`.
+_LISTED_NAME_RE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
+
 # Every wheel is pure Python; poetry-core tags it py3 because the template asks for Python 3.
 WHEEL_TAG = "py3-none-any"
 
@@ -67,6 +70,10 @@ class CorpusSpec:
     prefix: str = "test-package"
     dep_fan_out: int = 0
     dep_depth: int = 0
+    #: Explicit ``(project, version)`` releases instead of ``packages`` x ``versions`` named
+    #: after ``prefix``: a corpus made from the names an access log shows (``pipstorm replay``).
+    #: Names are PEP 503-normalized; no dependencies. Empty: the generated corpus.
+    listed: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         # Accept any sequence of strings (a list from a CLI or a profile) but store a tuple,
@@ -98,17 +105,51 @@ class CorpusSpec:
         duplicates = sorted({v for v in self.versions if self.versions.count(v) > 1})
         if duplicates:
             raise CorpusError(f"versions: {', '.join(duplicates)} listed more than once")
+        self._check_listed()
         if not isinstance(self.prefix, str) or not _PREFIX_RE.fullmatch(self.prefix):
             raise CorpusError(
                 f"prefix: {self.prefix!r} must be lowercase letters, digits and single dashes, "
                 "starting with a letter (e.g. test-package)"
             )
 
+    def _check_listed(self) -> None:
+        """Listed releases: canonical names and versions, each once, with no dependencies."""
+        if isinstance(self.listed, str) or not isinstance(self.listed, tuple | list):
+            raise CorpusError(f"listed must be (project, version) pairs, got {self.listed!r}")
+        pairs = tuple(tuple(pair) for pair in self.listed)
+        object.__setattr__(self, "listed", pairs)
+        if not pairs:
+            return
+        if self.has_dependencies:
+            raise CorpusError("a corpus of listed releases has no dependencies")
+        for pair in pairs:
+            if len(pair) != 2 or not all(isinstance(part, str) for part in pair):
+                raise CorpusError(f"listed: {pair!r} is not a (project, version) pair")
+            project, version = pair
+            if not _LISTED_NAME_RE.fullmatch(project):
+                raise CorpusError(
+                    f"listed: {project!r} is not a normalized project name (lowercase letters, "
+                    "digits and single dashes, starting with a letter)"
+                )
+            if not is_canonical_version(version):
+                raise CorpusError(f"listed: {project} {version!r} is not a canonical version")
+        if len(set(pairs)) != len(pairs):
+            raise CorpusError("listed: a release is listed more than once")
+
+    def versions_of(self, project: str) -> list[str]:
+        """The versions the corpus releases of ``project``, in order."""
+        if self.listed:
+            return sorted((v for p, v in self.listed if p == project), key=version_key)
+        return list(self.versions)
+
     def project_names(self) -> list[str]:
-        """Every project of the corpus, `<prefix>-000` upwards, zero-padded to one width.
+        """Every project of the corpus, `<prefix>-000` upwards, zero-padded to one width
+        (the listed releases' projects, sorted, when ``listed`` is given).
 
         The width is at least 3 and grows with the count, so names always sort in order.
         """
+        if self.listed:
+            return sorted({project for project, _ in self.listed})
         width = max(3, len(str(self.packages - 1)))
         return [f"{self.prefix}-{index:0{width}d}" for index in range(self.packages)]
 
@@ -135,7 +176,11 @@ class CorpusSpec:
 
     def releases(self) -> list[tuple[str, str]]:
         """Every wheel of the corpus as `(project, version)`, project-major, versions in order."""
-        return [(project, version) for project in self.project_names() for version in self.versions]
+        return [
+            (project, version)
+            for project in self.project_names()
+            for version in self.versions_of(project)
+        ]
 
     def key(self) -> str:
         """A short, stable hash naming this corpus in the cache.
@@ -147,10 +192,24 @@ class CorpusSpec:
         if not self.has_dependencies:
             # Corpora without dependencies keep the key they had before these fields existed.
             del params["dep_fan_out"], params["dep_depth"]
+        if not self.listed:
+            del params["listed"]  # generated corpora keep their keys too
         params["format"] = CORPUS_FORMAT
         params["poetry_core"] = POETRY_CORE_VERSION
         encoded = json.dumps(params, sort_keys=True, separators=(",", ":")).encode("utf-8")
         return hashlib.sha256(encoded).hexdigest()[:16]
+
+
+def is_canonical_version(version: str) -> bool:
+    """Whether ``version`` is spelled as the corpus spells versions (``1.0.0``, ``2.0.0rc1``)."""
+    return bool(_VERSION_RE.fullmatch(version))
+
+
+def version_key(version: str) -> tuple[tuple[int, ...], str]:
+    """Release numbers in numeric order (``1.10.0`` after ``1.9.0``), suffixes as text."""
+    release = re.match(r"[0-9.]*[0-9]", version)
+    numbers = release.group(0) if release else "0"
+    return tuple(int(part) for part in numbers.split(".")), version[len(numbers) :]
 
 
 def canonical_name(name: str) -> str:

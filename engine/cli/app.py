@@ -17,7 +17,7 @@ import typer
 from typer.exceptions import TyperException
 
 from pipstorm.clients.errors import ClientsError
-from pipstorm.engine.cli import aws, cluster, corpus, labs, reports, run, serve
+from pipstorm.engine.cli import aws, cluster, corpus, labs, replay, reports, run, serve
 from pipstorm.engine.errors import UsageError
 from pipstorm.infra.errors import InfraError
 from pipstorm.packages.spec import CorpusError
@@ -48,6 +48,7 @@ app.command()(labs.realism)
 app.command("retry-lab")(labs.retry_lab)
 app.command()(aws.watch)
 app.command("sizing-lab")(labs.sizing_lab)
+app.command()(replay.replay)
 app.command()(reports.profiles)
 app.command()(reports.report)
 app.command()(reports.compare)

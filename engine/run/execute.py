@@ -238,15 +238,19 @@ def initial_meta(
 
 
 def execute_run(
-    options: RunOptions, say: Callable[[str], None] | None = None, target: Target | None = None
+    options: RunOptions,
+    say: Callable[[str], None] | None = None,
+    target: Target | None = None,
+    load: LoadPlan | None = None,
 ) -> RunResult:
     """Run ``options`` and return the verdict. Raises the components' one-line errors for bad
     input or an unusable target before any load is sent.
 
     ``target``: an index already open (the pytest plugin's session target), used instead of
-    opening one from ``options``; the caller keeps it up and stops it."""
+    opening one from ``options``; the caller keeps it up and stops it. ``load``: a plan made
+    elsewhere (``pipstorm replay``'s, from a log) instead of the profile's."""
     emit: Callable[[str], None] = say or _to_stderr
-    load = plan_load(options)
+    load = load or plan_load(options)
     profile, limits, choice, line, plan = (
         load.profile,
         load.limits,
@@ -585,7 +589,7 @@ def _task_maker(
             timeout_s=options.run_timeout_s,
             requirements=run.requirements,
             resolve_deps=options.corpus.has_dependencies,
-            client_version=options.client_versions.get(run.client),
+            client_version=run.client_version or options.client_versions.get(run.client),
         )
 
     return make

@@ -27,6 +27,8 @@ class PlannedRun:
     version: str
     #: Further pinned releases a resolving client (poetry, uv) locks with the first one.
     requirements: tuple[tuple[str, str], ...] = ()
+    #: This run's client version, over the kind's (``pipstorm replay``: the logged user agent's).
+    client_version: str | None = None
 
 
 @dataclass(frozen=True)

@@ -161,7 +161,7 @@ def preflight(
 
 def corpus_files(corpus: CorpusSpec, project: str) -> set[str]:
     """The corpus's wheel names of one project: what its listing must show."""
-    return {wheel_filename(project, version) for version in corpus.versions}
+    return {wheel_filename(project, version) for version in corpus.versions_of(project)}
 
 
 @contextmanager
