@@ -38,6 +38,7 @@ from pipstorm.engine.run.replay.schedule import MINUTE_S, ReplayPlan, plan_repla
 from pipstorm.engine.run.target.opening import (
     Target,
     TargetSpec,
+    check_loopback,
     corpus_files,
     open_target,
     preflight,
@@ -82,6 +83,8 @@ def run_replay(
     """Read, group, play and compare; bad input (an unreadable source, nothing replayable) raises
     one-line errors before any load is sent."""
     emit = say or _to_stderr
+    if options.index_url is not None:  # a refused target is said before the log is read
+        check_loopback(options.index_url, allow_remote=options.allow_remote_target)
     read = read_logs(options.logs, s3=s3)
     warnings = [w for w in [read.warning()] if w is not None]
     for warning in warnings:

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
 
 import pytest
 
+from pipstorm.packages.build import build_corpus
 from pipstorm.packages.spec import (
     MAX_PAYLOAD_KB,
     CorpusError,
@@ -110,3 +112,38 @@ def test_bad_parameters_give_one_line_naming_the_field(
 def test_pre_and_post_releases_are_accepted() -> None:
     spec = CorpusSpec(packages=1, versions=("1.0.0a1", "1.0.0rc2", "1.0.0.post1", "2.0.dev3"))
     assert len(spec.releases()) == 4
+
+
+def test_a_listed_corpus_releases_exactly_its_pairs_and_builds_them(tmp_path: Path) -> None:
+    listed = (("zope-interface", "6.1"), ("requests", "2.31.0"), ("requests", "2.9.0"))
+    spec = CorpusSpec(listed=listed)
+    assert spec.project_names() == ["requests", "zope-interface"]
+    assert spec.releases() == [
+        ("requests", "2.9.0"), ("requests", "2.31.0"), ("zope-interface", "6.1")
+    ]  # fmt: skip
+    assert spec.key() != CorpusSpec().key()
+    built = build_corpus(spec, tmp_path / "out")
+    assert [p.name for p in built] == [wheel_filename(p, v) for p, v in spec.releases()]
+
+
+def test_generated_corpora_keep_their_cache_keys() -> None:
+    # The key of the default corpus before `listed` existed (CORPUS_FORMAT 1): changing it
+    # would orphan every cached corpus.
+    assert CorpusSpec().key() == "cdd60b002919fd9c"  # measured before `listed` was added
+    assert CorpusSpec(listed=()).key() == CorpusSpec().key()
+
+
+@pytest.mark.parametrize(
+    ("listed", "message"),
+    [
+        ((("Requests", "1.0"),), "not a normalized project name"),
+        ((("requests", "1.0-beta"),), "not a canonical version"),
+        ((("requests", "1.0"), ("requests", "1.0")), "listed more than once"),
+        ((("requests",),), "not a \\(project, version\\) pair"),
+    ],
+)
+def test_listed_releases_are_checked(listed: tuple[tuple[str, ...], ...], message: str) -> None:
+    with pytest.raises(CorpusError, match=message):
+        CorpusSpec(listed=listed)  # type: ignore[arg-type]
+    with pytest.raises(CorpusError, match="no dependencies"):
+        CorpusSpec(packages=4, dep_fan_out=1, dep_depth=1, listed=(("a", "1.0"),))

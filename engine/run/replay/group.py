@@ -157,5 +157,5 @@ def resolve_pins(runs: list[LoggedRun], *, default_project: tuple[str, str] | No
         if uploads and default_project is not None:
             run.pins = [default_project]
             continue
-        unreplayable["names no release the log shows a version of"] += 1
+        unreplayable["name no release the log shows a version of"] += 1
     return unreplayable
