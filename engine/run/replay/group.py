@@ -9,7 +9,8 @@ captured from real pip, poetry and uv runs through the proxy):
    ``curl``) is *unexplained*: counted and listed, replayed as the synthetic ``http`` client
    only with ``--raw``.
 2. Requests are keyed by client address and user agent (one CI host running one client
-   version), in arrival order. A key's next request starts a new run when it comes more than
+   version), in arrival order (combined format: in the order the lines were written, since its
+   times have whole seconds). A key's next request starts a new run when it comes more than
    ``gap_s`` (default 10 s) after the key's previous one, or when it asks again for a project's
    listing the current run already had answered: a client process reads a listing once, so
    that is the next process. A repeat after a failure (no answer, 429, 5xx) is a retry and
@@ -70,7 +71,7 @@ class LoggedRun:
     @property
     def start(self) -> float:
         """The arrival of its first request: the run's instant."""
-        return self.requests[0].time
+        return min(request.time for request in self.requests)
 
     def listed(self) -> list[str]:
         """Projects whose listing it asked for, in order, once each."""
@@ -96,7 +97,7 @@ def group_runs(
 ) -> list[LoggedRun]:
     """Every run the requests make up, by the rules above, in order of their first request."""
     by_key: dict[tuple[str, str], list[LoggedRequest]] = {}
-    for request in sorted(requests, key=lambda r: r.time):
+    for request in sorted(requests, key=lambda r: r.order):
         by_key.setdefault((request.client, request.user_agent), []).append(request)
     runs: list[LoggedRun] = []
     for (client, agent), logged in by_key.items():

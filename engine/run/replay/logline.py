@@ -41,6 +41,16 @@ class LoggedRequest:
     status: int | None
     latency_ms: float | None = None  # the index's time, where the log has it
     bytes_sent: int | None = None
+    #: When the line was written, where that orders a client's requests better than ``time``:
+    #: combined format's whole-second ``$time_local`` (less ``$request_time``) can put a
+    #: client's next request before its last one; the order lines were written in cannot.
+    written: float | None = None
+
+    @property
+    def order(self) -> float:
+        """What a client's requests are sorted by (a stable sort keeps same-second lines in
+        the log's order)."""
+        return self.time if self.written is None else self.written
 
 
 def parse_line(line: str) -> LoggedRequest | None:
@@ -150,6 +160,7 @@ def parse_combined(fields: list[str]) -> LoggedRequest:
         status=_status(fields[5]),
         latency_ms=spent * 1000.0 if spent is not None else None,
         bytes_sent=_int(fields[6]),
+        written=logged,
     )
 
 

@@ -11,7 +11,7 @@ from pipstorm.engine.cli import main
 from tests.engine.run.replay.lines import APACHE_COMBINED, AWS_HTTPS, PIP_HTTPS
 from tests.infra.aws.support import isolate_aws
 
-SECRET = "s3cr3t"
+SECRET = "s3cr3t"  # noqa: S105 - the fake secret the test makes sure is never shown
 BROWSER = APACHE_COMBINED.replace("/apache_pb.gif", f"/simple/?token={SECRET}")
 GARBAGE = f"torn line with https://ci:{SECRET}@pypi.example.com/simple/"
 

@@ -22,12 +22,14 @@ def bucket(aws: None, monkeypatch: pytest.MonkeyPatch) -> object:
     del aws
     monkeypatch.setenv("AWS_REGION", "us-west-2")
     s3 = boto3.client("s3", region_name="us-west-2")
-    s3.create_bucket(
-        Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"}
-    )
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
     # ALB names its files by end time: key order is time order.
-    s3.put_object(Bucket=BUCKET, Key=PREFIX + "b_1210Z.log.gz", Body=gzip.compress(AWS_HTTPS.encode()))
-    s3.put_object(Bucket=BUCKET, Key=PREFIX + "a_1205Z.log", Body=f"{AWS_HTTP}\nnot a line\n".encode())
+    s3.put_object(
+        Bucket=BUCKET, Key=PREFIX + "b_1210Z.log.gz", Body=gzip.compress(AWS_HTTPS.encode())
+    )
+    s3.put_object(
+        Bucket=BUCKET, Key=PREFIX + "a_1205Z.log", Body=f"{AWS_HTTP}\nnot a line\n".encode()
+    )
     s3.put_object(Bucket=BUCKET, Key="elsewhere/c.log", Body=b"never read\n")
     return s3
 

@@ -29,7 +29,8 @@ AWS_HTTPS = (
 )
 # The HTTPS example as pip 25.3 downloading a wheel would have made it.
 PIP_HTTPS = AWS_HTTPS.replace('"curl/7.46.0"', '"pip/25.3 {\\"ci\\":null}"').replace(
-    "https://www.example.com:443/ ", "https://www.example.com:443/packages/a-1.0.0-py3-none-any.whl "
+    "https://www.example.com:443/ ",
+    "https://www.example.com:443/packages/a-1.0.0-py3-none-any.whl ",
 )
 # The Apache HTTP Server documentation's Combined Log Format example (nginx's `combined` has the
 # same fields).
