@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from pipstorm.engine.cli.options import (
+    AllowGeneratorBoundOpt,
     AwsRoleOpt,
     LaunchOpt,
     QuietOpt,
@@ -70,6 +71,7 @@ def replay(
     run_timeout: RunTimeoutOpt = 120.0,
     quiet: QuietOpt = False,
     launch: LaunchOpt = None,
+    allow_generator_bound: AllowGeneratorBoundOpt = False,
 ) -> None:
     """Replay an access log with the real clients it shows, and compare with the original."""
     from pipstorm.engine.errors import UsageError
@@ -98,6 +100,7 @@ def replay(
             run_timeout_s=run_timeout,
             quiet=quiet,
             launch=launch,
+            allow_generator_bound=allow_generator_bound,
         ),
         s3=partial(s3_log_lines, role_arn=aws_role_arn),
     )

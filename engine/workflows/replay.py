@@ -68,6 +68,7 @@ class ReplayOptions:
     run_timeout_s: float = 120.0
     quiet: bool = False
     launch: str | None = None
+    allow_generator_bound: bool = False  # --allow-generator-bound, as in ``pipstorm run``
     client_versions: dict[str, str | None] = field(default_factory=dict)
 
 
@@ -116,6 +117,7 @@ def run_replay(
         quiet=options.quiet,
         client_versions={**plan.versions, **options.client_versions},
         launch=options.launch,
+        allow_generator_bound=options.allow_generator_bound,
     )
     load = load_plan(run_options, plan, options.logs, warnings)
     _warm_up(plan, emit)
