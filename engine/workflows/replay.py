@@ -39,7 +39,6 @@ from pipstorm.engine.run.target.opening import (
     Target,
     TargetSpec,
     check_loopback,
-    corpus_files,
     open_target,
     preflight,
     resolve_stack,
@@ -183,8 +182,9 @@ def _warm_up(plan: ReplayPlan, emit: Callable[[str], None]) -> None:
 def _remote_target(
     options: RunOptions, plan: ReplayPlan, stack: ExitStack, emit: Callable[[str], None]
 ) -> Target | None:
-    """A remote index, opened here so that every project the log names is checked first (the
-    embedded target is opened by the run itself, serving exactly those)."""
+    """A remote index, opened here so that every project the log names is checked first: its
+    listing must show the files the log shows of it (the embedded target is opened by the run
+    itself, serving exactly those releases)."""
     if options.index_url is None and options.terraform_dir is None:
         return None
     aws = resolve_stack(TargetSpec(options.index_url, options.terraform_dir))
@@ -195,12 +195,13 @@ def _remote_target(
             allow_remote=options.allow_remote_target,
             log_path=None,
             stack=aws,
+            remote_files=plan.files_of,
         )
     )
     projects = plan.corpus.project_names()
     emit(f"pipstorm replay: checking the index has the log's {len(projects)} projects")
-    for project in projects:
-        preflight(target.index_url, target.credentials, project, corpus_files(plan.corpus, project))
+    for project in projects[1:]:  # the first one was checked on opening
+        preflight(target.index_url, target.credentials, project, plan.files_of(project))
     return target
 
 

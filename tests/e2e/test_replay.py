@@ -158,3 +158,42 @@ def test_replay_of_a_pip_and_poetry_log_plays_each_run_and_compares(
     assert report["facts"]["unreadable_lines"] == 1
     assert report["onset_s"]["count"] == 20
     assert "## Per minute" in (run_dir / "replay.md").read_text()
+
+
+def test_against_a_remote_index_every_logged_project_is_checked_first(
+    capture: Capture, e2e_env: dict[str, str], tmp_path: Path
+) -> None:
+    pip = [r for r in capture.records if r.run_id == "pip-a"]  # test-package-001 1.1.0
+    renamed = [  # the same run, asking for a project the remote index does not have
+        RequestRecord(**{**r.to_json(), "path": r.path.replace("001", "077")})  # type: ignore[arg-type]
+        for r in pip
+    ]
+    corpus = cached_corpus(CorpusSpec(packages=6), Path(e2e_env["PIPSTORM_CACHE_DIR"]))
+    with LocalPypiserver(corpus.directory) as server:
+        creds = server.credentials
+        env = {**e2e_env, "PYPI_USERNAME": creds.username, "PYPI_PASSWORD": creds.password}
+        for name, records, code in (("present", pip, 0), ("absent", renamed, 2)):
+            log = tmp_path / f"{name}.log"
+            log.write_text("\n".join(as_alb(r, "10.0.0.5") for r in records) + "\n", "utf-8")
+            results = tmp_path / name
+            proc = pipstorm(
+                [
+                    *("replay", str(log), "--index-url", server.index_url),
+                    *("--results", str(results), "--quiet", *LATENCY_OFF),
+                ],
+                env,
+                tmpdir=tmp_path / "tmp",
+            )
+            assert proc.returncode == code, proc.stderr
+            assert creds.password not in proc.stderr + proc.stdout
+            if code == 2:
+                assert proc.stderr.splitlines()[-1].startswith("ERROR: the index has no project")
+                assert "test-package-077" in proc.stderr
+                assert not results.exists() or not any(results.iterdir())
+                continue
+            (run_dir,) = list(results.iterdir())
+            (client,) = [
+                json.loads(x) for x in (run_dir / "clients.jsonl").read_text().splitlines()
+            ]
+            assert (client["client_version"], client["outcome"]) == ("25.3", "ok")
+            assert json.loads((run_dir / "run.json").read_text())["target"]["kind"] == "remote"

@@ -25,6 +25,7 @@ from pipstorm.engine.run.replay.group import (
     resolve_pins,
 )
 from pipstorm.engine.run.replay.logline import LoggedRequest
+from pipstorm.engine.run.replay.paths import target_of
 from pipstorm.packages.spec import CorpusSpec
 
 #: The log's clock is cut in minutes for the schedule's ticks and the comparison.
@@ -50,6 +51,12 @@ class ReplayPlan:
     unexplained: Counter[str] = field(default_factory=Counter)  # user agent -> requests
     unreplayable: Counter[str] = field(default_factory=Counter)  # reason -> runs
     odd_versions: Counter[str] = field(default_factory=Counter)  # "pip 25.3-custom" -> runs
+    #: The file names the log shows of each project: what a remote index's listing must show.
+    files: dict[str, set[str]] = field(default_factory=dict)
+
+    def files_of(self, project: str) -> set[str]:
+        """The logged files of ``project`` (a remote index's preflight checks its listing)."""
+        return self.files.get(project, set())
 
     @property
     def duration_s(self) -> float:
@@ -100,6 +107,7 @@ def plan_replay(
         unexplained=unexplained,
         unreplayable=unreplayable,
         odd_versions=odd,
+        files=_logged_files(playable),
     )
 
 
@@ -141,6 +149,17 @@ def _usual_versions(planned: list[PlannedRun]) -> dict[str, str]:
     for (kind, version), _ in counts.most_common():
         usual.setdefault(kind, version)
     return usual
+
+
+def _logged_files(runs: list[LoggedRun]) -> dict[str, set[str]]:
+    files: dict[str, set[str]] = {}
+    for run in runs:
+        for request in run.requests:
+            target = target_of(request.method, request.path)
+            if target.asked == "file" and target.project is not None:
+                name = request.path.rstrip("/").rsplit("/", 1)[-1].removesuffix(".metadata")
+                files.setdefault(target.project, set()).add(name)
+    return files
 
 
 def _first_release(runs: list[LoggedRun]) -> tuple[str, str] | None:

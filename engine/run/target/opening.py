@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,6 +176,7 @@ def open_target(
     sizing: Sizing | None = None,
     allow_unconfined: bool = False,
     probe_listing: bool = False,
+    remote_files: Callable[[str], Collection[str]] | None = None,
 ) -> Iterator[Target]:
     """The embedded target (started here, stopped on exit) or the remote one, checked.
 
@@ -186,12 +187,15 @@ def open_target(
     when there are no cgroups; ``probe_listing``: first measure what one listing costs it
     (``pipstorm.infra.pypiserver.probe``)."""
     first_project = corpus.project_names()[0]
+    # A remote index's files of the first project, as its listing must show them: the corpus's
+    # wheel names, or (``remote_files``: ``pipstorm replay``) the file names a log showed.
+    remote_first = (remote_files or (lambda p: corpus_files(corpus, p)))(first_project)
     if sizing is not None and (stack is not None or index_url is not None):
         raise TargetSetupError("--sizing sizes the embedded target; drop it or the --target")
     if stack is not None:
         check_loopback(stack.index_url, allow_remote=allow_remote)
         normalized = stack.index_url if stack.index_url.endswith("/") else stack.index_url + "/"
-        preflight(normalized, stack.credentials, first_project, corpus_files(corpus, first_project))
+        preflight(normalized, stack.credentials, first_project, remote_first)
         yield Target(
             kind="remote",
             index_url=normalized,
@@ -239,5 +243,5 @@ def open_target(
     except CredentialsError as exc:
         raise TargetSetupError(f"{USERNAME_VAR}/{PASSWORD_VAR}: {exc}") from exc
     normalized = index_url if index_url.endswith("/") else index_url + "/"
-    preflight(normalized, credentials, first_project, corpus_files(corpus, first_project))
+    preflight(normalized, credentials, first_project, remote_first)
     yield Target(kind="remote", index_url=normalized, credentials=credentials, corpus=corpus)
