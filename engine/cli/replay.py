@@ -72,6 +72,12 @@ def replay(
     quiet: QuietOpt = False,
     launch: LaunchOpt = None,
     allow_generator_bound: AllowGeneratorBoundOpt = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            help="Play a replay this machine cannot prepare or hold (recorded as a warning)."
+        ),
+    ] = False,
 ) -> None:
     """Replay an access log with the real clients it shows, and compare with the original."""
     from pipstorm.engine.errors import UsageError
@@ -101,6 +107,7 @@ def replay(
             quiet=quiet,
             launch=launch,
             allow_generator_bound=allow_generator_bound,
+            force=force,
         ),
         s3=partial(s3_log_lines, role_arn=aws_role_arn),
     )

@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from pipstorm.engine.analysis.replay import LogSample, ReplayComparison, compare
 from pipstorm.engine.errors import UsageError
 from pipstorm.engine.report.replay import terminal_summary, write_replay
 from pipstorm.engine.run.execute import LoadPlan, RunOptions, RunResult, execute_run
+from pipstorm.engine.run.plan import capacity
 from pipstorm.engine.run.plan.client_mix import ClientChoice
 from pipstorm.engine.run.plan.profiles import Profile
 from pipstorm.engine.run.plan.schedule import Timeline
@@ -68,6 +69,7 @@ class ReplayOptions:
     quiet: bool = False
     launch: str | None = None
     allow_generator_bound: bool = False  # --allow-generator-bound, as in ``pipstorm run``
+    force: bool = False  # --force: play a replay this machine cannot prepare or hold
     client_versions: dict[str, str | None] = field(default_factory=dict)
 
 
@@ -117,6 +119,7 @@ def run_replay(
         client_versions={**plan.versions, **options.client_versions},
         launch=options.launch,
         allow_generator_bound=options.allow_generator_bound,
+        force=options.force,
     )
     load = load_plan(run_options, plan, options.logs, warnings)
     _warm_up(plan, emit)
@@ -165,7 +168,18 @@ def load_plan(
         burst_every_s=None,
         time_scale=plan.speed,
     )
-    return LoadPlan(profile, limits, choice, line, plan.runs, list(warnings))
+    warned = capacity.check(_capacity(plan, choice.mix, options), force=options.force)
+    return LoadPlan(profile, limits, choice, line, plan.runs, [*warnings, *warned])
+
+
+def _capacity(plan: ReplayPlan, mix: dict[str, float], options: RunOptions) -> capacity.Capacity:
+    """The replay's busiest 10 s (replay time) against this machine, priced as ``run`` prices a
+    profile's tick: a log at a high ``--speed`` is refused like an absurd profile (``--force``)."""
+    window = 10.0
+    peak = max(Counter(int(run.offset_s // window) for run in plan.runs).values())
+    line = Timeline(duration_s=window, tick_s=window, burst_every_s=None, time_scale=1.0)
+    measured = capacity.measure(line, peak, 1, mix, warm=(options.launch or "warm") == "warm")
+    return replace(measured, planned_runs=len(plan.runs))
 
 
 def _warm_up(plan: ReplayPlan, emit: Callable[[str], None]) -> None:

@@ -82,3 +82,18 @@ def test_missing_sources_and_unreadable_s3_are_one_line(
     monkeypatch.setenv("AWS_REGION", "us-west-2")
     error, _ = refused(["s3://incident-logs/alb/"], tmp_path, capsys)
     assert "no AWS credentials" in error
+
+
+def test_a_log_played_faster_than_this_machine_can_start_runs_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 2,000 pip runs from as many hosts over 200 s of log, at x1000: all within 0.2 s
+    lines = [
+        PIP_HTTPS.replace("192.168.131.39:2817", f"10.{i // 250}.{i % 250}.1:2817").replace(
+            "22:22:48.364000Z", f"22:{22 + i // 600:02d}:{(i % 600) / 10:04.1f}00000Z"
+        )
+        for i in range(2000)
+    ]
+    error, _ = refused([log(tmp_path, *lines), "--speed", "1000"], tmp_path, capsys)
+    assert "this machine cannot play the plan: 2,000 runs at one tick" in error
+    assert "--force" in error
