@@ -92,7 +92,9 @@ def render_markdown(c: ReplayComparison) -> str:
     for reason, count in facts.get("unreplayable", {}).items():
         lines.append(f"- runs not replayed: {count} {reason}")
     for version, count in facts.get("odd_versions", {}).items():
-        lines.append(f"- {count} runs of {version} ran the driver's default (not installable)")
+        lines.append(
+            f"- {count} runs of {version} ran the kind's usual version (not a release number)"
+        )
     agents = facts.get("unexplained_agents", {})
     if agents:
         lines += ["", "## Requests no client explains", ""]

@@ -183,14 +183,13 @@ def _capacity(plan: ReplayPlan, mix: dict[str, float], options: RunOptions) -> c
 
 
 def _warm_up(plan: ReplayPlan, emit: Callable[[str], None]) -> None:
-    """Every client version the log names, installed before any load (the generator's cost)."""
-    pairs = sorted({(run.client, run.client_version) for run in plan.runs}, key=str)
-    for kind, version in pairs:
-        driver = driver_for(kind)
-        shown = version or driver.default_version
-        if shown is not None:
-            emit(f"pipstorm: preparing {kind} {shown} (cached after the first time)")
-        driver.warm_up(version or driver.default_version)
+    """Every client version the log names beyond each kind's usual one (``execute_run`` warms
+    those), installed before any load: the generator's cost, not the index's."""
+    usual = set(plan.versions.items())
+    pairs = {(r.client, r.client_version) for r in plan.runs if r.client_version is not None}
+    for kind, version in sorted(pairs - usual):
+        emit(f"pipstorm: preparing {kind} {version} (cached after the first time)")
+        driver_for(kind).warm_up(version)
 
 
 def _remote_target(

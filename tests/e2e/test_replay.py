@@ -110,15 +110,18 @@ def test_real_clients_requests_group_into_the_runs_that_made_them(
 def test_replay_of_a_pip_and_poetry_log_plays_each_run_and_compares(
     capture: Capture, e2e_env: dict[str, str], tmp_path: Path
 ) -> None:
-    # 20 runs over 2 minutes of log: 14 pip 25.3 (one download each), 6 poetry 2.1.3 locks,
-    # each from its own CI host; played 8 times faster.
+    # 20 runs over 2 minutes of log: 14 pip (12 on 25.3, 2 on 26.3; one download each), 6
+    # poetry 2.1.3 locks, each from its own CI host; played 8 times faster.
     pip = [r for r in capture.records if r.run_id == "pip-a"]
     poetry = [r for r in capture.records if r.run_id == "poetry"]
     lines = []
     for i in range(20):
         records = poetry if i % 10 in (3, 6, 9) else pip
         shift = 1.7e9 + i * 6.0 - records[0].ts
-        lines += [as_alb(r, f"10.1.0.{i}", shift_s=shift) for r in records]
+        run = [as_alb(r, f"10.1.0.{i}", shift_s=shift) for r in records]
+        if i in (0, 10):  # two hosts still on pip 26.3: each run plays its own version
+            run = [line.replace('"pip/25.3 ', '"pip/26.3 ') for line in run]
+        lines += run
     lines += ["an unreadable line", as_alb(pip[0], "10.9.9.9", shift_s=1.7e9 - pip[0].ts)]
     lines[-1] = lines[-1].replace("pip/25.3", "ELB-HealthChecker/2.0 pip/25.3")
     log = tmp_path / "alb.log"
@@ -135,10 +138,11 @@ def test_replay_of_a_pip_and_poetry_log_plays_each_run_and_compares(
     (run_dir,) = list(results.iterdir())
     clients = [json.loads(x) for x in (run_dir / "clients.jsonl").read_text().splitlines()]
     ran = sorted((c["client"], c["client_version"], c["outcome"]) for c in clients)
-    assert ran == sorted([("pip", "25.3", "ok")] * 14 + [("poetry", "2.1.3", "ok")] * 6)
+    pips = [("pip", "25.3", "ok")] * 12 + [("pip", "26.3", "ok")] * 2
+    assert ran == sorted(pips + [("poetry", "2.1.3", "ok")] * 6)
     replayed, _ = load_requests(run_dir / "requests.jsonl")
     agents = {r.user_agent.split()[0] for r in replayed if r.user_agent}
-    assert agents == {"pip/25.3", "poetry/2.1.3"}
+    assert agents == {"pip/25.3", "pip/26.3", "poetry/2.1.3"}
     report = json.loads((run_dir / "replay.json").read_text())
     assert (report["log_runs"], report["replay_runs"], report["speed"]) == (20, 20, 8.0)
     ops = {row["op"]: row for row in report["operations"]}
