@@ -87,14 +87,15 @@ def run_replay(
     emit = say or _to_stderr
     if options.index_url is not None:  # a refused target is said before the log is read
         check_loopback(options.index_url, allow_remote=options.allow_remote_target)
-    read = read_logs(options.logs, s3=s3)
+    low, high = _window(options.start, options.end)
+    read = read_logs(options.logs, s3=s3, keep=lambda t: low <= t < high)
     warnings = [w for w in [read.warning()] if w is not None]
     for warning in warnings:
         emit(f"pipstorm: WARNING: {warning}")
-    window = _in_window(read.requests, options.start, options.end)
+    window = read.requests
     plan = plan_replay(window, speed=options.speed, gap_s=options.gap_s, raw=options.raw)
     emit(
-        f"pipstorm replay: {len(read.requests)} requests read from {read.files} files, "
+        f"pipstorm replay: {len(window) + read.outside} requests read from {read.files} files, "
         f"{plan.requests} in the window: {len(plan.runs)} client runs "
         f"({', '.join(f'{k} {n}' for k, n in plan.by_kind.items())}) over {plan.span_s:.0f} s "
         f"of log, played in {plan.duration_s:.0f} s"
@@ -127,7 +128,7 @@ def run_replay(
         target = _remote_target(run_options, plan, stack, emit)
         result = execute_run(run_options, emit, target=target, load=load)
     samples = [_sample(r, plan.origin) for r in window]
-    facts = _facts(read.unreadable, len(read.requests) - len(window), plan)
+    facts = _facts(read.unreadable, read.outside, plan)
     comparison = compare_replay(
         samples, RunData.load(result.run_dir), speed=plan.speed, log_runs=len(plan.runs),
         facts=facts,
@@ -218,14 +219,13 @@ def _remote_target(
     return target
 
 
-def _in_window(
-    requests: list[LoggedRequest], start: str | None, end: str | None
-) -> list[LoggedRequest]:
+def _window(start: str | None, end: str | None) -> tuple[float, float]:
+    """``[--from, --to)`` as epoch seconds (open ends when not given)."""
     low = _instant(start, "--from") if start else float("-inf")
     high = _instant(end, "--to") if end else float("inf")
     if not low < high:
         raise UsageError(f"--from ({start}) must be before --to ({end})")
-    return [r for r in requests if low <= r.time < high]
+    return low, high
 
 
 def _instant(text: str, option: str) -> float:

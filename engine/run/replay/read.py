@@ -10,8 +10,9 @@ with a few torn lines is still replayed, and the report says how many were skipp
 from __future__ import annotations
 
 import gzip
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pipstorm.clients.process import redact
@@ -40,9 +41,12 @@ class LogRead:
     example: str | None = None  # the first unreadable line, redacted and shortened
     why: str | None = None  # why it was unreadable
     files: int = 0
+    outside: int = 0  # requests outside the window: counted, not kept
+    keep: Callable[[float], bool] = lambda _: True  # the window, on a request's arrival
 
     def add(self, lines: Iterable[str]) -> None:
-        """Parse ``lines`` into this read."""
+        """Parse ``lines`` into this read: only requests in the window are kept (a day of ALB
+        logs is millions of lines; the window of an incident a few thousand)."""
         self.files += 1
         for line in lines:
             self.lines += 1
@@ -54,8 +58,19 @@ class LogRead:
                     self.example = redact(line.strip())[:QUOTE_CHARS]
                     self.why = str(exc)
                 continue
-            if request is not None:
-                self.requests.append(request)
+            if request is None:
+                continue
+            if not self.keep(request.time):
+                self.outside += 1
+                continue
+            # One string per distinct agent and address, however many requests share it.
+            self.requests.append(
+                replace(
+                    request,
+                    user_agent=sys.intern(request.user_agent),
+                    client=sys.intern(request.client),
+                )
+            )
 
     def warning(self) -> str | None:
         """One line about the unreadable lines, quoting the first; None if there were none."""
@@ -67,11 +82,16 @@ class LogRead:
         )
 
 
-def read_logs(sources: Sequence[str], *, s3: S3Reader | None = None) -> LogRead:
-    """Every request the sources log. ``s3`` reads ``s3://`` sources (the CLI passes
-    ``pipstorm.infra.aws.s3_logs``'s reader with its role); LogSourceError for a source that
-    cannot be read at all."""
-    read = LogRead()
+def read_logs(
+    sources: Sequence[str],
+    *,
+    s3: S3Reader | None = None,
+    keep: Callable[[float], bool] | None = None,
+) -> LogRead:
+    """Every request the sources log whose arrival ``keep`` accepts (default: all). ``s3``
+    reads ``s3://`` sources (the CLI passes ``pipstorm.infra.aws.s3_logs``'s reader with its
+    role); LogSourceError for a source that cannot be read at all."""
+    read = LogRead() if keep is None else LogRead(keep=keep)
     for source in sources:
         if source.startswith("s3://"):
             if s3 is None:
