@@ -29,6 +29,7 @@ def replay(
             help="Access logs: ALB or nginx/gunicorn combined format, files or folders (plain "
             "or gzipped), or s3://bucket/prefix.",
             show_default=False,
+            metavar="LOG",
         ),
     ],
     speed: Annotated[
