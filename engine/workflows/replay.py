@@ -16,7 +16,7 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,12 @@ from pipstorm.engine.run.plan.schedule import Timeline
 from pipstorm.engine.run.replay.group import DEFAULT_GAP_S
 from pipstorm.engine.run.replay.logline import LoggedRequest
 from pipstorm.engine.run.replay.read import S3Reader, read_logs
-from pipstorm.engine.run.replay.schedule import MINUTE_S, ReplayPlan, plan_replay
+from pipstorm.engine.run.replay.schedule import (
+    MINUTE_S,
+    NothingToReplay,
+    ReplayPlan,
+    plan_replay,
+)
 from pipstorm.engine.run.target.opening import (
     Target,
     TargetSpec,
@@ -70,7 +75,6 @@ class ReplayOptions:
     launch: str | None = None
     allow_generator_bound: bool = False  # --allow-generator-bound, as in ``pipstorm run``
     force: bool = False  # --force: play a replay this machine cannot prepare or hold
-    client_versions: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -90,10 +94,13 @@ def run_replay(
     low, high = _window(options.start, options.end)
     read = read_logs(options.logs, s3=s3, keep=lambda t: low <= t < high)
     warnings = [w for w in [read.warning()] if w is not None]
-    for warning in warnings:
-        emit(f"pipstorm: WARNING: {warning}")
     window = read.requests
-    plan = plan_replay(window, speed=options.speed, gap_s=options.gap_s, raw=options.raw)
+    try:
+        plan = plan_replay(window, speed=options.speed, gap_s=options.gap_s, raw=options.raw)
+    except NothingToReplay:
+        for warning in warnings:  # else the run says them, with its own warnings
+            emit(f"pipstorm: WARNING: {warning}")
+        raise
     emit(
         f"pipstorm replay: {len(window) + read.outside} requests read from {read.files} files, "
         f"{plan.requests} in the window: {len(plan.runs)} client runs "
@@ -117,7 +124,7 @@ def run_replay(
         run_timeout_s=options.run_timeout_s,
         corpus=plan.corpus,
         quiet=options.quiet,
-        client_versions={**plan.versions, **options.client_versions},
+        client_versions=dict(plan.versions),  # each run's own comes with it (PlannedRun)
         launch=options.launch,
         allow_generator_bound=options.allow_generator_bound,
         force=options.force,
