@@ -34,6 +34,13 @@ def test_aws_documented_alb_lines_use_the_request_creation_time(
     assert request.bytes_sent == int(line.split()[11])
 
 
+def test_an_alb_line_from_before_request_creation_time_uses_time_less_processing() -> None:
+    old = " ".join(AWS_HTTPS.split(" ")[:17])  # up to ssl_cipher: lines of older ALBs end early
+    request = parse_line(old)
+    assert request is not None
+    assert request.time == pytest.approx(at("2018-07-02T22:23:00.186641+00:00") - 0.171)
+
+
 def test_the_documented_combined_line_parses_without_latency() -> None:
     request = parse_line(APACHE_COMBINED)
     assert request is not None
