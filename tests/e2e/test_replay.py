@@ -1,6 +1,7 @@
 """``pipstorm replay`` on real clients' traffic: the grouping rules checked on what real pip,
-poetry and uv send through the proxy (written as ALB and gunicorn lines), and a replay of such
-a log by the CLI with pip 25.3 and poetry 2.1.3, the incident's versions."""
+poetry, uv and twine send through the proxy (written as ALB and gunicorn lines), a replay of
+such a log by the CLI with pip 25.3 and poetry 2.1.3 (the incident's versions), and one against
+a remote index that must hold the log's projects."""
 
 from __future__ import annotations
 
@@ -42,6 +43,8 @@ RUNS: dict[str, tuple[str, str | None, str, tuple[tuple[str, str], ...]]] = {
         ),
     ),
     "uv": ("uv", None, "10.0.0.7", (("test-package-001", "1.0.0"), ("test-package-005", "2.0.0"))),
+    # an upload: its release is not logged, the replay uploads one of the first logged release
+    "twine": ("twine", None, "10.0.0.8", (("test-package-001", "1.1.0"),)),
 }
 
 
@@ -57,8 +60,9 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Capture]:
     corpus = cached_corpus(CorpusSpec(packages=6), root / "cache")
     log = root / "requests.jsonl"
     results: dict[str, ClientResult] = {}
+    (root / "uploads").mkdir()
     with (
-        LocalPypiserver(corpus.directory) as server,
+        LocalPypiserver(corpus.directory, upload_dir=root / "uploads") as server,
         RecordingProxy(server.index_url, log, credentials=server.credentials) as proxy,
     ):
         for run_id, (client, version, _, pins) in RUNS.items():
@@ -96,7 +100,7 @@ def test_real_clients_requests_group_into_the_runs_that_made_them(
     runs = group_runs(requests)
     made = [r for r in runs if r.kind is not None]
     assert len(runs) - len(made) == 1  # the browser
-    assert not resolve_pins(made, default_project=None)
+    assert not resolve_pins(made, default_project=("test-package-001", "1.1.0"))
     # each grouped run is exactly one client run's requests, and each client run one group
     owners = [{by_request[id(q)] for q in run.requests} for run in made]
     assert sorted(min(o) for o in owners) == sorted(RUNS) and all(len(o) == 1 for o in owners)
