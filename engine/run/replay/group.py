@@ -1,7 +1,8 @@
 """Logged requests become client runs: which client made them, and which belong together.
 
-The rules (docs/replay.md says them to users; tests/engine/run/replay checks them on lines
-captured from real pip, poetry and uv runs through the proxy):
+The rules (docs/replay.md says them to users; tests/engine/run/replay checks them one by one,
+tests/e2e/test_replay.py on lines written from real pip, poetry, uv and twine runs through the
+proxy):
 
 1. The client kind and version come from the user agent: ``pip/25.3 {...}`` is pip 25.3,
    ``poetry/2.1.3 ...`` poetry 2.1.3, ``uv/0.5.0 ...`` uv, ``twine/6.0.1 ...`` twine,
