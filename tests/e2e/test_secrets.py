@@ -49,7 +49,7 @@ def test_the_embedded_targets_password_stays_where_it_belongs(
         (proxy,) = [
             p
             for p in psutil.Process(owner.pid).children(recursive=True)
-            if "pipstorm.infra.proxy.control" in p.cmdline()
+            if "pipstorm.infra.proxy" in p.cmdline()
         ]
         username = proxy.environ()[UPSTREAM_USERNAME_ENV]
         password = proxy.environ()[UPSTREAM_PASSWORD_ENV]

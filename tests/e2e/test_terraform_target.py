@@ -110,6 +110,7 @@ def test_a_run_against_a_terraform_target_loads_it_and_reports_its_cloudwatch_se
                     "run", "--profile", "light_load", "--duration", "10", "--quiet",
                     "--target", f"terraform:{stack}", "--results", str(results),
                     "--threshold", "p95_listing_ms=off", "--threshold", "p99_download_ms=off",
+                    "--allow-generator-bound",
                 ]
             )  # fmt: skip
         finally:

@@ -123,7 +123,7 @@ def test_realism_sets_the_synthetic_requests_beside_pips(
     proc = pipstorm(
         [
             *("realism", "--profile", "light_load", "--duration", "10"),
-            *("--results", str(results), "--quiet", "--allow-generator-bound"),
+            *("--results", str(results), "--quiet"),
         ],
         e2e_env,
         tmpdir=tmp_path / "tmp",
