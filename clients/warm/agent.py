@@ -2,8 +2,9 @@
 
 Started as ``<client python> agent.py MODULE ROOT OWNER_PID`` by ``pipstorm.clients.warm.launcher``.
 The client's venv has no pipstorm in it, so this script loads its own folder as a package named
-``_pipstorm_warm`` and imports its three siblings relatively (``preload``, ``paths``, ``child``:
-stdlib only too, like this folder's ``__init__``); nothing is put on ``sys.path``.
+``_pipstorm_warm`` and imports its siblings relatively (``preload``, ``paths``, ``child``,
+``gate``, ``shared``: stdlib only too, like this folder's ``__init__``); nothing is put on
+``sys.path``.
 
 It imports the client once (``preload``), finds the launcher paths the client captured at
 import (``paths``), then per run forks a child (``child``) that becomes that run's
