@@ -109,7 +109,7 @@ def test_a_listing_rewritten_once_links_each_run_under_its_own_prefix(
 ) -> None:
     """The proxy keeps a listing rewritten for a placeholder run id: every run still gets
     links under its own prefix, and a body of the right length."""
-    bodies = {}
+    bodies: dict[str, bytes] = {}
     for run in ("first", "second", "first"):
         status, headers, body = request(proxy, "GET", f"/r/{run}/simple/test-package-000/")
         assert status == 200
