@@ -165,7 +165,8 @@ class Launcher:
         self.template = _run_env(self.root / "work", env_for(self.root / "work"))
         self.facts: dict[str, Any] = {}
         self._children: dict[str, WarmChild] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the children and their events
+        self._write_lock = threading.Lock()  # one protocol line at a time to stdin
         self._ready = threading.Event()
         self._error: str | None = None
         self._closed = False
@@ -271,7 +272,10 @@ class Launcher:
             raise LauncherError(f"warm launcher for {self.module} is closed")
         data = (json.dumps(message, separators=(",", ":")) + "\n").encode()
         try:
-            with self._lock:
+            # Not under ``_lock``: the event reader takes that one, and a write blocked on a
+            # full stdin pipe (a burst's specs) while the launcher is blocked writing events
+            # to a full stdout pipe nobody reads would deadlock both (seen at x170).
+            with self._write_lock:
                 stdin.write(data)
                 stdin.flush()
         except (OSError, ValueError) as exc:

@@ -20,6 +20,7 @@ any load is sent; the run starts late enough for its first burst (``start_margin
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import time
 from collections import Counter
@@ -123,23 +124,54 @@ def measure_costs(
 
 
 def _measure_warm(task: ClientTask, temp_root: Path | None) -> PrepareCost:
+    """Two probes: the first starts the launcher (its start is ``launcher_s``) and computes
+    what its children share (``pipstorm.clients.warm.shared``); the second is what every later
+    run costs: the child's CPU to its gate (the client's start-up included), the launcher's
+    fork of it and this process's part (its dir, its spec), all of it CPU of the host."""
     launchers = Launchers(temp_root)
     try:
         started = time.monotonic()
-        with warm_prepared(
-            task, launchers=launchers, temp_root=temp_root, due_mono=None, registry=None
-        ) as prep:
-            child = prep.child
-            if child is None or not child.gated.wait(PROBE_TIMEOUT_S) or child.pid is None:
-                return PrepareCost(task.client, "warm", 0.0, 0.0)
-            launcher_s = max(0.0, (child.gated_mono or started) - started)
-            try:
-                held = psutil.Process(child.pid).memory_full_info().uss / 2**20
-            except psutil.Error:
-                held = 0.0
-            return PrepareCost(task.client, "warm", child.cpu_ahead_s, held, launcher_s)
+        first = _probe(task, launchers, temp_root)
+        if first is None:
+            return PrepareCost(task.client, "warm", 0.0, 0.0)
+        gated, cpu, held, launcher_pid = first
+        launcher_s = max(0.0, gated - started)
+        before = _self_cpu() + _cpu_of(launcher_pid)
+        second = _probe(dataclasses.replace(task, run_id=f"{task.run_id}-2"), launchers, temp_root)
+        if second is None:
+            return PrepareCost(task.client, "warm", cpu, held, launcher_s)
+        around = max(0.0, _self_cpu() + _cpu_of(launcher_pid) - before)
+        return PrepareCost(task.client, "warm", second[1] + around, second[2], launcher_s)
     finally:
         launchers.close()
+
+
+def _probe(
+    task: ClientTask, launchers: Launchers, temp_root: Path | None
+) -> tuple[float, float, float, int] | None:
+    """One probe child prepared and gated, then dropped: (gated at, its CPU, its USS in MB,
+    its launcher's pid)."""
+    with warm_prepared(
+        task, launchers=launchers, temp_root=temp_root, due_mono=None, registry=None
+    ) as prep:
+        child = prep.child
+        if child is None or not child.gated.wait(PROBE_TIMEOUT_S) or child.pid is None:
+            return None
+        try:
+            held = psutil.Process(child.pid).memory_full_info().uss / 2**20
+        except psutil.Error:
+            held = 0.0
+        gated = child.gated_mono or time.monotonic()
+        return gated, child.cpu_ahead_s, held, child.launcher.pid
+
+
+def _cpu_of(pid: int) -> float:
+    """A process's own CPU (not its children's: the launcher's helpers, its children)."""
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
 
 
 def _measure_exec(task: ClientTask) -> PrepareCost:
