@@ -8,7 +8,8 @@ share with the launcher, copy-on-write included). Both are measured before the r
 probe run per client kind, prepared and never released: nothing is sent anywhere), then:
 
 - ``ahead_s``: the largest instant's preparation time with a safety factor, plus the
-  launcher's own start (the first run of a kind waits for it), never less than a floor;
+  launcher's own start (the first run of a kind waits for it) with that factor too (every
+  worker starts its launchers at once), never less than a floor;
 - ``peak_prepared``: the most runs prepared and not yet released at any moment (those due within
   any window of ``ahead_s``), and the memory they hold against a budget (by default half the
   memory available now).
@@ -209,7 +210,10 @@ def plan_lead(
     launcher_s = max((cost.launcher_s for cost in costs), default=0.0)
     modes = {cost.kind: cost.mode for cost in costs}
     floor = MIN_AHEAD_S["warm" if "warm" in modes.values() else "exec"]
-    ahead = max(floor, prepare_s + launcher_s)
+    # Every pool worker starts its own launchers when its first run comes, all at once and
+    # while the workers themselves start: the probe's launcher started alone (issue 20: x25's
+    # first burst was 0.5-1.3 s late with one launcher start of lead, its second on time).
+    ahead = max(floor, prepare_s + SAFETY * launcher_s)
     peak, peak_mb, window_cpu = _peak_held(sorted(dues), by_kind, ahead)
     problems = []
     if SAFETY * window_cpu > cores * ahead:
