@@ -2,12 +2,15 @@
 
 Started as ``<client python> agent.py MODULE ROOT OWNER_PID`` by ``pipstorm.clients.warm.launcher``.
 The client's venv has no pipstorm in it, so this script loads its own folder as a package named
-``_pipstorm_warm`` and imports its three siblings relatively (``preload``, ``paths``, ``child``:
-stdlib only too, like this folder's ``__init__``); nothing is put on ``sys.path``.
+``_pipstorm_warm`` and imports its siblings relatively (``preload``, ``paths``, ``child``,
+``gate``, ``shared``: stdlib only too, like this folder's ``__init__``); nothing is put on
+``sys.path``.
 
 It imports the client once (``preload``), finds the launcher paths the client captured at
 import (``paths``), then per run forks a child (``child``) that becomes that run's
-client process: the run's world, pre-network start-up, gate, ``python -m MODULE`` once.
+client process: the run's world, pre-network start-up, ``python -m MODULE`` once, gated at its
+first connect (``gate``). What every run of one environment computes the same (pip's user
+agent) is computed once per environment fingerprint, in a forked helper (``shared``).
 ``random`` reseeds itself in a forked child; ``tempfile`` is told to look again; logging locks
 are reinitialised by Python; the collector's objects are frozen so children share their pages.
 
@@ -55,8 +58,9 @@ if __name__ == "__main__" and not __package__:
     __package__ = _SPEC.name
 
 from .child import child, cpu_s, is_agent, send, set_pdeathsig
-from .paths import Slot, find_captured, slot_name
+from .paths import Slot, find_captured, relocate, slot_name
 from .preload import preload
+from .shared import SHARED, compute_in_helper, fingerprint
 
 
 class Launcher:
@@ -69,6 +73,8 @@ class Launcher:
         self.by_id: dict[str, int] = {}
         self.stopping = False
         self.slots: list[Slot] = []
+        #: Environment fingerprint -> what every child of that environment computes the same.
+        self.shared: dict[str, dict[str, str] | None] = {}
 
     def preload(self) -> dict[str, Any]:
         started = cpu_s()
@@ -84,7 +90,36 @@ class Launcher:
             "preload_cpu_s": round(cpu_s() - started, 4),
         }
 
+    def shared_for(self, spec: dict[str, Any]) -> tuple[dict[str, str] | None, str | None]:
+        """The module's shared values for this run's environment, computed on first sight of
+        its fingerprint (in a helper; see ``shared``), and ``computed``/``cached``/``failed``;
+        (None, None): the module has none, or the run asked to compute its own."""
+        compute = SHARED.get(self.module)
+        if compute is None or not spec.get("share", True):
+            return None, None
+        key = fingerprint(spec)
+        how = "cached"
+        if key not in self.shared:
+            moves = [(a, b) for a, b in spec["moves"]]
+            self.shared[key] = compute_in_helper(spec, compute, lambda: self._helper(moves))
+            how = "computed"
+        value = self.shared[key]
+        return value, how if value is not None else "failed"
+
+    def _helper(self, moves: list[tuple[str, str]]) -> None:
+        """A shared-value helper becomes a quiet run-like process (no output to the owner)."""
+        set_pdeathsig(signal.SIGKILL)
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_DFL)
+        null = os.open(os.devnull, os.O_RDWR)
+        for target in (0, 1, 2):
+            os.dup2(null, target)
+        os.close(null)
+        relocate(self.slots, moves)
+
     def fork(self, spec: dict[str, Any]) -> None:
+        spec["shared"], shared = self.shared_for(spec)
         gate_r, gate_w = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()
@@ -97,7 +132,7 @@ class Launcher:
         os.close(gate_r)
         self.children[pid] = {"id": spec["id"], "gate": gate_w, "work": spec.get("work")}
         self.by_id[spec["id"]] = pid
-        send(1, event="forked", id=spec["id"], pid=pid)
+        send(1, event="forked", id=spec["id"], pid=pid, shared=shared)
 
     def open(self, run_id: str) -> None:
         pid = self.by_id.get(run_id)

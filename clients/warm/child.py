@@ -2,9 +2,9 @@
 
 Part of the warm agent (``pipstorm.clients.warm.agent``): ``child`` takes the run's world (session,
 parent-death signal, stdin, stdout/stderr files, environment, cwd, nice, argv, only fds 0-2),
-moves captured paths, does the client's pre-network start-up, reports ``gated``, waits for its
-instant or its gate, reports ``released`` and runs ``python -m MODULE`` once, exiting with the
-code the interpreter would have exited with.
+moves captured paths, does the client's pre-network start-up (``shared``), and runs ``python -m
+MODULE`` once, exiting with the code the interpreter would have exited with; it waits for its
+instant at its gate (``gate``): at its first connect, or before ``main``.
 """
 
 from __future__ import annotations
@@ -16,18 +16,17 @@ import json
 import os
 import resource
 import runpy
-import select
 import signal
 import sys
 import tempfile
 import threading
-import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .gate import Gate
 from .paths import Slot, find_captured, relocate, slot_name
+from .shared import AHEAD
 
 _PR_SET_PDEATHSIG = 1
 #: The warm agent's own package: ``pipstorm.clients.warm`` when imported by pipstorm (tests), the
@@ -57,41 +56,6 @@ def cpu_s() -> float:
 def is_agent(name: str) -> bool:
     """Whether module ``name`` is the agent's own (not the client's)."""
     return name in {"__main__", AGENT_PACKAGE} or name.startswith(AGENT_PACKAGE + ".")
-
-
-def _pip_ahead() -> None:
-    """pip's pre-network start-up, done before the gate with the run's own environment.
-
-    ``user_agent()`` spawns ``lsb_release`` and ``rustc --version`` and reads the run's
-    environment (CI variables, PATH); ``_create_truststore_ssl_context()`` loads certifi's
-    bundle. pip (20.x on) caches both per process (``lru_cache``), so calling them here, in this
-    child, after its environment is the run's, is what pip itself does a moment later: the
-    header is byte for byte the same. The launcher never calls them (its cache would be shared).
-    An older pip without the cache gets its user agent handed back the same way.
-    """
-    from pip._internal.network import session
-
-    _compute_once(session, "user_agent", patch=True)
-    with contextlib.suppress(ImportError):
-        from pip._internal.cli import index_command
-
-        _compute_once(index_command, "_create_truststore_ssl_context", patch=False)
-
-
-def _compute_once(module: object, name: str, *, patch: bool) -> None:
-    function = getattr(module, name, None)
-    if function is None:
-        return
-    clear = getattr(function, "cache_clear", None)
-    if clear is not None:
-        clear()  # nothing computed in the launcher survives into a run
-        function()
-    elif patch:
-        value = function()
-        setattr(module, name, lambda: value)
-
-
-AHEAD: dict[str, Callable[[], None]] = {"pip": _pip_ahead}
 
 
 def _exit_code(code: object) -> int:
@@ -170,8 +134,15 @@ def _run_module(module: str) -> int:
 def child(
     spec: dict[str, Any], report: int, gate: int, launcher_pid: int, slots: list[Slot]
 ) -> None:
-    """The forked child: enter the run, do the pre-network work, wait, run the client."""
-    run_id = spec["id"]
+    """The forked child: enter the run, do the pre-network work, gate, run the client."""
+
+    def left() -> list[str]:
+        # Tests ask for proof that no launcher path is left in the client's modules.
+        if not spec.get("verify"):
+            return []
+        return [slot_name(slot) for slot in find_captured(spec["root"], is_agent)]
+
+    door = Gate(spec, report, gate, send=send, cpu_s=cpu_s, left=left)
     try:
         _enter_run(spec, launcher_pid, {report, gate})
         relocate(slots, [(a, b) for a, b in spec["moves"]])
@@ -182,35 +153,21 @@ def child(
         sys.path.insert(0, str(Path.cwd()))
         ahead = AHEAD.get(spec["module"])
         if ahead is not None:
-            ahead()
-        before = set(sys.modules)
-        # Tests ask for proof that no launcher path is left in the client's modules.
-        left = (
-            [slot_name(slot) for slot in find_captured(spec["root"], is_agent)]
-            if spec.get("verify")
-            else []
-        )
-        send(report, event="gated", id=run_id, mono=time.monotonic(), cpu_s=cpu_s(), left=left)
-        due = spec.get("due")
-        while True:
-            wait = None if due is None else max(0.0, float(due) - time.monotonic())
-            ready, _, _ = select.select([gate], [], [], wait)
-            if not ready:
-                break  # the instant has come
-            if os.read(gate, 1) != b"g":
-                os._exit(1)  # EOF: the launcher is gone
-            break
-        send(report, event="released", id=run_id, mono=time.monotonic(), cpu_s=cpu_s())
-        os.close(report)
-        os.close(gate)
+            ahead(spec.get("shared") or {})
+        if spec.get("gate_at", "connect") == "connect":
+            door.at_first_connect()
+        else:
+            door.at_start()
     except BaseException:
         with contextlib.suppress(BaseException):
             traceback.print_exc()
             sys.stderr.flush()
         os._exit(70)
     code = _run_module(spec["module"])
+    door.disarm()
+    door.pass_()  # a run that never connected is released at its instant all the same
     if spec.get("probe"):
-        late = sorted(set(sys.modules) - before)
+        late = sorted(set(sys.modules) - door.modules_at_release)
         with contextlib.suppress(OSError):
             Path(spec["probe"]).write_text("\n".join(late) + "\n", encoding="utf-8")
     os._exit(code)

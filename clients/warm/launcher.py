@@ -88,6 +88,12 @@ class WarmChild:
     pid: int | None = None
     gated_mono: float | None = None
     cpu_ahead_s: float = 0.0
+    #: Wall and CPU seconds the client's own start-up ran before its gate (0 at ``start``).
+    startup_s: float = 0.0
+    startup_cpu_s: float = 0.0
+    #: Its environment's shared values (``pipstorm.clients.warm.shared``): ``computed`` for it,
+    #: ``cached`` from an earlier run, ``failed`` (it computes its own), None (none to share).
+    shared: str | None = None
     released_mono: float | None = None
     exit: dict[str, Any] | None = None
     left: list[str] = field(default_factory=list)
@@ -148,6 +154,9 @@ class Launcher:
         temp_root: Path | None = None,
     ) -> None:
         self.module = module
+        #: Where children gate and whether they get shared values (``fork``; ``Launchers``).
+        self.gate_at = "connect"
+        self.share = True
         self.python = python
         self.root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX, dir=temp_root))
         # The launcher's world is shaped like a run's, in its own ``work`` dir: what a client
@@ -156,7 +165,8 @@ class Launcher:
         self.template = _run_env(self.root / "work", env_for(self.root / "work"))
         self.facts: dict[str, Any] = {}
         self._children: dict[str, WarmChild] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the children and their events
+        self._write_lock = threading.Lock()  # one protocol line at a time to stdin
         self._ready = threading.Event()
         self._error: str | None = None
         self._closed = False
@@ -236,11 +246,14 @@ class Launcher:
             return
         if kind == "forked":
             child.pid = int(event["pid"])
+            child.shared = event.get("shared")
             child.forked.set()
         elif kind == "gated":
             child.gated_mono = float(event["mono"])
             child.cpu_ahead_s = float(event["cpu_s"])
             child.left = list(event.get("left") or [])
+            child.startup_s = float(event.get("startup_s") or 0.0)
+            child.startup_cpu_s = float(event.get("startup_cpu_s") or 0.0)
             child.gated.set()
         elif kind == "released":
             child.released_mono = float(event["mono"])
@@ -259,7 +272,10 @@ class Launcher:
             raise LauncherError(f"warm launcher for {self.module} is closed")
         data = (json.dumps(message, separators=(",", ":")) + "\n").encode()
         try:
-            with self._lock:
+            # Not under ``_lock``: the event reader takes that one, and a write blocked on a
+            # full stdin pipe (a burst's specs) while the launcher is blocked writing events
+            # to a full stdout pipe nobody reads would deadlock both (seen at x170).
+            with self._write_lock:
                 stdin.write(data)
                 stdin.flush()
         except (OSError, ValueError) as exc:
@@ -276,6 +292,8 @@ class Launcher:
         nice: int = CLIENT_NICE,
         probe: Path | None = None,
         verify: bool = False,
+        gate_at: str | None = None,
+        share: bool | None = None,
     ) -> WarmChild:
         """Fork a child for one run, gated until ``due_mono`` (None: until ``open``).
 
@@ -284,6 +302,11 @@ class Launcher:
         ``work/stderr``. ``probe``: a file the child writes the modules it imported after its
         release to (what ``pipstorm.clients.warm.agent.PRELOAD`` should hold). ``verify``: the child
         looks for launcher paths left in its modules and reports them (``WarmChild.left``).
+        ``gate_at``: where the child waits (``pipstorm.clients.warm.gate``: at its first connect,
+        or at ``start``); ``share``: hand it the values every run of its environment computes
+        the same (``pipstorm.clients.warm.shared``), else it computes them itself (None: the
+        launcher's ``gate_at``/``share``). The old behaviour (``start``, no sharing) stays for
+        benches to compare against.
         """
         env = _run_env(work, spec.env_for(work))
         child = WarmChild(run_id=run_id, launcher=self)
@@ -308,6 +331,8 @@ class Launcher:
                 "probe": str(probe) if probe is not None else None,
                 "verify": verify,
                 "root": str(self.root),
+                "gate_at": gate_at or self.gate_at,
+                "share": self.share if share is None else share,
             }
         )
         return child
@@ -427,8 +452,12 @@ class Launchers:
     """The launchers of one pool worker, one per (client module, interpreter), started on first
     use and closed together. Thread-safe: runs of a worker prepare from many threads."""
 
-    def __init__(self, temp_root: Path | None = None) -> None:
+    def __init__(
+        self, temp_root: Path | None = None, *, gate_at: str = "connect", share: bool = True
+    ) -> None:
+        """``gate_at``, ``share``: how every launcher's children gate (``Launcher.fork``)."""
         self._temp_root = temp_root
+        self._gate = (gate_at, share)
         self._lock = threading.Lock()
         self._started: dict[tuple[str, Path], Launcher] = {}
         self._failed: dict[tuple[str, Path], str] = {}
@@ -455,6 +484,7 @@ class Launchers:
                     launcher = Launcher(
                         spec.module, spec.python, spec.env_for, temp_root=self._temp_root
                     )
+                    launcher.gate_at, launcher.share = self._gate
                 except LauncherError as exc:
                     self._failed[key] = str(exc)
                     raise

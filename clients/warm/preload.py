@@ -127,10 +127,15 @@ PRELOAD: dict[str, tuple[str, ...]] = {
 }
 #: Pure computations a client caches in its modules on first use (``functools.cache`` or a
 #: lazy attribute), done once in the launcher so children share the result instead of each
-#: redoing it after the gate: poetry's two lark LALR parsers (PEP 508 markers, requirements)
-#: and its compiled JSON-schema validators. No I/O but reading installed files, no network;
-#: (module, dotted callable, arguments).
+#: redoing it: pip's SSL context, poetry's two lark LALR parsers (PEP 508 markers,
+#: requirements) and its compiled JSON-schema validators. No I/O but reading installed files,
+#: no network; (module, dotted callable, arguments).
 PREWARM: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
+    # pip's truststore SSL context with certifi's bundle (~30 ms of CPU per run when each child
+    # made its own): it reads no environment (truststore wraps a plain SSLContext; the bundle is
+    # certifi's file) and the launcher never connects, so every child inherits an unused
+    # context, as a fresh pip process would make it (pip 24.2 on caches it with lru_cache).
+    "pip": (("pip._internal.cli.index_command", "_create_truststore_ssl_context", ()),),
     "poetry": (
         ("poetry.core.version.markers", "_parser.parse", ('python_version >= "3.8"',)),
         ("poetry.core.version.requirements", "_parser.parse", ("pipstorm (==1.0)",)),

@@ -47,6 +47,11 @@ class ProxyError(InfraError):
     """The proxy could not be started or was misused; the message is one line."""
 
 
+#: The proxy's event loop: ``auto`` is uvloop where it is installed (a dependency on Linux and
+#: macOS), else asyncio's own; the bench (tests/bench/test_proxy_bench.py) plays both.
+EVENT_LOOPS: Final[tuple[str, ...]] = ("auto", "uvloop", "asyncio")
+
+
 class RecordingProxy:
     """The proxy child process, as a context manager.
 
@@ -70,6 +75,7 @@ class RecordingProxy:
         faults_path: Path | None = None,
         allow_origins: Sequence[str] = (),
         loopback_only: bool = False,
+        loop: str = "auto",
     ) -> None:
         try:
             self.layout = UpstreamLayout.parse(upstream_index_url)
@@ -84,6 +90,8 @@ class RecordingProxy:
             raise ProxyError(f"client header timeout must be > 0: {client_header_timeout}")
         if client_stall_timeout <= 0:
             raise ProxyError(f"client stall timeout must be > 0: {client_stall_timeout}")
+        if loop not in EVENT_LOOPS:
+            raise ProxyError(f"event loop must be one of {', '.join(EVENT_LOOPS)}: {loop!r}")
         self.upstream_index_url = upstream_index_url
         self.log_path = log_path
         self.credentials = credentials
@@ -101,6 +109,8 @@ class RecordingProxy:
         self.allow_origins = tuple(allow_origins)
         # Refuse other origins that are not loopback (a run without --allow-remote-target).
         self.loopback_only = loopback_only
+        # The proxy's event loop (EVENT_LOOPS); benches compare them.
+        self.loop = loop
         self._proc: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None
         self._url: str | None = None
@@ -165,6 +175,8 @@ class RecordingProxy:
             argv += ["--allow-origin", origin]
         if self.loopback_only:
             argv.append("--loopback-only")
+        if self.loop != "auto":
+            argv += ["--loop", self.loop]
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
         try:
             self._proc = subprocess.Popen(

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import secrets
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Sequence
@@ -44,7 +45,7 @@ from pipstorm.infra.operations import Linked, classify_served
 from pipstorm.infra.proxy import shaping
 from pipstorm.infra.proxy.links import LinkBook
 from pipstorm.infra.proxy.log import USER_AGENT_MAX, RecordWriter, RequestRecord
-from pipstorm.infra.proxy.rewrite import Route, UpstreamLayout, has_dot_segment
+from pipstorm.infra.proxy.rewrite import Links, Route, UpstreamLayout, has_dot_segment
 
 REWRITE_MAX_BYTES: Final = 16 * 1024 * 1024
 # Bodies up to this size (known from Content-Length) are sent with their headers in one write.
@@ -70,6 +71,13 @@ _REFUSED: Final = b"origin_refused: the index linked no such origin in this run\
 _PATH_REFUSED: Final = b"path_refused: a dot segment would leave the run's path\n"
 _VERSION_REFUSED: Final = b"http_version_refused: HTTP/1.0 or HTTP/1.1 only\n"
 _STALLED: Final = b"request timeout: no part of the request body came in time\n"
+# Listings rewritten once for a placeholder run id, then per run with one bytes.replace: how
+# many are kept, and the largest body kept (at most ~2 x 256 x 256 KB = 128 MB, rarely near).
+LISTING_CACHE_SIZE: Final = 256
+LISTING_CACHE_MAX_BYTES: Final = 256 * 1024
+# A valid run id (RUN_ID_RE) no listing contains: random per proxy process.
+_RUN_TOKEN: Final = f"pipstormrun{secrets.token_hex(16)}"
+_RUN_TOKEN_BYTES: Final = _RUN_TOKEN.encode("ascii")
 # How long a client may take no part of its answer, or send no part of its body.
 STALL_TIMEOUT_S: Final = 60.0
 _STALLED_ERROR: Final = "client_disconnected: stalled"
@@ -140,6 +148,8 @@ class ProxyHandler:
         # Handlers still running, also for connections the client has closed (a stalled or
         # slow answer nobody reads any more): aiohttp's shutdown no longer sees those.
         self._in_flight: set[asyncio.Task[object]] = set()
+        # (body, content type, upstream URL) -> listing rewritten for _RUN_TOKEN, its links.
+        self._listings: dict[tuple[bytes, str, str], tuple[bytes, Links]] = {}
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         exchange = _Exchange(request.raw_path)
@@ -419,18 +429,34 @@ class ProxyHandler:
             del headers["Content-Encoding"]
         elif encoding not in ("", "identity"):
             return body  # cannot read it, so cannot rewrite it
-        original = body
-        rewritten, links = self.layout.rewrite_listing(
-            body,
-            headers.get("Content-Type", ""),
-            route.upstream_url,
-            route.run_id,
-            self.proxy_url,
+        template, links = self._listing_template(
+            body, headers.get("Content-Type", ""), route.upstream_url
         )
         if status == 200:  # an error or login page links no files of the index
-            self.links.learn(links, original)
+            self.links.learn(links, body)
+        rewritten = template.replace(_RUN_TOKEN_BYTES, route.run_id.encode("ascii"))
         headers["Content-Length"] = str(len(rewritten))
         return rewritten
+
+    def _listing_template(
+        self, body: bytes, content_type: str, base_url: str
+    ) -> tuple[bytes, Links]:
+        """The listing rewritten for a placeholder run id, and its links: the same for every
+        run that gets this body from this URL, so a burst of runs asking for one listing pays
+        the rewrite (regular expressions, URL parsing: the largest part of the proxy's CPU
+        per listing) once. Bounded, least recently used first out; large bodies not kept."""
+        key = (body, content_type, base_url)
+        found = self._listings.pop(key, None)
+        if found is None:
+            found = self.layout.rewrite_listing(
+                body, content_type, base_url, _RUN_TOKEN, self.proxy_url
+            )
+            if len(body) > LISTING_CACHE_MAX_BYTES:
+                return found
+            if len(self._listings) >= LISTING_CACHE_SIZE:
+                self._listings.pop(next(iter(self._listings)))
+        self._listings[key] = found
+        return found
 
     async def _send_local(
         self,

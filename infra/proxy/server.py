@@ -23,8 +23,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -33,6 +34,7 @@ from aiohttp.http import HttpProcessingError
 from pipstorm.infra.credentials import UPSTREAM_PASSWORD_ENV, UPSTREAM_USERNAME_ENV, Credentials
 from pipstorm.infra.faults.plan import FaultMatcher, FaultPlan
 from pipstorm.infra.faults.spec import FaultSpecError
+from pipstorm.infra.proxy.control import EVENT_LOOPS
 from pipstorm.infra.proxy.handler import STALL_TIMEOUT_S, ProxyHandler
 from pipstorm.infra.proxy.links import LinkBook
 from pipstorm.infra.proxy.log import RecordWriter, RequestRecord
@@ -175,6 +177,23 @@ async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
     stop.set()
 
 
+def _run(loop: str, main: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run`` on the chosen loop. uvloop (libuv) took 0.85x asyncio's CPU per proxied
+    listing in tests/bench/test_proxy_bench.py (2026-12-06, a loaded 2-core machine): the
+    proxy's CPU is what a burst of hundreds of first requests queues behind."""
+    if loop != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if loop == "uvloop":
+                raise
+        else:
+            with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+                runner.run(main)
+            return
+    asyncio.run(main)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the proxy process; credentials are read from the environment."""
     parser = argparse.ArgumentParser(prog="python -m pipstorm.infra.proxy")
@@ -206,6 +225,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="another origin the proxy may forward to (repeatable)",
     )
     parser.add_argument(
+        "--loop",
+        choices=EVENT_LOOPS,
+        default="auto",
+        help="the event loop: uvloop where installed (auto), or asyncio's own",
+    )
+    parser.add_argument(
         "--loopback-only",
         action="store_true",
         help="forward to loopback origins only (the index's own origin excepted)",
@@ -227,7 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.pop(UPSTREAM_USERNAME_ENV, None)
     os.environ.pop(UPSTREAM_PASSWORD_ENV, None)
     try:
-        asyncio.run(
+        _run(
+            args.loop,
             serve(
                 layout,
                 args.log,
@@ -241,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 faults=faults,
                 allowed=allowed,
                 loopback_only=args.loopback_only,
-            )
+            ),
         )
     except OSError as exc:
         sys.stderr.write(f"ERROR {exc}\n")  # e.g. the port is taken, the log is not writable

@@ -1,10 +1,13 @@
-"""What the recording proxy adds to each request's latency.
+"""What the recording proxy adds to each request's latency, and its CPU per request.
 
-The same listing GETs go to pypiserver directly and through the proxy, interleaved one by one
-in the same run over keep-alive connections, so both sides see the same machine load. Prints
-p50/p99 of both sides (the baseline is the direct side) and the added latency as a percentile of
-the paired differences (each proxied GET minus the direct GET next to it), the one way every
-proxy bench computes "added"; asserts nothing about time.
+The same listing GETs go to pypiserver directly and through two proxies, one on asyncio's own
+event loop (the baseline before issue 20) and one on uvloop (the default), interleaved one by
+one in the same run over keep-alive connections, so every side sees the same machine load
+(the order rotates so none always runs on a warmer cache). Prints p50/p99 of each side (the
+baseline is the direct side) and the added latency as a percentile of the paired differences
+(each proxied GET minus the direct GET next to it), the one way every proxy bench computes
+"added"; and each proxy process's CPU (user + system, psutil) over the measured GETs divided by
+their number: the CPU a burst's first requests queue behind. Asserts nothing about time.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import http.client
 import statistics
 import time
 from collections.abc import Callable
-from contextlib import closing
+from contextlib import ExitStack, closing
 from pathlib import Path
 
+import psutil
 import pytest
 
 from pipstorm.engine.rundir.records import load_requests
@@ -46,46 +50,74 @@ def _getter(
     return get
 
 
+def _cpu(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
 @pytest.mark.bench
 def test_added_latency_of_the_proxy(tmp_path: Path) -> None:
     for version in ("1.0.0", "1.1.0", "1.2.0"):
         write_wheel(tmp_path, "bench_package", version)
-    log = tmp_path / "requests.jsonl"
-    with (
-        LocalPypiserver(tmp_path) as server,
-        RecordingProxy(server.index_url, log, credentials=server.credentials) as proxy,
-        closing(http.client.HTTPConnection("127.0.0.1", server.port)) as direct_conn,
-        closing(http.client.HTTPConnection("127.0.0.1", proxy.port)) as proxy_conn,
-    ):
-        direct = _getter(
-            direct_conn,
-            "/simple/bench-package/",
-            {"Authorization": server.credentials.basic_auth_header()},
+    loops = ("asyncio", "uvloop")
+    with ExitStack() as stack:
+        server = stack.enter_context(LocalPypiserver(tmp_path))
+        direct_conn = stack.enter_context(
+            closing(http.client.HTTPConnection("127.0.0.1", server.port))
         )
-        proxied = _getter(proxy_conn, "/r/bench/simple/bench-package/", {})
+        sides = {
+            "direct": _getter(
+                direct_conn,
+                "/simple/bench-package/",
+                {"Authorization": server.credentials.basic_auth_header()},
+            )
+        }
+        proxies = {}
+        for loop in loops:
+            proxy = stack.enter_context(
+                RecordingProxy(
+                    server.index_url,
+                    tmp_path / f"requests-{loop}.jsonl",
+                    credentials=server.credentials,
+                    loop=loop,
+                )
+            )
+            conn = stack.enter_context(closing(http.client.HTTPConnection("127.0.0.1", proxy.port)))
+            sides[loop] = _getter(conn, "/r/bench/simple/bench-package/", {})
+            proxies[loop] = proxy
+        order = list(sides)
         for _ in range(WARMUP):
-            direct()
-            proxied()
-        direct_ms: list[float] = []
-        proxied_ms: list[float] = []
+            for side in order:
+                sides[side]()
+        samples: dict[str, list[float]] = {side: [] for side in order}
+        cpu_before = {loop: _cpu(proxies[loop].pid) for loop in loops}
         for index in range(REQUESTS):
-            # Alternate which goes first so neither always runs on a warmer cache.
-            if index % 2:
-                direct_ms.append(direct())
-                proxied_ms.append(proxied())
-            else:
-                proxied_ms.append(proxied())
-                direct_ms.append(direct())
-    records = [r for r in load_requests(log)[0] if r.run_id == "bench"]
-    assert len(records) == WARMUP + REQUESTS
-    recorded_ms = [r.total_ms for r in records[WARMUP:]]
-    added_ms = [p - d for p, d in zip(proxied_ms, direct_ms, strict=True)]
-    lines = [f"proxy bench: {REQUESTS} listing GETs each way, interleaved, keep-alive"]
-    for label, q in (("p50", 50.0), ("p99", 99.0)):
-        d, p = _percentile(direct_ms, q), _percentile(proxied_ms, q)
-        lines.append(
-            f"  {label}: direct (baseline) {d:.3f} ms, via proxy {p:.3f} ms (ratio {p / d:.2f}x); "
-            f"added, {label} of paired differences {_percentile(added_ms, q):+.3f} ms; "
-            f"proxy-recorded total {_percentile(recorded_ms, q):.3f} ms"
-        )
+            rotated = order[index % len(order) :] + order[: index % len(order)]
+            for side in rotated:
+                samples[side].append(sides[side]())
+        cpu_ms = {
+            loop: 1000.0 * (_cpu(proxies[loop].pid) - cpu_before[loop]) / REQUESTS for loop in loops
+        }
+    direct_ms = samples["direct"]
+    load = " ".join(f"{x:.2f}" for x in psutil.getloadavg())
+    lines = [
+        f"proxy bench: {REQUESTS} listing GETs each way (direct, proxy on asyncio, proxy on "
+        f"uvloop), interleaved, keep-alive; load {load}"
+    ]
+    for loop in loops:
+        records = load_requests(tmp_path / f"requests-{loop}.jsonl")[0]
+        assert len(records) == WARMUP + REQUESTS
+        recorded_ms = [r.total_ms for r in records[WARMUP:]]
+        proxied_ms = samples[loop]
+        added_ms = [p - d for p, d in zip(proxied_ms, direct_ms, strict=True)]
+        lines.append(f"  proxy on {loop}: CPU per request {cpu_ms[loop]:.3f} ms")
+        for label, q in (("p50", 50.0), ("p99", 99.0)):
+            d, p = _percentile(direct_ms, q), _percentile(proxied_ms, q)
+            lines.append(
+                f"    {label}: direct (baseline) {d:.3f} ms, via proxy {p:.3f} ms "
+                f"(ratio {p / d:.2f}x); added, {label} of paired differences "
+                f"{_percentile(added_ms, q):+.3f} ms; proxy-recorded total "
+                f"{_percentile(recorded_ms, q):.3f} ms"
+            )
+    lines.append(f"  uvloop/asyncio CPU per request {cpu_ms['uvloop'] / cpu_ms['asyncio']:.2f}x")
     print("\n".join(lines))

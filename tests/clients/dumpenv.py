@@ -8,8 +8,21 @@ import sys
 import tempfile
 
 
+def inheritable(fds: list[int]) -> list[int]:
+    """The fds a program this one spawned would inherit (the listing's own fd is closed)."""
+    found = []
+    for fd in fds:
+        try:
+            if os.get_inheritable(fd):
+                found.append(fd)
+        except OSError:
+            continue
+    return found
+
+
 def main() -> None:
     """What a client would see of its process: env, cwd, nice, argv, fds, session, stdin."""
+    fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))  # noqa: PTH208
     json.dump(
         {
             "env": dict(os.environ),
@@ -18,7 +31,8 @@ def main() -> None:
             "argv": sys.argv,
             "orig_argv": sys.orig_argv,
             "tmp": tempfile.gettempdir(),
-            "fds": sorted(int(fd) for fd in os.listdir("/proc/self/fd")),  # noqa: PTH208
+            "fds": fds,
+            "inheritable": inheritable(fds),
             "sid": os.getsid(0),
             "pid": os.getpid(),
             "stdin": os.read(0, 10).decode(),

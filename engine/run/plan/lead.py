@@ -8,7 +8,8 @@ share with the launcher, copy-on-write included). Both are measured before the r
 probe run per client kind, prepared and never released: nothing is sent anywhere), then:
 
 - ``ahead_s``: the largest instant's preparation time with a safety factor, plus the
-  launcher's own start (the first run of a kind waits for it), never less than a floor;
+  launcher's own start (the first run of a kind waits for it) with that factor too (every
+  worker starts its launchers at once), never less than a floor;
 - ``peak_prepared``: the most runs prepared and not yet released at any moment (those due within
   any window of ``ahead_s``), and the memory they hold against a budget (by default half the
   memory available now).
@@ -20,6 +21,7 @@ any load is sent; the run starts late enough for its first burst (``start_margin
 
 from __future__ import annotations
 
+import dataclasses
 import resource
 import time
 from collections import Counter
@@ -123,23 +125,54 @@ def measure_costs(
 
 
 def _measure_warm(task: ClientTask, temp_root: Path | None) -> PrepareCost:
+    """Two probes: the first starts the launcher (its start is ``launcher_s``) and computes
+    what its children share (``pipstorm.clients.warm.shared``); the second is what every later
+    run costs: the child's CPU to its gate (the client's start-up included), the launcher's
+    fork of it and this process's part (its dir, its spec), all of it CPU of the host."""
     launchers = Launchers(temp_root)
     try:
         started = time.monotonic()
-        with warm_prepared(
-            task, launchers=launchers, temp_root=temp_root, due_mono=None, registry=None
-        ) as prep:
-            child = prep.child
-            if child is None or not child.gated.wait(PROBE_TIMEOUT_S) or child.pid is None:
-                return PrepareCost(task.client, "warm", 0.0, 0.0)
-            launcher_s = max(0.0, (child.gated_mono or started) - started)
-            try:
-                held = psutil.Process(child.pid).memory_full_info().uss / 2**20
-            except psutil.Error:
-                held = 0.0
-            return PrepareCost(task.client, "warm", child.cpu_ahead_s, held, launcher_s)
+        first = _probe(task, launchers, temp_root)
+        if first is None:
+            return PrepareCost(task.client, "warm", 0.0, 0.0)
+        gated, cpu, held, launcher_pid = first
+        launcher_s = max(0.0, gated - started)
+        before = _self_cpu() + _cpu_of(launcher_pid)
+        second = _probe(dataclasses.replace(task, run_id=f"{task.run_id}-2"), launchers, temp_root)
+        if second is None:
+            return PrepareCost(task.client, "warm", cpu, held, launcher_s)
+        around = max(0.0, _self_cpu() + _cpu_of(launcher_pid) - before)
+        return PrepareCost(task.client, "warm", second[1] + around, second[2], launcher_s)
     finally:
         launchers.close()
+
+
+def _probe(
+    task: ClientTask, launchers: Launchers, temp_root: Path | None
+) -> tuple[float, float, float, int] | None:
+    """One probe child prepared and gated, then dropped: (gated at, its CPU, its USS in MB,
+    its launcher's pid)."""
+    with warm_prepared(
+        task, launchers=launchers, temp_root=temp_root, due_mono=None, registry=None
+    ) as prep:
+        child = prep.child
+        if child is None or not child.gated.wait(PROBE_TIMEOUT_S) or child.pid is None:
+            return None
+        try:
+            held = psutil.Process(child.pid).memory_full_info().uss / 2**20
+        except psutil.Error:
+            held = 0.0
+        gated = child.gated_mono or time.monotonic()
+        return gated, child.cpu_ahead_s, held, child.launcher.pid
+
+
+def _cpu_of(pid: int) -> float:
+    """A process's own CPU (not its children's: the launcher's helpers, its children)."""
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
 
 
 def _measure_exec(task: ClientTask) -> PrepareCost:
@@ -177,7 +210,10 @@ def plan_lead(
     launcher_s = max((cost.launcher_s for cost in costs), default=0.0)
     modes = {cost.kind: cost.mode for cost in costs}
     floor = MIN_AHEAD_S["warm" if "warm" in modes.values() else "exec"]
-    ahead = max(floor, prepare_s + launcher_s)
+    # Every pool worker starts its own launchers when its first run comes, all at once and
+    # while the workers themselves start: the probe's launcher started alone (issue 20: x25's
+    # first burst was 0.5-1.3 s late with one launcher start of lead, its second on time).
+    ahead = max(floor, prepare_s + SAFETY * launcher_s)
     peak, peak_mb, window_cpu = _peak_held(sorted(dues), by_kind, ahead)
     problems = []
     if SAFETY * window_cpu > cores * ahead:

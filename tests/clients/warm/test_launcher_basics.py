@@ -32,12 +32,17 @@ def spec(module: str, *args: str, python: Path = PYTHON) -> WarmSpec:
 
 
 def run(
-    launchers: Launchers, tmp_path: Path, module: str, *args: str, python: Path = PYTHON
+    launchers: Launchers,
+    tmp_path: Path,
+    module: str,
+    *args: str,
+    python: Path = PYTHON,
+    gate_at: str = "connect",
 ) -> Outcome:
     work = tmp_path / f"run-{module}"
     work.mkdir(exist_ok=True)
     warm = spec(module, *args, python=python)
-    child = launchers.for_spec(warm).fork(module, warm, work)
+    child = launchers.for_spec(warm).fork(module, warm, work, gate_at=gate_at)
     assert child.gated.wait(30)
     child.open()
     return outcome_of(
@@ -45,10 +50,11 @@ def run(
     )
 
 
+@pytest.mark.parametrize("gate_at", ["start", "connect"])
 def test_a_child_becomes_the_run_process(
-    launchers: Launchers, tmp_path: Path, checkout_python: Path
+    launchers: Launchers, tmp_path: Path, checkout_python: Path, gate_at: str
 ) -> None:
-    outcome = run(launchers, tmp_path, DUMP, python=checkout_python)
+    outcome = run(launchers, tmp_path, DUMP, python=checkout_python, gate_at=gate_at)
     assert outcome.exit_code == 0, outcome.stderr_tail
     seen = json.loads(outcome.stdout_tail)
     work = tmp_path / f"run-{DUMP}"
@@ -59,7 +65,12 @@ def test_a_child_becomes_the_run_process(
     assert seen["argv"] == [str(Path(__file__).parent.parent / "dumpenv.py")]
     assert seen["orig_argv"] == [str(checkout_python), "-m", DUMP]
     assert seen["path0"] == str(work)
-    assert seen["fds"][:3] == [0, 1, 2] and len(seen["fds"]) == 4  # + the listing's own fd
+    # + the listing's own fd; gated at the first connect (this module never connects) also
+    # the gate's two pipe ends, closed at that connect, and close-on-exec: nothing the client
+    # spawns inherits more than 0-2.
+    assert seen["fds"][:3] == [0, 1, 2]
+    assert len(seen["fds"]) == (4 if gate_at == "start" else 6)
+    assert seen["inheritable"] == [0, 1, 2]
     assert seen["sid"] == seen["pid"]  # its own session: stopped together with what it spawns
     assert seen["stdin"] == ""
 

@@ -66,6 +66,8 @@ def run_warm(task: ClientTask, launchers: Launchers) -> ClientResult:
     with warm_prepared(task, launchers=launchers, temp_root=None, due_mono=None) as prep:
         assert prep.child is not None, prep.error
         assert prep.child.gated.wait(60)
+        if task.client == "pip":
+            assert prep.child.shared == ("computed" if task.run_id == "warm1" else "cached")
         prep.child.open()
         return launch_warm(prep, registry=registry)
 
@@ -98,8 +100,14 @@ def test_a_warm_run_sends_what_the_same_exec_run_sends(
     agents = {value for s in warm_sent for name, value in s.headers if name == "User-Agent"}
     assert len(agents) == 1
     if kind == "pip":
-        # The user agent pip computes with lsb_release and rustc, done before the gate.
-        assert agents.pop().startswith(f"pip/{version or ''}")
+        # The user agent pip computes with lsb_release and rustc, computed once per environment
+        # by the launcher: a second run of the same environment gets it from there, the same.
+        agent = agents.pop()
+        assert agent.startswith(f"pip/{version or ''}")
+        again = run_warm(task_for(kind, "warm2", relay.port, version), launchers)
+        assert again.outcome == "ok", again.stderr_tail
+        again_sent = relay.take()
+        assert normalized(again_sent, "warm2") == normalized(exec_sent, "exec1")
     if kind == "twine":
         # The upload body differs only in the random version digits and the boundary; twine
         # orders the metadata fields by string hash (PYTHONHASHSEED), so their order differs

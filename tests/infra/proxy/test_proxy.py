@@ -104,6 +104,23 @@ def test_redirects_stay_on_the_proxy_and_are_attributed(
     assert records[2].bytes == len(body)
 
 
+def test_a_listing_rewritten_once_links_each_run_under_its_own_prefix(
+    proxy: RecordingProxy, corpus: Corpus
+) -> None:
+    """The proxy keeps a listing rewritten for a placeholder run id: every run still gets
+    links under its own prefix, and a body of the right length."""
+    bodies: dict[str, bytes] = {}
+    for run in ("first", "second", "first"):
+        status, headers, body = request(proxy, "GET", f"/r/{run}/simple/test-package-000/")
+        assert status == 200
+        assert f"/r/{run}/packages/{corpus.wheel.name}".encode() in body
+        assert b"pipstormrun" not in body
+        assert int(headers["Content-Length"]) == len(body)
+        bodies.setdefault(run, body)
+        assert bodies[run] == body
+    assert bodies["first"].replace(b"/r/first/", b"/r/second/") == bodies["second"]
+
+
 def test_unattributed_request_is_404_and_recorded(proxy: RecordingProxy) -> None:
     assert request(proxy, "GET", "/simple/")[0] == 404
     assert request(proxy, "GET", "/r/bad!id/simple/")[0] == 404

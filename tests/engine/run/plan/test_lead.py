@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from pipstorm.engine.run.plan.lead import MIN_AHEAD_S, SAFETY, PrepareCost, kind_modes, plan_lead
+from pipstorm.engine.run.plan.lead import (
+    MIN_AHEAD_S,
+    SAFETY,
+    PrepareCost,
+    kind_modes,
+    measure_costs,
+    plan_lead,
+)
 
 PIP = PrepareCost("pip", "warm", cpu_s=0.1, held_mb=10.0, launcher_s=0.5)
 UV = PrepareCost("uv", "exec", cpu_s=0.0, held_mb=0.0)
@@ -23,7 +30,7 @@ def test_a_burst_is_handed_out_early_enough_to_be_prepared_on_these_cores() -> N
     lead = plan_lead(incident(), [PIP], mode="warm", cores=2, budget_mb=4000, start_margin_s=2)
     needed = SAFETY * 75 * PIP.cpu_s / 2
     assert lead.prepare_s == pytest.approx(needed)
-    assert lead.ahead_s == pytest.approx(needed + PIP.launcher_s)
+    assert lead.ahead_s == pytest.approx(needed + SAFETY * PIP.launcher_s)
     assert lead.largest_instant == 75
     # The first burst is at offset 0: the run starts late enough to prepare it.
     assert lead.start_margin_s == pytest.approx(lead.ahead_s)
@@ -71,3 +78,15 @@ def test_only_kinds_with_a_warm_launch_are_warm() -> None:
         "pip": "warm", "uv": "exec", "poetry": "warm", "http": "exec",
     }  # fmt: skip
     assert set(kind_modes("exec", ["pip", "twine"]).values()) == {"exec"}
+
+
+@pytest.mark.e2e
+def test_a_warm_pip_probe_is_priced_with_its_fork_and_its_preparation() -> None:
+    """The probe's price is a later run's (the launcher already started, the user agent
+    shared): the child's CPU to its gate, which now includes pip's start-up, plus the
+    launcher's fork and the owner's part; the launcher's own start is apart."""
+    (cost,) = measure_costs({"pip": "warm"}, {"pip": None})
+    assert (cost.kind, cost.mode) == ("pip", "warm")
+    assert 0.005 < cost.cpu_s < 1.0, cost  # bounds a broken measurement, not a speed
+    assert cost.held_mb > 1.0
+    assert cost.launcher_s > 0.0

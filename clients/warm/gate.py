@@ -1,0 +1,130 @@
+"""Where a warm child waits for its instant: before the client's ``main``, or at its first connect.
+
+Part of the warm agent (``pipstorm.clients.warm.agent``; stdlib only). A child reports ``gated``,
+waits until its instant (``due``) or until the launcher opens its gate, reports ``released``
+and goes on. Where it waits is the ``gate_at`` of its spec:
+
+- ``start``: before ``python -m MODULE`` runs; the client's option parsing, configuration, session
+  and finder set-up then happen after the instant, in the burst.
+- ``connect`` (the default): inside the client's first ``connect()`` of an internet socket, so
+  all of that is done ahead and the first thing after the instant is the connection to the
+  index. Nothing on the wire changes: no byte is sent before the gate, and the client's own code
+  runs unchanged around it. A run that exits without connecting (bad arguments, nothing to
+  fetch) waits for its instant before it exits, so it is released and recorded like any other.
+
+``startup_s``/``startup_cpu_s`` in the ``gated`` event say how long (wall, CPU) the client's own
+start-up ran before the gate (0 at ``start``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+GATE_AT = ("start", "connect")
+_INET = (socket.AF_INET, socket.AF_INET6)
+
+
+class Gate:
+    """One child's gate: passed once, from whichever thread gets there first."""
+
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        report: int,
+        gate: int,
+        *,
+        send: Callable[..., None],
+        cpu_s: Callable[[], float],
+        left: Callable[[], list[str]],
+    ) -> None:
+        self.spec = spec
+        self.report = report
+        self.gate = gate
+        self._send = send
+        self._cpu_s = cpu_s
+        self._left = left
+        self._lock = threading.Lock()
+        self.passed = False
+        self.modules_at_release: set[str] = set()
+        self._startup = (time.monotonic(), cpu_s())
+        self._original: Any = None
+
+    def pass_(self) -> None:
+        """Report ``gated``, wait for the instant or the gate, report ``released``; once."""
+        with self._lock:
+            if self.passed:
+                return
+            try:
+                self._wait()
+            except BaseException:
+                with contextlib.suppress(BaseException):
+                    traceback.print_exc()
+                    sys.stderr.flush()
+                os._exit(70)
+            self.passed = True
+
+    def _wait(self) -> None:
+        run_id = self.spec["id"]
+        now, cpu = time.monotonic(), self._cpu_s()
+        self._send(
+            self.report,
+            event="gated",
+            id=run_id,
+            mono=now,
+            cpu_s=cpu,
+            left=self._left(),
+            startup_s=round(now - self._startup[0], 6),
+            startup_cpu_s=round(cpu - self._startup[1], 6),
+        )
+        due = self.spec.get("due")
+        while True:
+            wait = None if due is None else max(0.0, float(due) - time.monotonic())
+            ready, _, _ = select.select([self.gate], [], [], wait)
+            if not ready:
+                break  # the instant has come
+            if os.read(self.gate, 1) != b"g":
+                os._exit(1)  # EOF: the launcher is gone
+            break
+        self.modules_at_release = set(sys.modules)
+        self._send(
+            self.report, event="released", id=run_id, mono=time.monotonic(), cpu_s=self._cpu_s()
+        )
+        os.close(self.report)
+        os.close(self.gate)
+
+    def at_start(self) -> None:
+        """Mark the start-up's beginning and pass now (``gate_at = start``)."""
+        self._startup = (time.monotonic(), self._cpu_s())
+        self.pass_()
+
+    def at_first_connect(self) -> None:
+        """Mark the start-up's beginning and arm the gate in ``socket.socket.connect``: the
+        first internet connect passes it, then the original method is put back."""
+        self._startup = (time.monotonic(), self._cpu_s())
+        original = socket.socket.connect
+        self._original = original
+        gate = self
+
+        def connect(sock: socket.socket, address: object) -> None:
+            if sock.family in _INET:
+                gate.pass_()
+                gate.disarm()
+            return original(sock, address)  # type: ignore[arg-type]
+
+        connect.__doc__ = original.__doc__
+        socket.socket.connect = connect  # type: ignore[method-assign,assignment]
+
+    def disarm(self) -> None:
+        """Put ``socket.socket.connect`` back (after the gate, or before the child exits)."""
+        if self._original is not None:
+            socket.socket.connect = self._original  # type: ignore[method-assign]
+            self._original = None
