@@ -102,7 +102,7 @@ def test_sigkill_mid_burst_leaves_nothing_and_the_report_is_rebuilt(
         timeout=120,
         check=False,
     )
-    assert rebuilt.returncode in {0, 1}, rebuilt.stderr
+    assert rebuilt.returncode in {0, 1, 3}, rebuilt.stderr  # a verdict (3: generator-bound)
     assert "Traceback" not in rebuilt.stderr
     report = json.loads((run_dir / "report.json").read_text())
     assert report["skipped_lines"].get("requests.jsonl", 0) >= 1
