@@ -16,6 +16,11 @@ Such a run's thresholds say nothing about the index either way, so its verdict i
   that remain (4xx, 5xx, refused or reset connections) are the index's answers, not waits;
 - any threshold failed while the target died or refused connections (a dead target).
 
+A target that failed the run by itself (``pipstorm.engine.analysis.target.failure.target_failed``:
+it died, or answered no request for longer than the run timeout) is a **fail** before anything
+else, whatever the thresholds and the generator say: a load test whose index went away did not
+pass, and no generator explains a dead index.
+
 Latency thresholds, ``run_error_rate`` (client runs are what starves first) and an error rate
 made of timeouts are explained by starvation: inconclusive. ``allow_generator_bound``
 (``--allow-generator-bound`` or the profile's ``allow_generator_bound = true``) keeps the old
@@ -62,6 +67,8 @@ class Evidence:
     errors: int = 0  # requests counted as errors (pipstorm.engine.analysis.stats)
     starvation_errors: int = 0  # of those, the kinds in STARVATION_ERRORS
     allow_generator_bound: bool = False
+    #: The target's failure that fails the run by itself (its text), else None.
+    target_failed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,6 +136,9 @@ def decide(evidence: Evidence) -> Decision:
     bound = bool(evidence.generator_reasons)
     plain: Verdict = "fail" if failed else "pass"
     keys = tuple(t.key for t in failed)
+    if evidence.target_failed is not None:
+        reason = f"target failed: {evidence.target_failed}; {counted}"
+        return Decision("fail", reason, bound, False, keys, (evidence.target_failed,), None)
     if not bound:
         return Decision(plain, counted, False, False, keys, (), None)
     why = "; ".join(evidence.generator_reasons)
@@ -203,4 +213,5 @@ def evidence_from_json(report: Mapping[str, Any]) -> Evidence:
             if k in STARVATION_ERRORS
         ),
         allow_generator_bound=_get(report, "run", "allow_generator_bound") is True,
+        target_failed=str(text) if (text := _get(report, "target_failed", "text")) else None,
     )

@@ -13,7 +13,8 @@ from pipstorm.engine.report.model import Report
 
 def verdict_line(report: Report) -> str:
     """``PASS: all 4 thresholds passed`` / ``FAIL: 1 of 4 thresholds failed [interrupted run]``
-    / ``INCONCLUSIVE: the load generator was the bottleneck (all 2 thresholds passed)``."""
+    / ``INCONCLUSIVE: the load generator was the bottleneck (all 2 thresholds passed)``
+    / ``FAIL: target failed: <the fatal cause>; all 2 thresholds passed``."""
     failed = sum(1 for t in report.thresholds if not t.passed)
     total = len(report.thresholds)
     detail = (
@@ -24,7 +25,10 @@ def verdict_line(report: Report) -> str:
         else "no thresholds set"
     )
     decision = report.decision
-    if decision.verdict == "inconclusive":
+    fatal = report.target_failed
+    if fatal is not None:  # the run fails on it whatever the thresholds: said first
+        detail = f"target failed: {fatal.text}; {detail}"
+    elif decision.verdict == "inconclusive":
         detail = f"the load generator was the bottleneck ({detail})"
     elif decision.allowed:
         detail += " (generator-bound, allowed)"

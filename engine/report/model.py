@@ -24,7 +24,7 @@ from pipstorm.engine.analysis.generator.onset import Onset, burst_onset
 from pipstorm.engine.analysis.generator.saturation import GeneratorCheck
 from pipstorm.engine.analysis.generator.shards import ShardRow, generator_check, shard_rows
 from pipstorm.engine.analysis.stats import NOT_FAILED, RunStats, compute_stats
-from pipstorm.engine.analysis.target.failure import TargetCause, target_causes
+from pipstorm.engine.analysis.target.failure import TargetCause, target_causes, target_failed
 from pipstorm.engine.analysis.target.server_series import cloudwatch_section, missing_note
 from pipstorm.engine.analysis.target.sizing import (
     Diagnosis,
@@ -146,8 +146,15 @@ class Report:
                     n for k, n in requests.transport_errors.items() if k in STARVATION_ERRORS
                 ),
                 allow_generator_bound=self.run.allow_generator_bound,
+                target_failed=None if self.target_failed is None else self.target_failed.text,
             )
         )
+
+    @property
+    def target_failed(self) -> TargetCause | None:
+        """The target's failure that fails the run whatever the thresholds (it died, or
+        answered nothing for longer than the run timeout); None when it did not."""
+        return target_failed(self.target_failure)
 
     @property
     def verdict(self) -> Verdict:
@@ -209,6 +216,7 @@ class Report:
             else {**self.target.to_dict(), "diagnosis": [d.to_dict() for d in self.diagnosis]},
             "shards": [s.to_dict() for s in self.shards] or None,
             "target_failure": [c.to_dict() for c in self.target_failure],
+            "target_failed": None if self.target_failed is None else self.target_failed.to_dict(),
             "failed_run_causes": dict(self.failed_run_causes),
             "run": self.run.to_json(),
             "run_dir": str(self.run_dir),
@@ -373,7 +381,12 @@ def build_report(source: Path | RunData, thresholds: Mapping[str, float] | None 
         ),
         shards=shard_rows(run.shards, clients, data.host, onset.by_run, run.started),
         target_failure=target_causes(
-            requests, run.target, run.started, count_injected=run.count_injected
+            requests,
+            run.target,
+            run.started,
+            count_injected=run.count_injected,
+            events=data.events,
+            run_timeout_s=run.run_timeout_s,
         ),
         failed_run_causes=dict(failure_reasons(traces).most_common()),
     )

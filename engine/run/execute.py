@@ -234,6 +234,7 @@ def initial_meta(
         },
         count_injected=options.count_injected,
         allow_generator_bound=options.allow_generator_bound or profile.allow_generator_bound,
+        run_timeout_s=options.run_timeout_s,
     )
 
 
@@ -454,6 +455,7 @@ def _drive(
                     sizing=options.sizing,
                     allow_unconfined=options.allow_unconfined,
                     probe_listing=options.probe_listing,
+                    temp_root=scratch,  # its htpasswd folder is reaped with pipstorm's
                 )
             )
             state.target = target

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pipstorm.engine.rundir.events import load_events
 from pipstorm.engine.rundir.files import (
     CLIENTS_FILE,
     CLOUDWATCH_FILE,
+    EVENTS_FILE,
     HOST_FILE,
     REQUESTS_FILE,
     TARGET_CGROUP_FILE,
@@ -49,6 +51,8 @@ class RunData:
     cloudwatch: CloudWatchData | None = None
     #: The embedded target's cgroup samples (a run with ``--sizing``), in time order.
     target_cgroup: tuple[Mapping[str, Any], ...] = ()
+    #: What happened as it happened (``events.jsonl``: the target's death), in written order.
+    events: tuple[Mapping[str, Any], ...] = ()
     skipped: Mapping[str, int] = field(default_factory=dict)
     missing: tuple[str, ...] = ()
 
@@ -86,6 +90,12 @@ class RunData:
                 (r for r in rows if number(r.get("ts")) is not None), key=lambda r: float(r["ts"])
             )
             skipped[TARGET_CGROUP_FILE] = bad + len(rows) - len(cgroup_rows)
+        try:
+            events, bad_events = load_events(run_dir / EVENTS_FILE)
+        except OSError:
+            events, bad_events = [], 1
+        if bad_events:  # optional, like host.jsonl: named only when something was skipped
+            skipped[EVENTS_FILE] = bad_events
         return cls(
             run_dir=run_dir,
             meta=meta,
@@ -94,6 +104,7 @@ class RunData:
             host=tuple(host),
             cloudwatch=cloudwatch,
             target_cgroup=tuple(cgroup_rows),
+            events=tuple(events),
             skipped=skipped,
             missing=tuple(missing),
         )

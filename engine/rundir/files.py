@@ -23,6 +23,9 @@ CLOUDWATCH_FILE = "cloudwatch.jsonl"
 #: The embedded target's cgroup counters, one sample a second (``--sizing``;
 #: pipstorm.infra.pypiserver.counters).
 TARGET_CGROUP_FILE = "target_cgroup.jsonl"
+#: What happened to the run as it happened, one event a line (a target's death:
+#: pipstorm.engine.rundir.events), so a SIGKILLed run's folder still says it.
+EVENTS_FILE = "events.jsonl"
 RUN_FILE = "run.json"
 TARGET_LOG = "target.log"
 #: Permissions of the files written atomically (run.json, reports, charts): anyone may read them.

@@ -142,6 +142,9 @@ class RunMeta:
     #: A generator-bound run keeps its PASS/FAIL (``--allow-generator-bound`` or the profile's
     #: key) instead of being inconclusive (``pipstorm.engine.analysis.verdict``).
     allow_generator_bound: bool = False
+    #: How long one client run may take (``--run-timeout``): a target silent for longer fails
+    #: the run (pipstorm.engine.analysis.target.failure); None for runs written before it.
+    run_timeout_s: float | None = None
 
     schema: ClassVar[int] = SCHEMA
 
@@ -198,8 +201,12 @@ class RunMeta:
         return cls.from_json(data, source=str(path))
 
 
-_NULLABLE = frozenset({"planned_duration_s", "tick_s", "started", "ended", "thresholds", "lab"})
-_NUMBERS = frozenset({"planned_duration_s", "time_scale", "tick_s", "started", "ended"})
+_NULLABLE = frozenset(
+    {"planned_duration_s", "tick_s", "started", "ended", "thresholds", "lab", "run_timeout_s"}
+)
+_NUMBERS = frozenset(
+    {"planned_duration_s", "time_scale", "tick_s", "started", "ended", "run_timeout_s"}
+)
 _INTS = frozenset({"seed", "runs_planned", "runs_dispatched"})
 _BOOLS = frozenset({"interrupted", "count_injected", "allow_generator_bound"})
 _OBJECTS = frozenset(

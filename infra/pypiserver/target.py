@@ -85,6 +85,7 @@ class LocalPypiserver:
         sizing: Sizing | None = None,
         allow_unconfined: bool = False,
         cgroup_root: Path = cgroups.CGROUP_ROOT,
+        temp_root: Path | None = None,
     ) -> None:
         if not package_dir.is_dir():
             raise TargetError(f"package directory does not exist: {package_dir}")
@@ -104,6 +105,9 @@ class LocalPypiserver:
         self.allow_unconfined = allow_unconfined
         # Where the cgroup hierarchies are mounted; an empty directory is a machine without.
         self.cgroup_root = cgroup_root
+        # Where the private folder is made: a caller's reaped folder outlives a SIGKILL of both
+        # the server (whose own clean-up then never runs) and its owner; None: the temp folder.
+        self.temp_root = temp_root
         self.workers = sizing.workers if sizing is not None else workers
         self.threads = threads
         self.credentials = credentials if credentials is not None else Credentials.generate()
@@ -184,7 +188,7 @@ class LocalPypiserver:
         if self._requested_port:
             # gunicorn retries a taken port for 5 s before giving up: fail fast instead.
             _check_port_free(self.host, self._requested_port)
-        self._tmpdir = Path(tempfile.mkdtemp(prefix=PRIVATE_DIR_PREFIX))
+        self._tmpdir = Path(tempfile.mkdtemp(prefix=PRIVATE_DIR_PREFIX, dir=self.temp_root))
         try:
             prefix = self._confine()
             if self._cgroup is not None:  # its reads charged to its own memory limit

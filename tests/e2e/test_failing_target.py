@@ -28,6 +28,7 @@ import psutil
 import pytest
 
 from pipstorm.engine.analysis.target.failure import STALL_S
+from pipstorm.engine.analysis.thresholds import DEFAULTS
 from pipstorm.infra.credentials import Credentials
 from pipstorm.infra.pypiserver.target import LocalPypiserver
 from pipstorm.packages.cache import cached_corpus
@@ -84,6 +85,7 @@ def _run_while(
     act: Callable[[subprocess.Popen[str]], float | None],
     *,
     index_url: str | None = None,
+    extra: tuple[str, ...] = (),
 ) -> FailedRun:
     """Run the profile; once it is under way, ``act`` makes the target fail (and returns when
     it served again, if it does); then wait for the run to finish by itself."""
@@ -95,6 +97,7 @@ def _run_while(
     # The subject is what the target did, not this machine's capacity (docs/verdicts.md).
     argv += ["--results", str(results), "--quiet", "--allow-generator-bound"]
     argv += ["--index-url", index_url] if index_url is not None else []
+    argv += extra
     proc = subprocess.Popen(
         argv,
         env={**env, "TMPDIR": str(tmpdir)},
@@ -256,21 +259,32 @@ def test_a_frozen_target_is_named_as_a_stall_that_no_timeout_cut_short(
     assert "error_rate" not in run.failed_thresholds()
 
 
+#: Every default threshold switched off: nothing but the target's failure can fail the run.
+NO_THRESHOLDS = tuple(arg for key in DEFAULTS for arg in ("--threshold", f"{key}=off"))
+
+
+def _kill_embedded_master(proc: subprocess.Popen[str]) -> None:
+    # The gunicorn master is pipstorm's own child; its forked workers share its argv.
+    masters = [
+        p
+        for p in psutil.Process(proc.pid).children()
+        if "pipstorm.infra.pypiserver.target" in " ".join(p.cmdline())
+    ]
+    assert len(masters) == 1, masters
+    masters[0].kill()  # the master alone, as the OOM killer would: its workers follow
+
+
 def test_the_embedded_target_dying_mid_run_is_noticed_and_named(
     e2e_env: dict[str, str], tmp_path: Path
 ) -> None:
-    def act(proc: subprocess.Popen[str]) -> None:
-        # The gunicorn master is pipstorm's own child; its forked workers share its argv.
-        masters = [
-            p
-            for p in psutil.Process(proc.pid).children()
-            if "pipstorm.infra.pypiserver.target" in " ".join(p.cmdline())
-        ]
-        assert len(masters) == 1, masters
-        masters[0].kill()  # the master alone, as the OOM killer would: its workers follow
-
-    run = _run_while(e2e_env, tmp_path, act)
+    # With every threshold off: the death alone fails the run (exit 1, named first).
+    run = _run_while(e2e_env, tmp_path, _kill_embedded_master, extra=NO_THRESHOLDS)
     _assert_completed_with_causes(run)
+    assert run.report()["thresholds"] == []
+    assert run.stderr[run.stderr.index("FAIL: ") :].startswith(
+        "FAIL: target failed: the embedded target (pypiserver) died"
+    )
+    assert run.report()["target_failed"]["kind"] == "died"
     assert "WARNING: the embedded target (pypiserver) died" in run.stderr
     died = run.report()["run"]["target"]["died"]
     assert died["exit_code"] == -signal.SIGKILL
@@ -279,3 +293,42 @@ def test_the_embedded_target_dying_mid_run_is_noticed_and_named(
     assert causes["died"]["first_s"] >= _since_start(run, run.acted_at) - 0.5
     assert next(iter(causes)) == "died"  # the decisive cause first
     assert "refused" in causes
+
+
+def test_a_killed_pipstorm_folder_still_names_the_targets_death(
+    e2e_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The embedded target SIGKILLed, then pipstorm itself 4 s later: the death is on disk
+    (events.jsonl, appended when seen), ``pipstorm report DIR`` fails the run naming it, and
+    nothing of the server (its htpasswd folder) is left in TMPDIR once the reaper ran."""
+
+    def act(proc: subprocess.Popen[str]) -> None:
+        _kill_embedded_master(proc)
+        time.sleep(4.0)
+        proc.send_signal(signal.SIGKILL)
+
+    run = _run_while(e2e_env, tmp_path, act, extra=NO_THRESHOLDS)
+    assert run.returncode == -signal.SIGKILL
+    events = [json.loads(line) for line in (run.run_dir / "events.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in events] == ["target_died"]
+    assert "died" not in json.loads((run.run_dir / "run.json").read_text())["target"]
+    report = subprocess.run(
+        [sys.executable, "-m", "pipstorm", "report", str(run.run_dir)],
+        env=e2e_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert report.returncode == 1, report.stderr
+    out = report.stdout + report.stderr
+    assert "FAIL: target failed: the embedded target (pypiserver) died" in out
+    assert "killed by SIGKILL" in out
+    assert run.report()["target_failed"]["kind"] == "died"
+    # The reaper removes pipstorm's folder (and the server's inside it) once pipstorm is gone;
+    # the processes watch their parent and exit. Bounded, not timed: a busy host is slow.
+    deadline = time.monotonic() + 90
+    while (processes_of(run.tmpdir) or leftovers(run.tmpdir)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert processes_of(run.tmpdir) == []
+    assert leftovers(run.tmpdir) == []

@@ -65,3 +65,56 @@ def test_servers_exit_when_their_owner_is_killed(corpus: Corpus, tmp_path: Path)
         process.kill()
     assert not alive, f"orphans left: {alive}"
     assert not private_dir.exists()  # nobody else is left to remove it
+
+
+REAPED_OWNER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from pipstorm.engine.run import reaper
+    from pipstorm.infra.pypiserver.target import LocalPypiserver
+
+    with reaper.guarded_folder("pipstorm-run-") as scratch:
+        server = LocalPypiserver(Path(sys.argv[1]), workers=1, temp_root=scratch)
+        server.start()
+        print(server.pid, flush=True)
+        sys.stdin.read()  # until killed
+    """
+)
+
+
+def test_a_server_killed_with_its_owner_leaves_no_htpasswd_folder(
+    corpus: Corpus, tmp_path: Path
+) -> None:
+    # Both SIGKILLed: the server cannot remove its own folder (its atexit never runs), so it
+    # lives under the owner's reaped folder (pipstorm.engine.run.reaper), which a reaper
+    # removes once the owner is gone.
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    owner = subprocess.Popen(
+        [sys.executable, "-c", REAPED_OWNER, str(corpus.directory)],
+        cwd=REPO,
+        env={**os.environ, "TMPDIR": str(tmpdir)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        server_pid = int(owner.stdout.readline())
+        private_dir = Path(psutil.Process(server_pid).cwd())
+        assert private_dir.name.startswith("pipstorm-pypiserver-")
+        assert private_dir.parent.name.startswith("pipstorm-run-")
+        assert (private_dir / "htpasswd").is_file()
+        os.killpg(server_pid, signal.SIGKILL)  # master and workers, as a crash would
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+        if owner.stdin is not None:
+            owner.stdin.close()
+        if owner.stdout is not None:
+            owner.stdout.close()
+    deadline = time.monotonic() + 60  # the reaper polls once a second; a busy host is slow
+    while any(tmpdir.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sorted(p.name for p in tmpdir.iterdir()) == []

@@ -13,7 +13,15 @@ why each request got no answer (``error``: ``upstream_refused``, ``upstream_rese
 - one cause per transport error kind: ``refused`` (nothing listens: the server is down),
   ``reset`` (connections cut: the server died or restarted under them), ``timeout`` (the
   proxy's own upstream timeout), and any other kind by its name;
-- ``5xx``: the target answered with server errors.
+- ``5xx``: the target answered with server errors;
+- ``unanswered``: the target answered no request for longer than the run timeout (a client
+  run's ``--run-timeout``) while requests were sent: refused, reset, left waiting, given up.
+
+Two of these fail the run whatever its thresholds say (``fatal``; :func:`target_failed`, which
+the verdict reads): ``died`` and ``unanswered``. A load test whose index went away tested
+nothing the thresholds were set for; with every threshold off it must still not pass. The death
+comes from ``run.json``'s ``target.died`` or, for a run whose pipstorm was killed before writing
+it, from the ``target_died`` event appended the moment it was seen (``events.jsonl``).
 
 Injected faults (``pipstorm run --fault``) are the test's, not the target's: left out unless
 ``count_injected``, like in every error count (``pipstorm.engine.analysis.stats``).
@@ -29,8 +37,11 @@ from itertools import pairwise
 from typing import Any
 
 from pipstorm.engine.analysis.stats import is_injected, transport_kind
+from pipstorm.engine.rundir.events import TARGET_DIED
 from pipstorm.engine.rundir.records import CLIENT_DISCONNECTED, RequestRecord
 
+#: The run timeout a run recorded before ``run.json`` had one is taken to be (the CLI default).
+DEFAULT_RUN_TIMEOUT_S = 120.0
 #: A silence of the target this long, while requests wait, is a stall. pip's read timeout is
 #: 15 s and a healthy pypiserver answers a listing in milliseconds: 5 s of nothing is no load.
 STALL_S = 5.0
@@ -53,7 +64,7 @@ class TargetCause:
 
     Times are seconds from the run's start (None when the run has no start time);
     ``recovered_s`` is the first good answer to a request started after the cause's last
-    failure (None: none came)."""
+    failure (None: none came); ``fatal``: the run fails on it whatever its thresholds."""
 
     kind: str
     text: str
@@ -61,10 +72,17 @@ class TargetCause:
     first_s: float | None
     last_s: float | None
     recovered_s: float | None = None
+    fatal: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (report.json's ``target_failure``)."""
         return asdict(self)
+
+
+def target_failed(causes: Sequence[TargetCause]) -> TargetCause | None:
+    """The cause that fails the run whatever its thresholds (a death, a silence longer than
+    the run timeout), the first found; None when the target did not fail the run itself."""
+    return next((c for c in causes if c.fatal), None)
 
 
 def target_causes(
@@ -73,13 +91,22 @@ def target_causes(
     started: float | None,
     *,
     count_injected: bool = False,
+    events: Sequence[Mapping[str, Any]] = (),
+    run_timeout_s: float | None = None,
 ) -> tuple[TargetCause, ...]:
-    """Every cause found, the decisive first: a death, a stall, transport errors, 5xx."""
+    """Every cause found, the decisive first: a death, a silence longer than the run timeout,
+    a stall, transport errors, 5xx. ``events``: the run's ``events.jsonl``; ``run_timeout_s``
+    None: :data:`DEFAULT_RUN_TIMEOUT_S`."""
     judged = sorted(
         (r for r in requests if count_injected or not is_injected(r)), key=lambda r: r.ts
     )
     origin = started if started is not None else (judged[0].ts if judged else None)
-    causes = [*_died(target, origin), *_stall(judged, origin)]
+    limit = DEFAULT_RUN_TIMEOUT_S if run_timeout_s is None else run_timeout_s
+    causes = [
+        *_died(_death(target, events), origin),
+        *_unanswered(judged, origin, limit),
+        *_stall(judged, origin),
+    ]
     by_kind: dict[str, list[RequestRecord]] = {}
     for rec in judged:
         kind = transport_kind(rec)
@@ -138,9 +165,18 @@ def _cause(
     return TargetCause(kind, text, len(failed), first_s, last_s, recovered_s)
 
 
-def _died(target: Mapping[str, Any], origin: float | None) -> list[TargetCause]:
+def _death(
+    target: Mapping[str, Any], events: Sequence[Mapping[str, Any]]
+) -> Mapping[str, Any] | None:
+    """run.json's ``target.died``, else the first ``target_died`` event (a killed pipstorm)."""
     died = target.get("died")
-    if not isinstance(died, Mapping):
+    if isinstance(died, Mapping):
+        return died
+    return next((e for e in events if e.get("event") == TARGET_DIED), None)
+
+
+def _died(died: Mapping[str, Any] | None, origin: float | None) -> list[TargetCause]:
+    if died is None:
         return []
     when = died.get("ts")
     at = _at(float(when), origin) if isinstance(when, int | float) else None
@@ -158,7 +194,42 @@ def _died(target: Mapping[str, Any], origin: float | None) -> list[TargetCause]:
     # parent check), which the refused cause's window shows.
     text = f"the embedded target (pypiserver) died{'' if at is None else f' at t={at:.1f} s'}"
     text += how
-    return [TargetCause("died", text, 0, at, at)]
+    return [TargetCause("died", text, 0, at, at, fatal=True)]
+
+
+def _unanswered(
+    judged: Sequence[RequestRecord], origin: float | None, limit_s: float
+) -> list[TargetCause]:
+    """The longest time the target answered no request while requests were sent, if longer
+    than ``limit_s``: from the first request sent after its last answer to its next answer (or
+    the last recorded request's end). Requests no client run sent (a port scan's) are not asked
+    of the target, and an idle stretch of the profile is no silence."""
+    asked = [r for r in judged if r.run_id is not None]
+    if not asked:
+        return []
+    answers = sorted(_answered(r) for r in asked if r.status is not None)
+    bounds = [asked[0].ts, *answers, max(r.end for r in asked)]
+    best: tuple[float, float] | None = None
+    for before, after in pairwise(bounds):
+        # No answer lies inside: a request started in it was answered at its end, or never.
+        # The silence starts with the first of them (an idle stretch before it is no silence).
+        begin = min((r.ts for r in asked if before <= r.ts < after), default=after)
+        if after - begin > limit_s and (best is None or after - begin > best[1] - best[0]):
+            best = (begin, after)
+    if best is None:
+        return []
+    begin, end = best
+    unanswered = [r for r in asked if begin <= r.ts < end]
+    first_s, last_s = _at(begin, origin), _at(end, origin)
+    span = _span(first_s, last_s)
+    text = (
+        f"target answered no request for {end - begin:.1f} s"
+        + (f" ({span})" if span else "")
+        + f", longer than the run timeout ({limit_s:g} s): {len(unanswered)} request"
+        + ("s" if len(unanswered) != 1 else "")
+        + " sent in that time got no answer"
+    )
+    return [TargetCause("unanswered", text, len(unanswered), first_s, last_s, fatal=True)]
 
 
 def _answered(rec: RequestRecord) -> float:

@@ -177,6 +177,7 @@ def open_target(
     allow_unconfined: bool = False,
     probe_listing: bool = False,
     remote_files: Callable[[str], Collection[str]] | None = None,
+    temp_root: Path | None = None,
 ) -> Iterator[Target]:
     """The embedded target (started here, stopped on exit) or the remote one, checked.
 
@@ -185,7 +186,9 @@ def open_target(
     ``index_url`` is ignored. ``sizing``: run the embedded target like the production image,
     confined (``pipstorm.infra.pypiserver.sizing``); ``allow_unconfined`` lets it run without limits
     when there are no cgroups; ``probe_listing``: first measure what one listing costs it
-    (``pipstorm.infra.pypiserver.probe``)."""
+    (``pipstorm.infra.pypiserver.probe``); ``temp_root``: where the embedded server's private
+    folder (its htpasswd) is made, a folder reaped even if pipstorm is SIGKILLed
+    (``pipstorm.engine.run.reaper.guarded_folder``), else the system's temp folder."""
     first_project = corpus.project_names()[0]
     # A remote index's files of the first project, as its listing must show them: the corpus's
     # wheel names, or (``remote_files``: ``pipstorm replay``) the file names a log showed.
@@ -219,6 +222,7 @@ def open_target(
             upload_dir=upload_dir,
             sizing=sizing,
             allow_unconfined=allow_unconfined,
+            temp_root=temp_root,
         )
         with server:
             preflight(

@@ -20,7 +20,8 @@ from pipstorm.engine.report.model import (
 )
 from pipstorm.engine.report.terminal import terminal_summary
 from pipstorm.engine.report.write import write_reports
-from pipstorm.engine.rundir.files import RUN_FILE
+from pipstorm.engine.rundir.events import TARGET_DIED
+from pipstorm.engine.rundir.files import EVENTS_FILE, RUN_FILE
 from pipstorm.engine.rundir.records import ClientRecord, RequestRecord
 from tests.engine.analysis.test_stats import T0, req, run
 
@@ -426,3 +427,38 @@ def test_a_passing_verdict_shows_no_cause_lines(tmp_path: Path) -> None:
     assert report.verdict == "pass"
     assert [c.kind for c in report.target_failure] == ["refused"]  # in report.json all the same
     assert "cause:" not in terminal_summary(report)
+
+
+def test_a_dead_target_fails_the_run_whatever_the_thresholds(tmp_path: Path) -> None:
+    # Every threshold off and every request answered, pipstorm SIGKILLed before run.json had
+    # an end: the death appended to events.jsonl at once still fails the run, named.
+    run_dir = make_run_dir(
+        tmp_path / "run",
+        healthy_requests(),
+        healthy_clients(),
+        run=run_json(thresholds={}, ended=None),
+    )
+    event = {"ts": T0 + 8.0, "event": TARGET_DIED, "exit_code": -9}
+    (run_dir / EVENTS_FILE).write_text(json.dumps(event) + "\n", encoding="utf-8")
+    report = write_reports(run_dir)
+    assert report.verdict == "fail"
+    assert report.exit_code == 1
+    died = "the embedded target (pypiserver) died at t=8.0 s (exit code -9: killed by SIGKILL)"
+    summary = terminal_summary(report).splitlines()
+    assert summary[0].startswith(f"FAIL: target failed: {died}")
+    assert summary[1] == f"cause: {died}"
+    md = (run_dir / REPORT_MD).read_text(encoding="utf-8")
+    assert f"FAIL: target failed: {died}" in md
+    page = (run_dir / REPORT_HTML).read_text(encoding="utf-8")
+    assert '<header class="verdict fail"' in page
+    assert html.escape(f"FAIL: target failed: {died}") in page
+    data = json.loads((run_dir / REPORT_JSON).read_text(encoding="utf-8"))
+    assert data["verdict"] == "fail"
+    assert data["target_failure"][0]["kind"] == "died"
+    assert data["target_failure"][0]["fatal"] is True
+    assert data["target_failed"] == data["target_failure"][0]
+
+
+def test_a_healthy_run_has_no_target_failure(tmp_path: Path) -> None:
+    run_dir = make_run_dir(tmp_path / "run", healthy_requests(), healthy_clients())
+    assert build_report(run_dir).to_dict()["target_failed"] is None

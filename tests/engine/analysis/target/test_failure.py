@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipstorm.engine.analysis.target.failure import STALL_S, target_causes
+from pipstorm.engine.analysis.target.failure import STALL_S, target_causes, target_failed
+from pipstorm.engine.rundir.events import TARGET_DIED
 from pipstorm.engine.rundir.records import RequestRecord
 
 T0 = 1000.0  # the run's start (wall clock)
@@ -119,3 +120,58 @@ def test_a_dead_embedded_target_comes_first_with_its_signal() -> None:
     assert [c.kind for c in causes] == ["died", "refused"]
     assert causes[0].first_s == pytest.approx(4.5)
     assert "died at t=4.5 s (exit code -9: killed by SIGKILL)" in causes[0].text
+
+
+def test_a_death_is_the_run_failing_whatever_the_requests_say() -> None:
+    # Every request answered: only the death says the target went away.
+    requests = [req(1.0), req(2.0), req(30.0)]
+    target = {"kind": "embedded", "died": {"ts": T0 + 4.5, "exit_code": -9}}
+    failed = target_failed(target_causes(requests, target, T0))
+    assert failed is not None
+    assert failed.kind == "died"
+    assert failed.fatal
+
+
+def test_a_death_appended_as_an_event_counts_like_one_in_run_json() -> None:
+    # A SIGKILLed pipstorm never wrote run.json's target.died; its events stream has the death.
+    events = [{"ts": T0 + 8.0, "event": TARGET_DIED, "exit_code": -9}]
+    causes = target_causes([req(1.0)], {"kind": "embedded"}, T0, events=events)
+    assert [c.kind for c in causes] == ["died"]
+    assert "died at t=8.0 s (exit code -9: killed by SIGKILL)" in causes[0].text
+    assert target_failed(causes) is causes[0]
+
+
+def test_a_target_silent_longer_than_the_run_timeout_fails_the_run() -> None:
+    # Answered until t=2, then every request refused or left waiting for 130 s: a remote index
+    # that went away (no process of ours to watch) is seen from the requests alone.
+    requests = [
+        req(1.0),
+        req(2.0),
+        *(req(t, None, error="upstream_refused") for t in range(5, 125, 10)),
+        req(125.0, None, wait_s=7.0, error="client_disconnected"),
+    ]
+    causes = target_causes(requests, {}, T0, run_timeout_s=120.0)
+    failed = target_failed(causes)
+    assert failed is not None, causes
+    assert failed.kind == "unanswered"
+    assert failed.first_s == pytest.approx(5.0)  # the first request left unanswered
+    assert failed.last_s == pytest.approx(132.0, abs=0.1)
+    assert "answered no request for 127.0 s" in failed.text
+    assert "longer than the run timeout (120 s)" in failed.text
+
+
+def test_a_silence_shorter_than_the_run_timeout_does_not_fail_the_run_by_itself() -> None:
+    requests = [
+        req(1.0),
+        *(req(t, None, error="upstream_refused") for t in (5.0, 20.0, 40.0)),
+        req(61.0),
+    ]
+    causes = target_causes(requests, {}, T0, run_timeout_s=120.0)
+    assert target_failed(causes) is None
+    assert [c.kind for c in causes] == ["refused"]  # still named, not fatal
+
+
+def test_an_idle_profile_is_no_silence() -> None:
+    # 200 s with nothing asked is no target failing: a silence needs requests left unanswered.
+    causes = target_causes([req(1.0), req(201.0)], {}, T0, run_timeout_s=120.0)
+    assert causes == ()
