@@ -12,6 +12,11 @@ What counts as an error (one definition, used by every number here and by the th
   ``client_disconnected`` is the exception: the client went away, which says nothing about
   the index, so it is counted apart and never in an error rate.
 
+A request no client run sent (``run_id`` null: a port scan, a malformed request the proxy
+refused before reading a path, a connection it closed at its header timeout) says nothing about
+the index either: it is left out of every number here and counted apart (``unattributed_count``,
+and by status and error in ``unattributed``), so a scan during a run never raises its error rate.
+
 An exchange shaped by an injected fault (``fault`` set, ``pipstorm run --fault``) is counted
 apart as well: it says what the client does, not what the index does, so error counts,
 ``error_5xx_count`` and the transport errors hold genuine ones only, unless ``count_injected``
@@ -199,6 +204,13 @@ class RequestStats:
     injected_count: int = 0  # requests shaped by an injected fault (pipstorm run --fault)
     injected_by_rule: Mapping[str, int] = field(default_factory=dict)
     injected_error_count: int = 0  # of those, the ones that would count as errors
+    #: The unattributed requests by status and error kind ("400 bad_request", "404",
+    #: "client_header_timeout"), left out of every other number here.
+    unattributed: Mapping[str, int] = field(default_factory=dict)
+    #: Client connections that carried the run's requests, and connections the proxy opened to
+    #: the index for them (records' ``conn``/``upstream_new``); None for records without them.
+    client_connections: int | None = None
+    upstream_connections: int | None = None
 
     @property
     def latency_p95(self) -> float | None:
@@ -211,10 +223,21 @@ class RequestStats:
         return None if self.total_ms is None else self.total_ms.p99
 
 
+def _stray_kind(rec: RequestRecord) -> str:
+    """An unattributed request's bucket: its status, with its error kind when it has one."""
+    kind = None if rec.error is None else rec.error.split(":", 1)[0].strip()
+    if rec.status is None:
+        return kind or TRANSPORT_BUCKET
+    return f"{rec.status} {kind}" if kind else str(rec.status)
+
+
 def request_stats(
     records: Sequence[RequestRecord], *, count_injected: bool = False
 ) -> RequestStats:
-    """Overall numbers; throughput is over the measured window, first arrival to last end."""
+    """Overall numbers of the requests client runs sent (the unattributed counted apart);
+    throughput is over the measured window, first arrival to last end."""
+    strays = [r for r in records if r.run_id is None]
+    records = [r for r in records if r.run_id is not None]
     errors = sum(1 for r in records if counts_as_error(r, count_injected=count_injected))
     judged = [r for r in records if count_injected or not is_injected(r)]
     transport = Counter(kind for r in judged if (kind := transport_kind(r)) is not None)
@@ -233,7 +256,7 @@ def request_stats(
         status_code_counts=_status_counts(records),
         transport_errors=dict(sorted(transport.items())),
         client_disconnected_count=disconnected,
-        unattributed_count=sum(1 for r in records if r.run_id is None),
+        unattributed_count=len(strays),
         repeated_count=sum(n - 1 for n in seen.values()),
         bytes=sum(r.bytes for r in records),
         first_ts=first_ts,
@@ -244,6 +267,11 @@ def request_stats(
         injected_count=sum(1 for r in records if is_injected(r)),
         injected_by_rule=dict(sorted(Counter(r.fault for r in records if r.fault).items())),
         injected_error_count=sum(1 for r in records if is_injected(r) and is_error(r)),
+        unattributed=dict(Counter(_stray_kind(r) for r in strays).most_common()),
+        client_connections=len(conns) if (conns := {r.conn for r in records} - {None}) else None,
+        upstream_connections=None
+        if all(r.upstream_new is None for r in records)
+        else sum(1 for r in records if r.upstream_new),
     )
 
 
@@ -345,6 +373,8 @@ def compute_stats(
     errors only with ``count_injected``."""
     by_op: dict[str, list[RequestRecord]] = {}
     for rec in requests:
+        if rec.run_id is None:
+            continue  # counted apart in request_stats, in no operation
         by_op.setdefault(rec.op, []).append(rec)
     return RunStats(
         requests=request_stats(requests, count_injected=count_injected),

@@ -271,9 +271,10 @@ def _notes(
     )
     req = stats.requests
     if req.unattributed_count:
+        kinds = ", ".join(f"{k} {n}" for k, n in req.unattributed.items())
         notes.append(
             f"{req.unattributed_count} request(s) could not be attributed to a client run "
-            "(run_id null)."
+            f"(run_id null): counted apart, in no error rate ({kinds})."
         )
     errors = {k: n for k, n in req.transport_errors.items() if k != "client_disconnected"}
     if errors:

@@ -386,9 +386,24 @@ def run_facts(report: Report) -> list[Fact]:
             f"error rate {fmt_num(req.error_rate, 2)} %, p95 {fmt_num(req.latency_p95)} ms, "
             f"p99 {fmt_num(req.latency_p99)} ms, 5xx {req.error_5xx_count}, {fmt_bytes(req.bytes)}",
         ),
+        *([Fact("Connections", conns)] if (conns := connections_text(report)) else []),
         Fact("Versions", ", ".join(f"{k} {v}" for k, v in run.versions.items()) or NONE),
         *([Fact("Launch", launch_text(run.launch))] if run.launch else []),
     ]
+
+
+def connections_text(report: Report) -> str | None:
+    """``30 opened by clients, 15 opened to the index (for 60 requests)``: how many
+    connections the clients made for the run's requests, and how many the proxy made to the
+    index for them (what the index's accept queue and workers saw); None for records without
+    these fields (runs before they were recorded)."""
+    req = report.stats.requests
+    if req.client_connections is None and req.upstream_connections is None:
+        return None
+    return (
+        f"{fmt_num(req.client_connections, 0)} opened by clients, "
+        f"{fmt_num(req.upstream_connections, 0)} opened to the index (for {req.count} requests)"
+    )
 
 
 def launch_text(launch: dict[str, Any]) -> str:

@@ -13,6 +13,7 @@ from pipstorm.engine.report.rows import (
     SHARD_HEADERS,
     cause_lines,
     cloudwatch_rows,
+    connections_text,
     dist_cells,
     onset_rows,
     shard_table_rows,
@@ -60,6 +61,9 @@ def terminal_summary(report: Report) -> str:
     outcomes = ", ".join(f"{k} {n}" for k, n in runs.by_outcome.items()) or "none"
     lag = NONE if runs.lag_s is None else f"{runs.lag_s.p95:.3f}/{runs.lag_s.max:.3f}"
     lines += ["", f"client runs: {runs.count} ({outcomes}); lag p95/max {lag} s"]
+    connections = connections_text(report)
+    if connections is not None:
+        lines.append(f"connections: {connections}")
     onset = onset_rows(report)
     if onset:
         lines += ["", table(onset, ONSET_HEADERS, "simple")]

@@ -86,6 +86,8 @@ def request_from_json(data: Mapping[str, Any]) -> RequestRecord:
         user_agent=_field(data, "user_agent", (str,), optional=True),
         range=_field(data, "range", (str,), optional=True),
         fault=_field(data, "fault", (str,), optional=True),
+        conn=_field(data, "conn", (int,), optional=True),
+        upstream_new=_field(data, "upstream_new", (bool,), optional=True),
     )
 
 

@@ -43,6 +43,7 @@ from pipstorm.infra.faults.plan import FaultMatcher
 from pipstorm.infra.faults.spec import FaultRule
 from pipstorm.infra.operations import Linked, classify_served
 from pipstorm.infra.proxy import shaping
+from pipstorm.infra.proxy.connections import connection_of
 from pipstorm.infra.proxy.links import LinkBook
 from pipstorm.infra.proxy.log import USER_AGENT_MAX, RecordWriter, RequestRecord
 from pipstorm.infra.proxy.rewrite import Links, Route, UpstreamLayout, has_dot_segment
@@ -92,6 +93,7 @@ class _Exchange:
     """Mutable state of one request while it is served; becomes a RequestRecord at the end."""
 
     __slots__ = (
+        "conn",
         "content_type",
         "end",
         "error",
@@ -105,6 +107,7 @@ class _Exchange:
         "status",
         "ts",
         "ttfb",
+        "upstream_new",
     )
 
     def __init__(self, path: str) -> None:
@@ -121,6 +124,9 @@ class _Exchange:
         self.fault: FaultRule | None = None  # the injected fault rule that fired, if any
         self.content_type: str | None = None  # the upstream answer's
         self.linked: Linked | None = None  # what a listing linked this URL as, if it did
+        self.conn: int | None = None  # the client connection's number
+        # Set by the upstream trace (pipstorm.infra.proxy.connections): a new connection or not.
+        self.upstream_new: bool | None = None
 
 
 class ProxyHandler:
@@ -153,6 +159,8 @@ class ProxyHandler:
 
     async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
         exchange = _Exchange(request.raw_path)
+        connection = connection_of(request)
+        exchange.conn = None if connection is None else connection.number
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)
@@ -167,6 +175,8 @@ class ProxyHandler:
         finally:
             self._in_flight.discard(task)
             self._record(request, exchange)
+            if connection is not None:
+                connection.request_done()
 
     async def cancel_in_flight(self) -> None:
         """Cancel the handlers still running after the server's graceful shutdown, and wait
@@ -210,6 +220,7 @@ class ProxyHandler:
                 headers=headers,
                 data=data,
                 allow_redirects=False,
+                trace_request_ctx=exchange,
             )
         except (aiohttp.ClientError, OSError) as exc:
             return await self._request_failed(request, exchange, exc)
@@ -506,6 +517,8 @@ class ProxyHandler:
                 user_agent=user_agent[:USER_AGENT_MAX] if user_agent is not None else None,
                 range=request.headers.get("Range"),
                 fault=None if exchange.fault is None else exchange.fault.id,
+                conn=exchange.conn,
+                upstream_new=exchange.upstream_new,
             )
         )
 

@@ -32,6 +32,8 @@ RECORD_KEYS: Final = (
     "user_agent",
     "range",
     "fault",
+    "conn",
+    "upstream_new",
 )
 USER_AGENT_MAX: Final = 200
 
@@ -52,6 +54,12 @@ class RequestRecord:
     ``run_id`` is None when the request could not be attributed to a client run. ``fault`` is
     the id of the injected fault rule that shaped this exchange (``pipstorm.infra.faults.spec``),
     None for an exchange left alone.
+    ``conn`` numbers the client connection that carried the request (1, 2, ... in the order the
+    proxy accepted them, in this proxy's life): requests sharing it came over one keep-alive
+    connection. ``upstream_new`` is True when the proxy opened a new connection to the upstream
+    for this request, False when it reused a pooled one, None when nothing was sent upstream
+    (refused, unroutable, or the connection could not be made). Both None in records written
+    before they existed.
     """
 
     ts: float
@@ -68,6 +76,8 @@ class RequestRecord:
     user_agent: str | None = None
     range: str | None = None
     fault: str | None = None
+    conn: int | None = None
+    upstream_new: bool | None = None
 
     @property
     def end(self) -> float:

@@ -34,6 +34,7 @@ from aiohttp.http import HttpProcessingError
 from pipstorm.infra.credentials import UPSTREAM_PASSWORD_ENV, UPSTREAM_USERNAME_ENV, Credentials
 from pipstorm.infra.faults.plan import FaultMatcher, FaultPlan
 from pipstorm.infra.faults.spec import FaultSpecError
+from pipstorm.infra.proxy.connections import RecordingServer, upstream_trace
 from pipstorm.infra.proxy.control import EVENT_LOOPS
 from pipstorm.infra.proxy.handler import STALL_TIMEOUT_S, ProxyHandler
 from pipstorm.infra.proxy.links import LinkBook
@@ -82,6 +83,7 @@ async def serve(
             # the client did not ask for (a gzip body it cannot read).
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
             cookie_jar=aiohttp.DummyCookieJar(),
+            trace_configs=[upstream_trace()],  # upstream_new on each record
         ) as session:
             authorization = credentials.basic_auth_header() if credentials else None
             links = LinkBook(layout.origin, allowed, loopback_only=loopback_only)
@@ -94,8 +96,9 @@ async def serve(
                 links=links,
                 stall_timeout=client_stall_timeout,
             )
-            server = web.Server(
+            server = RecordingServer(  # numbered connections; header timeouts recorded
                 handler,
+                writer=writer,
                 access_log=None,
                 auto_decompress=False,
                 keepalive_timeout=client_header_timeout,

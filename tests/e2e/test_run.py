@@ -48,6 +48,17 @@ def test_short_light_load_passes_and_attributes_every_request(
     assert len(clients) == 9  # 3 ticks x 3 clients
     assert all(c.outcome == "ok" and c.exit_code == 0 for c in clients)
     assert all(r.run_id is not None for r in requests), "unattributed request"
+    # Each pip run opens its own client connection(s); the proxy's to the index are counted on
+    # the request that opened each, and the report shows both figures.
+    assert all(r.conn is not None and isinstance(r.upstream_new, bool) for r in requests)
+    runs_of_conn = defaultdict(set)
+    for r in requests:
+        runs_of_conn[r.conn].add(r.run_id)
+    assert all(len(runs) == 1 for runs in runs_of_conn.values())  # no connection shared by runs
+    figures = report["requests"]
+    assert figures["client_connections"] == len(runs_of_conn) >= len(clients)
+    assert figures["upstream_connections"] == sum(1 for r in requests if r.upstream_new) >= 1
+    assert f"connections: {len(runs_of_conn)} opened by clients" in proc.stderr
 
     by_run: dict[str, list[tuple[float, str, str]]] = defaultdict(list)
     for r in requests:

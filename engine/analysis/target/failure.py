@@ -98,7 +98,13 @@ def target_causes(
     a stall, transport errors, 5xx. ``events``: the run's ``events.jsonl``; ``run_timeout_s``
     None: :data:`DEFAULT_RUN_TIMEOUT_S`."""
     judged = sorted(
-        (r for r in requests if count_injected or not is_injected(r)), key=lambda r: r.ts
+        (
+            r
+            for r in requests
+            # A request no run sent (a scan, a malformed head) was answered by the proxy.
+            if r.run_id is not None and (count_injected or not is_injected(r))
+        ),
+        key=lambda r: r.ts,
     )
     origin = started if started is not None else (judged[0].ts if judged else None)
     limit = DEFAULT_RUN_TIMEOUT_S if run_timeout_s is None else run_timeout_s
@@ -204,7 +210,7 @@ def _unanswered(
     than ``limit_s``: from the first request sent after its last answer to its next answer (or
     the last recorded request's end). Requests no client run sent (a port scan's) are not asked
     of the target, and an idle stretch of the profile is no silence."""
-    asked = [r for r in judged if r.run_id is not None]
+    asked = judged
     if not asked:
         return []
     answers = sorted(_answered(r) for r in asked if r.status is not None)

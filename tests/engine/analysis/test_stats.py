@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import statistics
@@ -139,7 +140,7 @@ def sample_requests() -> list[RequestRecord]:
         req(5.0, "download", None, 3000.0, error="upstream_timeout", ttfb_ms=3000.0, nbytes=0),
         req(6.0, "download", None, 5.0, error="upstream_error: boom", ttfb_ms=None, nbytes=0),
         req(7.0, "download", 200, 50.0, error="client_disconnected", nbytes=10),
-        req(8.0, "redirect", 303, 2.0, run_id=None, nbytes=0),
+        req(8.0, "redirect", 303, 2.0, run_id="r2", nbytes=0),
         # The same listing again by the same run: a retry. Ends last: 9.5 + 0.5 s.
         req(9.5, "listing", 200, 500.0, nbytes=1000),
     ]
@@ -189,7 +190,7 @@ def test_request_stats() -> None:
         "upstream_timeout": 1,
     }
     assert overall.client_disconnected_count == 1
-    assert overall.unattributed_count == 1
+    assert overall.unattributed_count == 0  # see test_unattributed_requests_are_counted_apart
     assert overall.repeated_count == 7  # r1 asked GET /simple/p/ 8 times
     assert overall.window_s == pytest.approx(10.0)  # 0.0 .. 9.5 + 0.5
     assert overall.throughput_rps == pytest.approx(1.0)
@@ -253,3 +254,38 @@ def test_to_dict_is_json_and_carries_the_seed_names() -> None:
     )
     assert back["operations"]["listing"]["total_ms"]["p50"] == 30.0
     assert back["clients"]["all"]["count"] == 1
+
+
+def test_unattributed_requests_are_counted_apart_and_never_in_the_error_rate() -> None:
+    attributed = [req(float(i), "listing", 200, 10.0) for i in range(10)]
+    strays = [
+        req(1.5, "other", 400, 0.0, run_id=None, error="bad_request: BadStatusLine", path=""),
+        req(2.5, "other", 400, 0.0, run_id=None, error="bad_request: LineTooLong", path=""),
+        req(3.5, "other", 404, 1.0, run_id=None, path="/"),  # a scanner's GET /
+        req(4.5, "other", None, 60000.0, run_id=None, error="client_header_timeout", path=""),
+    ]
+    stats = compute_stats([*attributed, *strays])
+    overall = stats.requests
+    assert (overall.count, overall.error_count, overall.error_rate) == (10, 0, 0.0)
+    assert overall.status_code_counts == {"200": 10}
+    assert overall.transport_errors == {}
+    assert overall.unattributed_count == 4
+    assert overall.unattributed == {"400 bad_request": 2, "404": 1, "client_header_timeout": 1}
+    assert list(stats.operations) == ["listing"]
+    assert overall.total_ms is not None and overall.total_ms.max == 10.0
+
+
+def test_connections_opened_by_clients_and_to_the_index_are_counted() -> None:
+    records = [
+        dataclasses.replace(req(float(i), run_id=f"r{i // 3}"), conn=i // 3 + 1, upstream_new=new)
+        for i, new in enumerate([True, False, False, True, False, True, False, False, False])
+    ]
+    stray = dataclasses.replace(req(9.0, run_id=None, status=None), conn=4, upstream_new=None)
+    overall = compute_stats([*records, stray]).requests
+    assert overall.client_connections == 3  # the stray's connection is not a run's
+    assert overall.upstream_connections == 3
+
+
+def test_records_without_connection_fields_give_no_connection_counts() -> None:
+    overall = compute_stats(sample_requests()).requests
+    assert (overall.client_connections, overall.upstream_connections) == (None, None)

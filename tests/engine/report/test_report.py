@@ -462,3 +462,35 @@ def test_a_dead_target_fails_the_run_whatever_the_thresholds(tmp_path: Path) -> 
 def test_a_healthy_run_has_no_target_failure(tmp_path: Path) -> None:
     run_dir = make_run_dir(tmp_path / "run", healthy_requests(), healthy_clients())
     assert build_report(run_dir).to_dict()["target_failed"] is None
+
+
+def test_connections_and_unattributed_requests_are_figures_of_every_rendering(
+    tmp_path: Path,
+) -> None:
+    requests = [
+        dataclasses.replace(r, conn=i // 2 + 1, upstream_new=i % 4 == 0)
+        for i, r in enumerate(healthy_requests())
+    ]
+    scans = [
+        req(30 + i, "other", 400, 0.0, run_id=None, error="bad_request: BadStatusLine", path="")
+        for i in range(40)
+    ]
+    run_dir = make_run_dir(tmp_path / "run", [*requests, *scans], healthy_clients())
+    report = write_reports(run_dir)
+    # 40 refused scans against 60 good requests: still no error, the run passes.
+    assert report.stats.requests.error_rate == 0.0
+    assert report.verdict == "pass"
+    line = "Connections: 30 opened by clients, 15 opened to the index (for 60 requests)"
+    note = "40 request(s) could not be attributed to a client run (run_id null)"
+    md = (run_dir / REPORT_MD).read_text(encoding="utf-8")
+    page = (run_dir / REPORT_HTML).read_text(encoding="utf-8")
+    assert f"- {line}" in md
+    assert "Connections" in page and "30 opened by clients, 15 opened to the index" in page
+    assert line.lower() in terminal_summary(report)
+    for text in (md, page, terminal_summary(report)):
+        assert note in text
+        assert "counted apart, in no error rate (400 bad_request 40)" in text
+    data = json.loads((run_dir / REPORT_JSON).read_text(encoding="utf-8"))
+    assert data["requests"]["client_connections"] == 30
+    assert data["requests"]["upstream_connections"] == 15
+    assert data["requests"]["unattributed"] == {"400 bad_request": 40}

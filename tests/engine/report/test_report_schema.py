@@ -19,6 +19,7 @@ REPORT_KEYS = {
     "run", "run_dir", "cloudwatch", "shards",
     "target_failure", "failed_run_causes",
     "decision",
+    "target_failed",
 }  # fmt: skip
 DECISION_KEYS = {
     "verdict", "reason", "exit_code", "generator_bound", "generator_bound_allowed",
@@ -31,6 +32,7 @@ RUN_KEYS = {
     "shards",
     "launch",
     "allow_generator_bound",
+    "run_timeout_s",
 }  # fmt: skip
 
 

@@ -32,6 +32,8 @@ REQUEST = {
     "user_agent": "pip/26.0.1",
     "range": None,
     "fault": None,
+    "conn": 7,
+    "upstream_new": False,
 }
 
 CLIENT = {
@@ -60,6 +62,14 @@ def test_request_record_round_trips() -> None:
     rec = request_from_json(REQUEST)
     assert rec.to_json() == REQUEST
     assert rec.end == pytest.approx(1764040000.123 + 0.0034)
+
+
+def test_request_records_written_before_connections_were_recorded_still_read() -> None:
+    old = {k: v for k, v in REQUEST.items() if k not in {"conn", "upstream_new"}}
+    rec = request_from_json(old)
+    assert (rec.conn, rec.upstream_new) == (None, None)
+    with pytest.raises(RecordError, match="upstream_new"):
+        request_from_json({**REQUEST, "upstream_new": 1})
 
 
 def test_client_record_round_trips() -> None:

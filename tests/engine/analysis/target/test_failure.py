@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from pipstorm.engine.analysis.target.failure import STALL_S, target_causes, target_failed
@@ -175,3 +177,10 @@ def test_an_idle_profile_is_no_silence() -> None:
     # 200 s with nothing asked is no target failing: a silence needs requests left unanswered.
     causes = target_causes([req(1.0), req(201.0)], {}, T0, run_timeout_s=120.0)
     assert causes == ()
+
+
+def test_requests_no_run_sent_are_no_cause() -> None:
+    # A port scan during the run: the proxy refused it itself; the target was never asked.
+    scan = dataclasses.replace(req(3.0, 400, error="bad_request: BadStatusLine"), run_id=None)
+    timeout = dataclasses.replace(req(4.0, None, error="client_header_timeout"), run_id=None)
+    assert target_causes([req(1.0), scan, timeout, req(5.0)], {}, T0) == ()

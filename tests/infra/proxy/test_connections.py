@@ -1,0 +1,149 @@
+"""Connections in the proxy's records: which client connection carried each request, which
+requests made the proxy open a new connection to the index, and the connections the proxy
+closed itself (a request head that never completed) recorded like any refused request.
+
+The upstream here is a real keep-alive HTTP/1.1 server (``http.server``) that counts the TCP
+connections it accepted: the records must add up to that count exactly, whatever the proxy's
+pool decided to reuse (no timing is assumed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from pipstorm.engine.rundir.records import load_requests
+from pipstorm.infra.proxy.control import RecordingProxy
+from tests.infra.conftest import proxy_address, wait_for_records
+
+BODY = b'<html><body><a href="pkg-1.0.tar.gz">pkg-1.0.tar.gz</a></body></html>\n'
+
+
+class _CountingServer(ThreadingHTTPServer):
+    """A keep-alive server that counts the TCP connections it accepted."""
+
+    daemon_threads = True
+    connections = 0
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        accepted = super().get_request()
+        self.connections += 1
+        return accepted
+
+
+class _KeepAlive(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: the proxy may reuse the connection
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(BODY)))
+        self.end_headers()
+        self.wfile.write(BODY)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def upstream() -> Iterator[_CountingServer]:
+    server = _CountingServer(("127.0.0.1", 0), _KeepAlive)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def proxy(upstream: _CountingServer, tmp_path: Path) -> Iterator[RecordingProxy]:
+    port = upstream.server_address[1]
+    with RecordingProxy(
+        f"http://127.0.0.1:{port}/simple/", tmp_path / "requests.jsonl", client_header_timeout=1.0
+    ) as running:
+        yield running
+
+
+def _get_on(conn: http.client.HTTPConnection, path: str) -> None:
+    conn.request("GET", path)
+    response = conn.getresponse()
+    assert response.status == 200
+    assert response.read() == BODY
+
+
+def test_each_record_names_the_client_connection_that_carried_it(
+    proxy: RecordingProxy,
+) -> None:
+    first = http.client.HTTPConnection(*proxy_address(proxy), timeout=30)
+    second = http.client.HTTPConnection(*proxy_address(proxy), timeout=30)
+    try:
+        for i in range(3):
+            _get_on(first, f"/r/a/simple/p{i}/")
+        for i in range(2):
+            _get_on(second, f"/r/b/simple/p{i}/")
+    finally:
+        first.close()
+        second.close()
+    on_first = wait_for_records(proxy.log_path, "a", 3)
+    on_second = wait_for_records(proxy.log_path, "b", 2)
+    assert len({r.conn for r in on_first}) == 1
+    assert len({r.conn for r in on_second}) == 1
+    assert on_first[0].conn is not None and on_second[0].conn is not None
+    assert on_first[0].conn != on_second[0].conn
+
+
+def test_the_requests_that_opened_an_upstream_connection_add_up_to_the_index_count(
+    proxy: RecordingProxy, upstream: _CountingServer
+) -> None:
+    conns = [http.client.HTTPConnection(*proxy_address(proxy), timeout=30) for _ in range(4)]
+    try:
+        for round_ in range(3):
+            for i, conn in enumerate(conns):
+                _get_on(conn, f"/r/run{i}/simple/p{round_}/")
+    finally:
+        for conn in conns:
+            conn.close()
+    records = [r for i in range(4) for r in wait_for_records(proxy.log_path, f"run{i}", 3)]
+    assert all(isinstance(r.upstream_new, bool) for r in records), records
+    opened = sum(1 for r in records if r.upstream_new)
+    assert opened >= 1
+    assert opened == upstream.connections  # exactly what the index accepted
+
+
+def test_a_request_head_that_never_completes_is_recorded_when_the_proxy_closes_it(
+    proxy: RecordingProxy, upstream: _CountingServer
+) -> None:
+    partial = b"GET /r/slow/simple/pkg/ HTTP/1.1\r\nHost: x\r\nX-Slow: y"
+    with socket.create_connection(proxy_address(proxy), timeout=30) as slow:
+        slow.sendall(partial)
+        with contextlib.suppress(ConnectionResetError):
+            assert slow.recv(1) == b""  # closed by the proxy (its header timeout), unanswered
+    with (
+        socket.create_connection(proxy_address(proxy), timeout=30) as silent,
+        contextlib.suppress(ConnectionResetError),
+    ):
+        assert silent.recv(1) == b""  # a connection that never sent a byte
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        records = load_requests(proxy.log_path)[0] if proxy.log_path.exists() else []
+        if len(records) >= 2:
+            break
+        time.sleep(0.05)
+    assert len(records) == 2, records
+    for record in records:
+        assert record.run_id is None  # the proxy cannot tell which run it was
+        assert record.status is None
+        assert record.error == "client_header_timeout"
+        assert record.conn is not None
+        assert record.upstream_new is None  # nothing went upstream
+    assert [r.req_bytes for r in records] == [len(partial), 0]
+    assert records[0].conn != records[1].conn
+    assert upstream.connections == 0
