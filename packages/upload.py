@@ -21,6 +21,7 @@ import base64
 import email.parser
 import hashlib
 import html.parser
+import http.client
 import json
 import re
 import secrets
@@ -31,11 +32,12 @@ import urllib.request
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final, Literal
 from urllib.parse import urljoin, urlsplit
 
+from pipstorm.packages.retry import DEFAULT_BACKOFF_S, TRANSIENT_STATUSES, send_with_retries
 from pipstorm.packages.spec import CorpusError, canonical_name
 
 USERNAME_ENV: Final = "PYPI_USERNAME"
@@ -85,12 +87,15 @@ class IndexCredentials:
 
 @dataclass(frozen=True)
 class FileResult:
-    """What happened to one file; ``detail`` is the index's short answer for a failure."""
+    """What happened to one file; ``detail`` is the index's short answer for a failure (and
+    how the retries ended: ``pipstorm.packages.retry``)."""
 
     path: Path
     outcome: Outcome
     status: int | None = None
     detail: str = ""
+    #: The failure may pass (no answer, or 408/429/502/503/504): worth a retry.
+    transient: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,8 @@ class UploadSummary:
     skipped: int
     failures: tuple[FileResult, ...]
     seconds: float
+    #: Files that landed only after a timeout or reset: ``name: how`` (``pipstorm.packages.retry``).
+    notes: tuple[str, ...] = ()
 
     @property
     def failed(self) -> int:
@@ -109,8 +116,9 @@ class UploadSummary:
 
     def line(self) -> str:
         """One line for a terminal."""
+        retried = f" ({len(self.notes)} after a retry)" if self.notes else ""
         return (
-            f"{self.uploaded} uploaded, {self.skipped} already there (skipped), "
+            f"{self.uploaded} uploaded{retried}, {self.skipped} already there (skipped), "
             f"{self.failed} failed in {self.seconds:.1f} s"
         )
 
@@ -137,9 +145,12 @@ def upload_files(
     concurrency: int = DEFAULT_CONCURRENCY,
     timeout: float = DEFAULT_TIMEOUT_S,
     progress: Callable[[FileResult], None] | None = None,
+    backoff_s: Sequence[float] = DEFAULT_BACKOFF_S,
 ) -> UploadSummary:
     """Upload ``files`` to the index at ``index_url`` (its simple URL), skipping those there.
 
+    A file that timed out or was reset is retried after each of ``backoff_s``, once the
+    project's listing says the index does not have it (``pipstorm.packages.retry``).
     ``progress`` is called once per file, from worker threads, as soon as it is settled.
     UploadError when the index cannot be used at all (its listing asks for credentials that
     were not given or were refused, the URL is not http(s)).
@@ -172,7 +183,13 @@ def upload_files(
             if path.name in present[project_of[path]]:
                 result = FileResult(path, "skipped")
             else:
-                result = client.upload(target, path)
+                result = send_with_retries(
+                    lambda: client.upload(target, path),
+                    lambda: path.name in client.existing(f"{index}{project_of[path]}/"),
+                    landed=_landed,
+                    noted=_noted,
+                    backoff_s=backoff_s,
+                )
             if progress is not None:
                 progress(result)
             return result
@@ -183,7 +200,21 @@ def upload_files(
         skipped=sum(r.outcome == "skipped" for r in results),
         failures=tuple(r for r in results if r.outcome == "failed"),
         seconds=time.monotonic() - started,
+        notes=tuple(
+            f"{r.path.name}: {r.detail}" for r in results if r.detail and r.outcome != "failed"
+        ),
     )
+
+
+def _landed(failed: FileResult) -> FileResult:
+    """The index lists a file whose upload got no answer: it arrived."""
+    return FileResult(
+        failed.path, "uploaded", detail=f"arrived; its answer was lost ({failed.detail})"
+    )
+
+
+def _noted(result: FileResult, note: str) -> FileResult:
+    return replace(result, detail=f"{result.detail} ({note})" if result.detail else note)
 
 
 @dataclass(frozen=True)
@@ -269,9 +300,12 @@ class IndexClient:
                 detail = _short(exc.read())
             if exc.code == 409:
                 return FileResult(path, "skipped", 409, detail)
-            return FileResult(path, "failed", exc.code, detail or str(exc.reason))
-        except (urllib.error.URLError, OSError) as exc:
-            return FileResult(path, "failed", None, str(getattr(exc, "reason", exc)))
+            transient = exc.code in TRANSIENT_STATUSES
+            return FileResult(path, "failed", exc.code, detail or str(exc.reason), transient)
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+            # No (whole) answer: a timeout, a reset, a connection refused or cut mid-answer.
+            reason = str(getattr(exc, "reason", exc)) or type(exc).__name__
+            return FileResult(path, "failed", None, reason, transient=True)
 
 
 def credentials_hint(status: int, url: str, *, given: bool) -> str:

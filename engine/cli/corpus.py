@@ -82,6 +82,8 @@ def corpus_upload(
         progress=progress,
     )
     typer.echo(f"{index_url}: {summary.line()}")
+    for note in summary.notes:  # landed after a timeout or reset (pipstorm.packages.retry)
+        typer.echo(f"  retried: {note}", err=True)
     if summary.failures:
         first = summary.failures[0]
         status = f"HTTP {first.status}" if first.status is not None else "no answer"

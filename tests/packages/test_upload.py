@@ -5,19 +5,29 @@ The second upload must send nothing: every file is found in the listings and ski
 
 from __future__ import annotations
 
+import http.client
 import json
 import threading
+import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import pytest
 
+from pipstorm.engine.rundir.records import RequestRecord, load_requests
+from pipstorm.infra.faults.plan import FaultPlan
+from pipstorm.infra.faults.spec import parse_faults
+from pipstorm.infra.proxy.control import RecordingProxy
 from pipstorm.infra.pypiserver.target import LocalPypiserver
 from pipstorm.packages.index_check import IndexCheckError, check_corpus
 from pipstorm.packages.upload import (
     FileResult,
     IndexCredentials,
     UploadError,
+    UploadSummary,
     distributions,
     listed_files,
     metadata_fields,
@@ -137,3 +147,139 @@ def test_check_corpus_against_pypiserver(three_hundred: list[Path], tmp_path: Pa
         check_corpus(server.index_url, "up-package-000", names, credentials=creds)
         with pytest.raises(IndexCheckError, match="PYPI_USERNAME"):
             check_corpus(server.index_url, "up_package_000", names, credentials=None)
+
+
+def _posts(log: Path, count: int) -> list[RequestRecord]:
+    """The upload POSTs the proxy recorded, once there are ``count`` (a record follows its
+    exchange's end; bounded wait, then whatever is there)."""
+    deadline = time.monotonic() + 15
+    while True:
+        posts = [r for r in load_requests(log)[0] if r.method == "POST"]
+        if len(posts) >= count or time.monotonic() > deadline:
+            return sorted(posts, key=lambda r: r.ts)
+        time.sleep(0.05)
+
+
+def _through_faulty_proxy(
+    spec: str, files: list[Path], tmp_path: Path, **upload: Any
+) -> tuple[UploadSummary, Path, Path]:
+    """Upload ``files`` to a real pypiserver through the recording proxy with fault ``spec``;
+    the summary, the proxy's records and the server's package folder."""
+    plan = tmp_path / "faults.json"
+    FaultPlan(rules=parse_faults([spec])).write(plan)
+    packages = tmp_path / "index"
+    packages.mkdir()
+    log = tmp_path / "requests.jsonl"
+    with (
+        LocalPypiserver(packages) as server,
+        RecordingProxy(
+            server.index_url, log, credentials=server.credentials, faults_path=plan
+        ) as proxy,
+    ):
+        summary = upload_files(proxy.index_url_for("up"), files, credentials=None, **upload)
+        _posts(log, 0)
+    return summary, log, packages
+
+
+def test_an_upload_cut_before_it_reached_the_index_is_sent_again(
+    three_hundred: list[Path], tmp_path: Path
+) -> None:
+    files = three_hundred[:4]
+    summary, log, packages = _through_faulty_proxy(
+        "op=upload,first=1,reset=before", files, tmp_path, concurrency=1, backoff_s=(0.2,)
+    )
+    assert (summary.uploaded, summary.skipped, summary.failed) == (4, 0, 0), summary.failures
+    posts = _posts(log, 5)
+    assert [p.error for p in posts] == ["injected_reset_before_headers", None, None, None, None]
+    assert sorted(p.name for p in packages.iterdir()) == sorted(p.name for p in files)
+
+
+class _LosingRelay(BaseHTTPRequestHandler):
+    """Relays each request to the index and its answer back, except the first upload's: that
+    one reaches the index, and its connection is closed without an answer (a load balancer
+    timing out, a connection reset on the way back)."""
+
+    protocol_version = "HTTP/1.1"
+    upstream = ""  # the index's origin
+    lost: ClassVar[list[str]] = []  # the uploads whose answers were dropped
+    posts: ClassVar[list[str]] = []
+
+    def _relay(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+        conn = http.client.HTTPConnection(urlsplit(self.upstream).netloc, timeout=30)
+        try:
+            conn.request(self.command, self.path, body=body, headers=headers)
+            answer = conn.getresponse()
+            data = answer.read()
+        finally:
+            conn.close()
+        if self.command == "POST":
+            self.posts.append(self.path)
+            if not self.lost:
+                self.lost.append(self.path)
+                self.close_connection = True  # the index has it; the client hears nothing
+                return
+        self.send_response(answer.status)
+        for name, value in answer.getheaders():
+            if name.lower() not in {"transfer-encoding", "connection", "content-length"}:
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = _relay
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+def test_an_upload_whose_answer_was_lost_is_not_sent_again(
+    three_hundred: list[Path], tmp_path: Path
+) -> None:
+    files = three_hundred[:4]
+    packages = tmp_path / "index"
+    packages.mkdir()
+    with LocalPypiserver(packages) as server:
+        _LosingRelay.upstream, _LosingRelay.lost, _LosingRelay.posts = server.url, [], []
+        relay = ThreadingHTTPServer(("127.0.0.1", 0), _LosingRelay)
+        threading.Thread(target=relay.serve_forever, daemon=True).start()
+        try:
+            creds = IndexCredentials(server.credentials.username, server.credentials.password)
+            summary = upload_files(
+                f"http://127.0.0.1:{relay.server_address[1]}/simple/",
+                files,
+                credentials=creds,
+                concurrency=1,
+                backoff_s=(0.2,),
+            )
+        finally:
+            relay.shutdown()
+            relay.server_close()
+    assert len(_LosingRelay.lost) == 1
+    assert (summary.uploaded, summary.skipped, summary.failed) == (4, 0, 0), summary.failures
+    assert len(_LosingRelay.posts) == 4  # one per file: the one that landed was not resent
+    landed = [line for line in summary.notes if "its answer was lost" in line]
+    assert len(landed) == 1
+    assert sorted(p.name for p in packages.iterdir()) == sorted(p.name for p in files)
+
+
+def test_a_file_that_keeps_failing_is_reported_after_its_retries(
+    three_hundred: list[Path], tmp_path: Path
+) -> None:
+    summary, log, _ = _through_faulty_proxy(
+        "op=upload,status=503", three_hundred[:1], tmp_path, backoff_s=(0.1, 0.1)
+    )
+    assert summary.failed == 1
+    assert summary.failures[0].status == 503
+    assert "after 3 attempts" in summary.failures[0].detail
+    assert len(_posts(log, 3)) == 3  # the first try and one per wait
+
+
+def test_a_refusal_is_not_retried(three_hundred: list[Path], tmp_path: Path) -> None:
+    summary, log, _ = _through_faulty_proxy(
+        "op=upload,status=400", three_hundred[:1], tmp_path, backoff_s=(0.1, 0.1)
+    )
+    assert (summary.failed, summary.failures[0].status) == (1, 400)
+    assert len(_posts(log, 1)) == 1
