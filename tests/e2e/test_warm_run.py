@@ -15,6 +15,8 @@ import psutil
 import pytest
 
 from pipstorm.clients.warm.launcher import ROOT_PREFIX
+from pipstorm.engine.analysis.stats import percentile
+from pipstorm.engine.rundir.records import load_clients, load_requests
 from tests.e2e.conftest import leftovers, pipstorm
 
 pytestmark = pytest.mark.e2e
@@ -51,7 +53,21 @@ def test_the_incident_with_warm_pip_runs_every_client_and_reports_onset(
     assert clients["count"] == 165 and clients["by_outcome"] == {"ok": 165}, clients
     bursts = report["onset"]["bursts"]
     assert [(b["offset_s"], b["runs"], b["reached"]) for b in bursts] == [(0, 75, 75), (60, 75, 75)]
-    assert all(b["onset_s"]["p95"] >= 0 for b in bursts)
+    # Each burst's onset is its runs' first request at the proxy minus their intended instant,
+    # recomputed here from the raw records: a wrong figure fails, whatever its size.
+    requests, _ = load_requests(run_dir / "requests.jsonl")
+    runs, _ = load_clients(run_dir / "clients.jsonl")
+    first: dict[str, float] = {}
+    for r in requests:
+        if r.run_id is not None:
+            first[r.run_id] = min(r.ts, first.get(r.run_id, r.ts))
+    for burst in bursts:
+        started = float(report["started"])
+        mine = [c for c in runs if c.burst and round(c.intended - started) == burst["offset_s"]]
+        onsets = sorted(first[c.run_id] - c.intended for c in mine)
+        assert len(onsets) == burst["reached"] == 75
+        assert burst["onset_s"]["p95"] == pytest.approx(percentile(onsets, 95), abs=1e-6)
+        assert burst["onset_s"]["max"] == pytest.approx(onsets[-1], abs=1e-6)
     assert "Launch: warm (pip warm)" in (run_dir / "report.md").read_text()
     assert leftovers(tmp_path / "tmp") == []
     assert set(launchers_running()) <= before

@@ -26,14 +26,21 @@ SOAK_PROFILE = "clients = 10\nduration_s = 1800\ntick_s = 1\n"
 
 
 def run(args: list[str], results: Path) -> Path:
+    # Judged on what a soak is for (nothing leaks, nothing is lost, nothing fails): latency
+    # thresholds off and a generator-bound verdict accepted, as this machine's capacity is
+    # not the subject; every other threshold (error_rate, max_5xx) must pass: exit 0 only.
+    off = ("--threshold", "p95_listing_ms=off", "--threshold", "p99_download_ms=off")
     proc = subprocess.run(
-        [sys.executable, "-m", "pipstorm", "run", *args, "--results", str(results), "--quiet"],
+        [
+            *(sys.executable, "-m", "pipstorm", "run", *args, *off, "--allow-generator-bound"),
+            *("--results", str(results), "--quiet"),
+        ],
         capture_output=True,
         text=True,
         check=False,
         timeout=3 * 3600,
     )
-    assert proc.returncode in {0, 1}, proc.stderr
+    assert proc.returncode == 0, proc.stderr[-3000:]
     (run_dir,) = results.iterdir()
     print(proc.stderr[-3000:])  # the verdict and the figures, for the README
     return run_dir
@@ -43,8 +50,12 @@ def judge(run_dir: Path) -> None:
     state = steady_state(RunData.load(run_dir))
     for g in state.growth:
         print(f"{g.group} {g.figure}: {g.start:.1f} -> {g.end:.1f} ({g.growth:+.1f})")
-    assert state.worst("rss_mb") <= RSS_GROWTH_MAX_MB
-    assert state.worst("fds") <= FD_GROWTH_MAX
+    assert state.unmeasured == ()  # no samples is no evidence of flatness
+    rss, fds = state.worst("rss_mb"), state.worst("fds")
+    assert rss is not None and rss <= RSS_GROWTH_MAX_MB
+    assert fds is not None and fds <= FD_GROWTH_MAX
+    assert state.failed_runs == ()
+    assert state.request_errors == 0
     assert state.ok_runs_without_requests == ()
     assert state.unattributed_requests == 0
     assert state.skipped_lines == 0

@@ -14,6 +14,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from pipstorm.engine.analysis.stats import NOT_FAILED, is_error
 from pipstorm.engine.rundir.data import RunData
 from pipstorm.engine.rundir.files import CLIENTS_FILE, REQUESTS_FILE
 from pipstorm.engine.rundir.host import HostRow, number
@@ -39,16 +40,32 @@ class Growth:
         return self.end - self.start
 
 
+#: The figures judged for each group.
+FIGURES = ("rss_mb", "fds")
+
+
 @dataclass(frozen=True)
 class SteadyState:
+    """What a soak judges. ``failed_runs``: client runs that did not end ok (or conflict);
+    ``request_errors``: requests counted as errors (``pipstorm.engine.analysis.stats``)."""
+
     growth: tuple[Growth, ...]
     ok_runs_without_requests: tuple[str, ...]
     unattributed_requests: int
     skipped_lines: int
+    failed_runs: tuple[str, ...] = ()
+    request_errors: int = 0
 
-    def worst(self, figure: str) -> float:
-        """The largest growth of ``figure`` over the groups (0 when none was measured)."""
-        return max((g.growth for g in self.growth if g.figure == figure), default=0.0)
+    def worst(self, figure: str) -> float | None:
+        """The largest growth of ``figure`` over the groups; None when none was measured (no
+        samples is no evidence of flatness)."""
+        return max((g.growth for g in self.growth if g.figure == figure), default=None)
+
+    @property
+    def unmeasured(self) -> tuple[tuple[str, str], ...]:
+        """The (group, figure) pairs with no growth measured: a soak needs every one."""
+        seen = {(g.group, g.figure) for g in self.growth}
+        return tuple((g, f) for g in GROUPS for f in FIGURES if (g, f) not in seen)
 
 
 def steady_state(data: RunData) -> SteadyState:
@@ -60,7 +77,7 @@ def steady_state(data: RunData) -> SteadyState:
         start = [r for r in rows if t0 + WARM_UP_S <= float(r["ts"]) < t0 + WARM_UP_S + WINDOW_S]
         end = [r for r in rows if float(r["ts"]) > t1 - WINDOW_S]
         for group in GROUPS:
-            for figure in ("rss_mb", "fds"):
+            for figure in FIGURES:
                 first, last = _median(start, group, figure), _median(end, group, figure)
                 if first is not None and last is not None:
                     growth.append(Growth(group, figure, first, last))
@@ -72,6 +89,8 @@ def steady_state(data: RunData) -> SteadyState:
         ),
         unattributed_requests=sum(1 for r in data.requests if r.run_id is None),
         skipped_lines=sum(data.skipped.get(name, 0) for name in (REQUESTS_FILE, CLIENTS_FILE)),
+        failed_runs=tuple(c.run_id for c in data.clients if c.outcome not in NOT_FAILED),
+        request_errors=sum(1 for r in data.requests if r.run_id is not None and is_error(r)),
     )
 
 

@@ -55,3 +55,24 @@ def test_growth_is_measured_after_warm_up_and_records_are_accounted(tmp_path: Pa
     assert state.worst("rss_mb") == by["proxy", "rss_mb"].growth
     assert state.ok_runs_without_requests == ("r2",)
     assert state.unattributed_requests == 1
+
+
+def test_nothing_measured_is_no_growth_of_zero_and_failures_are_counted(tmp_path: Path) -> None:
+    # No host samples at all: the soak must not read that as "flat".
+    failed = ClientRecord.from_json({**client("r2").to_json(), "outcome": "failed"})
+    requests = [
+        RequestRecord(ts=T0, op="listing", method="GET", path="/", status=status, total_ms=1.0,
+                      run_id="r1", error=error)
+        for status, error in ((200, None), (503, None), (None, "upstream_reset"))
+    ]  # fmt: skip
+    data = RunData(
+        run_dir=tmp_path,
+        meta=RunMeta(profile={"name": "soak"}),
+        requests=tuple(requests),
+        clients=(client("r1"), failed),
+    )
+    state = steady_state(data)
+    assert state.worst("rss_mb") is None
+    assert ("proxy", "fds") in state.unmeasured and len(state.unmeasured) == 6
+    assert state.failed_runs == ("r2",)
+    assert state.request_errors == 2
