@@ -28,7 +28,8 @@ def test_the_embedded_targets_password_stays_where_it_belongs(
     tmpdir.mkdir()
     argv = [sys.executable, "-m", "pipstorm", "run", "--profile", "light_load", "--duration", "60"]
     owner = subprocess.Popen(
-        [*argv, "--client", "http", "--quiet", "--results", str(results)],
+        # Real pip processes (warm-launched): the clients are the processes to scan.
+        [*argv, "--client", "pip", "--quiet", "--results", str(results)],
         env={**e2e_env, "TMPDIR": str(tmpdir)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -43,7 +44,8 @@ def test_the_embedded_targets_password_stays_where_it_belongs(
             assert owner.poll() is None, owner.communicate()
             assert time.monotonic() < deadline, "no request recorded in 180 s"
             time.sleep(0.2)
-        (htpasswd,) = tmpdir.glob("pipstorm-pypiserver-*/htpasswd")
+        # Under the run's reaped folder (gone even if pipstorm and the server are SIGKILLed).
+        (htpasswd,) = tmpdir.glob("pipstorm-run-*/pipstorm-pypiserver-*/htpasswd")
         assert htpasswd.stat().st_mode & 0o777 == 0o600
         assert htpasswd.parent.stat().st_mode & 0o077 == 0  # the private dir too
         (proxy,) = [
@@ -57,16 +59,24 @@ def test_the_embedded_targets_password_stays_where_it_belongs(
         forms = {password, base64.b64encode(f"{username}:{password}".encode()).decode()}
         found: list[str] = []
         seen = 0
-        for _ in range(10):  # the processes of a run come and go: look several times
+        clients: set[int] = set()  # pip processes (launchers and their forked runs) scanned
+        scans = 0
+        # The processes of a run come and go: look until real pip processes were among them.
+        while scans < 10 or len(clients) < 3:
+            assert time.monotonic() < deadline + 60, f"{len(clients)} pip processes seen"
             for child in psutil.Process(owner.pid).children(recursive=True):
                 try:
-                    cmdline, env = " ".join(child.cmdline()), child.environ()
+                    argv_of, env = child.cmdline(), child.environ()
                 except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                     continue
+                cmdline = " ".join(argv_of)
                 seen += 1
+                if "pip" in argv_of:  # a warm launcher's module argument, or python -m pip
+                    clients.add(child.pid)
                 found += [f"argv of {cmdline[:80]}" for f in forms if f in cmdline]
                 if child.pid != proxy.pid:
                     found += [f"{k} of {cmdline[:80]}" for k, v in env.items() if password in v]
+            scans += 1
             time.sleep(0.3)
         assert seen > 10 and found == []
         owner.send_signal(signal.SIGTERM)

@@ -17,6 +17,7 @@ from tests.engine.chromium_shot import (
     screenshot,
     verdict_colour,
 )
+from tests.engine.report.test_report_verdict import bound_run
 from tests.engine.synthetic_run import write_run
 
 MAIN_CHARTS = {"rate", "latency", "status", "latency-distribution", "clients"}
@@ -110,3 +111,35 @@ def test_burst_onset_is_in_every_rendering(big_run: Path) -> None:
     assert "### Burst onset" in md and "| burst 6 " in md and "| base ticks " in md
     page = (big_run / REPORT_HTML).read_text()
     assert 'id="burst-onset"' in page and "<td>burst 138</td>" in page
+
+
+def _banner_rgb(page: str, verdict: str) -> tuple[int, int, int]:
+    """The banner's background as the page's own CSS gives it for the header's class."""
+    assert f'<header class="verdict {verdict}" id="verdict">' in page
+    found = re.search(rf"header\.{verdict} \{{ background: #([0-9a-f]{{6}}); \}}", page)
+    assert found is not None, f"no colour for header.{verdict}"
+    hex_ = found.group(1)
+    r, g, b = (int(hex_[i : i + 2], 16) for i in (0, 2, 4))
+    return r, g, b
+
+
+def test_the_banner_is_green_red_or_neither_without_a_browser(tmp_path: Path) -> None:
+    # Every verdict, not only PASS, and without Chromium: the class the page gives its banner
+    # and the colour its stylesheet gives that class.
+    passing = write_run(tmp_path / "pass", duration_s=120)
+    failing = write_run(tmp_path / "fail", duration_s=120)
+    run_json = failing / "run.json"
+    meta = json.loads(run_json.read_text(encoding="utf-8"))
+    meta["thresholds"] = {"p95_listing_ms": 0.001}  # no listing is that fast
+    run_json.write_text(json.dumps(meta), encoding="utf-8")
+    bound = bound_run(tmp_path / "bound")
+    colours = {}
+    for verdict, run_dir in (("pass", passing), ("fail", failing), ("inconclusive", bound)):
+        assert write_reports(run_dir).verdict == verdict
+        colours[verdict] = _banner_rgb((run_dir / REPORT_HTML).read_text("utf-8"), verdict)
+    r, g, b = colours["pass"]
+    assert g > r + 50 and g > b + 50  # green
+    r, g, b = colours["fail"]
+    assert r > g + 80 and r > b + 80  # red
+    r, g, b = colours["inconclusive"]
+    assert max(r, g, b) - min(r, g, b) < 40  # neither: grey

@@ -29,9 +29,32 @@ def policy_of(pid: int) -> int:
     return os.sched_getscheduler(pid) & ~RESET_ON_FORK
 
 
+def permitted_policy() -> str:
+    """What ``auto`` must apply on this machine, found without pipstorm's code: the policy the
+    kernel lets this process give a throwaway child (SCHED_FIFO as root or with CAP_SYS_NICE,
+    else a negative nice, else none)."""
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as probe:
+        try:
+            try:
+                os.sched_setscheduler(probe.pid, os.SCHED_FIFO, os.sched_param(1))
+            except OSError:
+                pass
+            else:
+                return "SCHED_FIFO"
+            try:
+                os.setpriority(os.PRIO_PROCESS, probe.pid, -1)
+            except OSError:
+                return "none"
+            return "nice"
+        finally:
+            probe.kill()
+
+
 def test_auto_gives_fifo_or_says_why_not(idle_child: int) -> None:
     applied = protect_proxy(idle_child)
     assert applied["mode"] == "auto"
+    # Whatever the code decides, it must be what the kernel permits here: as root, SCHED_FIFO.
+    assert applied["policy"] == permitted_policy()
     if applied["policy"] == "SCHED_FIFO":
         assert policy_of(idle_child) == os.SCHED_FIFO
         assert os.sched_getparam(idle_child).sched_priority == applied["rt_priority"]

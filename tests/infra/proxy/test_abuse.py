@@ -20,7 +20,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipstorm.engine.rundir.records import load_requests
+from pipstorm.engine.rundir.records import RequestRecord, load_requests
+from pipstorm.infra.proxy.connections import HEADER_TIMEOUT_ERROR as HEADER_TIMEOUT
 from pipstorm.infra.proxy.control import RecordingProxy
 from tests.infra.conftest import proxy_address, request, wait_for_records
 from tests.infra.proxy.raw_upstream import BIG_SIZE, LISTING, RawUpstream
@@ -127,13 +128,26 @@ def test_malformed_and_oversized_requests_are_refused(
     answers = [_status(_send_raw(proxy, data)) for _ in range(3)]
     assert all(status is None or 400 <= status < 500 for status in answers), answers
     assert upstream.targets() == []  # nothing of it went upstream
-    # Each refusal is a record (the parser's own as ``bad_request: <kind>``), not a traceback.
-    records = load_requests(proxy.log_path)[0] if proxy.log_path.exists() else []
-    assert [r.status for r in records] == [status for status in answers if status is not None]
+    # Each refusal is a record (the parser's own as ``bad_request: <kind>``), not a traceback,
+    # also when the connection was dropped before the client could read the answer.
+    records = _records_once(proxy, len(answers))
+    assert len(records) == len(answers), (answers, records)
+    answered = [r.status for r, status in zip(records, answers, strict=True) if status is not None]
+    assert answered == [status for status in answers if status is not None]
     assert all(r.error is not None and r.error.startswith(_REFUSED_KINDS) for r in records)
     assert _stderr_size(proxy) == stderr_before
     _still_serves(proxy)
     assert upstream.targets() == ["/simple/pkg/"]
+
+
+def _records_once(proxy: RecordingProxy, count: int) -> list[RequestRecord]:
+    """The proxy's records once there are ``count`` (a record may follow its close; bounded)."""
+    deadline = time.monotonic() + 10
+    while True:
+        records = load_requests(proxy.log_path)[0] if proxy.log_path.exists() else []
+        if len(records) >= count or time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)
 
 
 def _closed_by_peer(sock: socket.socket) -> bool:
@@ -193,6 +207,12 @@ def test_slowloris_clients_are_timed_out_and_others_served(
         assert answered_in < 30.0
         assert closed == count
         _still_serves(proxy)
+        # Each connection the proxy closed is a record of its own, unattributed (no run).
+        timed_out = [r for r in _records_once(proxy, count + 2) if r.error == HEADER_TIMEOUT]
+        assert len(timed_out) == count
+        assert {r.run_id for r in timed_out} == {None}
+        assert len({r.conn for r in timed_out}) == count
+        assert all(r.req_bytes > 0 for r in timed_out)  # each had sent part of a head
     assert upstream.targets() == ["/simple/pkg/"] * 2  # no trickled request went upstream
 
 
