@@ -143,7 +143,8 @@ def test_a_client_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
         assert clients, "the owner never started its client"
         owner.kill()
         owner.wait(10)
-        _, alive = psutil.wait_procs(clients, timeout=5)
+        # They exit by themselves (they watch their owner); the bound only catches a leak.
+        _, alive = psutil.wait_procs(clients, timeout=30)
         assert alive == []
     finally:
         with contextlib.suppress(psutil.NoSuchProcess):

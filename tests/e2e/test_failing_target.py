@@ -184,8 +184,9 @@ def test_a_target_killed_mid_run_fails_the_verdict_naming_refused_connections(
     _assert_completed_with_causes(run)
     refused = run.causes()["refused"]
     failed = [r for r in run.requests() if r["error"] in TRANSPORT_CAUSES]
-    # Every transport failure came after the kill, and the cause says from when.
-    assert min(r["ts"] for r in failed) >= run.acted_at - 0.5
+    # Every transport failure ended after the kill (a slow request in flight at the kill may
+    # have started before it, however long before), and the cause says from when.
+    assert min(r["ts"] + r["total_ms"] / 1000 for r in failed) >= run.acted_at - 0.1
     assert refused["first_s"] >= _since_start(run, run.acted_at) - 0.5
     assert refused["count"] == sum(1 for r in failed if r["error"] == "upstream_refused")
     assert refused["recovered_s"] is None  # nothing served again
@@ -249,7 +250,13 @@ def test_a_frozen_target_is_named_as_a_stall_that_no_timeout_cut_short(
     # The silence found is the freeze: within it (the thaw's answers may take a moment).
     assert run.recovered_at is not None
     assert stalled["first_s"] >= _since_start(run, run.acted_at) - 0.5
-    assert stalled["last_s"] <= _since_start(run, run.recovered_at) + 3.0
+    # It ends with the target's first answer after the thaw, however long the thaw took.
+    answers = [
+        r["ts"] + r["ttfb_ms"] / 1000
+        for r in run.requests()
+        if r["status"] is not None and r["ts"] + r["ttfb_ms"] / 1000 >= run.recovered_at
+    ]
+    assert stalled["last_s"] == pytest.approx(_since_start(run, min(answers)), abs=0.01)
     assert stalled["last_s"] - stalled["first_s"] >= STALL_S
     # pip's read timeout is 15 s and the proxy's 300 s: a 10 s freeze times neither out, so
     # every request is answered, late, and the verdict fails on latency, not on errors.

@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from pipstorm.engine.rundir.records import load_clients, load_requests
-from tests.e2e.conftest import leftovers, pipstorm
+from tests.e2e.conftest import LATENCY_OFF, leftovers, pipstorm
 from tests.engine.report.test_report_schema import REPORT_KEYS, RUN_KEYS
 
 pytestmark = pytest.mark.e2e
@@ -61,12 +61,12 @@ def test_two_shards_play_every_run_once_and_merge_into_one_report(
     done = pipstorm(
         [
             "run", "--profile", "light_load", "--duration", "20", "--shards", "2",
-            "--workers", "1", "--results", str(results), "--quiet", "--allow-generator-bound",
+            "--workers", "1", "--results", str(results), "--quiet", *LATENCY_OFF,
         ],
         e2e_env,
         tmpdir=tmp_path / "tmp",
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr  # judged on errors: one loaded host's latency is not
     run_dir = _run_dir(results)
     report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
     assert set(report) == REPORT_KEYS  # the same document a one-machine run writes
@@ -84,7 +84,10 @@ def test_two_shards_play_every_run_once_and_merge_into_one_report(
     assert {r.run_id for r in requests} == planned
     shards = report["shards"]
     assert [s["status"] for s in shards] == ["ok", "ok"]
-    assert all(abs(s["clock_offset_ms"]) < 20 for s in shards)
+    # One host, one clock: the offset measured is within half the exchange's round trip (the
+    # worker read the same clock between the send and the answer), however loaded the host.
+    for meta in report["run"]["shards"]:
+        assert abs(meta["clock_offset_s"]) <= meta["clock_rtt_s"] / 2 + 1e-6, meta
     assert "### Shards" in (run_dir / "report.md").read_text(encoding="utf-8")
     assert leftovers(tmp_path / "tmp") == []
 

@@ -154,7 +154,7 @@ def test_children_die_with_their_launcher(index: Index, launchers: Launchers) ->
         result = launch_warm(prep, registry=ProcessRegistry())
     assert result.outcome == "error" and "launcher" in (result.error or "")
     assert prep.child.pid is not None
-    assert _gone([prep.child.pid], 5.0) == []
+    assert _gone([prep.child.pid], GONE_WITHIN_S) == []
 
 
 def test_sigkill_of_the_owner_leaves_no_launcher_child_or_dir(index: Index, tmp_path: Path) -> None:
@@ -178,8 +178,8 @@ def test_sigkill_of_the_owner_leaves_no_launcher_child_or_dir(index: Index, tmp_
         assert any(p.name.startswith(ROOT_PREFIX) for p in root.iterdir())
         owner.kill()
         owner.wait()
-        assert _gone(pids, 5.0) == []
-        deadline = time.monotonic() + 5.0
+        assert _gone(pids, GONE_WITHIN_S) == []
+        deadline = time.monotonic() + GONE_WITHIN_S
         while list(root.iterdir()) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert list(root.iterdir()) == []
@@ -188,6 +188,12 @@ def test_sigkill_of_the_owner_leaves_no_launcher_child_or_dir(index: Index, tmp_
         owner.wait()
         if owner.stdout is not None:
             owner.stdout.close()
+
+
+#: The bound on "they exit by themselves" (a watch of the parent, then the kernel's exit): what
+#: is asserted is that they go, not how fast; tests/e2e/test_kill.py's kill mid-burst needed
+#: 8.2 s at load 25 for the same mechanism, so a bound that fails only on a leak.
+GONE_WITHIN_S = 30.0
 
 
 def _gone(pids: list[int], within_s: float) -> list[int]:

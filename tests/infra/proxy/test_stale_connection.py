@@ -135,9 +135,12 @@ def test_the_upstream_pool_shrinks_back_after_a_peak(tmp_path: Path) -> None:
             thread.start()
         for thread in threads:
             thread.join(30)
-        peak = upstream_connections()
+        # How many upstream connections the peak opened, from the records (a count taken after
+        # the threads joined could come after a busy host let the pool shrink already).
+        records = [r for n in range(30) for r in wait_for_records(proxy.log_path, f"p{n}", 1)]
+        opened = sum(1 for r in records if r.upstream_new)
         deadline = time.monotonic() + 15
         while upstream_connections() > 0 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert peak >= 10  # the requests did overlap
+        assert opened >= 10  # the requests did overlap
         assert upstream_connections() == 0
