@@ -166,6 +166,10 @@ def _assert_completed_with_causes(run: FailedRun) -> None:
         assert f"cause: {cause['text']}" in summary
         assert f"Cause: {cause['text']}" in md
     assert report["target_failure"], summary
+    print(  # noqa: T201 - the figures docs/reliability.md quotes (pytest -s)
+        f"exit {run.returncode} after {report['duration_s']:.0f} s; "
+        + " | ".join(c["text"] for c in report["target_failure"])
+    )
 
 
 def _since_start(run: FailedRun, wall: float) -> float:

@@ -78,6 +78,7 @@ def test_sigkill_mid_burst_leaves_nothing_and_the_report_is_rebuilt(
             time.sleep(0.1)
         clean_s = time.monotonic() - killed_at
         figures = f"{len(in_flight)} processes: gone after {gone_s:.1f} s, folders {clean_s:.1f} s"
+        print(f"kill ({'process group' if whole_group else 'pipstorm alone'}): {figures}")  # noqa: T201 - the figure docs/reliability.md quotes
         assert processes_of(tmpdir) == [], figures
         assert leftovers(tmpdir) == [], figures
         assert gone_s <= GONE_WITHIN_S, figures

@@ -6,6 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,15 +136,39 @@ def test_watch_needs_a_terraform_target(capsys: pytest.CaptureFixture[str]) -> N
     assert "watch needs --target terraform:DIR" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("aws")
 def test_ctrl_c_ends_a_watch_without_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import pipstorm.infra.aws.watch
-
-    def interrupted(*args: object, **kwargs: object) -> int:
-        raise KeyboardInterrupt
-
+    # The real watch (pipstorm's own watch_stack, moto's CloudWatch), interrupted by a real
+    # SIGINT once its first tick is out, while it waits for the next one (an hour away).
     root = stack_dir(tmp_path, monkeypatch, "https://192.0.2.10/simple/")
-    monkeypatch.setattr(pipstorm.infra.aws.watch, "watch_stack", interrupted)
-    assert main(["watch", "--target", f"terraform:{root}"]) == 0
-    assert capsys.readouterr().err.endswith("stopped\n")
+    now = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
+    put_points(metric_spec("ecs_memory"), [(now - dt.timedelta(minutes=2), 63.0)])
+    seen: list[str] = []
+    done = threading.Event()
+
+    def interrupt_after_the_first_tick() -> None:
+        deadline = time.monotonic() + 60
+        while not done.is_set() and time.monotonic() < deadline:
+            out, err = capsys.readouterr()
+            seen.append(out + err)
+            if "ecs_memory" in "".join(seen):
+                time.sleep(0.2)  # into the wait for the next tick
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+            time.sleep(0.05)
+
+    interrupter = threading.Thread(target=interrupt_after_the_first_tick, daemon=True)
+    interrupter.start()
+    try:
+        code = main(["watch", "--target", f"terraform:{root}", "--interval", "3600"])
+    finally:
+        done.set()
+        interrupter.join(10)
+    out, err = capsys.readouterr()
+    text = "".join(seen) + out + err
+    assert code == 0
+    assert "63.0%" in text  # the series was printed before the interrupt
+    assert text.endswith("stopped\n")
+    assert "Traceback" not in text
