@@ -138,7 +138,10 @@ def test_a_target_that_died_fails_a_bound_run_whose_latency_failed(tmp_path: Pat
     edit_run_json(run_dir, target={"kind": "embedded", "died": {"ts": T0 + 50, "exit_code": -9}})
     report = build_report(run_dir, {"p95_listing_ms": 1.0})
     assert report.verdict == "fail"
-    assert report.decision.decisive == ("the target died",)
+    # The target's own failure decides first, named (pipstorm.engine.analysis.target.failure).
+    (decisive,) = report.decision.decisive
+    assert decisive.startswith("the embedded target (pypiserver) died at t=50.0 s")
+    assert report.decision.reason.startswith("target failed: the embedded target")
 
 
 def test_allow_generator_bound_in_run_json_keeps_pass_with_the_warning(tmp_path: Path) -> None:

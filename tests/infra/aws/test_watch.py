@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import threading
+import time
 
 import pytest
 
@@ -41,12 +42,18 @@ def test_each_tick_prints_the_latest_values_and_why_others_are_missing() -> None
 def test_without_credentials_it_keeps_printing_the_reason_until_stopped() -> None:
     out = io.StringIO()
     stop = threading.Event()
-    timer = threading.Timer(0.3, stop.set)
-    timer.start()
-    try:
-        ticks = watch_stack(DIMENSIONS, region=REGION, out=out, interval=0.05, stop=stop)
-    finally:
-        timer.cancel()
+
+    def stop_after_two_ticks() -> None:
+        # On the ticks printed, not on a time (a 0.3 s timer gave 1 tick on a busy host).
+        deadline = time.monotonic() + 60
+        while out.getvalue().count("UTC  ") < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stop.set()
+
+    stopper = threading.Thread(target=stop_after_two_ticks, daemon=True)
+    stopper.start()
+    ticks = watch_stack(DIMENSIONS, region=REGION, out=out, interval=0.05, stop=stop)
+    stopper.join(10)
     assert ticks >= 2
     assert out.getvalue().count("-- no AWS credentials") == 9 * ticks
 
