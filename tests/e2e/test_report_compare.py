@@ -131,7 +131,8 @@ def test_report_of_a_run_killed_half_way(e2e_env: dict[str, str], tmp_path: Path
     assert json.loads((run_dir / "run.json").read_text())["ended"] is None
 
     rebuilt = pipstorm(["report", str(run_dir)], e2e_env, tmpdir=tmp_path / "tmp")
-    assert rebuilt.returncode in {0, 1}, rebuilt.stderr
+    # A verdict, whichever (3: generator-bound on a busy host); the subject is the rebuild.
+    assert rebuilt.returncode in {0, 1, 3}, rebuilt.stderr
     assert "incomplete" in rebuilt.stdout
     report = json.loads((run_dir / "report.json").read_text())
     assert report["incomplete"] is True
