@@ -39,7 +39,10 @@ def test_scaling_divides_the_steady_clients_and_the_bursts_peak() -> None:
 
 
 def request(ms: float, status: int = 200) -> RequestRecord:
-    return RequestRecord(ts=0.0, op="listing", method="GET", path="/", status=status, total_ms=ms)
+    """A client run's request (a run id: requests without one are counted apart)."""
+    return RequestRecord(
+        ts=0.0, op="listing", method="GET", path="/", status=status, total_ms=ms, run_id="r1"
+    )
 
 
 def test_a_prediction_lands_within_x2_of_the_published_p95_under_1_percent_errors() -> None:
