@@ -51,7 +51,7 @@ from pipstorm.engine.run.plan.profiles import Profile, load_profile
 from pipstorm.engine.run.plan.schedule import PlannedRun, Timeline, build_schedule, timeline
 from pipstorm.engine.run.pool import LAUNCH_MODES, ClientPool, PoolError
 from pipstorm.engine.run.priority import ProxyGuard, protect_proxy
-from pipstorm.engine.run.progress import LiveProgress
+from pipstorm.engine.run.progress import LiveProgress, to_stderr
 from pipstorm.engine.run.sampler import HostSampler
 from pipstorm.engine.run.signals import Terminated, terminate_as_interrupt
 from pipstorm.engine.run.target.cloudwatch import fetch_run_cloudwatch, stack_meta
@@ -64,7 +64,13 @@ from pipstorm.engine.run.target.opening import (
     resolve_stack,
 )
 from pipstorm.engine.run.target.watch import observe_target
-from pipstorm.engine.rundir.files import CLIENTS_FILE, HOST_FILE, REQUESTS_FILE, make_run_dir
+from pipstorm.engine.rundir.files import (
+    CLIENTS_FILE,
+    HOST_FILE,
+    REQUESTS_FILE,
+    TARGET_LOG,
+    make_run_dir,
+)
 from pipstorm.engine.rundir.jsonl import JsonlWriter
 from pipstorm.engine.rundir.meta import RunMeta
 from pipstorm.infra.aws.stack import AwsStack
@@ -249,7 +255,7 @@ def execute_run(
     ``target``: an index already open (the pytest plugin's session target), used instead of
     opening one from ``options``; the caller keeps it up and stops it. ``load``: a plan made
     elsewhere (``pipstorm replay``'s, from a log) instead of the profile's."""
-    emit: Callable[[str], None] = say or _to_stderr
+    emit: Callable[[str], None] = say or to_stderr
     load = load or plan_load(options)
     profile, limits, choice, line, plan = (
         load.profile,
@@ -448,7 +454,7 @@ def _drive(
                     options.index_url,
                     corpus=options.corpus,
                     allow_remote=options.allow_remote_target,
-                    log_path=run_dir / "target.log",
+                    log_path=run_dir / TARGET_LOG,
                     upload_dir=uploads if (uploads := run_dir / UPLOADS_DIR).is_dir() else None,
                     stack=state.stack,
                     sizing=options.sizing,
@@ -601,11 +607,6 @@ def _mark_started(state: _RunState, started: float) -> None:
     state.meta.write(state.run_dir)
     if state.faults_path is not None:
         RunFaults.set_origin(state.faults_path, started)
-
-
-def _to_stderr(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
 
 
 def drive_shard(

@@ -24,6 +24,7 @@ CLOUDWATCH_FILE = "cloudwatch.jsonl"
 #: pipstorm.infra.pypiserver.counters).
 TARGET_CGROUP_FILE = "target_cgroup.jsonl"
 RUN_FILE = "run.json"
+#: The embedded target's own log (pypiserver and gunicorn), kept with the run.
 TARGET_LOG = "target.log"
 #: Permissions of the files written atomically (run.json, reports, charts): anyone may read them.
 REPORT_MODE = 0o644

@@ -15,7 +15,6 @@ folder), so each can also be reported on, traced or compared on its own.
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -33,8 +32,9 @@ from pipstorm.engine.run.execute import (
 from pipstorm.engine.run.plan.client_mix import choose_clients
 from pipstorm.engine.run.plan.profiles import ProfileError, load_profile
 from pipstorm.engine.run.plan.schedule import timeline
+from pipstorm.engine.run.progress import to_stderr
 from pipstorm.engine.run.target.opening import open_target
-from pipstorm.engine.rundir.files import make_run_dir
+from pipstorm.engine.rundir.files import TARGET_LOG, make_run_dir
 from pipstorm.packages.spec import CorpusSpec
 
 
@@ -60,7 +60,7 @@ class RealismOptions:
 def run_realism(options: RealismOptions, say: Callable[[str], None] | None = None) -> Realism:
     """Play the schedule with the synthetic client, then with the real ones; compare, write
     ``realism.json`` and ``realism.md``. Bad input raises the run's one-line errors first."""
-    emit = say or _to_stderr
+    emit = say or to_stderr
     profile = load_profile(options.profile)
     real_choice = choose_clients(
         profile, client=options.client, mix=options.mix, versions=options.client_versions
@@ -93,7 +93,7 @@ def run_realism(options: RealismOptions, say: Callable[[str], None] | None = Non
                     None,
                     corpus=options.corpus,
                     allow_remote=False,
-                    log_path=root / "target.log",
+                    log_path=root / TARGET_LOG,
                     upload_dir=uploads if uploads.is_dir() else None,
                 )
             )
@@ -147,8 +147,3 @@ def _side(label: str, result: RunResult) -> Side:
     return side(
         label, report.data, report.stats, report.client_kinds, interrupted=result.interrupted
     )
-
-
-def _to_stderr(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()

@@ -12,7 +12,6 @@ minute and per operation.
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -32,6 +31,7 @@ from pipstorm.engine.run.plan import capacity
 from pipstorm.engine.run.plan.client_mix import ClientChoice
 from pipstorm.engine.run.plan.profiles import Profile
 from pipstorm.engine.run.plan.schedule import Timeline
+from pipstorm.engine.run.progress import to_stderr
 from pipstorm.engine.run.replay.group import DEFAULT_GAP_S
 from pipstorm.engine.run.replay.logline import LoggedRequest
 from pipstorm.engine.run.replay.read import S3Reader, read_logs
@@ -88,7 +88,7 @@ def run_replay(
 ) -> ReplayResult:
     """Read, group, play and compare; bad input (an unreadable source, nothing replayable) raises
     one-line errors before any load is sent."""
-    emit = say or _to_stderr
+    emit = say or to_stderr
     if options.index_url is not None:  # a refused target is said before the log is read
         check_loopback(options.index_url, allow_remote=options.allow_remote_target)
     low, high = _window(options.start, options.end)
@@ -273,8 +273,3 @@ def _facts(unreadable: int, outside: int, plan: ReplayPlan) -> dict[str, Any]:
         "origin": plan.origin,
         "by_kind": dict(plan.by_kind),
     }
-
-
-def _to_stderr(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()

@@ -28,7 +28,7 @@ from pipstorm.engine.report.trace_text import render_run, render_summary
 from pipstorm.engine.run.plan.faults import RunFaults
 from pipstorm.engine.run.target.opening import open_target
 from pipstorm.engine.rundir.data import RunData
-from pipstorm.engine.rundir.files import CLIENTS_FILE, REQUESTS_FILE, make_run_dir
+from pipstorm.engine.rundir.files import CLIENTS_FILE, REQUESTS_FILE, TARGET_LOG, make_run_dir
 from pipstorm.engine.rundir.jsonl import JsonlWriter
 from pipstorm.engine.rundir.meta import RunMeta
 from pipstorm.engine.rundir.records import ClientRecord
@@ -117,7 +117,7 @@ def run_lab(options: LabOptions, say: Callable[[str], None]) -> LabResult:
     )
     with (
         open_target(
-            None, corpus=options.corpus, allow_remote=False, log_path=run_dir / "target.log"
+            None, corpus=options.corpus, allow_remote=False, log_path=run_dir / TARGET_LOG
         ) as target,
         RecordingProxy(
             target.index_url,

@@ -18,7 +18,6 @@ module published figures for the profile and preset, the lab prints its predicti
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +29,7 @@ from pipstorm.engine.report.compare import load_run, render
 from pipstorm.engine.run.execute import RunOptions, RunResult, execute_run
 from pipstorm.engine.run.plan.profiles import load_profile
 from pipstorm.engine.run.plan.schedule import timeline
+from pipstorm.engine.run.progress import to_stderr
 from pipstorm.engine.rundir.files import make_run_dir, write_json_atomic, write_text_atomic
 from pipstorm.engine.workflows.published import Prediction, predict, scale_profile
 from pipstorm.infra.pypiserver.sizing import Sizing, preset
@@ -178,7 +178,7 @@ def run_sizing_lab(
     options: SizingLabOptions, say: Callable[[str], None] | None = None
 ) -> SizingLab:
     """Run the profile once per size (fresh target each), compare, write the lab's summary."""
-    emit = say or _to_stderr
+    emit = say or to_stderr
     if options.run.index_url is not None:
         raise UsageError("sizing-lab sizes the embedded target: it takes no --index-url")
     # All checked first; the knobs apply at full size, then the whole sizing is scaled.
@@ -275,8 +275,3 @@ def _prediction_markdown(outcomes: Sequence[SizingOutcome]) -> list[str]:
             + f". Source: {prediction.published.source}.",
         ]
     return lines
-
-
-def _to_stderr(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()

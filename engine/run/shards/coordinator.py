@@ -19,7 +19,6 @@ import contextlib
 import math
 import secrets
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -35,6 +34,7 @@ from pipstorm.engine.run.plan.client_mix import ClientChoice
 from pipstorm.engine.run.plan.client_mix import warm_up as warm_up_clients
 from pipstorm.engine.run.plan.profiles import load_profile
 from pipstorm.engine.run.plan.schedule import PlannedRun, Timeline
+from pipstorm.engine.run.progress import to_stderr
 from pipstorm.engine.run.shards.cluster import check_cluster, open_cluster
 from pipstorm.engine.run.shards.split import Shard, ShardError, split, start_time
 from pipstorm.engine.run.shards.worker import (
@@ -46,7 +46,7 @@ from pipstorm.engine.run.shards.worker import (
 )
 from pipstorm.engine.run.signals import Terminated, terminate_as_interrupt
 from pipstorm.engine.run.target.opening import check_loopback, open_target
-from pipstorm.engine.rundir.files import make_run_dir
+from pipstorm.engine.rundir.files import TARGET_LOG, make_run_dir
 from pipstorm.engine.rundir.merge import ShardStreams, merge_into
 from pipstorm.engine.rundir.meta import RunMeta, ShardMeta
 
@@ -90,7 +90,7 @@ def execute_sharded_run(
     options: RunOptions, sharding: ShardedOptions, say: Callable[[str], None] | None = None
 ) -> RunResult:
     """Play ``options`` over ``sharding.shards`` generators and report it as one run."""
-    run = _plan(options, sharding, say or _to_stderr)
+    run = _plan(options, sharding, say or to_stderr)
     try:
         _play(run)
     except Exception:
@@ -162,7 +162,7 @@ def _play(run: _Plan) -> None:
                 options.index_url,
                 corpus=options.corpus,
                 allow_remote=options.allow_remote_target,
-                log_path=run.run_dir / "target.log",
+                log_path=run.run_dir / TARGET_LOG,
                 upload_dir=uploads if uploads.is_dir() else None,
             )
         )
@@ -305,8 +305,3 @@ def _record(entry: ShardMeta, result: ShardResult, submitted: float) -> None:
     entry.dispatch_s = result.began - submitted
     if result.error:
         entry.error = result.error
-
-
-def _to_stderr(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()
