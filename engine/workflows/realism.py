@@ -23,17 +23,13 @@ from pathlib import Path
 from pipstorm.clients.drivers.synthetic import KIND as SYNTHETIC_KIND
 from pipstorm.clients.drivers.twine import KIND as UPLOAD_KIND
 from pipstorm.engine.analysis.realism import Realism, Side, findings, side
-from pipstorm.engine.run.execute import (
-    UPLOADS_DIR,
-    RunOptions,
-    RunResult,
-    execute_run,
-)
+from pipstorm.engine.run.execute import RunOptions, RunResult, execute_run
+from pipstorm.engine.run.lifecycle import UPLOADS_DIR
 from pipstorm.engine.run.plan.client_mix import choose_clients
-from pipstorm.engine.run.plan.profiles import ProfileError, load_profile
+from pipstorm.engine.run.plan.profiles import Profile, ProfileError
 from pipstorm.engine.run.plan.schedule import timeline
 from pipstorm.engine.run.progress import to_stderr
-from pipstorm.engine.run.target.opening import open_target
+from pipstorm.engine.run.target.opening import EMBEDDED, open_target
 from pipstorm.engine.rundir.files import TARGET_LOG, make_run_dir
 from pipstorm.packages.spec import CorpusSpec
 
@@ -42,7 +38,7 @@ from pipstorm.packages.spec import CorpusSpec
 class RealismOptions:
     """What ``pipstorm realism`` can be told; the real side's clients as in ``pipstorm run``."""
 
-    profile: str
+    profile: Profile
     duration_s: float | None = None
     time_scale: float | None = None
     results_root: Path = Path("results")
@@ -61,7 +57,7 @@ def run_realism(options: RealismOptions, say: Callable[[str], None] | None = Non
     """Play the schedule with the synthetic client, then with the real ones; compare, write
     ``realism.json`` and ``realism.md``. Bad input raises the run's one-line errors first."""
     emit = say or to_stderr
-    profile = load_profile(options.profile)
+    profile = options.profile
     real_choice = choose_clients(
         profile, client=options.client, mix=options.mix, versions=options.client_versions
     )
@@ -85,16 +81,13 @@ def run_realism(options: RealismOptions, say: Callable[[str], None] | None = Non
     root = make_run_dir(options.results_root, f"realism-{profile.name}")
     try:
         with ExitStack() as stack:
-            uploads = root / UPLOADS_DIR
+            uploads = None
             if UPLOAD_KIND in real_choice.kinds:
+                uploads = root / UPLOADS_DIR
                 uploads.mkdir()
             target = stack.enter_context(
                 open_target(
-                    None,
-                    corpus=options.corpus,
-                    allow_remote=False,
-                    log_path=root / TARGET_LOG,
-                    upload_dir=uploads if uploads.is_dir() else None,
+                    EMBEDDED, corpus=options.corpus, log_path=root / TARGET_LOG, upload_dir=uploads
                 )
             )
             emit(f"pipstorm realism: 1/2 the synthetic client ({SYNTHETIC_KIND}), {profile.name}")

@@ -27,7 +27,6 @@ from pipstorm.engine.analysis.target.sizing import Diagnosis
 from pipstorm.engine.errors import UsageError
 from pipstorm.engine.report.compare import load_run, render
 from pipstorm.engine.run.execute import RunOptions, RunResult, execute_run
-from pipstorm.engine.run.plan.profiles import load_profile
 from pipstorm.engine.run.plan.schedule import timeline
 from pipstorm.engine.run.progress import to_stderr
 from pipstorm.engine.rundir.files import make_run_dir, write_json_atomic, write_text_atomic
@@ -179,16 +178,14 @@ def run_sizing_lab(
 ) -> SizingLab:
     """Run the profile once per size (fresh target each), compare, write the lab's summary."""
     emit = say or to_stderr
-    if options.run.index_url is not None:
+    if options.run.target.index_url is not None:
         raise UsageError("sizing-lab sizes the embedded target: it takes no --index-url")
     # All checked first; the knobs apply at full size, then the whole sizing is scaled.
     sizings = [parse_size(text, options.knobs).scaled(options.scale) for text in options.sizes]
     if not sizings:
         raise UsageError("--sizes names no sizing")
-    full = load_profile(options.run.profile)
-    profile = scale_profile(full, options.scale)
+    profile = scale_profile(options.run.profile, options.scale)
     timeline(profile, duration_s=options.run.duration_s, time_scale=options.run.time_scale)
-    override = profile if options.scale > 1 else options.run.profile_override
     lab_dir = make_run_dir(options.run.results_root, f"sizing-lab-{profile.name}")
     outcomes: list[SizingOutcome] = []
     interrupted = False
@@ -201,7 +198,7 @@ def run_sizing_lab(
                     sizing=sizing,
                     probe_listing=True,
                     results_root=lab_dir,
-                    profile_override=override,
+                    profile=profile,
                 ),
                 emit,
             )
@@ -211,7 +208,9 @@ def run_sizing_lab(
             emit(f"sizing-lab: {sizing.name}: {exc}")
             outcomes.append(SizingOutcome(sizing, None, start_error=str(exc)))
             continue
-        prediction = predict(full.name, sizing.name, options.scale, result.report.stats.requests)
+        prediction = predict(
+            options.run.profile.name, sizing.name, options.scale, result.report.stats.requests
+        )
         outcomes.append(SizingOutcome(sizing, result, prediction=prediction))
         if result.interrupted:
             interrupted = True
