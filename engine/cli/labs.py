@@ -189,21 +189,11 @@ def sizing_lab(
     from pipstorm.engine.run.execute import EXIT_INTERRUPTED, RunOptions
     from pipstorm.engine.run.plan.profiles import load_profile
     from pipstorm.engine.workflows.sizing_lab import SizingLabOptions, run_sizing_lab
+    from pipstorm.infra.pypiserver.sizing import SizingKnobs
     from pipstorm.packages.spec import CorpusSpec
 
-    knobs = {
-        key: value
-        for key, value in {
-            "cpus": cpus,
-            "memory": memory,
-            "workers": server_workers,
-            "worker_class": worker_class,
-            "auth": auth,
-            "hash_algo": hash_algo,
-            "backend": backend,
-        }.items()
-        if value is not None
-    }
+    knobs: SizingKnobs = {"cpus": cpus, "memory": memory, "workers": server_workers, "auth": auth}
+    knobs |= {"worker_class": worker_class, "hash_algo": hash_algo, "backend": backend}
     lab = run_sizing_lab(
         SizingLabOptions(
             run=RunOptions(
@@ -222,7 +212,7 @@ def sizing_lab(
                 corpus=CorpusSpec(payload_kb=payload_kb),
             ),
             sizes=tuple(s for s in sizes.split(",") if s.strip()),
-            knobs=knobs,
+            knobs={key: value for key, value in knobs.items() if value is not None},
             scale=scale,
         ),
         lambda line: typer.echo(line, err=True),

@@ -26,9 +26,10 @@ from pipstorm.engine.analysis import thresholds as thresholds_mod
 from pipstorm.engine.analysis.replay import LogSample, ReplayComparison, compare_replay
 from pipstorm.engine.errors import UsageError
 from pipstorm.engine.report.replay import terminal_summary, write_replay
-from pipstorm.engine.run.execute import LoadPlan, RunOptions, RunResult, execute_run
+from pipstorm.engine.run.execute import RunOptions, RunResult, execute_run
 from pipstorm.engine.run.plan import capacity
 from pipstorm.engine.run.plan.client_mix import ClientChoice
+from pipstorm.engine.run.plan.load import LoadPlan
 from pipstorm.engine.run.plan.profiles import Profile
 from pipstorm.engine.run.plan.schedule import Timeline
 from pipstorm.engine.run.progress import to_stderr

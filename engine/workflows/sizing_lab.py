@@ -31,14 +31,13 @@ from pipstorm.engine.run.plan.schedule import timeline
 from pipstorm.engine.run.progress import to_stderr
 from pipstorm.engine.rundir.files import make_run_dir, write_json_atomic, write_text_atomic
 from pipstorm.engine.workflows.published import Prediction, predict, scale_profile
-from pipstorm.infra.pypiserver.sizing import Sizing, preset
+from pipstorm.infra.pypiserver.sizing import KNOB_NAMES, Sizing, preset
 from pipstorm.infra.pypiserver.target import TargetError
 from pipstorm.packages.index_check import IndexCheckError
 
 DEFAULT_SIZES = ("baseline", "optimized", "heavy")
 LAB_JSON = "sizing-lab.json"
 LAB_MD = "sizing-lab.md"
-_KNOBS = ("cpus", "memory", "workers", "worker_class", "auth", "hash_algo", "backend")
 
 
 @dataclass(frozen=True)
@@ -154,10 +153,10 @@ def parse_size(text: str, knobs: Mapping[str, Any]) -> Sizing:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip().replace("-", "_")
-        if not sep or key not in _KNOBS:
+        if not sep or key not in KNOB_NAMES:
             raise UsageError(
                 f"--sizes: {pair!r} in {text!r} is not KNOB=VALUE "
-                f"(knobs: {', '.join(k.replace('_', '-') for k in _KNOBS)})"
+                f"(knobs: {', '.join(k.replace('_', '-') for k in KNOB_NAMES)})"
             )
         own[key] = _knob_value(key, value.strip(), text)
     sizing = preset(name.strip()).with_knobs(**own)

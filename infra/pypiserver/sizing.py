@@ -61,6 +61,10 @@ class SizingKnobs(TypedDict, total=False):
     backend: str | None
 
 
+#: The knobs' names, in the order the CLI lists them.
+KNOB_NAMES: Final = tuple(SizingKnobs.__annotations__)
+
+
 class SizingError(InfraError):
     """A sizing name or knob value that cannot be used; the message is one line."""
 

@@ -29,10 +29,11 @@ from typing import Any
 from pipstorm.clients.drivers.twine import KIND as UPLOAD_KIND
 from pipstorm.engine.report.terminal import terminal_summary
 from pipstorm.engine.report.write import write_reports
-from pipstorm.engine.run.execute import RunOptions, RunResult, initial_meta, plan_load
+from pipstorm.engine.run.execute import RunOptions, RunResult
 from pipstorm.engine.run.lifecycle import UPLOADS_DIR
 from pipstorm.engine.run.plan.client_mix import ClientChoice
 from pipstorm.engine.run.plan.client_mix import warm_up as warm_up_clients
+from pipstorm.engine.run.plan.load import initial_meta, plan_load
 from pipstorm.engine.run.plan.schedule import PlannedRun, Timeline
 from pipstorm.engine.run.progress import to_stderr
 from pipstorm.engine.run.shards.cluster import check_cluster, open_cluster

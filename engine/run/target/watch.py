@@ -10,7 +10,6 @@ the target is, so a stop at the end of the run is never taken for a death.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from pathlib import Path
 from pipstorm.engine.run.target.cgroup import sample_target_cgroup
 from pipstorm.engine.run.target.opening import Target
 from pipstorm.engine.rundir.meta import RunMeta
+from pipstorm.infra.periodic import Periodic
 
 #: How often the server's master is checked: a death is noticed within this.
 POLL_S = 0.5
@@ -33,29 +33,25 @@ def watch_target(
     if server is None:
         yield
         return
-    stop = threading.Event()
 
     def watch() -> None:
-        while not stop.wait(poll_s):
-            if server.alive():
-                continue
-            at = time.time()
-            code = server.returncode
-            meta.target["died"] = {"ts": at, "exit_code": code}
-            since = "" if meta.started is None else f" at t={at - meta.started:.1f} s"
-            emit(
-                f"pipstorm: WARNING: the embedded target (pypiserver) died{since} "
-                f"(exit code {code}); the run goes on and records what the clients meet"
-            )
-            return
+        if "died" in meta.target or server.alive():
+            return  # said once: a dead server stays dead
+        at = time.time()
+        code = server.returncode
+        meta.target["died"] = {"ts": at, "exit_code": code}
+        since = "" if meta.started is None else f" at t={at - meta.started:.1f} s"
+        emit(
+            f"pipstorm: WARNING: the embedded target (pypiserver) died{since} "
+            f"(exit code {code}); the run goes on and records what the clients meet"
+        )
 
-    thread = threading.Thread(target=watch, name="pipstorm-target-watch", daemon=True)
-    thread.start()
+    ticker = Periodic(watch, every_s=poll_s, name="pipstorm-target-watch")
+    ticker.start()
     try:
         yield
     finally:
-        stop.set()
-        thread.join()
+        ticker.stop()
 
 
 @contextmanager
