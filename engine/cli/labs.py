@@ -182,6 +182,7 @@ def sizing_lab(
             max=64,
             help="Play 1/K of the profile's clients against 1/K of each sizing's CPU, workers "
             "and memory: a deployment bigger than this machine, e.g. validated at 8.",
+            rich_help_panel=SIZING_PANEL,
         ),
     ] = 1,
 ) -> None:

@@ -157,6 +157,7 @@ AllowGeneratorBoundOpt = Annotated[
         "--allow-generator-bound",
         help="Keep PASS/FAIL when the load generator was the bottleneck (with the warning) "
         "instead of the verdict INCONCLUSIVE, exit 3; run.json records it (docs/verdicts.md).",
+        rich_help_panel=OUTPUT_PANEL,
     ),
 ]
 ServerWorkersOpt = Annotated[
