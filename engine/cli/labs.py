@@ -139,16 +139,19 @@ def retry_lab(
     typer.echo(lab.render())
 
 
+SizesOpt = Annotated[
+    str,
+    typer.Option(
+        help="Comma-separated sizings, each a preset with optional /KNOB=VALUE changes, "
+        "e.g. baseline,optimized or optimized,optimized/auth=bcrypt:12.",
+        rich_help_panel=SIZING_PANEL,
+    ),
+]
+
+
 def sizing_lab(
     profile: ProfileOpt,
-    sizes: Annotated[
-        str,
-        typer.Option(
-            help="Comma-separated sizings, each a preset with optional /KNOB=VALUE changes, "
-            "e.g. baseline,optimized or optimized,optimized/auth=bcrypt:12.",
-            rich_help_panel=SIZING_PANEL,
-        ),
-    ] = "baseline,optimized,heavy",
+    sizes: SizesOpt = "baseline,optimized,heavy",
     duration: DurationOpt = None,
     time_scale: TimeScaleOpt = None,
     results: ResultsOpt = Path("results"),
