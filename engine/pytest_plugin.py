@@ -148,6 +148,7 @@ class PipstormResult:
 def run_options(profile: str, overrides: Mapping[str, Any], results_root: Path) -> RunOptions:
     """``pipstorm_run``'s keywords as ``RunOptions``; an unknown keyword is a usage error."""
     from pipstorm.engine.run.execute import RunOptions
+    from pipstorm.engine.run.plan.profiles import load_profile
 
     values: dict[str, Any] = {}
     thresholds: list[str] = []
@@ -163,7 +164,7 @@ def run_options(profile: str, overrides: Mapping[str, Any], results_root: Path) 
             known = ", ".join(sorted([*_ALIASES, *_ALLOWED]))
             raise pytest.UsageError(f"pipstorm_run: unknown option {key!r} (known: {known})")
     return RunOptions(
-        profile=profile,
+        profile=load_profile(profile),
         results_root=results_root,
         threshold_overrides=tuple(thresholds),
         **values,
@@ -187,24 +188,19 @@ def pipstorm_target(
 ) -> Iterator[Target]:
     """The index every ``pipstorm_run`` of the session loads: ``--pipstorm-index-url``, or the
     embedded pypiserver serving ``pipstorm_corpus`` (kept up with ``--keep-after``)."""
-    from pipstorm.engine.run.target.opening import open_target, parse_target, resolve_stack
+    from pipstorm.engine.run.target.opening import check_target, open_target, parse_target
 
     config = request.config
     spec = parse_target(
         config.getoption("--pipstorm-target"), config.getoption("--pipstorm-index-url")
     )
-    url, stack = spec.index_url, resolve_stack(spec)
-    if url is None and stack is None and config.getoption("--keep-after"):
+    if spec.embedded and config.getoption("--keep-after"):
         # Its log lives in pytest's own temp tree, which pytest prunes (it keeps the last 3).
         yield _kept_target(config, pipstorm_corpus, tmp_path_factory.mktemp("kept-target"))
         return
-    with open_target(
-        url,
-        corpus=pipstorm_corpus.spec,
-        allow_remote=bool(config.getoption("--pipstorm-allow-remote-target")),
-        log_path=None,
-        stack=stack,
-    ) as target:
+    allow_remote = bool(config.getoption("--pipstorm-allow-remote-target"))
+    checked = check_target(spec, allow_remote=allow_remote)
+    with open_target(checked, corpus=pipstorm_corpus.spec, log_path=None) as target:
         yield target
 
 

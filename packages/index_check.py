@@ -12,10 +12,11 @@ import re
 from collections.abc import Collection
 from typing import Final
 
+from pipstorm.packages.index_url import index_base
 from pipstorm.packages.spec import CorpusError, canonical_name
 from pipstorm.packages.upload import (
+    BasicAuth,
     IndexClient,
-    IndexCredentials,
     UnreachableError,
     credentials_hint,
     listed_files,
@@ -42,12 +43,12 @@ def check_corpus(
     project: str,
     filenames: Collection[str],
     *,
-    credentials: IndexCredentials | None,
+    credentials: BasicAuth | None,
     timeout: float = 30.0,
 ) -> None:
     """Raise IndexCheckError unless the index's page for ``project`` lists every file in
     ``filenames`` (the corpus's files of that project)."""
-    index = index_url if index_url.endswith("/") else index_url + "/"
+    index = index_base(index_url)
     url = f"{index}{canonical_name(project)}/"
     try:
         page = IndexClient(credentials, timeout, index).fetch(url)

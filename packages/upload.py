@@ -17,7 +17,6 @@ and go to the index's own origin only; no message repeats them.
 
 from __future__ import annotations
 
-import base64
 import email.parser
 import hashlib
 import html.parser
@@ -30,13 +29,14 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 from urllib.parse import urljoin, urlsplit
 
+from pipstorm.packages.index_url import index_base
 from pipstorm.packages.retry import DEFAULT_BACKOFF_S, TRANSIENT_STATUSES, send_with_retries
 from pipstorm.packages.spec import CorpusError, canonical_name
 
@@ -64,25 +64,15 @@ class UnreachableError(UploadError):
         self.reason = str(reason)
 
 
-@dataclass(frozen=True)
-class IndexCredentials:
-    """A username and password for HTTP Basic auth; the password is kept out of ``repr``."""
+class BasicAuth(Protocol):
+    """What talking to an index needs of credentials: the ``Authorization`` header's value.
 
-    username: str
-    password: str = field(repr=False)
+    ``pipstorm.infra.credentials.Credentials`` is the one credentials class; this layer, the
+    bottom one, names only what it uses of it (it must not import infra)."""
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> IndexCredentials | None:
-        """``PYPI_USERNAME``/``PYPI_PASSWORD``; None when the username is unset."""
-        username = environ.get(USERNAME_ENV, "")
-        if not username:
-            return None
-        return cls(username, environ.get(PASSWORD_ENV, ""))
-
-    def header(self) -> str:
-        """The ``Authorization`` header value."""
-        token = base64.b64encode(f"{self.username}:{self.password}".encode()).decode("ascii")
-        return f"Basic {token}"
+    def basic_auth_header(self) -> str:
+        """``Basic <base64(user:password)>``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -127,7 +117,7 @@ def upload_url_for(index_url: str) -> str:
     """Where uploads go for a simple index URL: the URL without its last ``simple/`` or
     ``+simple/`` segment (pypiserver ``/simple/`` -> ``/``, devpi ``/u/i/+simple/`` ->
     ``/u/i/``, Artifactory ``/api/pypi/repo/simple/`` -> ``/api/pypi/repo/``)."""
-    base = index_url if index_url.endswith("/") else index_url + "/"
+    base = index_base(index_url)
     return re.sub(r"\+?simple/$", "", base)
 
 
@@ -140,7 +130,7 @@ def upload_files(
     index_url: str,
     files: Sequence[Path],
     *,
-    credentials: IndexCredentials | None,
+    credentials: BasicAuth | None,
     upload_url: str | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     timeout: float = DEFAULT_TIMEOUT_S,
@@ -165,7 +155,7 @@ def upload_files(
         raise UploadError(f"index URL must be http(s)://host/...: {index_url!r}")
     if concurrency < 1:
         raise UploadError(f"concurrency must be >= 1: {concurrency}")
-    index = index_url if index_url.endswith("/") else index_url + "/"
+    index = index_base(index_url)
     client = IndexClient(credentials, timeout, index)
     project_of: dict[Path, str] = {}
     for path in files:
@@ -230,7 +220,7 @@ class Page:
 class IndexClient:
     """HTTP with urllib: Basic auth to the index's origin only; no proxy for loopback."""
 
-    def __init__(self, credentials: IndexCredentials | None, timeout: float, index: str) -> None:
+    def __init__(self, credentials: BasicAuth | None, timeout: float, index: str) -> None:
         self.credentials = credentials
         self.timeout = timeout
         self._index_origin = _origin(index)
@@ -242,7 +232,7 @@ class IndexClient:
     def _headers(self, url: str) -> dict[str, str]:
         headers = {"User-Agent": _USER_AGENT}
         if self.credentials is not None and _origin(url) == self._index_origin:
-            headers["Authorization"] = self.credentials.header()
+            headers["Authorization"] = self.credentials.basic_auth_header()
         return headers
 
     def fetch(self, url: str) -> Page:

@@ -159,3 +159,21 @@ def test_no_folder_holds_more_than_twelve_modules() -> None:
         > MAX_MODULES_PER_FOLDER
     }
     assert crowded == {}
+
+
+#: A function a reader can hold (issue 19): longer ones become a composition of named steps.
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_is_longer_than_eighty_lines() -> None:
+    """Every function and method of the four folders, decorators excluded, docstring included."""
+    sources = [p for top in FOLDERS for p in (ROOT / top).rglob("*.py")]
+    assert len(sources) > 50
+    long = sorted(
+        f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length} lines)"
+        for path in sources
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and (length := (node.end_lineno or node.lineno) - node.lineno + 1) > MAX_FUNCTION_LINES
+    )
+    assert long == []

@@ -63,8 +63,9 @@ def corpus_upload(
 ) -> None:
     """Upload the corpus to an index (skipping files it has). Credentials: PYPI_USERNAME and
     PYPI_PASSWORD."""
+    from pipstorm.infra.credentials import Credentials
     from pipstorm.packages.cache import cached_corpus
-    from pipstorm.packages.upload import IndexCredentials, distributions, upload_files
+    from pipstorm.packages.upload import PASSWORD_ENV, USERNAME_ENV, distributions, upload_files
 
     directory = corpus if corpus is not None else cached_corpus(CorpusSpec()).directory
     if not directory.is_dir():
@@ -76,7 +77,7 @@ def corpus_upload(
     summary = upload_files(
         index_url,
         files,
-        credentials=IndexCredentials.from_env(os.environ),
+        credentials=Credentials.from_env(os.environ, USERNAME_ENV, PASSWORD_ENV),
         upload_url=upload_url,
         concurrency=concurrency,
         progress=progress,

@@ -10,6 +10,9 @@ from typing import Annotated
 import typer
 
 from pipstorm.engine.cli.options import (
+    CLIENTS_PANEL,
+    FAULTS_PANEL,
+    SIZING_PANEL,
     AllowGeneratorBoundOpt,
     AllowUnconfinedOpt,
     AuthOpt,
@@ -39,10 +42,17 @@ def realism(
     duration: DurationOpt = None,
     time_scale: TimeScaleOpt = None,
     client: Annotated[
-        str | None, typer.Option(help="The real side: every run this client (default: profile).")
+        str | None,
+        typer.Option(
+            help="The real side: every run this client (default: profile).",
+            rich_help_panel=CLIENTS_PANEL,
+        ),
     ] = None,
     mix: Annotated[
-        str | None, typer.Option(help="The real side's shares, e.g. pip=0.6,...")
+        str | None,
+        typer.Option(
+            help="The real side's shares, e.g. pip=0.6,...", rich_help_panel=CLIENTS_PANEL
+        ),
     ] = None,
     seed: SeedOpt = 1,
     results: ResultsOpt = Path("results"),
@@ -54,11 +64,12 @@ def realism(
     from pipstorm.engine.report.realism import terminal_summary
     from pipstorm.engine.run.execute import EXIT_INTERRUPTED
     from pipstorm.engine.run.plan.client_mix import parse_mix
+    from pipstorm.engine.run.plan.profiles import load_profile
     from pipstorm.engine.workflows.realism import RealismOptions, run_realism
 
     found = run_realism(
         RealismOptions(
-            profile=profile,
+            profile=load_profile(profile),
             duration_s=duration,
             time_scale=time_scale,
             client=client,
@@ -76,15 +87,26 @@ def realism(
 
 def retry_lab(
     fault: Annotated[
-        list[str] | None, typer.Option(help="Inject a fault: SPEC (see README). Repeatable.")
+        list[str] | None,
+        typer.Option(
+            help="Inject a fault: SPEC (see README). Repeatable.", rich_help_panel=FAULTS_PANEL
+        ),
     ] = None,
-    client: Annotated[str, typer.Option(help="The client kind.")] = "pip",
+    client: Annotated[
+        str, typer.Option(help="The client kind.", rich_help_panel=CLIENTS_PANEL)
+    ] = "pip",
     client_version: Annotated[
-        list[str] | None, typer.Option(help="A client version to try; repeat to compare.")
+        list[str] | None,
+        typer.Option(
+            help="A client version to try; repeat to compare.", rich_help_panel=CLIENTS_PANEL
+        ),
     ] = None,
     client_arg: Annotated[
         list[str] | None,
-        typer.Option(help="Arguments added to the client's command, e.g. '--retries 2'."),
+        typer.Option(
+            help="Arguments added to the client's command, e.g. '--retries 2'.",
+            rich_help_panel=CLIENTS_PANEL,
+        ),
     ] = None,
     package: Annotated[
         str | None, typer.Option(help="NAME==VERSION to ask for (default: the first release).")
@@ -117,15 +139,19 @@ def retry_lab(
     typer.echo(lab.render())
 
 
+SizesOpt = Annotated[
+    str,
+    typer.Option(
+        help="Comma-separated sizings, each a preset with optional /KNOB=VALUE changes, "
+        "e.g. baseline,optimized or optimized,optimized/auth=bcrypt:12.",
+        rich_help_panel=SIZING_PANEL,
+    ),
+]
+
+
 def sizing_lab(
     profile: ProfileOpt,
-    sizes: Annotated[
-        str,
-        typer.Option(
-            help="Comma-separated sizings, each a preset with optional /KNOB=VALUE changes, "
-            "e.g. baseline,optimized or optimized,optimized/auth=bcrypt:12."
-        ),
-    ] = "baseline,optimized,heavy",
+    sizes: SizesOpt = "baseline,optimized,heavy",
     duration: DurationOpt = None,
     time_scale: TimeScaleOpt = None,
     results: ResultsOpt = Path("results"),
@@ -159,31 +185,23 @@ def sizing_lab(
             max=64,
             help="Play 1/K of the profile's clients against 1/K of each sizing's CPU, workers "
             "and memory: a deployment bigger than this machine, e.g. validated at 8.",
+            rich_help_panel=SIZING_PANEL,
         ),
     ] = 1,
 ) -> None:
     """Run a profile against each sizing (fresh target each) and say why the failing ones fail."""
     from pipstorm.engine.run.execute import EXIT_INTERRUPTED, RunOptions
+    from pipstorm.engine.run.plan.profiles import load_profile
     from pipstorm.engine.workflows.sizing_lab import SizingLabOptions, run_sizing_lab
+    from pipstorm.infra.pypiserver.sizing import SizingKnobs
     from pipstorm.packages.spec import CorpusSpec
 
-    knobs = {
-        key: value
-        for key, value in {
-            "cpus": cpus,
-            "memory": memory,
-            "workers": server_workers,
-            "worker_class": worker_class,
-            "auth": auth,
-            "hash_algo": hash_algo,
-            "backend": backend,
-        }.items()
-        if value is not None
-    }
+    knobs: SizingKnobs = {"cpus": cpus, "memory": memory, "workers": server_workers, "auth": auth}
+    knobs |= {"worker_class": worker_class, "hash_algo": hash_algo, "backend": backend}
     lab = run_sizing_lab(
         SizingLabOptions(
             run=RunOptions(
-                profile=profile,
+                profile=load_profile(profile),
                 duration_s=duration,
                 time_scale=time_scale,
                 results_root=results,
@@ -198,7 +216,7 @@ def sizing_lab(
                 corpus=CorpusSpec(payload_kb=payload_kb),
             ),
             sizes=tuple(s for s in sizes.split(",") if s.strip()),
-            knobs=knobs,
+            knobs={key: value for key, value in knobs.items() if value is not None},
             scale=scale,
         ),
         lambda line: typer.echo(line, err=True),

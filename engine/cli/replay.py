@@ -21,17 +21,37 @@ from pipstorm.engine.cli.options import (
     WorkersOpt,
 )
 
+LogsOpt = Annotated[
+    list[str],
+    typer.Argument(
+        help="Access logs: ALB or nginx/gunicorn combined format, files or folders (plain "
+        "or gzipped), or s3://bucket/prefix.",
+        show_default=False,
+        metavar="LOG",
+    ),
+]
+ReplayIndexUrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Index to replay against (default: an embedded pypiserver serving the log's "
+        "releases). Credentials come from PYPI_USERNAME/PYPI_PASSWORD."
+    ),
+]
+RawOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Replay requests no client explains (browsers, curl) as the synthetic http "
+        "client (default: counted and listed only)."
+    ),
+]
+ReplayForceOpt = Annotated[
+    bool,
+    typer.Option(help="Play a replay this machine cannot prepare or hold (recorded as a warning)."),
+]
+
 
 def replay(
-    logs: Annotated[
-        list[str],
-        typer.Argument(
-            help="Access logs: ALB or nginx/gunicorn combined format, files or folders (plain "
-            "or gzipped), or s3://bucket/prefix.",
-            show_default=False,
-            metavar="LOG",
-        ),
-    ],
+    logs: LogsOpt,
     speed: Annotated[
         float, typer.Option(help="Play the log F times faster (instants divided by F).")
     ] = 1.0,
@@ -43,25 +63,13 @@ def replay(
         str | None, typer.Option("--to", help="Replay requests before this time (ISO 8601).")
     ] = None,
     target: TargetOpt = None,
-    index_url: Annotated[
-        str | None,
-        typer.Option(
-            help="Index to replay against (default: an embedded pypiserver serving the log's "
-            "releases). Credentials come from PYPI_USERNAME/PYPI_PASSWORD."
-        ),
-    ] = None,
+    index_url: ReplayIndexUrlOpt = None,
     allow_remote_target: Annotated[
         bool,
         typer.Option(help="Allow a target (--target, --index-url) that is not a loopback address."),
     ] = False,
     aws_role_arn: AwsRoleOpt = None,
-    raw: Annotated[
-        bool,
-        typer.Option(
-            help="Replay requests no client explains (browsers, curl) as the synthetic http "
-            "client (default: counted and listed only)."
-        ),
-    ] = False,
+    raw: RawOpt = False,
     gap: Annotated[
         float,
         typer.Option(help="Seconds of silence after which a client's next request is a new run."),
@@ -73,12 +81,7 @@ def replay(
     quiet: QuietOpt = False,
     launch: LaunchOpt = None,
     allow_generator_bound: AllowGeneratorBoundOpt = False,
-    force: Annotated[
-        bool,
-        typer.Option(
-            help="Play a replay this machine cannot prepare or hold (recorded as a warning)."
-        ),
-    ] = False,
+    force: ReplayForceOpt = False,
 ) -> None:
     """Replay an access log with the real clients it shows, and compare with the original."""
     from pipstorm.engine.errors import UsageError

@@ -21,8 +21,6 @@ from pipstorm.engine.report.rows import (
 )
 from pipstorm.engine.report.target_rows import target_rows
 
-PCTS = ("p50", "p95", "p99")
-
 
 def terminal_summary(report: Report) -> str:
     """Verdict, the generator warning, thresholds, operations, client runs, notes."""

@@ -10,10 +10,11 @@ how far); the worker prepares it at once and releases it at the intended moment 
 shared by all processes on Linux). What preparing costs therefore shows up as lag only when the
 generator cannot keep up, and then it is recorded, never hidden.
 
-Two launch modes (``LAUNCH_MODES``): ``exec`` makes a throwaway venv (or project) and spawns the
-client process at its instant; ``warm`` forks the run from a launcher that has imported the
-client (``pipstorm.clients.warm.run``): the child is gated at its instant with interpreter start,
-imports and the client's pre-network start-up already behind it. Kinds without a warm launch (uv,
+Two launch modes (``pipstorm.engine.run.plan.profiles.LAUNCH_MODES``, checked there): ``exec``
+makes a throwaway venv (or project) and spawns the client process at its instant; ``warm``
+forks the run from a launcher that has imported the client (``pipstorm.clients.warm.run``): the
+child is gated at its instant with interpreter start, imports and the client's pre-network
+start-up already behind it. Kinds without a warm launch (uv,
 http) are exec'd in either mode. A worker's launchers die with it.
 """
 
@@ -45,8 +46,6 @@ from pipstorm.infra.credentials import SECRET_ENV_VARS
 
 #: How often an idle worker checks that its parent is still alive.
 PARENT_CHECK_S = 1.0
-#: ``--launch``: warm (the default where a kind has it) or exec (a fresh process per run).
-LAUNCH_MODES = ("warm", "exec")
 
 
 class PoolError(UsageError):
@@ -173,8 +172,6 @@ class ClientPool:
         temp_root: Path | None = None,
         launch: str = "exec",
     ) -> None:
-        if launch not in LAUNCH_MODES:
-            raise PoolError(f"launch mode must be one of {', '.join(LAUNCH_MODES)}: {launch!r}")
         self._launch = launch
         self._on_result = on_result
         self._count = max(1, workers or os.cpu_count() or 2)

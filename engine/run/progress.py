@@ -12,6 +12,7 @@ least one update interval), so the line says how the index is doing now, not on 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -27,6 +28,12 @@ TTY_EVERY_S = 1.0
 PLAIN_EVERY_S = 60.0
 MIN_WINDOW_S = 10.0
 _CLEAR_EOL = "\x1b[K"
+
+
+def to_stderr(line: str) -> None:
+    """Say one line on stderr at once: what a run, a lab or a sharded run says by default."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 @dataclass(frozen=True)

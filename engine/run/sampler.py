@@ -25,7 +25,6 @@ are counted once per process, so it overstates a forked server's real use).
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from typing import Any, Self
 import psutil
 
 from pipstorm.engine.rundir.jsonl import JsonlWriter
+from pipstorm.infra.periodic import Periodic
 
 #: Seconds between two samples.
 SAMPLE_EVERY_S = 1.0
@@ -157,28 +157,27 @@ class HostSampler:
         self._last_cpu: dict[str, float] = {}
         self._last_host: list[tuple[float, float]] = []
         self._last_mono = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Periodic(self._tick, every_s=every_s, name="host-sampler")
         self._writer: JsonlWriter | None = None
         self.samples = 0
-        self.error: str | None = None
+
+    @property
+    def error(self) -> str | None:
+        """What the last failed sample raised, as one line (sampling never breaks a run)."""
+        return self._ticker.error
 
     def start(self) -> None:
         """Take the baseline reading and start the thread; the first line comes ``every_s``
         later."""
-        if self._thread is not None:
+        if self._writer is not None:
             raise RuntimeError("the sampler is already running")
         self._writer = JsonlWriter(self.path)
         self.sample()  # baseline: counters only, nothing written
-        self._thread = threading.Thread(target=self._loop, name="host-sampler", daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self) -> None:
         """Stop the thread and close ``host.jsonl``; safe to call twice."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5 * self.every_s + 5)
-            self._thread = None
+        self._ticker.stop()
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -195,21 +194,15 @@ class HostSampler:
     ) -> None:
         self.stop()
 
-    def _loop(self) -> None:
-        due = time.monotonic() + self.every_s
-        while not self._stop.wait(max(0.0, due - time.monotonic())):
-            # Never catch up with a burst of samples after a stall: the next one is a full
-            # interval away, and the stall shows as a longer interval_s.
-            due = max(due + self.every_s, time.monotonic() + self.every_s / 2)
-            try:
-                sample = self.sample()
-                if sample is not None and self._writer is not None:
-                    self._writer.write(sample)
-                    self.samples += 1
-                    if self._on_sample is not None:
-                        self._on_sample(sample)
-            except Exception as exc:  # sampling must never break a run: note it, go on
-                self.error = f"{type(exc).__name__}: {exc}"
+    def _tick(self) -> None:
+        # After a stall the next sample is not hurried (pipstorm.infra.periodic): the stall
+        # shows as a longer interval_s.
+        sample = self.sample()
+        if sample is not None and self._writer is not None:
+            self._writer.write(sample)
+            self.samples += 1
+            if self._on_sample is not None:
+                self._on_sample(sample)
 
     def sample(self) -> dict[str, Any] | None:
         """One reading; the dict of a ``host.jsonl`` line, or None for the first (baseline)

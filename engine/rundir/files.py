@@ -27,6 +27,7 @@ TARGET_CGROUP_FILE = "target_cgroup.jsonl"
 #: pipstorm.engine.rundir.events), so a SIGKILLed run's folder still says it.
 EVENTS_FILE = "events.jsonl"
 RUN_FILE = "run.json"
+#: The embedded target's own log (pypiserver and gunicorn), kept with the run.
 TARGET_LOG = "target.log"
 #: Permissions of the files written atomically (run.json, reports, charts): anyone may read them.
 REPORT_MODE = 0o644

@@ -89,7 +89,6 @@ def _is_json_type(value: object, kinds: tuple[type, ...]) -> bool:
     return not isinstance(value, bool) and isinstance(value, kinds)
 
 
-_SHARD_TIMES = ("clock_offset_s", "clock_rtt_s", "dispatch_s", "started", "ended", "lost_at")
 _SHARD_TYPES: dict[str, tuple[type, ...]] = {
     "index": (int,),
     "runs_dispatched": (int,),

@@ -15,7 +15,6 @@ folder), so each can also be reported on, traced or compared on its own.
 from __future__ import annotations
 
 import shutil
-import sys
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
@@ -24,17 +23,14 @@ from pathlib import Path
 from pipstorm.clients.drivers.synthetic import KIND as SYNTHETIC_KIND
 from pipstorm.clients.drivers.twine import KIND as UPLOAD_KIND
 from pipstorm.engine.analysis.realism import Realism, Side, findings, side
-from pipstorm.engine.run.execute import (
-    UPLOADS_DIR,
-    RunOptions,
-    RunResult,
-    execute_run,
-)
+from pipstorm.engine.run.execute import RunOptions, RunResult, execute_run
+from pipstorm.engine.run.lifecycle import UPLOADS_DIR
 from pipstorm.engine.run.plan.client_mix import choose_clients
-from pipstorm.engine.run.plan.profiles import ProfileError, load_profile
+from pipstorm.engine.run.plan.profiles import Profile, ProfileError
 from pipstorm.engine.run.plan.schedule import timeline
-from pipstorm.engine.run.target.opening import open_target
-from pipstorm.engine.rundir.files import make_run_dir
+from pipstorm.engine.run.progress import to_stderr
+from pipstorm.engine.run.target.opening import EMBEDDED, open_target
+from pipstorm.engine.rundir.files import TARGET_LOG, make_run_dir
 from pipstorm.packages.spec import CorpusSpec
 
 
@@ -42,7 +38,7 @@ from pipstorm.packages.spec import CorpusSpec
 class RealismOptions:
     """What ``pipstorm realism`` can be told; the real side's clients as in ``pipstorm run``."""
 
-    profile: str
+    profile: Profile
     duration_s: float | None = None
     time_scale: float | None = None
     results_root: Path = Path("results")
@@ -60,8 +56,8 @@ class RealismOptions:
 def run_realism(options: RealismOptions, say: Callable[[str], None] | None = None) -> Realism:
     """Play the schedule with the synthetic client, then with the real ones; compare, write
     ``realism.json`` and ``realism.md``. Bad input raises the run's one-line errors first."""
-    emit = say or _to_stderr
-    profile = load_profile(options.profile)
+    emit = say or to_stderr
+    profile = options.profile
     real_choice = choose_clients(
         profile, client=options.client, mix=options.mix, versions=options.client_versions
     )
@@ -85,16 +81,13 @@ def run_realism(options: RealismOptions, say: Callable[[str], None] | None = Non
     root = make_run_dir(options.results_root, f"realism-{profile.name}")
     try:
         with ExitStack() as stack:
-            uploads = root / UPLOADS_DIR
+            uploads = None
             if UPLOAD_KIND in real_choice.kinds:
+                uploads = root / UPLOADS_DIR
                 uploads.mkdir()
             target = stack.enter_context(
                 open_target(
-                    None,
-                    corpus=options.corpus,
-                    allow_remote=False,
-                    log_path=root / "target.log",
-                    upload_dir=uploads if uploads.is_dir() else None,
+                    EMBEDDED, corpus=options.corpus, log_path=root / TARGET_LOG, upload_dir=uploads
                 )
             )
             emit(f"pipstorm realism: 1/2 the synthetic client ({SYNTHETIC_KIND}), {profile.name}")
@@ -147,8 +140,3 @@ def _side(label: str, result: RunResult) -> Side:
     return side(
         label, report.data, report.stats, report.client_kinds, interrupted=result.interrupted
     )
-
-
-def _to_stderr(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()

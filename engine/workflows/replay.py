@@ -12,7 +12,6 @@ minute and per operation.
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -27,11 +26,13 @@ from pipstorm.engine.analysis import thresholds as thresholds_mod
 from pipstorm.engine.analysis.replay import LogSample, ReplayComparison, compare_replay
 from pipstorm.engine.errors import UsageError
 from pipstorm.engine.report.replay import terminal_summary, write_replay
-from pipstorm.engine.run.execute import LoadPlan, RunOptions, RunResult, execute_run
+from pipstorm.engine.run.execute import RunOptions, RunResult, execute_run
 from pipstorm.engine.run.plan import capacity
 from pipstorm.engine.run.plan.client_mix import ClientChoice
+from pipstorm.engine.run.plan.load import LoadPlan
 from pipstorm.engine.run.plan.profiles import Profile
 from pipstorm.engine.run.plan.schedule import Timeline
+from pipstorm.engine.run.progress import to_stderr
 from pipstorm.engine.run.replay.group import DEFAULT_GAP_S
 from pipstorm.engine.run.replay.logline import LoggedRequest
 from pipstorm.engine.run.replay.read import S3Reader, read_logs
@@ -42,12 +43,12 @@ from pipstorm.engine.run.replay.schedule import (
     plan_replay,
 )
 from pipstorm.engine.run.target.opening import (
+    CheckedTarget,
     Target,
     TargetSpec,
-    check_loopback,
+    check_target,
     open_target,
     preflight,
-    resolve_stack,
 )
 from pipstorm.engine.rundir.data import RunData
 from pipstorm.infra.operations import classify
@@ -88,9 +89,10 @@ def run_replay(
 ) -> ReplayResult:
     """Read, group, play and compare; bad input (an unreadable source, nothing replayable) raises
     one-line errors before any load is sent."""
-    emit = say or _to_stderr
-    if options.index_url is not None:  # a refused target is said before the log is read
-        check_loopback(options.index_url, allow_remote=options.allow_remote_target)
+    emit = say or to_stderr
+    # A refused target is said before the log is read.
+    spec = TargetSpec(options.index_url, options.terraform_dir)
+    checked = check_target(spec, allow_remote=options.allow_remote_target)
     low, high = _window(options.start, options.end)
     read = read_logs(options.logs, s3=s3, keep=lambda t: low <= t < high)
     warnings = [w for w in [read.warning()] if w is not None]
@@ -113,9 +115,8 @@ def run_replay(
             f"pipstorm does not drive ({'replayed as http' if options.raw else 'not replayed'})"
         )
     run_options = RunOptions(
-        profile="replay",
-        index_url=options.index_url,
-        terraform_dir=options.terraform_dir,
+        profile=replay_profile(plan, options.logs),
+        target=spec,
         allow_remote_target=options.allow_remote_target,
         aws_role_arn=options.aws_role_arn,
         results_root=options.results_root,
@@ -132,7 +133,7 @@ def run_replay(
     load = load_plan(run_options, plan, options.logs, warnings)
     _warm_up(plan, emit)
     with ExitStack() as stack:
-        target = _remote_target(run_options, plan, stack, emit)
+        target = _remote_target(checked, plan, stack, emit)
         result = execute_run(run_options, emit, target=target, load=load)
     samples = [_sample(r, plan.origin) for r in window]
     facts = _facts(read.unreadable, read.outside, plan)
@@ -146,13 +147,10 @@ def run_replay(
     return ReplayResult(run=result, comparison=comparison)
 
 
-def load_plan(
-    options: RunOptions, plan: ReplayPlan, sources: Sequence[str], warnings: list[str]
-) -> LoadPlan:
-    """The plan ``execute_run`` plays: a profile describing the log, the default thresholds
-    (and ``--threshold``), the kinds' shares and versions, one tick a log minute."""
+def replay_profile(plan: ReplayPlan, sources: Sequence[str]) -> Profile:
+    """A profile describing the log: its busiest minute's runs a tick, one tick a log minute."""
     per_minute = Counter(run.tick for run in plan.runs)
-    profile = Profile(
+    return Profile(
         name="replay",
         description=f"replay of {plan.requests} logged requests from {', '.join(sources)}"[:300],
         clients=max(per_minute.values()),
@@ -160,6 +158,14 @@ def load_plan(
         tick_s=MINUTE_S,
         client=next(iter(plan.by_kind)),
     )
+
+
+def load_plan(
+    options: RunOptions, plan: ReplayPlan, sources: Sequence[str], warnings: list[str]
+) -> LoadPlan:
+    """The plan ``execute_run`` plays: a profile describing the log, the default thresholds
+    (and ``--threshold``), the kinds' shares and versions, one tick a log minute."""
+    profile = options.profile
     limits = thresholds_mod.merge(
         thresholds_mod.DEFAULTS,
         {},
@@ -201,23 +207,15 @@ def _warm_up(plan: ReplayPlan, emit: Callable[[str], None]) -> None:
 
 
 def _remote_target(
-    options: RunOptions, plan: ReplayPlan, stack: ExitStack, emit: Callable[[str], None]
+    checked: CheckedTarget, plan: ReplayPlan, stack: ExitStack, emit: Callable[[str], None]
 ) -> Target | None:
     """A remote index, opened here so that every project the log names is checked first: its
     listing must show the files the log shows of it (the embedded target is opened by the run
     itself, serving exactly those releases)."""
-    if options.index_url is None and options.terraform_dir is None:
+    if checked.index_url is None and checked.stack is None:
         return None
-    aws = resolve_stack(TargetSpec(options.index_url, options.terraform_dir))
     target = stack.enter_context(
-        open_target(
-            options.index_url,
-            corpus=plan.corpus,
-            allow_remote=options.allow_remote_target,
-            log_path=None,
-            stack=aws,
-            remote_files=plan.files_of,
-        )
+        open_target(checked, corpus=plan.corpus, log_path=None, remote_files=plan.files_of)
     )
     projects = plan.corpus.project_names()
     emit(f"pipstorm replay: checking the index has the log's {len(projects)} projects")
@@ -273,8 +271,3 @@ def _facts(unreadable: int, outside: int, plan: ReplayPlan) -> dict[str, Any]:
         "origin": plan.origin,
         "by_kind": dict(plan.by_kind),
     }
-
-
-def _to_stderr(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()

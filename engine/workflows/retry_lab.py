@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,14 +26,15 @@ from pipstorm.clients.warm.run import execute_warm, warm_capable
 from pipstorm.engine.analysis.trace import RunDirTraces, trace_runs
 from pipstorm.engine.errors import UsageError
 from pipstorm.engine.report.trace_text import render_run, render_summary
+from pipstorm.engine.run.lifecycle import RunParts, RunState, mark_started, open_parts
+from pipstorm.engine.run.options import RunOptions
 from pipstorm.engine.run.plan.faults import RunFaults
-from pipstorm.engine.run.target.opening import open_target
+from pipstorm.engine.run.plan.profiles import Profile, check_launch
+from pipstorm.engine.run.signals import Terminated
 from pipstorm.engine.rundir.data import RunData
-from pipstorm.engine.rundir.files import CLIENTS_FILE, REQUESTS_FILE, make_run_dir
-from pipstorm.engine.rundir.jsonl import JsonlWriter
+from pipstorm.engine.rundir.files import make_run_dir
 from pipstorm.engine.rundir.meta import RunMeta
 from pipstorm.engine.rundir.records import ClientRecord
-from pipstorm.infra.proxy.control import RecordingProxy
 from pipstorm.packages.spec import CorpusSpec
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -83,10 +85,13 @@ def run_ids(client: str, versions: Sequence[str | None]) -> list[str]:
 
 
 def run_lab(options: LabOptions, say: Callable[[str], None]) -> LabResult:
-    """Run the lab; the components' one-line errors for bad input or an unusable target."""
+    """Run the lab; the components' one-line errors for bad input or an unusable target.
+
+    The lab is a run with one client run per version, played one after the other rather than
+    on a schedule: its folder, target, proxy, clients log and time zero come from the run's own
+    lifecycle (``pipstorm.engine.run.lifecycle``)."""
     driver_for(options.client)  # UnknownClientError names the known kinds
-    if options.launch not in ("warm", "exec"):
-        raise UsageError(f"--launch must be warm or exec, got {options.launch!r}")
+    check_launch(options.launch)
     project, version = _release(options)
     faults = RunFaults.from_specs(options.faults, seed=options.seed)
     versions = options.versions or (None,)
@@ -94,7 +99,41 @@ def run_lab(options: LabOptions, say: Callable[[str], None]) -> LabResult:
     for pinned in dict.fromkeys(versions):
         warm_up_driver({options.client: pinned})  # tool installs happen before any timing
     run_dir = make_run_dir(options.results_root, f"retry-lab-{options.client}")
-    meta = RunMeta(
+    state = RunState(
+        meta=_lab_meta(options, ids, project, version, faults), run_dir=run_dir, emit=say
+    )
+    state.meta.write(run_dir)
+    if faults is not None:
+        state.faults_path = faults.write_plan(run_dir, dict.fromkeys(ids, options.client))
+    try:
+        with ExitStack() as stack:
+            parts = open_parts(stack, _run_options(options), state)
+            launchers = stack.enter_context(Launchers(parts.scratch))
+            mark_started(state, time.time())
+            registry = ProcessRegistry()
+            warm = options.launch == "warm" and warm_capable(options.client)
+            state.meta.launch = {
+                "mode": options.launch,
+                "kinds": {options.client: "warm" if warm else "exec"},
+            }
+            for run_id, pinned in zip(ids, versions, strict=True):
+                shown = pinned or "(default version)"
+                say(f"retry-lab: {run_id}: {options.client} {shown}, {project}=={version}")
+                task = _task(options, run_id, pinned, project, version, parts)
+                _run_one(task, parts, launchers if warm else None, registry)
+    except Terminated:
+        raise KeyboardInterrupt from None  # stopped cleanly; said as Ctrl-C is (exit 130)
+    finally:
+        state.meta.ended = time.time()
+        state.meta.write(run_dir)
+    return LabResult(run_dir=run_dir, traces=trace_runs(RunData.load(run_dir)))
+
+
+def _lab_meta(
+    options: LabOptions, ids: list[str], project: str, version: str, faults: RunFaults | None
+) -> RunMeta:
+    """run.json of a lab: one planned (and dispatched) run per version, no thresholds."""
+    return RunMeta(
         profile={"name": f"retry-lab-{options.client}", "client": options.client},
         seed=options.seed,
         runs_planned=len(ids),
@@ -106,66 +145,54 @@ def run_lab(options: LabOptions, say: Callable[[str], None]) -> LabResult:
             "project": project,
             "version": version,
             "client_args": list(options.client_args),
-            "client_versions": list(versions),
+            "client_versions": list(options.versions or (None,)),
         },
     )
-    meta.write(run_dir)
-    plan_path = (
-        faults.write_plan(run_dir, dict.fromkeys(ids, options.client))
-        if faults is not None
-        else None
+
+
+def _run_options(options: LabOptions) -> RunOptions:
+    """The lab's parts as a run opens them: the embedded target over the lab's corpus."""
+    # A profile of one run of one client: what ``open_parts`` needs of a run is its corpus.
+    name = f"retry-lab-{options.client}"
+    profile = Profile(name=name, description="retry-lab", clients=1, duration_s=1.0)
+    return RunOptions(profile=profile, corpus=options.corpus, launch=options.launch)
+
+
+def _task(  # noqa: PLR0917 - one lab run's coordinates
+    options: LabOptions,
+    run_id: str,
+    pinned: str | None,
+    project: str,
+    version: str,
+    parts: RunParts,
+) -> ClientTask:
+    return ClientTask(
+        run_id=run_id,
+        client=options.client,
+        project=project,
+        version=version,
+        index_url=parts.proxy.index_url_for(run_id),
+        timeout_s=options.run_timeout_s,
+        client_version=pinned,
+        extra_args=options.client_args,
     )
-    with (
-        open_target(
-            None, corpus=options.corpus, allow_remote=False, log_path=run_dir / "target.log"
-        ) as target,
-        RecordingProxy(
-            target.index_url,
-            run_dir / REQUESTS_FILE,
-            credentials=target.credentials,
-            faults_path=plan_path,
-        ) as proxy,
-        JsonlWriter(run_dir / CLIENTS_FILE) as clients_log,
-        Launchers(run_dir) as launchers,
-    ):
-        meta.target = {"kind": target.kind, "index_url": target.index_url}
-        meta.started = time.time()
-        meta.write(run_dir)
-        if plan_path is not None:
-            RunFaults.set_origin(plan_path, meta.started)
-        registry = ProcessRegistry()
-        warm = options.launch == "warm" and warm_capable(options.client)
-        meta.launch = {
-            "mode": options.launch,
-            "kinds": {options.client: "warm" if warm else "exec"},
-        }
-        for run_id, pinned in zip(ids, versions, strict=True):
-            shown = pinned or "(default version)"
-            say(f"retry-lab: {run_id}: {options.client} {shown}, {project}=={version}")
-            task = ClientTask(
-                run_id=run_id,
-                client=options.client,
-                project=project,
-                version=version,
-                index_url=proxy.index_url_for(run_id),
-                timeout_s=options.run_timeout_s,
-                client_version=pinned,
-                extra_args=options.client_args,
-            )
-            result = (
-                execute_warm(task, launchers=launchers, temp_root=run_dir, registry=registry)
-                if warm
-                else execute(task, temp_root=run_dir, registry=registry)
-            )
-            clients_log.write(
-                # a lab run is not scheduled: it is due when it launches, never late
-                ClientRecord.from_result(
-                    result,
-                    project=project,
-                    version=version,
-                    intended=result.launched if result.launched is not None else result.started,
-                )
-            )
-    meta.ended = time.time()
-    meta.write(run_dir)
-    return LabResult(run_dir=run_dir, traces=trace_runs(RunData.load(run_dir)))
+
+
+def _run_one(
+    task: ClientTask, parts: RunParts, launchers: Launchers | None, registry: ProcessRegistry
+) -> None:
+    """One client run, now (warm when ``launchers``), into clients.jsonl."""
+    result = (
+        execute_warm(task, launchers=launchers, temp_root=parts.scratch, registry=registry)
+        if launchers is not None
+        else execute(task, temp_root=parts.scratch, registry=registry)
+    )
+    parts.clients_log.write(
+        # a lab run is not scheduled: it is due when it launches, never late
+        ClientRecord.from_result(
+            result,
+            project=task.project,
+            version=task.version,
+            intended=result.launched if result.launched is not None else result.started,
+        )
+    )

@@ -18,7 +18,6 @@ module published figures for the profile and preset, the lab prints its predicti
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -28,18 +27,17 @@ from pipstorm.engine.analysis.target.sizing import Diagnosis
 from pipstorm.engine.errors import UsageError
 from pipstorm.engine.report.compare import load_run, render
 from pipstorm.engine.run.execute import RunOptions, RunResult, execute_run
-from pipstorm.engine.run.plan.profiles import load_profile
 from pipstorm.engine.run.plan.schedule import timeline
+from pipstorm.engine.run.progress import to_stderr
 from pipstorm.engine.rundir.files import make_run_dir, write_json_atomic, write_text_atomic
 from pipstorm.engine.workflows.published import Prediction, predict, scale_profile
-from pipstorm.infra.pypiserver.sizing import Sizing, preset
+from pipstorm.infra.pypiserver.sizing import KNOB_NAMES, Sizing, preset
 from pipstorm.infra.pypiserver.target import TargetError
 from pipstorm.packages.index_check import IndexCheckError
 
 DEFAULT_SIZES = ("baseline", "optimized", "heavy")
 LAB_JSON = "sizing-lab.json"
 LAB_MD = "sizing-lab.md"
-_KNOBS = ("cpus", "memory", "workers", "worker_class", "auth", "hash_algo", "backend")
 
 
 @dataclass(frozen=True)
@@ -155,10 +153,10 @@ def parse_size(text: str, knobs: Mapping[str, Any]) -> Sizing:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip().replace("-", "_")
-        if not sep or key not in _KNOBS:
+        if not sep or key not in KNOB_NAMES:
             raise UsageError(
                 f"--sizes: {pair!r} in {text!r} is not KNOB=VALUE "
-                f"(knobs: {', '.join(k.replace('_', '-') for k in _KNOBS)})"
+                f"(knobs: {', '.join(k.replace('_', '-') for k in KNOB_NAMES)})"
             )
         own[key] = _knob_value(key, value.strip(), text)
     sizing = preset(name.strip()).with_knobs(**own)
@@ -178,17 +176,15 @@ def run_sizing_lab(
     options: SizingLabOptions, say: Callable[[str], None] | None = None
 ) -> SizingLab:
     """Run the profile once per size (fresh target each), compare, write the lab's summary."""
-    emit = say or _to_stderr
-    if options.run.index_url is not None:
+    emit = say or to_stderr
+    if options.run.target.index_url is not None:
         raise UsageError("sizing-lab sizes the embedded target: it takes no --index-url")
     # All checked first; the knobs apply at full size, then the whole sizing is scaled.
     sizings = [parse_size(text, options.knobs).scaled(options.scale) for text in options.sizes]
     if not sizings:
         raise UsageError("--sizes names no sizing")
-    full = load_profile(options.run.profile)
-    profile = scale_profile(full, options.scale)
+    profile = scale_profile(options.run.profile, options.scale)
     timeline(profile, duration_s=options.run.duration_s, time_scale=options.run.time_scale)
-    override = profile if options.scale > 1 else options.run.profile_override
     lab_dir = make_run_dir(options.run.results_root, f"sizing-lab-{profile.name}")
     outcomes: list[SizingOutcome] = []
     interrupted = False
@@ -201,7 +197,7 @@ def run_sizing_lab(
                     sizing=sizing,
                     probe_listing=True,
                     results_root=lab_dir,
-                    profile_override=override,
+                    profile=profile,
                 ),
                 emit,
             )
@@ -211,7 +207,9 @@ def run_sizing_lab(
             emit(f"sizing-lab: {sizing.name}: {exc}")
             outcomes.append(SizingOutcome(sizing, None, start_error=str(exc)))
             continue
-        prediction = predict(full.name, sizing.name, options.scale, result.report.stats.requests)
+        prediction = predict(
+            options.run.profile.name, sizing.name, options.scale, result.report.stats.requests
+        )
         outcomes.append(SizingOutcome(sizing, result, prediction=prediction))
         if result.interrupted:
             interrupted = True
@@ -275,8 +273,3 @@ def _prediction_markdown(outcomes: Sequence[SizingOutcome]) -> list[str]:
             + f". Source: {prediction.published.source}.",
         ]
     return lines
-
-
-def _to_stderr(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()

@@ -28,7 +28,7 @@ from pipstorm.infra.credentials import (
     without_secrets,
 )
 from pipstorm.infra.errors import InfraError
-from pipstorm.infra.proxy.rewrite import RUN_ID_RE, UpstreamLayout, parse_origins
+from pipstorm.infra.proxy.rewrite import RUN_ID_RE, Origin, UpstreamLayout
 
 START_TIMEOUT_S: Final = 15.0
 SHUTDOWN_GRACE_S: Final = 5.0
@@ -73,13 +73,12 @@ class RecordingProxy:
         client_header_timeout: float = CLIENT_HEADER_TIMEOUT_S,
         client_stall_timeout: float = CLIENT_STALL_TIMEOUT_S,
         faults_path: Path | None = None,
-        allow_origins: Sequence[str] = (),
+        allow_origins: Sequence[Origin] = (),
         loopback_only: bool = False,
         loop: str = "auto",
     ) -> None:
         try:
             self.layout = UpstreamLayout.parse(upstream_index_url)
-            parse_origins(allow_origins)
         except ValueError as exc:
             raise ProxyError(str(exc)) from None
         if not 0 <= port <= 65535:
@@ -172,7 +171,7 @@ class RecordingProxy:
         if self.faults_path is not None:
             argv += ["--faults", str(self.faults_path)]
         for origin in self.allow_origins:
-            argv += ["--allow-origin", origin]
+            argv += ["--allow-origin", origin.url]
         if self.loopback_only:
             argv.append("--loopback-only")
         if self.loop != "auto":

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import unquote, urljoin, urlsplit
 
+from pipstorm.packages.index_url import index_base
+
 # "." and ".." are dot segments, not run ids: a client or upstream would resolve them away.
 RUN_ID_RE: Final = re.compile(r"(?!\.\.?$)[A-Za-z0-9_.-]{1,64}")
 # Percent-decoding rounds ``has_dot_segment`` undoes (a server may decode more than once).
@@ -172,7 +174,7 @@ class UpstreamLayout:
         if origin is None:
             raise ValueError(f"upstream index URL has a bad port: {index_url}")
         path = parts.path or "/"
-        return cls(origin=origin, index_path=path if path.endswith("/") else path + "/")
+        return cls(origin=origin, index_path=index_base(path))
 
     @property
     def index_url(self) -> str:

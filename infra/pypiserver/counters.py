@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from pipstorm.infra.periodic import Periodic
 from pipstorm.infra.pypiserver.cgroups import Cgroup
 
 SAMPLE_EVERY_S = 1.0
@@ -208,25 +209,26 @@ class CgroupSampler:
         self._last_mono = 0.0
         self._peak = 0
         self._survived = True
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = Periodic(self._tick, every_s=every_s, name="cgroup-sampler")
+        self._started = False
         self._lock = threading.Lock()
-        self.error: str | None = None
+
+    @property
+    def error(self) -> str | None:
+        """What the last failed sample raised, as one line (sampling never breaks a run)."""
+        return self._ticker.error
 
     def start(self) -> None:
         """Take the baseline reading and start sampling."""
-        if self._thread is not None:
+        if self._started:
             raise RuntimeError("the cgroup sampler is already running")
+        self._started = True
         self.sample()
-        self._thread = threading.Thread(target=self._loop, name="cgroup-sampler", daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self) -> CgroupSummary:
         """Stop sampling (one last reading first) and return the run's summary."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5 * self.every_s + 5)
-            self._thread = None
+        self._ticker.stop()
         self.sample()
         return self.summary()
 
@@ -242,16 +244,10 @@ class CgroupSampler:
     ) -> None:
         self.stop()
 
-    def _loop(self) -> None:
-        due = time.monotonic() + self.every_s
-        while not self._stop.wait(max(0.0, due - time.monotonic())):
-            due = max(due + self.every_s, time.monotonic() + self.every_s / 2)
-            try:
-                sample = self.sample()
-                if sample is not None and self._on_sample is not None:
-                    self._on_sample(sample)
-            except Exception as exc:  # sampling must never break a run: note it, go on
-                self.error = f"{type(exc).__name__}: {exc}"
+    def _tick(self) -> None:
+        sample = self.sample()
+        if sample is not None and self._on_sample is not None:
+            self._on_sample(sample)
 
     def sample(self) -> dict[str, Any] | None:
         """One reading as a sample dict (None for the first, which has nothing to differ from)."""

@@ -28,7 +28,7 @@ import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Final
+from typing import Any, Final, TypedDict, Unpack
 
 from pipstorm.infra.credentials import Credentials
 from pipstorm.infra.errors import InfraError
@@ -45,6 +45,24 @@ MAX_CPUS: Final = 64.0
 #: The module's htpasswd: Terraform's random_password.bcrypt_hash, Go's bcrypt.DefaultCost (10).
 DEPLOYED_AUTH: Final = "bcrypt:10"
 MAX_SCALE: Final = 64
+
+
+class SizingKnobs(TypedDict, total=False):
+    """The seven knobs that change a sizing (``--cpus``, ``--memory``, ``--server-workers``,
+    ``--worker-class``, ``--auth``, ``--hash-algo``, ``--backend``), declared once: the CLI
+    and the sizing lab name them by these keys. None keeps the value it would change."""
+
+    cpus: float | None
+    memory: str | None  # e.g. 128M, 1G (``parse_memory``)
+    workers: int | None
+    worker_class: str | None
+    auth: str | None
+    hash_algo: str | None
+    backend: str | None
+
+
+#: The knobs' names, in the order the CLI lists them.
+KNOB_NAMES: Final = tuple(SizingKnobs.__annotations__)
 
 
 class SizingError(InfraError):
@@ -97,30 +115,15 @@ class Sizing:
         """The memory limit in MiB (None: unlimited)."""
         return None if self.memory_bytes is None else self.memory_bytes // 2**20
 
-    def with_knobs(
-        self,
-        *,
-        cpus: float | None = None,
-        memory: str | None = None,
-        workers: int | None = None,
-        worker_class: str | None = None,
-        auth: str | None = None,
-        hash_algo: str | None = None,
-        backend: str | None = None,
-    ) -> Sizing:
+    def with_knobs(self, **knobs: Unpack[SizingKnobs]) -> Sizing:
         """This sizing with the given knobs changed (None keeps a value); renamed ``NAME+``
         when a preset is changed, so a report never calls a modified preset by its name."""
-        changes: dict[str, Any] = {
+        values: dict[str, Any] = dict(knobs)
+        memory = values.pop("memory", None)
+        values["memory_bytes"] = parse_memory(memory) if memory is not None else None
+        changes = {
             key: value
-            for key, value in {
-                "cpus": cpus,
-                "memory_bytes": parse_memory(memory) if memory is not None else None,
-                "workers": workers,
-                "worker_class": worker_class,
-                "auth": auth,
-                "hash_algo": hash_algo,
-                "backend": backend,
-            }.items()
+            for key, value in values.items()
             if value is not None and value != getattr(self, key)
         }
         if not changes:

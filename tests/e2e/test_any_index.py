@@ -23,7 +23,7 @@ from pipstorm.infra.credentials import Credentials
 from pipstorm.infra.proxy.control import RecordingProxy
 from pipstorm.packages.cache import cached_corpus
 from pipstorm.packages.spec import CorpusSpec
-from pipstorm.packages.upload import IndexCredentials, upload_files
+from pipstorm.packages.upload import upload_files
 from tests.e2e.conftest import pipstorm
 from tests.e2e.index_servers import (
     FILES_ORIGIN,
@@ -65,7 +65,7 @@ def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def devpi_index(corpus_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Index]:
     root = tmp_path_factory.mktemp("devpi")
     with DevpiServer(root / "server") as server:
-        creds = IndexCredentials(server.credentials.username, server.credentials.password)
+        creds = server.credentials
         summary = upload_files(
             server.index_url, sorted(corpus_dir.glob("*.whl")), credentials=creds
         )

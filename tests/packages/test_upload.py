@@ -18,14 +18,16 @@ from urllib.parse import urlsplit
 import pytest
 
 from pipstorm.engine.rundir.records import RequestRecord, load_requests
+from pipstorm.infra.credentials import Credentials
 from pipstorm.infra.faults.plan import FaultPlan
 from pipstorm.infra.faults.spec import parse_faults
 from pipstorm.infra.proxy.control import RecordingProxy
 from pipstorm.infra.pypiserver.target import LocalPypiserver
 from pipstorm.packages.index_check import IndexCheckError, check_corpus
 from pipstorm.packages.upload import (
+    PASSWORD_ENV,
+    USERNAME_ENV,
     FileResult,
-    IndexCredentials,
     UploadError,
     UploadSummary,
     distributions,
@@ -65,9 +67,10 @@ def test_upload_url_for() -> None:
 
 
 def test_credentials_from_the_environment_only() -> None:
-    assert IndexCredentials.from_env({}) is None
-    creds = IndexCredentials.from_env({"PYPI_USERNAME": "u", "PYPI_PASSWORD": "p4ss"})
-    assert creds == IndexCredentials("u", "p4ss")
+    assert Credentials.from_env({}, USERNAME_ENV, PASSWORD_ENV) is None
+    env = {"PYPI_USERNAME": "u", "PYPI_PASSWORD": "p4ss"}
+    creds = Credentials.from_env(env, USERNAME_ENV, PASSWORD_ENV)
+    assert creds == Credentials("u", "p4ss")
     assert "p4ss" not in repr(creds)
 
 
@@ -94,7 +97,7 @@ def test_metadata_fields_are_twines(tmp_path: Path) -> None:
     assert len(fields["sha256_digest"]) == 64
 
 
-def _upload_twice(index_url: str, files: list[Path], creds: IndexCredentials) -> None:
+def _upload_twice(index_url: str, files: list[Path], creds: Credentials) -> None:
     seen: list[FileResult] = []
     lock = threading.Lock()
 
@@ -112,7 +115,7 @@ def _upload_twice(index_url: str, files: list[Path], creds: IndexCredentials) ->
 
 def test_three_hundred_files_to_pypiserver(three_hundred: list[Path], tmp_path: Path) -> None:
     with LocalPypiserver(tmp_path) as server:
-        creds = IndexCredentials(server.credentials.username, server.credentials.password)
+        creds = server.credentials
         _upload_twice(server.index_url, three_hundred, creds)
         assert {p.name for p in tmp_path.iterdir()} == {p.name for p in three_hundred}
         # Without credentials the listing is refused: one line naming the variables.
@@ -122,7 +125,7 @@ def test_three_hundred_files_to_pypiserver(three_hundred: list[Path], tmp_path: 
 
 
 def test_three_hundred_files_to_devpi(three_hundred: list[Path], devpi: DevpiServer) -> None:
-    creds = IndexCredentials(devpi.credentials.username, devpi.credentials.password)
+    creds = devpi.credentials
     _upload_twice(devpi.index_url, three_hundred, creds)
 
 
@@ -135,7 +138,7 @@ def test_an_unreachable_index_is_one_line(three_hundred: list[Path]) -> None:
 def test_check_corpus_against_pypiserver(three_hundred: list[Path], tmp_path: Path) -> None:
     few = [p for p in three_hundred if p.name.startswith("up_package_000-")]
     with LocalPypiserver(tmp_path) as server:
-        creds = IndexCredentials(server.credentials.username, server.credentials.password)
+        creds = server.credentials
         names = {p.name for p in few}
         with pytest.raises(IndexCheckError, match="corpus upload --index-url") as excinfo:
             check_corpus(server.index_url, "up_package_000", names, credentials=creds)
@@ -246,7 +249,7 @@ def test_an_upload_whose_answer_was_lost_is_not_sent_again(
         relay = ThreadingHTTPServer(("127.0.0.1", 0), _LosingRelay)
         threading.Thread(target=relay.serve_forever, daemon=True).start()
         try:
-            creds = IndexCredentials(server.credentials.username, server.credentials.password)
+            creds = server.credentials
             summary = upload_files(
                 f"http://127.0.0.1:{relay.server_address[1]}/simple/",
                 files,

@@ -19,6 +19,10 @@ from pipstorm.infra.faults.spec import FaultSpecError, parse_faults, spec_from_t
 
 #: Longer than any load test; a larger number is a typo (or an attempt to exhaust memory).
 MAX_DURATION_S = 7 * 24 * 3600.0
+#: How client processes start: ``warm`` forks a run from a launcher that has imported the
+#: client (``pipstorm.clients.warm``), ``exec`` starts a fresh process per run
+#: (``pipstorm.engine.run.pool``). Checked in one place, ``check_launch``.
+LAUNCH_MODES = ("warm", "exec")
 
 
 class ProfileError(UsageError):
@@ -47,7 +51,7 @@ class Profile:
     #: Injected fault rules, as SPEC strings (``pipstorm.infra.faults.spec``; ``[[faults]]`` tables
     #: in TOML).
     faults: tuple[str, ...] = ()
-    #: How client processes start (``pipstorm.engine.run.pool.LAUNCH_MODES``); None: warm where a
+    #: How client processes start (``LAUNCH_MODES``); None: warm where a
     #: kind has it. ``--launch`` overrides it.
     launch: str | None = None
     #: Accept a generator-bound run's PASS/FAIL instead of calling it inconclusive
@@ -79,8 +83,8 @@ class Profile:
                 raise bad(f"mix: share of {kind!r} must be a number >= 0, got {share!r}")
         if self.mix and not sum(self.mix.values()) > 0:
             raise bad("mix: the shares must not all be 0")
-        if self.launch is not None and self.launch not in ("warm", "exec"):
-            raise bad(f"launch must be warm or exec, got {self.launch!r}")
+        if self.launch is not None:
+            check_launch(self.launch, what=f"profile {self.name!r}: launch")
         if self.burst_every_s is not None and not _is_multiple(self.burst_every_s, self.tick_s):
             raise bad(
                 f"burst_every_s ({self.burst_every_s}) must be a multiple of tick_s ({self.tick_s})"
@@ -208,6 +212,18 @@ _TOML_KEYS = {
     "launch",
     "allow_generator_bound",
 }
+
+
+def check_launch(mode: str, *, what: str = "--launch") -> str:
+    """``mode`` if it is a launch mode (``LAUNCH_MODES``); the one spelling of the refusal."""
+    if mode not in LAUNCH_MODES:
+        raise ProfileError(f"{what} must be {' or '.join(LAUNCH_MODES)}, got {mode!r}")
+    return mode
+
+
+def launch_mode(asked: str | None, profile: Profile) -> str:
+    """The launch mode a run uses: ``--launch``, else the profile's, else warm; checked."""
+    return check_launch(asked or profile.launch or "warm")
 
 
 def load_profile(name_or_path: str) -> Profile:

@@ -19,7 +19,6 @@ import contextlib
 import math
 import secrets
 import shutil
-import sys
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -30,11 +29,13 @@ from typing import Any
 from pipstorm.clients.drivers.twine import KIND as UPLOAD_KIND
 from pipstorm.engine.report.terminal import terminal_summary
 from pipstorm.engine.report.write import write_reports
-from pipstorm.engine.run.execute import UPLOADS_DIR, RunOptions, RunResult, initial_meta, plan_load
+from pipstorm.engine.run.execute import RunOptions, RunResult
+from pipstorm.engine.run.lifecycle import UPLOADS_DIR
 from pipstorm.engine.run.plan.client_mix import ClientChoice
 from pipstorm.engine.run.plan.client_mix import warm_up as warm_up_clients
-from pipstorm.engine.run.plan.profiles import load_profile
+from pipstorm.engine.run.plan.load import initial_meta, plan_load
 from pipstorm.engine.run.plan.schedule import PlannedRun, Timeline
+from pipstorm.engine.run.progress import to_stderr
 from pipstorm.engine.run.shards.cluster import check_cluster, open_cluster
 from pipstorm.engine.run.shards.split import Shard, ShardError, split, start_time
 from pipstorm.engine.run.shards.worker import (
@@ -45,8 +46,8 @@ from pipstorm.engine.run.shards.worker import (
     stop_event_name,
 )
 from pipstorm.engine.run.signals import Terminated, terminate_as_interrupt
-from pipstorm.engine.run.target.opening import check_loopback, open_target
-from pipstorm.engine.rundir.files import make_run_dir
+from pipstorm.engine.run.target.opening import CheckedTarget, check_target, open_target
+from pipstorm.engine.rundir.files import TARGET_LOG, make_run_dir
 from pipstorm.engine.rundir.merge import ShardStreams, merge_into
 from pipstorm.engine.rundir.meta import RunMeta, ShardMeta
 
@@ -81,6 +82,8 @@ class _Plan:
     run_dir: Path
     meta: RunMeta
     emit: Callable[[str], None]
+    checked: CheckedTarget  # the target, past the loopback gate
+    uploads: Path | None  # the embedded target's uploads folder, when upload runs are planned
     results: dict[int, ShardResult] = field(default_factory=dict)
     sent: bool = False
     stopped_by: str | None = None  # SIGINT or SIGTERM, once the run was interrupted
@@ -90,7 +93,7 @@ def execute_sharded_run(
     options: RunOptions, sharding: ShardedOptions, say: Callable[[str], None] | None = None
 ) -> RunResult:
     """Play ``options`` over ``sharding.shards`` generators and report it as one run."""
-    run = _plan(options, sharding, say or _to_stderr)
+    run = _plan(options, sharding, say or to_stderr)
     try:
         _play(run)
     except Exception:
@@ -116,14 +119,14 @@ def _plan(options: RunOptions, sharding: ShardedOptions, emit: Callable[[str], N
     """Schedule, capacity check, split and run.json, exactly as a one-machine run plans."""
     if options.faults:
         raise ShardError("--fault is not supported with --shards yet")
-    if options.terraform_dir is not None:
+    if options.target.terraform_dir is not None:
         raise ShardError("--target terraform: is not supported with --shards yet")
     if options.sizing is not None:
         raise ShardError("--sizing is not supported with --shards yet")
     # A LocalCluster's shards share this machine; remote shards each hold their share.
     per_machine = None
     if sharding.cluster is not None:
-        per_machine = math.ceil(load_profile(options.profile).clients / sharding.shards)
+        per_machine = math.ceil(options.profile.clients / sharding.shards)
     load = plan_load(options, clients_per_machine=per_machine)
     profile, limits, choice, line, plan = (
         load.profile,
@@ -133,13 +136,14 @@ def _plan(options: RunOptions, sharding: ShardedOptions, emit: Callable[[str], N
         load.runs,
     )
     warnings = load.warnings
-    if options.index_url is not None:
-        check_loopback(options.index_url, allow_remote=options.allow_remote_target)
+    checked = check_target(options.target, allow_remote=options.allow_remote_target)
     shards = split(plan, sharding.shards)
     warm_up_clients(choice, emit)
     run_dir = make_run_dir(options.results_root, profile.name)
-    if UPLOAD_KIND in choice.kinds and options.index_url is None:
-        (run_dir / UPLOADS_DIR).mkdir()
+    uploads = None
+    if UPLOAD_KIND in choice.kinds and options.target.embedded:
+        uploads = run_dir / UPLOADS_DIR
+        uploads.mkdir()
     meta = initial_meta(options, profile, line, len(plan), limits)
     meta.clients = choice.to_dict()
     meta.warnings = warnings
@@ -147,7 +151,9 @@ def _plan(options: RunOptions, sharding: ShardedOptions, emit: Callable[[str], N
     for warning in warnings:
         emit(f"pipstorm: WARNING: {warning}")
     meta.write(run_dir)
-    return _Plan(options, sharding, line, plan, shards, choice, run_dir, meta, emit)
+    return _Plan(
+        options, sharding, line, plan, shards, choice, run_dir, meta, emit, checked, uploads
+    )
 
 
 def _play(run: _Plan) -> None:
@@ -156,14 +162,12 @@ def _play(run: _Plan) -> None:
     token = secrets.token_hex(6)
     with ExitStack() as stack:
         stack.enter_context(terminate_as_interrupt())
-        uploads = run.run_dir / UPLOADS_DIR
         target = stack.enter_context(
             open_target(
-                options.index_url,
+                run.checked,
                 corpus=options.corpus,
-                allow_remote=options.allow_remote_target,
-                log_path=run.run_dir / "target.log",
-                upload_dir=uploads if uploads.is_dir() else None,
+                log_path=run.run_dir / TARGET_LOG,
+                upload_dir=run.uploads,
             )
         )
         meta.target = {"kind": target.kind, "index_url": target.index_url}
@@ -305,8 +309,3 @@ def _record(entry: ShardMeta, result: ShardResult, submitted: float) -> None:
     entry.dispatch_s = result.began - submitted
     if result.error:
         entry.error = result.error
-
-
-def _to_stderr(line: str) -> None:
-    sys.stderr.write(line + "\n")
-    sys.stderr.flush()

@@ -25,14 +25,14 @@ from pipstorm.engine.errors import UsageError
 from pipstorm.infra.aws.stack import AwsStack
 from pipstorm.infra.aws.terraform_outputs import read_stack
 from pipstorm.infra.credentials import Credentials, CredentialsError
-from pipstorm.infra.proxy.rewrite import parse_origins
+from pipstorm.infra.proxy.rewrite import Origin, parse_origins
 from pipstorm.infra.pypiserver.probe import ListingCost, probe_listing_cost
 from pipstorm.infra.pypiserver.sizing import Sizing
 from pipstorm.infra.pypiserver.target import LocalPypiserver, TargetError
 from pipstorm.packages.cache import cached_corpus
 from pipstorm.packages.index_check import check_corpus
+from pipstorm.packages.index_url import index_base
 from pipstorm.packages.spec import CorpusSpec, wheel_filename
-from pipstorm.packages.upload import IndexCredentials
 
 USERNAME_VAR = "PYPI_USERNAME"
 PASSWORD_VAR = "PYPI_PASSWORD"  # noqa: S105 - the name of a variable, not a password
@@ -86,6 +86,21 @@ class TargetSpec:
     index_url: str | None = None
     terraform_dir: Path | None = None
 
+    @property
+    def embedded(self) -> bool:
+        """Neither a URL nor a Terraform root: the embedded pypiserver."""
+        return self.index_url is None and self.terraform_dir is None
+
+
+@dataclass(frozen=True)
+class CheckedTarget:
+    """A ``TargetSpec`` that passed the loopback gate (``check_target``, the only maker): the
+    index URL as given, or the stack a Terraform root names; neither for the embedded target.
+    ``open_target`` takes only this, so no index is loaded before it was checked."""
+
+    index_url: str | None = None
+    stack: AwsStack | None = None
+
 
 def parse_target(target: str | None, index_url: str | None = None) -> TargetSpec:
     """``--target`` and ``--index-url`` as one ``TargetSpec``; both at once is a usage error."""
@@ -104,6 +119,20 @@ def parse_target(target: str | None, index_url: str | None = None) -> TargetSpec
 def resolve_stack(spec: TargetSpec) -> AwsStack | None:
     """The deployed stack a ``terraform:DIR`` target names (runs ``terraform output``)."""
     return None if spec.terraform_dir is None else read_stack(spec.terraform_dir)
+
+
+def check_target(spec: TargetSpec, *, allow_remote: bool) -> CheckedTarget:
+    """Read the stack a ``terraform:DIR`` target names and refuse an index that is not on a
+    loopback address (unless ``allow_remote``): once per command, before anything else."""
+    stack = resolve_stack(spec)
+    url = stack.index_url if stack is not None else spec.index_url
+    if url is not None:
+        check_loopback(url, allow_remote=allow_remote)
+    return CheckedTarget(index_url=None if stack is not None else spec.index_url, stack=stack)
+
+
+#: The embedded target: nothing to check.
+EMBEDDED = CheckedTarget()
 
 
 def check_loopback(index_url: str, *, allow_remote: bool) -> None:
@@ -130,15 +159,16 @@ def check_loopback(index_url: str, *, allow_remote: bool) -> None:
         )
 
 
-def check_allowed_origins(origins: Collection[str], *, allow_remote: bool) -> None:
-    """Refuse an ``--allow-origin`` that is not ``http(s)://host[:port]``, or not loopback
-    without ``--allow-remote-target``, before any load."""
+def allowed_origins(texts: Collection[str], *, allow_remote: bool) -> tuple[Origin, ...]:
+    """``--allow-origin`` values, parsed once: refused when one is not ``http(s)://host[:port]``,
+    or not loopback without ``--allow-remote-target``, before any load."""
     try:
-        parse_origins(list(origins))
+        origins = parse_origins(list(texts))
     except ValueError as exc:
         raise TargetSetupError(str(exc)) from None
     for origin in origins:
-        check_loopback(origin, allow_remote=allow_remote)
+        check_loopback(origin.url, allow_remote=allow_remote)
+    return origins
 
 
 def preflight(
@@ -151,12 +181,9 @@ def preflight(
     unreachable, refused, not a simple index (a web UI, a login page), or lacking the corpus
     (``filenames``: the corpus's files of ``project``), which names ``pipstorm corpus upload``.
     Raises ``pipstorm.packages.index_check.IndexCheckError`` (one line)."""
-    creds = (
-        None
-        if credentials is None
-        else IndexCredentials(credentials.username, credentials.password)
+    check_corpus(
+        index_url, project, filenames, credentials=credentials, timeout=PREFLIGHT_TIMEOUT_S
     )
-    check_corpus(index_url, project, filenames, credentials=creds, timeout=PREFLIGHT_TIMEOUT_S)
 
 
 def corpus_files(corpus: CorpusSpec, project: str) -> set[str]:
@@ -166,13 +193,11 @@ def corpus_files(corpus: CorpusSpec, project: str) -> set[str]:
 
 @contextmanager
 def open_target(
-    index_url: str | None,
+    checked: CheckedTarget,
     *,
     corpus: CorpusSpec,
-    allow_remote: bool,
     log_path: Path | None,
     upload_dir: Path | None = None,
-    stack: AwsStack | None = None,
     sizing: Sizing | None = None,
     allow_unconfined: bool = False,
     probe_listing: bool = False,
@@ -181,11 +206,12 @@ def open_target(
 ) -> Iterator[Target]:
     """The embedded target (started here, stopped on exit) or the remote one, checked.
 
-    ``upload_dir``: where the embedded target stores uploads (never the corpus cache).
-    ``stack``: a deployed AWS stack (``resolve_stack``); its URL and credentials are used and
-    ``index_url`` is ignored. ``sizing``: run the embedded target like the production image,
-    confined (``pipstorm.infra.pypiserver.sizing``); ``allow_unconfined`` lets it run without limits
-    when there are no cgroups; ``probe_listing``: first measure what one listing costs it
+    ``checked``: what ``check_target`` let through (a stack's URL and credentials, or a URL
+    with credentials from the environment, or the embedded target). ``upload_dir``: where the
+    embedded target stores uploads (never the corpus cache). ``sizing``: run the embedded
+    target like the production image, confined (``pipstorm.infra.pypiserver.sizing``);
+    ``allow_unconfined`` lets it run without limits when there are no cgroups;
+    ``probe_listing``: first measure what one listing costs it
     (``pipstorm.infra.pypiserver.probe``); ``temp_root``: where the embedded server's private
     folder (its htpasswd) is made, a folder reaped even if pipstorm is SIGKILLed
     (``pipstorm.engine.run.reaper.guarded_folder``), else the system's temp folder."""
@@ -193,11 +219,11 @@ def open_target(
     # A remote index's files of the first project, as its listing must show them: the corpus's
     # wheel names, or (``remote_files``: ``pipstorm replay``) the file names a log showed.
     remote_first = (remote_files or (lambda p: corpus_files(corpus, p)))(first_project)
+    index_url, stack = checked.index_url, checked.stack
     if sizing is not None and (stack is not None or index_url is not None):
         raise TargetSetupError("--sizing sizes the embedded target; drop it or the --target")
     if stack is not None:
-        check_loopback(stack.index_url, allow_remote=allow_remote)
-        normalized = stack.index_url if stack.index_url.endswith("/") else stack.index_url + "/"
+        normalized = index_base(stack.index_url)
         preflight(normalized, stack.credentials, first_project, remote_first)
         yield Target(
             kind="remote",
@@ -241,11 +267,10 @@ def open_target(
                 listing_cost=cost,
             )
         return
-    check_loopback(index_url, allow_remote=allow_remote)
     try:
         credentials = Credentials.from_env(os.environ, USERNAME_VAR, PASSWORD_VAR)
     except CredentialsError as exc:
         raise TargetSetupError(f"{USERNAME_VAR}/{PASSWORD_VAR}: {exc}") from exc
-    normalized = index_url if index_url.endswith("/") else index_url + "/"
+    normalized = index_base(index_url)
     preflight(normalized, credentials, first_project, remote_first)
     yield Target(kind="remote", index_url=normalized, credentials=credentials, corpus=corpus)

@@ -12,7 +12,6 @@ the target is, so a stop at the end of the run is never taken for a death.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ from pipstorm.engine.run.target.cgroup import sample_target_cgroup
 from pipstorm.engine.run.target.opening import Target
 from pipstorm.engine.rundir.events import TARGET_DIED, append_event
 from pipstorm.engine.rundir.meta import RunMeta
+from pipstorm.infra.periodic import Periodic
 
 #: How often the server's master is checked: a death is noticed within this.
 POLL_S = 0.5
@@ -42,34 +42,30 @@ def watch_target(
     if server is None:
         yield
         return
-    stop = threading.Event()
 
     def watch() -> None:
-        while not stop.wait(poll_s):
-            if server.alive():
-                continue
-            at = time.time()
-            code = server.returncode
-            meta.target["died"] = {"ts": at, "exit_code": code}
-            if run_dir is not None:
-                try:
-                    append_event(run_dir, TARGET_DIED, ts=at, exit_code=code)
-                except OSError as exc:  # a full disk: the warning below and run.json still say it
-                    emit(f"pipstorm: WARNING: could not record the target's death: {exc}")
-            since = "" if meta.started is None else f" at t={at - meta.started:.1f} s"
-            emit(
-                f"pipstorm: WARNING: the embedded target (pypiserver) died{since} "
-                f"(exit code {code}); the run goes on and records what the clients meet"
-            )
-            return
+        if "died" in meta.target or server.alive():
+            return  # said once: a dead server stays dead
+        at = time.time()
+        code = server.returncode
+        meta.target["died"] = {"ts": at, "exit_code": code}
+        if run_dir is not None:
+            try:
+                append_event(run_dir, TARGET_DIED, ts=at, exit_code=code)
+            except OSError as exc:  # a full disk: the warning below and run.json still say it
+                emit(f"pipstorm: WARNING: could not record the target's death: {exc}")
+        since = "" if meta.started is None else f" at t={at - meta.started:.1f} s"
+        emit(
+            f"pipstorm: WARNING: the embedded target (pypiserver) died{since} "
+            f"(exit code {code}); the run goes on and records what the clients meet"
+        )
 
-    thread = threading.Thread(target=watch, name="pipstorm-target-watch", daemon=True)
-    thread.start()
+    ticker = Periodic(watch, every_s=poll_s, name="pipstorm-target-watch")
+    ticker.start()
     try:
         yield
     finally:
-        stop.set()
-        thread.join()
+        ticker.stop()
 
 
 @contextmanager

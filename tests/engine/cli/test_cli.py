@@ -37,7 +37,7 @@ def test_corpus_build_is_deterministic(tmp_path: Path, capsys: pytest.CaptureFix
         (["corpus", "build", "--packages", "0", "--out", "x"], "packages"),
         (["report", "/nonexistent/run"], "not a pipstorm results folder"),
         (["run", "--profile", "nope"], "unknown profile 'nope'"),
-        (["run", "--profile", "light_load", "--launch", "hot"], "--launch must be one of"),
+        (["run", "--profile", "light_load", "--launch", "hot"], "--launch must be warm or exec"),
         (["retry-lab", "--launch", "hot"], "--launch must be warm or exec"),
     ],
 )

@@ -22,7 +22,7 @@ import pytest
 
 from pipstorm.infra.credentials import Credentials
 from pipstorm.infra.proxy.control import RecordingProxy
-from pipstorm.infra.proxy.rewrite import Origin
+from pipstorm.infra.proxy.rewrite import Origin, parse_origins
 from tests.infra.conftest import request, wait_for_records
 
 WHEEL = b"PK\x03\x04 not really a wheel" * 100
@@ -203,7 +203,7 @@ def test_allow_origin_opens_an_origin_no_listing_linked(servers: Servers, tmp_pa
     key = Origin.from_url(servers.files_origin)
     assert key is not None
     with RecordingProxy(
-        servers.index_url, tmp_path / "r.jsonl", allow_origins=[servers.files_origin]
+        servers.index_url, tmp_path / "r.jsonl", allow_origins=parse_origins([servers.files_origin])
     ) as proxy:
         status, _, wheel = request(proxy, "GET", f"/o/run/{key.key}/files/pkg.whl")
         assert (status, wheel) == (200, WHEEL)

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from pipstorm.engine.run.execute import RunOptions
-from pipstorm.engine.run.plan.profiles import BUILTIN_PROFILES
+from pipstorm.engine.run.plan.profiles import BUILTIN_PROFILES, load_profile
 from pipstorm.engine.run.plan.schedule import build_schedule
 from pipstorm.engine.run.shards.split import split
 from pipstorm.engine.run.shards.worker import ShardJob, reach_target, run_shard
@@ -23,7 +23,7 @@ def test_a_shard_past_its_start_time_is_late_and_sends_nothing(tmp_path: Path) -
         shard=shard,
         start_at=time.time() - 0.5,  # a replay after its worker died would arrive like this
         clock_offset_s=0.0,
-        options=RunOptions(profile="light_load", results_root=tmp_path),
+        options=RunOptions(profile=load_profile("light_load"), results_root=tmp_path),
         line=line,
         target_kind="remote",
         index_url="http://127.0.0.1:9/simple/",  # nothing listens: any load would fail loudly
