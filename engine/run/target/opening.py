@@ -191,6 +191,20 @@ def corpus_files(corpus: CorpusSpec, project: str) -> set[str]:
     return {wheel_filename(project, version) for version in corpus.versions_of(project)}
 
 
+def _probe(
+    corpus_dir: Path, sizing: Sizing | None, project: str, allow_unconfined: bool
+) -> ListingCost | None:
+    """What one listing costs the sized server (None unsized, or unconfined and allowed)."""
+    if sizing is None:
+        return None
+    try:
+        return probe_listing_cost(corpus_dir, sizing, project)
+    except TargetError:
+        if not allow_unconfined:
+            raise  # the server would fail the same way: say it once, here
+        return None
+
+
 @contextmanager
 def open_target(
     checked: CheckedTarget,
@@ -235,13 +249,8 @@ def open_target(
         return
     if index_url is None:
         built = cached_corpus(corpus)
-        cost = None
-        if probe_listing and sizing is not None:
-            try:
-                cost = probe_listing_cost(built.directory, sizing, first_project)
-            except TargetError:
-                if not allow_unconfined:
-                    raise  # the server below would fail the same way: say it once, here
+        probed = probe_listing and sizing is not None
+        cost = _probe(built.directory, sizing, first_project, allow_unconfined) if probed else None
         server = LocalPypiserver(
             built.directory,
             log_path=log_path,

@@ -72,7 +72,9 @@ def test_packages_beyond_the_limit_are_refaulted_and_the_diagnosis_names_memory(
     assert tight.refaults > 0, tight  # evicted at the limit, read again the next round
     # With room for them (the optimized deployment's 1536 MiB), each file is read once.
     roomy = list_every_project(big_corpus, preset("optimized").with_knobs(auth="apr1"), rounds=3)
-    assert roomy.refaults == 0, roomy
+    # Not always 0: another sized start on the machine drops the shared corpus from the page
+    # cache (48 refaults seen beside a parallel suite); the limit's tens of thousands are gone.
+    assert roomy.refaults * 10 < tight.refaults, (roomy, tight)
     target = TargetSizing(
         sizing=small.as_record(),
         cgroup=None,
