@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from pipstorm.engine.report.model import Report
     from pipstorm.engine.run.execute import RunOptions, RunResult
     from pipstorm.engine.run.target.opening import Target
     from pipstorm.packages.cache import Corpus
@@ -57,8 +58,11 @@ _ALLOWED = frozenset(
         "quiet",
         "proxy_priority",
         "allow_generator_bound",
+        "abort_on_fail",
     }
 )
+#: ``--pipstorm-junit``: the testsuites of the session's runs so far, in run order.
+_JUNIT = pytest.StashKey[list[Any]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -98,6 +102,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="Fail a test whose run is inconclusive (the load generator was the bottleneck) "
         "instead of skipping it.",
+    )
+    group.addoption(
+        "--pipstorm-junit",
+        default=None,
+        metavar="FILE",
+        help="Write every pipstorm_run's verdict to FILE as JUnit XML (one testsuite per run, "
+        "one testcase per threshold), rewritten after each run.",
     )
     group.addoption(
         "--keep-after",
@@ -212,6 +223,7 @@ def pipstorm_run(
     workers=..., run_timeout=..., allow_generator_bound=...)``: one run against
     ``pipstorm_target``, judged; an inconclusive run skips the test (``--pipstorm-strict``:
     fails it)."""
+    from pipstorm.engine.report.ci.step_summary import append_report
     from pipstorm.engine.run.execute import execute_run
 
     option = request.config.getoption("--pipstorm-results")
@@ -224,7 +236,12 @@ def pipstorm_run(
             aws_role_arn=request.config.getoption("--pipstorm-aws-role-arn"),
         )
         # print: pytest captures it and shows it with the test's failure.
-        return judged(execute_run(options, say=print, target=pipstorm_target), strict=strict)
+        result = execute_run(options, say=print, target=pipstorm_target)
+        append_report(result.report, print)  # GitHub's job summary, when GITHUB_STEP_SUMMARY
+        junit = request.config.getoption("--pipstorm-junit")
+        if junit:  # before judging: an inconclusive run skips the test but is in the file
+            _add_junit_suite(request, Path(junit), result.report)
+        return judged(result, strict=strict)
 
     return run
 
@@ -245,6 +262,16 @@ def judged(result: RunResult, *, strict: bool) -> PipstormResult:
         interrupted=result.interrupted,
         reason=decision.reason,
     )
+
+
+def _add_junit_suite(request: pytest.FixtureRequest, path: Path, report: Report) -> None:
+    """Add this run's testsuite (named after the test) and rewrite ``--pipstorm-junit``."""
+    from pipstorm.engine.report.ci.junit import testsuite, write_junit
+
+    suites = request.config.stash.setdefault(_JUNIT, [])
+    name = f"pipstorm {report.profile_name} ({request.node.nodeid})"
+    suites.append(testsuite(report, name))
+    write_junit(path, suites)
 
 
 def _kept_target(config: pytest.Config, corpus: Corpus, folder: Path) -> Target:

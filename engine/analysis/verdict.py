@@ -69,6 +69,9 @@ class Evidence:
     allow_generator_bound: bool = False
     #: The target's failure that fails the run by itself (its text), else None.
     target_failed: str | None = None
+    aborted: str | None = (
+        None  # why --abort-on-fail stopped the run (pipstorm.engine.run.live.abort)
+    )
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,11 @@ def decide(evidence: Evidence) -> Decision:
     if evidence.target_failed is not None:
         reason = f"target failed: {evidence.target_failed}; {counted}"
         return Decision("fail", reason, bound, False, keys, (evidence.target_failed,), None)
+    if evidence.aborted is not None:
+        # --abort-on-fail stopped the run because a threshold could no longer pass (or the
+        # target died, possibly before any threshold failed): a failure, generator or not.
+        reason = f"aborted (--abort-on-fail): {evidence.aborted}; {counted}"
+        return Decision("fail", reason, bound, False, keys, (), None)
     if not bound:
         return Decision(plain, counted, False, False, keys, (), None)
     why = "; ".join(evidence.generator_reasons)
@@ -214,4 +222,9 @@ def evidence_from_json(report: Mapping[str, Any]) -> Evidence:
         ),
         allow_generator_bound=_get(report, "run", "allow_generator_bound") is True,
         target_failed=str(text) if (text := _get(report, "target_failed", "text")) else None,
+        aborted=_aborted(_get(report, "aborted", "reason")),
     )
+
+
+def _aborted(reason: object) -> str | None:
+    return None if reason is None else str(reason)

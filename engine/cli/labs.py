@@ -4,8 +4,9 @@ lifecycle and compares or explains them)."""
 from __future__ import annotations
 
 import shlex
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,8 +20,12 @@ from pipstorm.engine.cli.options import (
     BackendOpt,
     ClientOpt,
     CpusOpt,
+    DashboardAddressOpt,
+    DashboardOpt,
+    DashboardRemoteOpt,
     DurationOpt,
     HashAlgoOpt,
+    JunitOpt,
     LaunchOpt,
     MemoryOpt,
     ProfileOpt,
@@ -33,8 +38,13 @@ from pipstorm.engine.cli.options import (
     TimeScaleOpt,
     WorkerClassOpt,
     WorkersOpt,
+    check_ci_outputs,
+    live_dashboard,
 )
 from pipstorm.engine.errors import UsageError
+
+if TYPE_CHECKING:
+    from pipstorm.engine.workflows.sizing_lab import SizingLab
 
 
 def realism(
@@ -188,6 +198,10 @@ def sizing_lab(
             rich_help_panel=SIZING_PANEL,
         ),
     ] = 1,
+    junit: JunitOpt = None,
+    dashboard: DashboardOpt = False,
+    dashboard_address: DashboardAddressOpt = None,
+    dashboard_allow_remote: DashboardRemoteOpt = False,
 ) -> None:
     """Run a profile against each sizing (fresh target each) and say why the failing ones fail."""
     from pipstorm.engine.run.execute import EXIT_INTERRUPTED, RunOptions
@@ -198,28 +212,43 @@ def sizing_lab(
 
     knobs: SizingKnobs = {"cpus": cpus, "memory": memory, "workers": server_workers, "auth": auth}
     knobs |= {"worker_class": worker_class, "hash_algo": hash_algo, "backend": backend}
-    lab = run_sizing_lab(
-        SizingLabOptions(
-            run=RunOptions(
-                profile=load_profile(profile),
-                duration_s=duration,
-                time_scale=time_scale,
-                results_root=results,
-                threshold_overrides=tuple(threshold or ()),
-                seed=seed,
-                workers=workers,
-                run_timeout_s=run_timeout,
-                quiet=quiet,
-                client=client,
-                allow_unconfined=allow_unconfined,
-                allow_generator_bound=allow_generator_bound,
-                corpus=CorpusSpec(payload_kb=payload_kb),
-            ),
-            sizes=tuple(s for s in sizes.split(",") if s.strip()),
-            knobs={key: value for key, value in knobs.items() if value is not None},
-            scale=scale,
+    check_ci_outputs(junit)
+    options = SizingLabOptions(
+        run=RunOptions(
+            profile=load_profile(profile),
+            duration_s=duration,
+            time_scale=time_scale,
+            results_root=results,
+            threshold_overrides=tuple(threshold or ()),
+            seed=seed,
+            workers=workers,
+            run_timeout_s=run_timeout,
+            quiet=quiet,
+            client=client,
+            allow_unconfined=allow_unconfined,
+            allow_generator_bound=allow_generator_bound,
+            corpus=CorpusSpec(payload_kb=payload_kb),
         ),
-        lambda line: typer.echo(line, err=True),
+        sizes=tuple(s for s in sizes.split(",") if s.strip()),
+        knobs={key: value for key, value in knobs.items() if value is not None},
+        scale=scale,
     )
-    typer.echo(lab.render())
+    with live_dashboard(dashboard, dashboard_address, allow_remote=dashboard_allow_remote) as board:
+        lab = run_sizing_lab(replace(options, dashboard=board), _say)
+    _lab_outputs(lab, junit)
     raise typer.Exit(EXIT_INTERRUPTED if lab.interrupted else 0)
+
+
+def _lab_outputs(lab: SizingLab, junit: Path | None) -> None:
+    """The comparison on stdout; ``--junit FILE`` and GitHub's job summary for CI."""
+    from pipstorm.engine.report.ci.step_summary import append_markdown
+    from pipstorm.engine.workflows.sizing_lab import LAB_MD, write_lab_junit
+
+    typer.echo(lab.render())
+    if junit is not None:
+        write_lab_junit(junit, lab)
+    append_markdown((lab.lab_dir / LAB_MD).read_text(encoding="utf-8"), _say)
+
+
+def _say(line: str) -> None:
+    typer.echo(line, err=True)

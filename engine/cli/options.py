@@ -6,12 +6,19 @@ decide; the labs show the options they share with ``run`` under the same panels.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Unpack
+from typing import TYPE_CHECKING, Annotated, Unpack
 
 import typer
 
 from pipstorm.infra.pypiserver.sizing import Sizing, SizingKnobs, custom, preset
+
+if TYPE_CHECKING:
+    from pipstorm.engine.report.model import Report
+    from pipstorm.engine.run.live.dashboard import Dashboard
 
 #: The ``--help`` panels (typer shows them in the order of their first option).
 TARGET_PANEL = "Target"
@@ -297,3 +304,108 @@ MaxClockOffsetOpt = Annotated[
         rich_help_panel=SCALE_OUT_PANEL,
     ),
 ]
+
+# CI and the live page (docs/ci.md).
+JunitOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--junit",
+        help="Also write the verdict as JUnit XML to FILE (one testsuite per run, one testcase "
+        "per threshold), for CI test reporters.",
+        rich_help_panel=OUTPUT_PANEL,
+    ),
+]
+AbortOnFailOpt = Annotated[
+    bool,
+    typer.Option(
+        "--abort-on-fail",
+        help="Stop the run (report of the part that ran, exit 1) once a threshold can no "
+        "longer pass: max_5xx exceeded, the error budget spent, the target dead.",
+        rich_help_panel=OUTPUT_PANEL,
+    ),
+]
+DashboardOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dashboard",
+        help="Serve a live page of the run on 127.0.0.1 (a free port; its URL is printed first).",
+        rich_help_panel=OUTPUT_PANEL,
+    ),
+]
+DashboardAddressOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dashboard-address",
+        metavar="HOST:PORT",
+        help="Serve the live page there instead (implies --dashboard), e.g. 127.0.0.1:5665.",
+        rich_help_panel=OUTPUT_PANEL,
+    ),
+]
+DashboardRemoteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--dashboard-allow-remote",
+        help="Allow --dashboard on an address that is not loopback (anyone reaching it sees "
+        "the run).",
+        rich_help_panel=OUTPUT_PANEL,
+    ),
+]
+
+
+@dataclass(frozen=True)
+class CiOutputs:
+    """``--junit``, ``--abort-on-fail`` and the ``--dashboard`` options of one command, held
+    together so a command's body stays short."""
+
+    junit: Path | None = None
+    abort_on_fail: bool = False
+    dashboard: bool = False
+    dashboard_address: str | None = None
+    dashboard_allow_remote: bool = False
+
+    @property
+    def live(self) -> bool:
+        """Anything that follows the run while it plays (refused with --shards for now)."""
+        return self.abort_on_fail or self.dashboard or self.dashboard_address is not None
+
+
+@contextmanager
+def live_dashboard(
+    flag: bool, address: str | None, *, allow_remote: bool
+) -> Iterator[Dashboard | None]:
+    """``--dashboard`` / ``--dashboard-address``: the live page, up (its URL said) before
+    anything else and until the report is out; None when not asked for."""
+    from pipstorm.engine.run.live.dashboard import DEFAULT_ADDRESS, open_dashboard
+
+    board = open_dashboard(
+        address or (DEFAULT_ADDRESS if flag else None), allow_remote=allow_remote, say=_say
+    )
+    if board is None:
+        yield None
+        return
+    with board:
+        yield board
+
+
+def check_ci_outputs(junit: Path | None) -> None:
+    """Refuse, before any load, a ``--junit`` file that could not be written afterwards."""
+    if junit is not None:
+        from pipstorm.engine.report.ci.junit import check_junit_path
+
+        check_junit_path(junit)
+
+
+def ci_outputs(report: Report, junit: Path | None) -> None:
+    """What CI reads besides the exit code: ``--junit FILE``, and the report appended to
+    GitHub's job summary when ``GITHUB_STEP_SUMMARY`` is set."""
+    from pipstorm.engine.report.ci.step_summary import append_report
+
+    append_report(report, _say)
+    if junit is not None:
+        from pipstorm.engine.report.ci.junit import write_run_junit
+
+        write_run_junit(junit, [report])
+
+
+def _say(line: str) -> None:
+    typer.echo(line, err=True)

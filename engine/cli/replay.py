@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Annotated
@@ -12,6 +13,10 @@ import typer
 from pipstorm.engine.cli.options import (
     AllowGeneratorBoundOpt,
     AwsRoleOpt,
+    DashboardAddressOpt,
+    DashboardOpt,
+    DashboardRemoteOpt,
+    JunitOpt,
     LaunchOpt,
     QuietOpt,
     ResultsOpt,
@@ -19,6 +24,9 @@ from pipstorm.engine.cli.options import (
     TargetOpt,
     ThresholdOpt,
     WorkersOpt,
+    check_ci_outputs,
+    ci_outputs,
+    live_dashboard,
 )
 
 LogsOpt = Annotated[
@@ -82,6 +90,10 @@ def replay(
     launch: LaunchOpt = None,
     allow_generator_bound: AllowGeneratorBoundOpt = False,
     force: ReplayForceOpt = False,
+    junit: JunitOpt = None,
+    dashboard: DashboardOpt = False,
+    dashboard_address: DashboardAddressOpt = None,
+    dashboard_allow_remote: DashboardRemoteOpt = False,
 ) -> None:
     """Replay an access log with the real clients it shows, and compare with the original."""
     from pipstorm.engine.errors import UsageError
@@ -91,28 +103,31 @@ def replay(
 
     if not gap > 0:
         raise UsageError(f"--gap must be > 0 s, got {gap}")
+    check_ci_outputs(junit)
     spec = parse_target(target, index_url)
-    result = run_replay(
-        ReplayOptions(
-            logs=tuple(logs),
-            speed=speed,
-            start=start,
-            end=end,
-            index_url=spec.index_url,
-            terraform_dir=spec.terraform_dir,
-            allow_remote_target=allow_remote_target,
-            aws_role_arn=aws_role_arn,
-            raw=raw,
-            gap_s=gap,
-            results_root=results,
-            threshold_overrides=tuple(threshold or ()),
-            workers=workers,
-            run_timeout_s=run_timeout,
-            quiet=quiet,
-            launch=launch,
-            allow_generator_bound=allow_generator_bound,
-            force=force,
-        ),
-        s3=partial(s3_log_lines, role_arn=aws_role_arn),
+    options = ReplayOptions(
+        logs=tuple(logs),
+        speed=speed,
+        start=start,
+        end=end,
+        index_url=spec.index_url,
+        terraform_dir=spec.terraform_dir,
+        allow_remote_target=allow_remote_target,
+        aws_role_arn=aws_role_arn,
+        raw=raw,
+        gap_s=gap,
+        results_root=results,
+        threshold_overrides=tuple(threshold or ()),
+        workers=workers,
+        run_timeout_s=run_timeout,
+        quiet=quiet,
+        launch=launch,
+        allow_generator_bound=allow_generator_bound,
+        force=force,
     )
+    with live_dashboard(dashboard, dashboard_address, allow_remote=dashboard_allow_remote) as board:
+        result = run_replay(
+            replace(options, dashboard=board), s3=partial(s3_log_lines, role_arn=aws_role_arn)
+        )
+    ci_outputs(result.run.report, junit)
     raise typer.Exit(result.run.exit_code)

@@ -7,12 +7,14 @@ machine or over shards.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from pipstorm.engine.cli.options import (
+    AbortOnFailOpt,
     AllowGeneratorBoundOpt,
     AllowOriginOpt,
     AllowRemoteTargetOpt,
@@ -20,10 +22,14 @@ from pipstorm.engine.cli.options import (
     AuthOpt,
     AwsRoleOpt,
     BackendOpt,
+    CiOutputs,
     ClientOpt,
     ClusterOpt,
     CountInjectedOpt,
     CpusOpt,
+    DashboardAddressOpt,
+    DashboardOpt,
+    DashboardRemoteOpt,
     DepDepthOpt,
     DepFanOutOpt,
     DurationOpt,
@@ -31,6 +37,7 @@ from pipstorm.engine.cli.options import (
     ForceOpt,
     HashAlgoOpt,
     IndexUrlOpt,
+    JunitOpt,
     LaunchOpt,
     MaxClockOffsetOpt,
     MemoryOpt,
@@ -52,10 +59,16 @@ from pipstorm.engine.cli.options import (
     WorkerClassOpt,
     WorkersOpt,
     build_sizing,
+    check_ci_outputs,
+    ci_outputs,
+    live_dashboard,
 )
 from pipstorm.engine.errors import UsageError
+from pipstorm.packages.spec import CorpusSpec
 
 if TYPE_CHECKING:
+    from pipstorm.engine.report.model import Report
+    from pipstorm.engine.run.live.dashboard import Dashboard
     from pipstorm.engine.run.options import RunOptions
     from pipstorm.infra.pypiserver.sizing import SizingKnobs
 
@@ -99,19 +112,22 @@ def run(
     max_clock_offset: MaxClockOffsetOpt = 20.0,
     launch: LaunchOpt = None,
     allow_generator_bound: AllowGeneratorBoundOpt = False,
+    junit: JunitOpt = None,
+    abort_on_fail: AbortOnFailOpt = False,
+    dashboard: DashboardOpt = False,
+    dashboard_address: DashboardAddressOpt = None,
+    dashboard_allow_remote: DashboardRemoteOpt = False,
 ) -> None:
     """Run a load profile and judge it against the thresholds."""
     from pipstorm.engine.run.options import RunOptions
-    from pipstorm.engine.run.plan.client_mix import parse_mix
-    from pipstorm.engine.run.plan.profiles import load_profile
+    from pipstorm.engine.run.plan import client_mix, profiles
     from pipstorm.engine.run.target.opening import allowed_origins, parse_target
-    from pipstorm.packages.spec import CorpusSpec
 
-    _check_scale_out(shards, cluster, max_clock_offset)
+    ci = CiOutputs(junit, abort_on_fail, dashboard, dashboard_address, dashboard_allow_remote)
     knobs: SizingKnobs = {"cpus": cpus, "memory": memory, "workers": server_workers, "auth": auth}
     knobs |= {"worker_class": worker_class, "hash_algo": hash_algo, "backend": backend}
     options = RunOptions(
-        profile=load_profile(profile),
+        profile=profiles.load_profile(profile),
         duration_s=duration,
         time_scale=time_scale,
         target=parse_target(target, index_url),
@@ -125,7 +141,7 @@ def run(
         run_timeout_s=run_timeout,
         quiet=quiet,
         client=client,
-        mix=parse_mix(mix) if mix is not None else None,
+        mix=client_mix.parse_mix(mix) if mix is not None else None,
         client_versions={"pip": pip_version, "poetry": poetry_version, "uv": uv_version},
         corpus=CorpusSpec(dep_fan_out=dep_fan_out, dep_depth=dep_depth),
         faults=tuple(fault or ()),
@@ -136,7 +152,7 @@ def run(
         launch=launch,
         allow_generator_bound=allow_generator_bound,
     )
-    raise typer.Exit(_play(options, shards, cluster, max_clock_offset))
+    raise typer.Exit(_play(options, shards, cluster, max_clock_offset, ci))
 
 
 def _check_scale_out(shards: int | None, cluster: str | None, max_clock_offset: float) -> None:
@@ -154,13 +170,40 @@ def _check_scale_out(shards: int | None, cluster: str | None, max_clock_offset: 
 
 
 def _play(
-    options: RunOptions, shards: int | None, cluster: str | None, max_clock_offset: float
+    options: RunOptions,
+    shards: int | None,
+    cluster: str | None,
+    max_clock_offset: float,
+    ci: CiOutputs,
 ) -> int:
-    """The run on this machine, or over ``shards`` generators; its exit code."""
+    """Checked, the run on this machine or over ``shards`` generators, then what CI reads
+    (``--junit``, GitHub's job summary); its exit code."""
+    _check_scale_out(shards, cluster, max_clock_offset)
+    if shards is not None and ci.live:
+        raise UsageError("--abort-on-fail and --dashboard are not supported with --shards yet")
+    check_ci_outputs(ci.junit)
+    options = replace(options, abort_on_fail=ci.abort_on_fail)
+    with live_dashboard(
+        ci.dashboard, ci.dashboard_address, allow_remote=ci.dashboard_allow_remote
+    ) as board:
+        code, report = _execute(options, shards, cluster, max_clock_offset, board)
+    ci_outputs(report, ci.junit)
+    return code
+
+
+def _execute(
+    options: RunOptions,
+    shards: int | None,
+    cluster: str | None,
+    max_clock_offset: float,
+    board: Dashboard | None,
+) -> tuple[int, Report]:
+    """The run on this machine, or over ``shards`` generators; its exit code and report."""
     if shards is None:
         from pipstorm.engine.run.execute import execute_run
 
-        return execute_run(options).exit_code
+        single = execute_run(options, dashboard=board)
+        return single.exit_code, single.report
     from pipstorm.engine.run.shards.coordinator import (
         ShardedOptions,
         execute_sharded_run,
@@ -175,4 +218,4 @@ def _play(
     )
     code = result.exit_code
     # A shard that did not play its part means the load was not the profile's: never a pass.
-    return 1 if code == 0 and lost_shards(result.report.run) else code
+    return (1 if code == 0 and lost_shards(result.report.run) else code), result.report

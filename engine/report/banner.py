@@ -33,6 +33,8 @@ def verdict_line(report: Report) -> str:
     elif decision.allowed:
         detail += " (generator-bound, allowed)"
     flags = ["interrupted"] if report.interrupted else []
+    if report.aborted is not None:
+        flags.append("aborted")
     if report.incomplete and not report.interrupted:
         flags.append("incomplete")
     suffix = f" [{', '.join(flags)} run]" if flags else ""

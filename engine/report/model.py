@@ -147,6 +147,7 @@ class Report:
                 ),
                 allow_generator_bound=self.run.allow_generator_bound,
                 target_failed=None if self.target_failed is None else self.target_failed.text,
+                aborted=self.aborted,
             )
         )
 
@@ -155,6 +156,12 @@ class Report:
         """The target's failure that fails the run whatever the thresholds (it died, or
         answered nothing for longer than the run timeout); None when it did not."""
         return target_failed(self.target_failure)
+
+    @property
+    def aborted(self) -> str | None:
+        """Why ``--abort-on-fail`` stopped the run (None: it was not aborted)."""
+        aborted = self.run.aborted
+        return None if aborted is None else str(aborted.get("reason") or "aborted")
 
     @property
     def verdict(self) -> Verdict:
@@ -192,6 +199,7 @@ class Report:
             "duration_s": self.duration_s,
             "incomplete": self.incomplete,
             "interrupted": self.interrupted,
+            "aborted": self.run.aborted,
             "error_rate": requests.error_rate,
             "latency_p95": requests.latency_p95,
             "latency_p99": requests.latency_p99,
@@ -253,6 +261,7 @@ def _notes(
     missing: Sequence[str],
 ) -> list[str]:
     notes: list[str] = [f"WARNING: {w}." for w in run.warnings]
+    notes.extend(_aborted_note(run))
     if run.interrupted:
         notes.append("The run was interrupted: the numbers cover only the part that ran.")
     elif run.ended is None:
@@ -324,6 +333,18 @@ def _notes(
             f"p95 {runs.lag_s.p95:.1f} s): the load was lower than planned at those times."
         )
     return notes
+
+
+def _aborted_note(run: RunMeta) -> list[str]:
+    """Why ``--abort-on-fail`` stopped the run, and when (none for a run played out)."""
+    if run.aborted is None:
+        return []
+    at = run.aborted.get("at_s")
+    when = f" at t={at:.0f} s" if isinstance(at, int | float) else ""
+    return [
+        f"The run was aborted{when} (--abort-on-fail): {run.aborted.get('reason')}; "
+        "the numbers cover only the part that ran."
+    ]
 
 
 def _aws_notes(data: RunData) -> list[str]:

@@ -41,6 +41,8 @@ from pipstorm.engine.run.lifecycle import (
     open_parts,
     write_start,
 )
+from pipstorm.engine.run.live.abort import AbortRun, AbortWatch, aborted_record
+from pipstorm.engine.run.live.dashboard import Dashboard
 from pipstorm.engine.run.options import RunOptions
 from pipstorm.engine.run.plan.client_mix import warm_up as warm_up_clients
 from pipstorm.engine.run.plan.faults import RunFaults
@@ -94,13 +96,15 @@ def execute_run(
     say: Callable[[str], None] | None = None,
     target: Target | None = None,
     load: LoadPlan | None = None,
+    dashboard: Dashboard | None = None,
 ) -> RunResult:
     """Run ``options`` and return the verdict. Raises the components' one-line errors for bad
     input or an unusable target before any load is sent.
 
     ``target``: an index already open (the pytest plugin's session target), used instead of
     opening one from ``options``; the caller keeps it up and stops it. ``load``: a plan made
-    elsewhere (``pipstorm replay``'s, from a log) instead of the profile's."""
+    elsewhere (``pipstorm replay``'s, from a log) instead of the profile's. ``dashboard``: the
+    live page (``--dashboard``, opened by the caller), shown this run's folder once it exists."""
     emit: Callable[[str], None] = say or to_stderr
     load = load or plan_load(options)
     # Read the stack and refuse a non-loopback target before anything else.
@@ -120,6 +124,8 @@ def execute_run(
         target=target,
         checked=checked,
     )
+    if dashboard is not None:
+        dashboard.attach(state.run_dir)
     uploads = UPLOAD_KIND in load.choice.kinds and target is None
     write_start(state, load.runs, faults, load.line, uploads=uploads)
     _play(options, load.line, load.runs, state, lead)
@@ -251,6 +257,12 @@ def _drive(
             _watch(stack, state, parts, pool, proxy_priority)
             live = _live_progress(options, line, state, clock)
             make_task = _task_maker(options, parts.proxy.index_url_for)
+            if options.abort_on_fail:
+                state.abort = AbortWatch(
+                    state.run_dir / REQUESTS_FILE,
+                    state.meta,
+                    lambda: (clock.finished, clock.failed),
+                )
             wait_s = options.run_timeout_s + 3 * lead.ahead_s
             _play_schedule(plan, make_task, wait_s, state, lead, pool, clock, live)
             with no_interrupts_while_cleaning(state.emit):
@@ -345,7 +357,7 @@ def _play_schedule(  # noqa: PLR0917 - the parts of one run, from _drive
     disk stop it early, noted in ``run.json`` (``interrupted``) rather than raised."""
     meta, emit = state.meta, state.emit
     try:
-        guard = functools.partial(check_room, state.run_dir)
+        guard = functools.partial(_guard, state)
         dispatch_plan(plan, pool, make_task, clock, live, ahead_s=lead.ahead_s, guard=guard)
         # Every run has been handed out; wait for the last ones (bounded by their timeout).
         wait_for_last_runs(pool, wait_s, live, clock, guard)
@@ -355,12 +367,23 @@ def _play_schedule(  # noqa: PLR0917 - the parts of one run, from _drive
         live.close()
         note_interrupted(state, exc)
         emit("pipstorm: interrupted: stopping clients and writing the report")
+    except AbortRun as exc:
+        live.close()
+        meta.aborted = aborted_record(str(exc), meta)
+        emit(f"pipstorm: aborting (--abort-on-fail): {exc}; stopping clients")
     except DiskFull as exc:
         live.close()
         state.disk_full = exc
         meta.interrupted = True
         meta.warnings.append(f"stopped early: {exc}")
         emit("pipstorm: the results disk is nearly full: stopping clients")
+
+
+def _guard(state: RunState) -> None:
+    """Called twice a second while the run plays: room on the disk, then ``--abort-on-fail``."""
+    check_room(state.run_dir)
+    if state.abort is not None:
+        state.abort.check()
 
 
 def _report_what_fits(run_dir: Path, emit: Callable[[str], None]) -> None:

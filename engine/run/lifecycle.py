@@ -20,6 +20,7 @@ from types import FrameType
 
 from pipstorm.engine.run import reaper
 from pipstorm.engine.run.disk_room import DiskFull, check_room
+from pipstorm.engine.run.live.abort import AbortWatch
 from pipstorm.engine.run.options import RunOptions
 from pipstorm.engine.run.plan.faults import RunFaults
 from pipstorm.engine.run.plan.schedule import PlannedRun, Timeline
@@ -52,6 +53,7 @@ class RunState:
     stopped_by: str | None = None  # SIGINT or SIGTERM, once the run was interrupted
     start_at: float | None = None  # a shard's absolute offset 0 (engine.run.shards.worker)
     disk_full: DiskFull | None = None  # the run was stopped for want of disk space
+    abort: AbortWatch | None = None  # --abort-on-fail's watch, checked with the disk guard
 
 
 @dataclass(frozen=True)

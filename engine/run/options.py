@@ -55,6 +55,7 @@ class RunOptions:
     memory_budget_mb: float | None = None  # what prepared runs may hold (default: half free)
     # --allow-generator-bound: a generator-bound run keeps PASS/FAIL, not inconclusive
     allow_generator_bound: bool = False
+    abort_on_fail: bool = False  # --abort-on-fail: stop once a threshold cannot pass (live.abort)
 
     def __post_init__(self) -> None:
         if self.launch is not None:  # bad input is one line before anything starts

@@ -92,3 +92,38 @@ def read_jsonl(path: Path) -> tuple[list[dict[str, Any]], int]:
             else:
                 skipped += 1
     return rows, skipped
+
+
+class JsonlTail:
+    """Reads the complete lines appended to a JSONL stream since the last :meth:`poll`.
+
+    For readers that follow a run while it goes (``--abort-on-fail``, the live dashboard): the
+    file is read from where the last poll stopped, so a run of hours is never re-read; a line
+    cut short waits for its end; a malformed line is skipped like :func:`read_jsonl` does.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._offset = 0
+        self._partial = b""
+
+    def poll(self) -> list[dict[str, Any]]:
+        """The objects of the lines completed since the last poll (none if no file yet)."""
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self._offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return []
+        self._offset += len(data)
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()  # b"" after a complete last line
+        out: list[dict[str, Any]] = []
+        for raw in lines:
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                out.append(value)
+        return out

@@ -144,6 +144,9 @@ class RunMeta:
     #: How long one client run may take (``--run-timeout``): a target silent for longer fails
     #: the run (pipstorm.engine.analysis.target.failure); None for runs written before it.
     run_timeout_s: float | None = None
+    #: ``--abort-on-fail`` stopped the run: ``reason``, ``ts`` and ``at_s`` (seconds into the
+    #: run; ``pipstorm.engine.run.live.abort``); None for a run that was not aborted.
+    aborted: dict[str, Any] | None = None
 
     schema: ClassVar[int] = SCHEMA
 
@@ -201,7 +204,16 @@ class RunMeta:
 
 
 _NULLABLE = frozenset(
-    {"planned_duration_s", "tick_s", "started", "ended", "thresholds", "lab", "run_timeout_s"}
+    {
+        "planned_duration_s",
+        "tick_s",
+        "started",
+        "ended",
+        "thresholds",
+        "lab",
+        "run_timeout_s",
+        "aborted",
+    }
 )
 _NUMBERS = frozenset(
     {"planned_duration_s", "time_scale", "tick_s", "started", "ended", "run_timeout_s"}
@@ -209,7 +221,17 @@ _NUMBERS = frozenset(
 _INTS = frozenset({"seed", "runs_planned", "runs_dispatched"})
 _BOOLS = frozenset({"interrupted", "count_injected", "allow_generator_bound"})
 _OBJECTS = frozenset(
-    {"profile", "target", "versions", "clients", "priority", "thresholds", "lab", "launch"}
+    {
+        "profile",
+        "target",
+        "versions",
+        "clients",
+        "priority",
+        "thresholds",
+        "lab",
+        "launch",
+        "aborted",
+    }
 )
 _LISTS = frozenset({"burst_ticks_s", "faults", "warnings", "shards"})
 

@@ -27,6 +27,7 @@ from pipstorm.engine.analysis.replay import LogSample, ReplayComparison, compare
 from pipstorm.engine.errors import UsageError
 from pipstorm.engine.report.replay import terminal_summary, write_replay
 from pipstorm.engine.run.execute import RunOptions, RunResult, execute_run
+from pipstorm.engine.run.live.dashboard import Dashboard
 from pipstorm.engine.run.plan import capacity
 from pipstorm.engine.run.plan.client_mix import ClientChoice
 from pipstorm.engine.run.plan.load import LoadPlan
@@ -76,6 +77,7 @@ class ReplayOptions:
     launch: str | None = None
     allow_generator_bound: bool = False  # --allow-generator-bound, as in ``pipstorm run``
     force: bool = False  # --force: play a replay this machine cannot prepare or hold
+    dashboard: Dashboard | None = None  # --dashboard: the live page of the replayed run
 
 
 @dataclass(frozen=True)
@@ -134,7 +136,9 @@ def run_replay(
     _warm_up(plan, emit)
     with ExitStack() as stack:
         target = _remote_target(checked, plan, stack, emit)
-        result = execute_run(run_options, emit, target=target, load=load)
+        result = execute_run(
+            run_options, emit, target=target, load=load, dashboard=options.dashboard
+        )
     samples = [_sample(r, plan.origin) for r in window]
     facts = _facts(read.unreadable, read.outside, plan)
     comparison = compare_replay(

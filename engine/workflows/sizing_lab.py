@@ -27,6 +27,7 @@ from pipstorm.engine.analysis.target.sizing import Diagnosis
 from pipstorm.engine.errors import UsageError
 from pipstorm.engine.report.compare import load_run, render
 from pipstorm.engine.run.execute import RunOptions, RunResult, execute_run
+from pipstorm.engine.run.live.dashboard import Dashboard
 from pipstorm.engine.run.plan.schedule import timeline
 from pipstorm.engine.run.progress import to_stderr
 from pipstorm.engine.rundir.files import make_run_dir, write_json_atomic, write_text_atomic
@@ -48,6 +49,7 @@ class SizingLabOptions:
     sizes: tuple[str, ...] = DEFAULT_SIZES
     knobs: Mapping[str, Any] = field(default_factory=dict)  # applied to every size
     scale: int = 1  # --scale K: 1/K of the clients against 1/K of each sizing's capacity
+    dashboard: Dashboard | None = None  # --dashboard: one page that follows each sizing's run
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,7 @@ def run_sizing_lab(
                     profile=profile,
                 ),
                 emit,
+                dashboard=options.dashboard,
             )
         # This sizing's server died starting (OOM), or started but could not answer the
         # corpus check before any load (a 128 MiB server thrashing): the next sizing may do.
@@ -273,3 +276,18 @@ def _prediction_markdown(outcomes: Sequence[SizingOutcome]) -> list[str]:
             + f". Source: {prediction.published.source}.",
         ]
     return lines
+
+
+def write_lab_junit(path: Path, lab: SizingLab) -> None:
+    """``--junit FILE``: one testsuite per sizing; a sizing whose server never served is a
+    testsuite with one error (``pipstorm.engine.report.ci.junit``)."""
+    from pipstorm.engine.report.ci.junit import error_suite, testsuite, write_junit
+
+    suites = []
+    for outcome in lab.outcomes:
+        name = f"pipstorm sizing-lab {outcome.sizing.label()}"
+        if outcome.result is None:
+            suites.append(error_suite(name, outcome.start_error or "the target did not start"))
+        else:
+            suites.append(testsuite(outcome.result.report, name))
+    write_junit(path, suites)

@@ -9,6 +9,7 @@ import secrets
 import signal
 import urllib.error
 import urllib.request
+import xml.etree.ElementTree as ET
 
 import psutil
 import pytest
@@ -100,7 +101,9 @@ def user_env(
 
 def test_a_user_project_passes_and_fails(user_env: pytest.Pytester) -> None:
     user_env.makepyfile(test_load=USER_TESTS)
-    result = user_env.runpytest_subprocess("-p", "no:cacheprovider", timeout=240)
+    result = user_env.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--pipstorm-junit", "pipstorm.xml", timeout=240
+    )
     result.assert_outcomes(passed=1, failed=2)
     # What the user sees under the failed assert: the verdict and the failed threshold.
     result.stdout.re_match_lines(
@@ -109,6 +112,13 @@ def test_a_user_project_passes_and_fails(user_env: pytest.Pytester) -> None:
             r".*unknown option 'durration'",
         ]
     )
+    # --pipstorm-junit: one testsuite per run, named after its test, the verdicts as judged.
+    root = ET.parse(user_env.path / "pipstorm.xml").getroot()  # noqa: S314 - the plugin's file
+    suites = {s.get("name", "").rsplit("::", 1)[-1]: s for s in root}
+    assert set(suites) == {"test_light_load_passes)", "test_an_impossible_threshold_fails)"}
+    assert suites["test_light_load_passes)"].get("failures") == "0"
+    failed = suites["test_an_impossible_threshold_fails)"].find("testcase/failure")
+    assert failed is not None and failed.get("message", "").startswith("FAIL: measured")
 
 
 def test_keep_after_leaves_the_target_up_and_says_where(user_env: pytest.Pytester) -> None:

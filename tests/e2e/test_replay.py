@@ -6,6 +6,7 @@ a remote index that must hold the log's projects."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from pipstorm.infra.pypiserver.target import LocalPypiserver
 from pipstorm.packages.cache import cached_corpus
 from pipstorm.packages.spec import CorpusSpec
 from tests.e2e.conftest import LATENCY_OFF, pipstorm
+from tests.engine.report.ci.test_junit import check_junit
 from tests.engine.run.replay.lines import APACHE_COMBINED, as_alb, as_combined
 
 pytestmark = pytest.mark.e2e
@@ -132,7 +134,10 @@ def test_replay_of_a_pip_and_poetry_log_plays_each_run_and_compares(
     log.write_text("\n".join(lines) + "\n", encoding="utf-8")
     results = tmp_path / "results"
     proc = pipstorm(
-        ["replay", str(log), "--speed", "8", "--results", str(results), "--quiet", *LATENCY_OFF],
+        [
+            *("replay", str(log), "--speed", "8", "--results", str(results), "--quiet"),
+            *(*LATENCY_OFF, "--junit", str(tmp_path / "junit.xml"), "--dashboard"),
+        ],
         e2e_env,
         tmpdir=tmp_path / "tmp",
         timeout=600,  # installs pip 25.3 and poetry 2.1.3 into the test's cache first
@@ -166,6 +171,10 @@ def test_replay_of_a_pip_and_poetry_log_plays_each_run_and_compares(
     assert report["facts"]["unreadable_lines"] == 1
     assert report["onset_s"]["count"] == 20
     assert "## Per minute" in (run_dir / "replay.md").read_text()
+    # The live page's URL comes first; the verdict goes to CI as JUnit (docs/ci.md).
+    assert re.match(r"pipstorm: dashboard at http://127\.0\.0\.1:\d+/\n", proc.stderr)
+    suites = check_junit(tmp_path / "junit.xml")
+    assert [s.get("name") for s in suites] == ["pipstorm replay"]
 
 
 def test_against_a_remote_index_every_logged_project_is_checked_first(

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -27,15 +28,21 @@ def test_the_embedded_targets_password_stays_where_it_belongs(
     tmpdir, results = tmp_path / "t", tmp_path / "r"
     tmpdir.mkdir()
     argv = [sys.executable, "-m", "pipstorm", "run", "--profile", "light_load", "--duration", "60"]
+    # What CI reads, and the live page, must not hold it either.
+    junit, summary = tmp_path / "junit.xml", tmp_path / "summary.md"
+    ci = ["--junit", str(junit), "--dashboard"]
     owner = subprocess.Popen(
         # Real pip processes (warm-launched): the clients are the processes to scan.
-        [*argv, "--client", "pip", "--quiet", "--results", str(results)],
-        env={**e2e_env, "TMPDIR": str(tmpdir)},
+        [*argv, "--client", "pip", "--quiet", "--results", str(results), *ci],
+        env={**e2e_env, "TMPDIR": str(tmpdir), "GITHUB_STEP_SUMMARY": str(summary)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
+        assert owner.stderr is not None
+        url = owner.stderr.readline().strip().removeprefix("pipstorm: dashboard at ")  # first
+        assert url.startswith("http://127.0.0.1:"), url
         deadline = time.monotonic() + 180
         while True:  # the run is under way once its first request is recorded
             requests = list(results.glob("*/requests.jsonl"))
@@ -79,6 +86,8 @@ def test_the_embedded_targets_password_stays_where_it_belongs(
             scans += 1
             time.sleep(0.3)
         assert seen > 10 and found == []
+        page = _dashboard_pages(url)
+        assert not [f for f in forms if f in page]
         owner.send_signal(signal.SIGTERM)
         out, err = owner.communicate(timeout=60)
     finally:
@@ -94,7 +103,18 @@ def test_the_embedded_targets_password_stays_where_it_belongs(
     files = [p for p in run_dir.rglob("*") if p.is_file()]
     assert {"requests.jsonl", "target.log", "run.json", "report.json"} <= {p.name for p in files}
     assert (run_dir / "target.log").stat().st_size > 0  # pypiserver's own log, in the results
+    files += [junit, summary]
     leaks = [p.name for p in files for f in forms if f.encode() in p.read_bytes()]
     assert leaks == []
     print(f"secrets: {seen} process samples, {len(files)} result files, 0 with the password")  # noqa: T201 - the README figure
     assert not any(f in out + err for f in forms)
+
+
+def _dashboard_pages(url: str) -> str:
+    """What the live page serves during the run: the page, its script and its data."""
+    out = []
+    for path in ("", "dashboard.js", "state.json"):
+        with urllib.request.urlopen(url + path, timeout=30) as response:  # noqa: S310 - loopback
+            out.append(response.read().decode())
+    assert '"state":"running"' in out[2]
+    return "\n".join(out)

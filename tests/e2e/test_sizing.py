@@ -15,6 +15,7 @@ import pytest
 
 from pipstorm.infra.pypiserver import cgroups
 from tests.e2e.conftest import leftovers, pipstorm
+from tests.engine.report.ci.test_junit import check_junit
 
 pytestmark = [
     pytest.mark.e2e,
@@ -101,6 +102,8 @@ def test_sizing_lab_names_the_bcrypt_hash_and_a_memory_limit_too_small(
             "--results",
             str(results),
             "--quiet",
+            "--junit",
+            str(tmp_path / "junit.xml"),
         ],
         e2e_env,
         tmpdir=tmp_path / "tmp",
@@ -133,6 +136,10 @@ def test_sizing_lab_names_the_bcrypt_hash_and_a_memory_limit_too_small(
     assert "optimized/auth=bcrypt:12/cpus=0.4: " in out
     assert "auth-hash-bound" in out
     assert (lab_dir / "sizing-lab.md").is_file()
+    # --junit: one testsuite per sizing, in order, named after it (check_junit: the schema).
+    suites = check_junit(tmp_path / "junit.xml")
+    names = [str(s.get("name")) for s in suites]
+    assert [n.split(" (")[0] for n in names] == [f"pipstorm sizing-lab {n}" for n in by_name]
     # An OOM-killed server's tasks can take longer to exit than the lab waits for (seen in CI:
     # its cpuacct and memory dirs stayed busy past the 10 s removal bound and the exit retry);
     # what the lab could not remove, the next pipstorm start removes as stale: that promise is

@@ -20,6 +20,7 @@ REPORT_KEYS = {
     "target_failure", "failed_run_causes",
     "decision",
     "target_failed",
+    "aborted",
 }  # fmt: skip
 DECISION_KEYS = {
     "verdict", "reason", "exit_code", "generator_bound", "generator_bound_allowed",
@@ -33,6 +34,7 @@ RUN_KEYS = {
     "launch",
     "allow_generator_bound",
     "run_timeout_s",
+    "aborted",
 }  # fmt: skip
 
 

@@ -1,0 +1,1 @@
+"""The live dashboard's data (``feed``, ``judged``) and its page (``templates/dashboard/``)."""
