@@ -4,8 +4,10 @@ A local run keeps its clients' and launchers' work folders under one temp folder
 (``guarded_folder``), and the local Dask cluster keeps its scheduler's and workers' scratch
 folders (and each shard's streams before they are shipped) under one. The owner removes it when
 it ends; this process, started beside it in its own session, removes it when the owner cannot
-(SIGKILL): it waits for the owner to exit, gives the worker processes (which
-exit with their parent) a moment, and removes the folder.
+(SIGKILL): it waits for the owner to exit, then for every process still working inside the folder
+(its cwd there: an orphaned embedded server finishing its in-flight requests, whose htpasswd is in
+its private dir below; clients and workers exiting with their parent) to exit, at most
+``SETTLE_S``, and removes the folder.
 
 Run as ``python -m pipstorm.engine.run.reaper PID FOLDER``.
 """
@@ -25,7 +27,8 @@ from pathlib import Path
 
 import psutil
 
-#: After the owner is gone, how long removal is retried while its workers finish exiting.
+#: After the owner is gone, how long the processes working inside the folder get to exit; the
+#: folder is removed then whatever is left.
 SETTLE_S = 30.0
 
 
@@ -74,13 +77,27 @@ def _wait_gone(pid: int) -> None:
             time.sleep(0.1)
 
 
+def _working_inside(folder: str) -> bool:
+    """Whether a live process has its cwd in ``folder`` (a zombie has exited: it does not)."""
+    for proc in psutil.process_iter(["cwd", "status"]):
+        cwd = proc.info["cwd"]  # None where it cannot be read
+        if proc.info["status"] == psutil.STATUS_ZOMBIE or not cwd:
+            continue
+        if cwd == folder or cwd.startswith(folder + os.sep):
+            return True
+    return False
+
+
 def main(argv: list[str]) -> int:
     pid, folder = int(argv[1]), Path(argv[2])
     _wait_gone(pid)
     deadline = time.monotonic() + SETTLE_S
+    real = os.path.realpath(folder)
     while folder.exists() and time.monotonic() < deadline:
-        time.sleep(1.0)  # worker processes notice their parent's death within a second or so
-        shutil.rmtree(folder, ignore_errors=True)
+        time.sleep(0.5)  # worker processes notice their parent's death within a second or so
+        if not _working_inside(real):
+            shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)  # past the bound: nothing of the run outlives it
     return 0
 
 

@@ -68,3 +68,34 @@ def test_a_guarded_folder_goes_at_the_end_of_its_block() -> None:
         (folder / "x").write_text("x", encoding="utf-8")
         assert folder.is_dir()
     assert not folder.exists()
+
+
+def test_the_folder_stays_while_a_process_still_works_inside_it(tmp_path: Path) -> None:
+    """An orphaned pypiserver finishes its in-flight requests in its private dir (cwd) inside the
+    run folder: its htpasswd removed under it answered 500s that the report counted as the
+    index's (tests/e2e/test_kill.py). The folder goes once that process has exited."""
+    folder = tmp_path / "scratch"
+    (folder / "server").mkdir(parents=True)
+    (folder / "server" / "htpasswd").write_text("u:x\n", encoding="utf-8")
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    server = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], cwd=folder / "server"
+    )
+    guard = subprocess.Popen(
+        [sys.executable, "-m", "pipstorm.engine.run.reaper", str(owner.pid), str(folder)],
+        start_new_session=True,
+    )
+    try:
+        owner.kill()
+        owner.wait()
+        time.sleep(3.0)  # the reaper's old rule removed the folder within about a second
+        assert (folder / "server" / "htpasswd").exists()
+        server.kill()
+        server.wait()
+        assert guard.wait(timeout=30) == 0
+        assert not folder.exists()
+    finally:
+        for proc in (owner, server, guard):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
