@@ -71,7 +71,7 @@ def test_throttling_is_named_with_its_share_and_the_quota() -> None:
         generator_saturated=False,
     )
     assert found.cause == "CPU-throttled"
-    assert "63 %" in found.detail
+    assert "63.0 %" in found.detail
     assert "2 vCPU" in found.detail
 
 
@@ -84,9 +84,21 @@ def test_any_throttling_of_a_failing_sizing_is_named_however_small_its_share() -
         generator_saturated=False,
     )
     assert [d.cause for d in found] == ["CPU-throttled"]
-    assert "17 %" in found[0].detail
+    assert "17.0 %" in found[0].detail
     assert "11.7 s" in found[0].detail
     assert causes(sized(NOTHING_HIT)) == ["unexplained"]
+
+
+def test_a_few_throttled_periods_are_counted_not_rounded_to_nothing() -> None:
+    # 2026-12-06, optimized at 2 vCPU: 2 of 439 periods, 3 ms held back, printed "0 % of CFS
+    # periods (0.0 s held back)": a named limit that read as not hit.
+    few = {"throttled_periods": 2, "periods": 439, "throttled_ratio": 0.0046, "throttled_s": 3e-3}
+    (found,) = diagnose(
+        sized(few),
+        failed=True,
+        generator_saturated=False,
+    )
+    assert "2 of 439 CFS periods (0.5 %, 0.003 s held back)" in found.detail
 
 
 def test_an_oom_kill_and_a_dead_server_come_before_throttling() -> None:
