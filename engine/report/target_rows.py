@@ -48,7 +48,8 @@ def target_rows(report: Report) -> list[tuple[str, str]]:
                 f"cgroup v{cgroup.get('version')}: CPU quota "
                 + (f"{quota} us per {period} us" if isinstance(quota, int) else "none")
                 + ", memory limit "
-                + (f"{memory / 2**20:.0f} MiB" if isinstance(memory, int) else "none"),
+                + (f"{memory / 2**20:.0f} MiB" if isinstance(memory, int) else "none")
+                + _weight(limits),
             )
         )
     if target.counters is not None:
@@ -99,3 +100,13 @@ def _reclaim_row(figure: Callable[[str], float | None]) -> str:
             else "stall time not kept per cgroup here"
         )
     )
+
+
+def _weight(limits: Mapping[str, Any]) -> str:
+    """The CPU weight that puts the server before the clients sharing its cores (absent in runs
+    recorded before 2026-12-06)."""
+    for key, name in (("cpu_shares", "cpu.shares"), ("cpu_weight", "cpu.weight")):
+        value = limits.get(key)
+        if isinstance(value, int):
+            return f", {name} {value} (ahead of the clients)"
+    return ""

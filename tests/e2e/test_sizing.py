@@ -63,6 +63,7 @@ def test_sized_run_records_the_cgroup_counters_and_leaves_no_cgroup(
     assert target["cgroup"]["limits"] == {
         "cpu_quota_us": 200_000,  # a t3.micro's 2 vCPUs: unlimited credits, no baseline cap
         "cpu_period_us": 100_000,
+        "cpu_shares": 262_144,  # ahead of the clients beside it (infra/pypiserver/cgroups.py)
         "memory_limit_bytes": 256 * 2**20,  # its 2 tasks x 128 MB
     }
     counters = target["counters"]
