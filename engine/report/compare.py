@@ -94,7 +94,9 @@ def render(runs: Sequence[RunSummary], fmt: str) -> str:
             indent=2,
             allow_nan=False,
         )
-    headers = ["metric", f"{names[0]} (baseline)"]
+    # "reference", not "baseline": in a sizing lab "baseline" is a preset's name, and a lab of
+    # `validated` alone printed "A (baseline)" above the validated deployment's figures.
+    headers = ["metric", f"{names[0]} (reference)" if len(names) > 1 else names[0]]
     for n in names[1:]:
         headers += [n, f"{n} vs {names[0]}"]
     table = [["verdict", runs[0].verdict, *(c for r in runs[1:] for c in (r.verdict, ""))]]

@@ -43,7 +43,7 @@ def test_table_and_markdown(runs: tuple[Path, Path], capsys: pytest.CaptureFixtu
     fast, slow = runs
     assert main(["compare", str(fast), str(slow), str(fast)]) == 0
     out = capsys.readouterr().out
-    assert "A (baseline)" in out and "B vs A" in out and "C vs A" in out
+    assert "A (reference)" in out and "B vs A" in out and "C vs A" in out
     line = next(ln for ln in out.splitlines() if ln.startswith("p95 listing"))
     assert "worse" in line and line.rstrip().endswith("=")
     md = compare_paths([fast, slow], "md")
