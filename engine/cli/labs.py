@@ -189,15 +189,16 @@ def sizing_lab(
         ),
     ] = 0,
     scale: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=1,
             max=64,
             help="Play 1/K of the profile's clients against 1/K of each sizing's CPU, workers "
-            "and memory: a deployment bigger than this machine, e.g. validated at 8.",
+            "and memory: a deployment bigger than this machine, e.g. validated at 8. Default: "
+            "the smallest K that leaves the clients a core (said when not 1); 1 forces full size.",
             rich_help_panel=SIZING_PANEL,
         ),
-    ] = 1,
+    ] = None,
     junit: JunitOpt = None,
     dashboard: DashboardOpt = False,
     dashboard_address: DashboardAddressOpt = None,

@@ -12,6 +12,7 @@ lab can print its prediction beside them and say whether it lands within x2.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Final
 
@@ -53,6 +54,15 @@ PUBLISHED: Final = {
         p99_ms=20000.0,
     ),
 }
+
+
+def fitting_scale(cpus: float | None, cores: int) -> int:
+    """The smallest K at which ``cpus`` / K leaves one of ``cores`` to the load generator (1 when
+    the sizing has no CPU limit or the machine has one core: nothing to leave)."""
+    room = cores - 1
+    if cpus is None or room < 1 or cpus <= room:
+        return 1
+    return math.ceil(cpus / room - 1e-9)
 
 
 def scale_profile(profile: Profile, k: int) -> Profile:

@@ -31,7 +31,13 @@ from pipstorm.engine.run.live.dashboard import Dashboard
 from pipstorm.engine.run.plan.schedule import timeline
 from pipstorm.engine.run.progress import to_stderr
 from pipstorm.engine.rundir.files import make_run_dir, write_json_atomic, write_text_atomic
-from pipstorm.engine.workflows.published import Prediction, predict, scale_profile
+from pipstorm.engine.workflows.published import (
+    Prediction,
+    fitting_scale,
+    predict,
+    scale_profile,
+)
+from pipstorm.infra.pypiserver.cgroups import host_cores
 from pipstorm.infra.pypiserver.sizing import KNOB_NAMES, Sizing, preset
 from pipstorm.infra.pypiserver.target import TargetError
 from pipstorm.packages.index_check import IndexCheckError
@@ -48,7 +54,9 @@ class SizingLabOptions:
     run: RunOptions
     sizes: tuple[str, ...] = DEFAULT_SIZES
     knobs: Mapping[str, Any] = field(default_factory=dict)  # applied to every size
-    scale: int = 1  # --scale K: 1/K of the clients against 1/K of each sizing's capacity
+    # --scale K: 1/K of the clients against 1/K of each sizing's capacity; None: the smallest K
+    # that leaves the clients a core (``fitting_scale``), said in one line when it is not 1.
+    scale: int | None = None
     dashboard: Dashboard | None = None  # --dashboard: one page that follows each sizing's run
 
 
@@ -182,10 +190,12 @@ def run_sizing_lab(
     if options.run.target.index_url is not None:
         raise UsageError("sizing-lab sizes the embedded target: it takes no --index-url")
     # All checked first; the knobs apply at full size, then the whole sizing is scaled.
-    sizings = [parse_size(text, options.knobs).scaled(options.scale) for text in options.sizes]
-    if not sizings:
+    full = [parse_size(text, options.knobs) for text in options.sizes]
+    if not full:
         raise UsageError("--sizes names no sizing")
-    profile = scale_profile(options.run.profile, options.scale)
+    scale = _lab_scale(full, options.scale, emit)
+    sizings = [sizing.scaled(scale) for sizing in full]
+    profile = scale_profile(options.run.profile, scale)
     timeline(profile, duration_s=options.run.duration_s, time_scale=options.run.time_scale)
     lab_dir = make_run_dir(options.run.results_root, f"sizing-lab-{profile.name}")
     outcomes: list[SizingOutcome] = []
@@ -211,17 +221,44 @@ def run_sizing_lab(
             outcomes.append(SizingOutcome(sizing, None, start_error=str(exc)))
             continue
         prediction = predict(
-            options.run.profile.name, sizing.name, options.scale, result.report.stats.requests
+            options.run.profile.name, sizing.name, scale, result.report.stats.requests
         )
         outcomes.append(SizingOutcome(sizing, result, prediction=prediction))
         if result.interrupted:
             interrupted = True
             break
     table = _table(outcomes)
-    lab = SizingLab(lab_dir, tuple(outcomes), table, interrupted, options.scale)
+    lab = SizingLab(lab_dir, tuple(outcomes), table, interrupted, scale)
     write_json_atomic(lab_dir / LAB_JSON, lab.to_json())
     write_text_atomic(lab_dir / LAB_MD, _markdown(lab, outcomes))
     return lab
+
+
+def _lab_scale(sizings: Sequence[Sizing], asked: int | None, emit: Callable[[str], None]) -> int:
+    """``--scale`` as given, or the smallest K that leaves this machine's clients a core.
+
+    A sizing of every core here leaves the clients none: its server and the clients took CPU from
+    each other (optimized at 2 vCPU on 2 cores got 110-180 % in a burst's seconds, and the runs
+    were generator-bound, 2026-12-06). One K for the whole lab, so its rows compare.
+    """
+    cores = host_cores()
+    widest = max(sizings, key=lambda s: s.cpus or 0.0)
+    fit = fitting_scale(widest.cpus, cores)
+    if asked is None:
+        if fit > 1:
+            emit(
+                f"sizing-lab: {widest.name}'s {widest.cpus:g} vCPUs would leave this machine's "
+                f"{cores} cores none for the clients: playing 1/{fit} of the clients against "
+                f"1/{fit} of each sizing (--scale 1 forces full size)"
+            )
+        return fit
+    if asked < fit:
+        emit(
+            f"sizing-lab: at 1/{asked}, {widest.name} has {(widest.cpus or 0) / asked:g} vCPUs of "
+            f"this machine's {cores} cores: its server and the clients will take CPU from each "
+            f"other (--scale {fit} leaves the clients a core)"
+        )
+    return asked
 
 
 def _ran(outcomes: Sequence[SizingOutcome]) -> list[RunResult]:

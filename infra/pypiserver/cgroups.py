@@ -49,8 +49,11 @@ _V1_CONTROLLERS: Final = ("cpu", "cpuacct", "memory")
 #: task's) the clients' own work took them: the optimized preset at 2 vCPU got 110-180 % CPU
 #: in the burst seconds of production_incident while 75 requests queued (measured 2026-12-06).
 #: The quota still caps it at the sizing; the weight only makes the clients take what it leaves.
+#: Only while the quota leaves the generator a core (``ahead_of_clients``): a quota of every core
+#: at this weight starved pipstorm's own sampler for 8 s of a burst (measured the same day).
 CPU_SHARES_V1: Final = 262_144
 CPU_WEIGHT_V2: Final = 10_000
+
 _REMOVE_TIMEOUT_S: Final = 10.0
 #: Directories this process could not remove (a task slow to exit); retried by ``remove_stale``.
 _LEFT_BEHIND: set[Path] = set()
@@ -158,6 +161,16 @@ class Cgroup:
                         _write(directory / name, value)
 
 
+def host_cores() -> int:
+    """The cores this process may run on (its affinity, not the machine's count)."""
+    return len(os.sched_getaffinity(0))
+
+
+def ahead_of_clients(cpus: float | None) -> bool:
+    """Whether the server gets the largest CPU weight: its quota must leave a core."""
+    return cpus is not None and cpus <= host_cores() - 1
+
+
 def detect_version(root: Path = CGROUP_ROOT) -> int | None:
     """1 or 2 for a usable hierarchy at ``root``; None when there are no cgroups."""
     if (root / "cgroup.controllers").exists():
@@ -241,7 +254,8 @@ def _create_v1(name: str, cpus: float | None, memory_bytes: int | None, root: Pa
                 _write(directory / "cpu.cfs_period_us", str(_PERIOD_US))
                 quota = cpu_quota_us(cpus, _PERIOD_US) if cpus is not None else -1
                 _write(directory / "cpu.cfs_quota_us", str(quota))
-                _write(directory / "cpu.shares", str(CPU_SHARES_V1))
+                if ahead_of_clients(cpus):
+                    _write(directory / "cpu.shares", str(CPU_SHARES_V1))
             if controller == "memory" and memory_bytes is not None:
                 _write(directory / "memory.limit_in_bytes", str(memory_bytes))
                 # With swap, memsw must match or the limit only moves pages to swap.
@@ -268,7 +282,8 @@ def _create_v2(name: str, cpus: float | None, memory_bytes: int | None, root: Pa
     try:
         if cpus is not None:
             _write(directory / "cpu.max", f"{cpu_quota_us(cpus, _PERIOD_US)} {_PERIOD_US}")
-        _write(directory / "cpu.weight", str(CPU_WEIGHT_V2))
+        if ahead_of_clients(cpus):
+            _write(directory / "cpu.weight", str(CPU_WEIGHT_V2))
         if memory_bytes is not None:
             _write(directory / "memory.max", str(memory_bytes))
             with contextlib.suppress(FileNotFoundError):
@@ -280,7 +295,7 @@ def _create_v2(name: str, cpus: float | None, memory_bytes: int | None, root: Pa
 
 
 def _systemd_run_prefix(name: str, cpus: float | None, memory_bytes: int | None) -> list[str]:
-    properties = ["-p", f"CPUWeight={CPU_WEIGHT_V2}"]
+    properties = ["-p", f"CPUWeight={CPU_WEIGHT_V2}"] if ahead_of_clients(cpus) else []
     if cpus is not None:
         properties += ["-p", f"CPUQuota={round(cpus * 100)}%"]
     if memory_bytes is not None:

@@ -6,9 +6,21 @@ from pathlib import Path
 
 from pipstorm.engine.analysis.stats import request_stats
 from pipstorm.engine.run.plan.profiles import Profile, load_profile
-from pipstorm.engine.workflows.published import PUBLISHED, Prediction, predict, scale_profile
-from pipstorm.engine.workflows.sizing_lab import SizingLab, SizingOutcome, _prediction_markdown
+from pipstorm.engine.workflows.published import (
+    PUBLISHED,
+    Prediction,
+    fitting_scale,
+    predict,
+    scale_profile,
+)
+from pipstorm.engine.workflows.sizing_lab import (
+    SizingLab,
+    SizingOutcome,
+    _lab_scale,
+    _prediction_markdown,
+)
 from pipstorm.infra.proxy.log import RequestRecord
+from pipstorm.infra.pypiserver.cgroups import host_cores
 from pipstorm.infra.pypiserver.sizing import preset
 
 # issue 20's profile: the module's stress_test.py production_incident, 3 clients x 170.
@@ -84,3 +96,30 @@ def test_the_lab_prints_prediction_and_published_side_by_side(tmp_path: Path) ->
     assert entry["prediction"]["within_x2"] is True
     assert entry["sizing"]["cpus"] == 1.0
     assert any("lands within x2" in line for line in outcome.prediction_lines())
+
+
+def test_the_default_scale_leaves_the_clients_a_core() -> None:
+    # 2026-12-06: baseline and optimized (2 vCPU) on this 2-core machine took CPU from their
+    # clients and the reverse; both runs were generator-bound. 1/2 leaves the clients a core.
+    assert fitting_scale(2.0, cores=2) == 2
+    assert fitting_scale(8.0, cores=2) == 8  # validated: the docs' --scale 8
+    assert fitting_scale(2.0, cores=3) == 1
+    assert fitting_scale(8.0, cores=4) == 3  # 8/3 = 2.67 vCPUs leave one of 4 cores
+    assert fitting_scale(1.0, cores=2) == 1
+    assert fitting_scale(None, cores=2) == 1  # no CPU limit: nothing to leave
+    assert fitting_scale(4.0, cores=1) == 1  # one core: no scale leaves one
+
+
+def test_the_lab_says_the_scale_it_chose_and_warns_when_told_one_that_leaves_no_core() -> None:
+    said: list[str] = []
+    sizings = [preset("baseline"), preset("optimized")]
+    cores = host_cores()
+    assert _lab_scale(sizings, None, said.append) == fitting_scale(2.0, cores)
+    if cores == 2:
+        assert said and "playing 1/2" in said[0] and "--scale 1 forces full size" in said[0]
+        said.clear()
+        assert _lab_scale(sizings, 1, said.append) == 1
+        assert said and "--scale 2 leaves the clients a core" in said[0]
+    said.clear()
+    assert _lab_scale(sizings, 64, said.append) == 64
+    assert said == []

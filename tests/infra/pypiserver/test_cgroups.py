@@ -57,8 +57,8 @@ def test_baseline_is_confined_with_the_kernel_holding_its_limits(corpus: Corpus)
         assert cgroup.limits() == {
             "cpu_quota_us": 200_000,  # a t3.micro's 2 vCPUs of a 100 ms period
             "cpu_period_us": 100_000,
-            # Its vCPUs are its own: the clients beside it on this machine get what it leaves.
-            "cpu_shares": 262_144,
+            # Ahead of the clients only where its 2 vCPUs leave the generator a core.
+            "cpu_shares": cgroups.CPU_SHARES_V1 if cgroups.host_cores() >= 3 else 1024,
             "memory_limit_bytes": 256 * 2**20,  # 2 tasks x container_memory 128
         }
         master = psutil.Process(server.pid)
@@ -79,6 +79,17 @@ def test_baseline_is_confined_with_the_kernel_holding_its_limits(corpus: Corpus)
     assert all(not directory.exists() for directory in dirs)
     assert server.final_counters is not None
     assert server.final_counters.oom_kills == 0
+
+
+def test_a_quota_that_leaves_a_core_puts_the_server_ahead_of_the_clients(corpus: Corpus) -> None:
+    sizing = preset("baseline").scaled(2)  # 1 vCPU: this machine's other core is the clients'
+    assert sizing.cpus == 1.0
+    with LocalPypiserver(corpus.directory, sizing=sizing) as server:
+        assert server.cgroup is not None
+        assert server.cgroup.limits()["cpu_shares"] == cgroups.CPU_SHARES_V1
+    assert cgroups.ahead_of_clients(float(cgroups.host_cores() - 1))
+    assert not cgroups.ahead_of_clients(float(cgroups.host_cores()))  # the sampler would starve
+    assert not cgroups.ahead_of_clients(None)
 
 
 def test_auth_none_serves_without_credentials(corpus: Corpus) -> None:
