@@ -44,6 +44,11 @@ from pipstorm.engine.rundir.records import RequestRecord
 
 #: A listing whose auth check or file hashing is more than this share of its CPU is bound by it.
 MOST = 0.5
+#: Said of a sizing that passed with the working set spilling: a risk, not a failure here.
+PASSED_WITH_REFAULTS = (
+    "; passed here, where each refault is read back from this machine's page cache or disk in "
+    "microseconds: from EFS each is a network round trip (docs/sizing-lab.md, Memory)"
+)
 #: Requests one gunicorn worker holds at once, by worker class: sync serves one, gthread its
 #: threads (pipstorm starts it with 4), gevent up to ``worker_connections`` (gunicorn's default).
 REQUESTS_PER_WORKER = {"sync": 1, "gthread": 4, "gevent": 1000}
@@ -138,7 +143,8 @@ def diagnose(
     generator_saturated: bool,
     peak_in_flight: int | None = None,
 ) -> tuple[Diagnosis, ...]:
-    """Why a sizing failed; for one that passed, only a generator-bound run or a dead server.
+    """Why a sizing failed; for one that passed, only a generator-bound run, a dead server, or a
+    working set that spilled (the incident's signature, a risk rather than this run's failure).
 
     ``peak_in_flight``: the most requests the index held at once (from the request records).
     """
@@ -154,7 +160,12 @@ def diagnose(
     # would meet no server at all.
     found += _memory(target)
     if not failed:
-        return tuple(found)
+        # The incident's signature in a sizing that passed here: a refault costs microseconds
+        # from this machine's cache or disk, a network round trip from EFS (baseline, apr1,
+        # --payload-kb 2500: 45,402 refaults and p95 listing 1.1 s, 2026-12-06).
+        return tuple(found) + tuple(
+            Diagnosis(d.cause, d.detail + PASSED_WITH_REFAULTS) for d in _reclaim(target)
+        )
     found += _reclaim(target)
     found += _listing(target)
     found += _throttled(target)

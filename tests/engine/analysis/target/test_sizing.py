@@ -160,6 +160,17 @@ def test_memory_reclaim_names_memory_before_the_cpu() -> None:
     assert causes(sized({**NOTHING_HIT, "limit_hits": 0, "refaults": 1})) == ["unexplained"]
 
 
+def test_a_passing_sizing_whose_working_set_spilled_is_named_as_a_risk() -> None:
+    # 2026-12-06, baseline with apr1 and --payload-kb 2500: 45,402 refaults at its 128 MiB and
+    # still p95 listing 1.1 s, because a refault here is a page-cache read, not an EFS trip.
+    spilled = {**NOTHING_HIT, "limit_hits": 0, "refaults": 45_402, "memory_peak_mb": 256.0}
+    (found,) = diagnose(sized(spilled), failed=False, generator_saturated=False)
+    assert found.cause == "memory-bound"
+    assert "45402 refaults" in found.detail and "passed here" in found.detail
+    assert "EFS" in found.detail
+    assert causes(sized(NOTHING_HIT), failed=False) == []
+
+
 def test_more_requests_in_flight_than_the_workers_hold_is_worker_saturation() -> None:
     sync = {**BASELINE, "worker_class": "sync", "workers": 4}
     target = TargetSizing(
