@@ -167,6 +167,9 @@ class RecordingProxy:
             repr(self.client_header_timeout),
             "--client-stall-timeout",
             repr(self.client_stall_timeout),
+            # It stops when this process is gone: told, not read from getppid() once it runs.
+            "--parent",
+            str(os.getpid()),
         ]
         if self.faults_path is not None:
             argv += ["--faults", str(self.faults_path)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -48,6 +49,9 @@ from pipstorm.infra.proxy.rewrite import Origin, UpstreamLayout, parse_origins
 #: rate every pooled connection is reused before a long keep-alive ends, and a pool grown by one
 #: slow minute stayed grown for the rest of a 30-minute soak.
 UPSTREAM_KEEPALIVE_S = 1.5
+#: How often the parent watch also compares ``getppid()`` with the owner's pid (the pidfd, where
+#: there is one, wakes it at once).
+PARENT_POLL_S = 1.0
 
 
 async def serve(
@@ -64,8 +68,11 @@ async def serve(
     faults: FaultMatcher | None = None,
     allowed: Sequence[Origin] = (),
     loopback_only: bool = False,
+    parent: int | None = None,
 ) -> None:
-    """Serve until SIGTERM/SIGINT or the parent's death; print the URL once bound."""
+    """Serve until SIGTERM/SIGINT or the death of ``parent`` (the owner's pid; by default the
+    parent at the time of the call); print the URL once bound."""
+    parent = os.getppid() if parent is None else parent
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -112,8 +119,8 @@ async def serve(
                 bound_host, bound_port = runner.addresses[0][:2]
                 shown = f"[{bound_host}]" if ":" in bound_host else bound_host
                 handler.proxy_url = f"http://{shown}:{bound_port}"
+                watchdog = asyncio.create_task(_watch_parent(parent, stop))
                 _announce(handler.proxy_url)
-                watchdog = asyncio.create_task(_watch_parent(os.getppid(), stop))
                 await stop.wait()
                 watchdog.cancel()
             finally:
@@ -174,10 +181,47 @@ def _announce(url: str) -> None:
 
 
 async def _watch_parent(parent: int, stop: asyncio.Event) -> None:
-    # Started in its own session, the proxy would outlive a parent killed with SIGKILL.
-    while os.getppid() == parent:
-        await asyncio.sleep(1.0)
-    stop.set()
+    """Set ``stop`` once ``parent`` (the owner's pid, given by the owner) is gone.
+
+    Started in its own session, the proxy would outlive a parent killed with SIGKILL. The pid
+    is the owner's word, not ``getppid()`` read here: read after a start-up the owner did not
+    survive, that is init's pid, and the watch then waited for init (pid 1) for good, idle in
+    epoll. A pidfd wakes the loop the moment the parent exits (no poll to miss, no pid reuse);
+    the ``getppid()`` poll stays as a second line where pidfds are unavailable.
+    """
+    loop = asyncio.get_running_loop()
+    exited = asyncio.Event()
+    pidfd = _open_pidfd(parent)
+    if pidfd is not None:
+
+        def on_exit() -> None:  # once: a pidfd stays readable
+            loop.remove_reader(pidfd)
+            exited.set()
+
+        loop.add_reader(pidfd, on_exit)
+    try:
+        # Checked after the pidfd opened, so that pidfd is the parent's, not a reused pid's.
+        while os.getppid() == parent and not exited.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PARENT_POLL_S):
+                    await exited.wait()
+        sys.stderr.write(f"pipstorm proxy: parent process {parent} is gone: stopping\n")
+        stop.set()
+    finally:
+        if pidfd is not None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+
+
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd for ``pid`` (readable once it exits), or None where Linux or Python has none."""
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is None:
+        return None
+    try:
+        return int(pidfd_open(pid))
+    except OSError:  # gone already (the poll then sees it), or a kernel before 5.3
+        return None
 
 
 def _run(loop: str, main: Coroutine[Any, Any, None]) -> None:
@@ -238,7 +282,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="forward to loopback origins only (the index's own origin excepted)",
     )
+    parser.add_argument(
+        "--parent",
+        type=int,
+        help="the owner's pid: the proxy stops when it is gone (default: the parent process)",
+    )
     args = parser.parse_args(argv)
+    if args.parent is not None and os.getppid() != args.parent:
+        # The owner died while this process started: nobody will ever stop it.
+        sys.stderr.write(f"pipstorm proxy: parent process {args.parent} is gone: stopping\n")
+        return 2
     try:
         layout = UpstreamLayout.parse(args.upstream)
         allowed = parse_origins(args.allow_origin)
@@ -270,6 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 faults=faults,
                 allowed=allowed,
                 loopback_only=args.loopback_only,
+                parent=args.parent,
             ),
         )
     except OSError as exc:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.infra.conftest import Corpus
 
@@ -118,3 +119,106 @@ def test_a_server_killed_with_its_owner_leaves_no_htpasswd_folder(
     while any(tmpdir.iterdir()) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert sorted(p.name for p in tmpdir.iterdir()) == []
+
+
+PROXY_OWNER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from pipstorm.infra.proxy.control import RecordingProxy
+
+    # No upstream is needed to serve: the proxy only has to live, then notice its owner's death.
+    proxy = RecordingProxy("http://127.0.0.1:9/simple/", Path(sys.argv[1]), loop=sys.argv[2])
+    proxy.start()
+    print(proxy.pid, flush=True)
+    sys.stdin.read()  # until killed
+    """
+)
+
+# The owner is SIGKILLed while its proxy starts, before the proxy's parent watch runs; a process
+# it forked keeps the proxy's URL pipe open (so the proxy's announcement does not fail) and
+# reports what the proxy wrote to stderr once it has exited.
+OWNER_KILLED_WHILE_STARTING = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from pathlib import Path
+    import psutil
+    from pipstorm.infra.proxy.control import RecordingProxy
+
+    class KilledWhileStarting(RecordingProxy):
+        def _read_url(self, proc):
+            if os.fork() == 0:
+                print(proc.pid, flush=True)
+                deadline = time.monotonic() + 60  # a leak bound
+                while psutil.pid_exists(proc.pid) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                self._stderr.seek(0)
+                print(self._stderr.read().decode().replace(chr(10), " | "), flush=True)
+                os._exit(0)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    KilledWhileStarting("http://127.0.0.1:9/simple/", Path(sys.argv[1]), loop=sys.argv[2]).start()
+    """
+)
+
+
+def _wait_gone(pid: int, bound_s: float = 60.0) -> bool:
+    """Whether ``pid`` exited within ``bound_s`` (a leak bound, not a timing promise); killed
+    otherwise, so a failure does not leak it into other tests."""
+    try:
+        process = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return True
+    try:
+        process.wait(bound_s)
+    except psutil.TimeoutExpired:
+        process.kill()
+        return False
+    return True
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_proxy_exits_when_its_owner_is_killed(tmp_path: Path, loop: str) -> None:
+    owner = subprocess.Popen(
+        [sys.executable, "-c", PROXY_OWNER, str(tmp_path / "r.jsonl"), loop],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        proxy_pid = int(owner.stdout.readline())
+        assert psutil.Process(proxy_pid).ppid() == owner.pid
+    finally:
+        owner.kill()
+        owner.wait()
+        for stream in (owner.stdin, owner.stdout):
+            if stream is not None:
+                stream.close()
+    assert _wait_gone(proxy_pid), f"the proxy on {loop} outlived its SIGKILLed owner"
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_proxy_whose_owner_died_while_it_started_exits(tmp_path: Path, loop: str) -> None:
+    # The watch once compared the parent id it read when it started with the current one: an
+    # owner already gone by then made it watch init (pid 1) forever, idle in epoll.
+    owner = subprocess.Popen(
+        [sys.executable, "-c", OWNER_KILLED_WHILE_STARTING, str(tmp_path / "r.jsonl"), loop],
+        cwd=REPO,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        proxy_pid = int(owner.stdout.readline())
+        assert owner.wait(60) == -signal.SIGKILL
+        assert _wait_gone(proxy_pid), f"the proxy on {loop} outlived its owner killed at start"
+        said = owner.stdout.readline()  # the proxy's stderr, from the forked reporter
+        assert "parent" in said and "gone" in said, said
+    finally:
+        owner.kill()
+        owner.wait()
+        if owner.stdout is not None:
+            owner.stdout.close()
