@@ -36,6 +36,9 @@ RECORD_KEYS: Final = (
     "upstream_new",
 )
 USER_AGENT_MAX: Final = 200
+# One encoder for every line: ``json.dumps`` with non-default options builds a new
+# ``JSONEncoder`` per call, on every request the proxy records.
+_ENCODER: Final = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +93,7 @@ class RequestRecord:
 
     def to_json_line(self) -> str:
         """The record as one JSON line, keys in ``RECORD_KEYS`` order, newline-terminated."""
-        return json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":")) + "\n"
+        return _ENCODER.encode(self.to_json()) + "\n"
 
 
 class RecordWriter:
