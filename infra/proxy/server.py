@@ -241,8 +241,8 @@ def _run(loop: str, main: Coroutine[Any, Any, None]) -> None:
     asyncio.run(main)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the proxy process; credentials are read from the environment."""
+def _parser() -> argparse.ArgumentParser:
+    """The proxy's command line (written by ``RecordingProxy.start``)."""
     parser = argparse.ArgumentParser(prog="python -m pipstorm.infra.proxy")
     parser.add_argument("--upstream", required=True, help="upstream index URL")
     parser.add_argument("--log", required=True, type=Path, help="requests.jsonl to append to")
@@ -287,7 +287,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=int,
         help="the owner's pid: the proxy stops when it is gone (default: the parent process)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the proxy process; credentials are read from the environment."""
+    args = _parser().parse_args(argv)
     if args.parent is not None and os.getppid() != args.parent:
         # The owner died while this process started: nobody will ever stop it.
         sys.stderr.write(f"pipstorm proxy: parent process {args.parent} is gone: stopping\n")
