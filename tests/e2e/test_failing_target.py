@@ -36,7 +36,9 @@ from pipstorm.packages.spec import CorpusSpec
 from tests.e2e.conftest import leftovers, processes_of
 from tests.e2e.test_bad_input import free_port
 
-pytestmark = pytest.mark.e2e
+#: Serial: its target restarts on the same port and recovery is awaited within bounds
+#: (docs/testing.md).
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 PROFILE = 'name = "failing_target"\nclients = 1\nduration_s = 24\ntick_s = 1\n'
 #: Requests recorded before the target is made to fail: the run is well under way.

@@ -17,7 +17,8 @@ import pytest
 
 from tests.e2e.conftest import leftovers, processes_of
 
-pytestmark = pytest.mark.e2e
+#: Serial: bursts of 75 clients stopped by a signal (docs/testing.md).
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 #: How long the processes of an interrupted run may take to be gone: a leak bound, not a
 #: figure (the promise's figure is printed by tests/e2e/test_kill.py).

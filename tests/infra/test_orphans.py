@@ -11,8 +11,12 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from tests.infra.conftest import Corpus
+
+#: Serial: SIGKILLs of process groups, leak bounds on a loaded host (docs/testing.md).
+pytestmark = pytest.mark.serial
 
 REPO = Path(__file__).resolve().parents[2]
 
