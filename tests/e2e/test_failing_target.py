@@ -36,9 +36,7 @@ from pipstorm.packages.spec import CorpusSpec
 from tests.e2e.conftest import leftovers, processes_of
 from tests.e2e.test_bad_input import free_port
 
-#: Serial: its target restarts on the same port and recovery is awaited within bounds
-#: (docs/testing.md).
-pytestmark = [pytest.mark.e2e, pytest.mark.serial]
+pytestmark = pytest.mark.e2e
 
 PROFILE = 'name = "failing_target"\nclients = 1\nduration_s = 24\ntick_s = 1\n'
 #: Requests recorded before the target is made to fail: the run is well under way.
@@ -204,6 +202,7 @@ def test_a_target_killed_mid_run_fails_the_verdict_naming_refused_connections(
     assert any("upstream_refused" in why for why in run.report()["failed_run_causes"])
 
 
+@pytest.mark.serial  # its port, released at the kill, must still be free 3 s later
 def test_a_target_restarted_on_its_port_shows_the_outage_and_the_recovery(
     separate_target: tuple[LocalPypiserver, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -236,6 +235,7 @@ def test_a_target_restarted_on_its_port_shows_the_outage_and_the_recovery(
     assert any(c["outcome"] == "ok" and c["launched"] > run.recovered_at for c in run.clients())
 
 
+@pytest.mark.serial  # a 10 s freeze must stay 5 s under pip's read timeout (docs/testing.md)
 def test_a_frozen_target_is_named_as_a_stall_that_no_timeout_cut_short(
     separate_target: tuple[LocalPypiserver, dict[str, str]], tmp_path: Path
 ) -> None:

@@ -17,8 +17,7 @@ import pytest
 
 from tests.e2e.conftest import leftovers, processes_of
 
-#: Serial: bursts of 75 clients stopped by a signal (docs/testing.md).
-pytestmark = [pytest.mark.e2e, pytest.mark.serial]
+pytestmark = pytest.mark.e2e
 
 #: How long the processes of an interrupted run may take to be gone: a leak bound, not a
 #: figure (the promise's figure is printed by tests/e2e/test_kill.py).
@@ -43,7 +42,7 @@ def test_a_signal_mid_run_stops_everything_and_still_reports(
         [
             sys.executable,
             "-m",
-            "engine",
+            "pipstorm",
             "run",
             "--profile",
             "production_incident",
