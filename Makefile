@@ -23,7 +23,7 @@ run: $(STAMP)
 WORKERS ?= 2
 PARALLEL := -n $(WORKERS) --dist loadscope
 
-## test: style, types, then the whole suite (end-to-end tests last; ~N min on 2 cores)
+## test: style, types, then the whole suite (end-to-end tests last; ~19 min on 2 cores)
 test: lint typecheck
 	$(BIN)/python -m pytest $(PARALLEL) -m "not e2e and not bench and not soak and not serial"
 	$(BIN)/python -m pytest $(PARALLEL) -m "e2e and not serial"
