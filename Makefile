@@ -16,10 +16,18 @@ $(STAMP): pyproject.toml hatch_build.py
 run: $(STAMP)
 	$(BIN)/pipstorm run --profile production_incident --duration 70
 
-## test: style, types, then the whole suite (end-to-end tests last)
+# Tests run on $(WORKERS) pytest-xdist workers, a module at a time (its module-scoped servers and
+# built wheel are made once), except those marked `serial`: they measure time or CPU, saturate
+# the cores, fill cgroups or scan every process, so they run after the parallel part, alone on
+# the machine (docs/testing.md).
+WORKERS ?= 2
+PARALLEL := -n $(WORKERS) --dist loadscope
+
+## test: style, types, then the whole suite (end-to-end tests last; ~19 min on 2 cores)
 test: lint typecheck
-	$(BIN)/python -m pytest -m "not e2e and not bench and not soak"
-	$(BIN)/python -m pytest -m "e2e"
+	$(BIN)/python -m pytest $(PARALLEL) -m "not e2e and not bench and not soak and not serial"
+	$(BIN)/python -m pytest $(PARALLEL) -m "e2e and not serial"
+	$(BIN)/python -m pytest -m "serial and not bench and not soak"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -33,10 +41,12 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -m "not e2e and not bench and not soak"
+	$(BIN)/python -m pytest $(PARALLEL) -m "not e2e and not bench and not soak and not serial"
+	$(BIN)/python -m pytest -m "not e2e and not bench and not soak and serial"
 
 e2e: $(STAMP)
-	$(BIN)/python -m pytest -m "e2e"
+	$(BIN)/python -m pytest $(PARALLEL) -m "e2e and not serial"
+	$(BIN)/python -m pytest -m "e2e and serial"
 
 ## bench: on-demand benchmarks; they print ratios against a baseline measured in the same run
 bench: $(STAMP)

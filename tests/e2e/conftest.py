@@ -14,11 +14,18 @@ import pytest
 
 @pytest.fixture(scope="session")
 def e2e_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """The environment of a pipstorm process: its own corpus cache and TMPDIR, so a test can
-    check that nothing is left behind in TMPDIR."""
-    root = tmp_path_factory.mktemp("e2e")
+    """The environment of a pipstorm process: the session's own corpus and tool cache (a test
+    passes its own TMPDIR, so it can check that nothing is left behind there).
+
+    Under pytest-xdist the workers of one session share the cache, in the session's base temp
+    folder: the corpus and tool venvs (poetry ~13 s to install) are built once, not once per
+    worker; both caches publish by an atomic rename, so concurrent builders are safe."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        cache = tmp_path_factory.getbasetemp().parent / "e2e-cache"  # gw0/, gw1/ live beside it
+    else:
+        cache = tmp_path_factory.mktemp("e2e") / "cache"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYPI_")}
-    env["PIPSTORM_CACHE_DIR"] = str(root / "cache")
+    env["PIPSTORM_CACHE_DIR"] = str(cache)
     yield env
 
 

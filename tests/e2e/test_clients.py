@@ -1,6 +1,7 @@
 """Real clients beyond pip through the real proxy and a real pypiserver on loopback: poetry and uv
-locks of five-dependency projects, two pip versions, pip resolving corpus dependencies, and a
-mixed pip + poetry profile through the CLI."""
+locks of five-dependency projects, two pip versions, pip resolving corpus dependencies, and
+through the CLI a mixed pip + poetry profile, pinned poetry and uv, a pinned pip and a corpus
+with dependencies."""
 
 from __future__ import annotations
 
@@ -177,3 +178,44 @@ def test_poetry_and_uv_pinned_on_the_command_line_run_and_come_from_elsewhere(
         assert (tools / f"{kind}-{version}" / ".complete").stat().st_mtime < started
     asked = {r.path.split("#")[0].rstrip("/").rsplit("/", 1)[-1] for r in requests}
     assert asked and all(a.startswith(("test-package-", "test_package_")) for a in asked), asked
+
+
+def test_a_pinned_pip_and_a_dependent_corpus_from_the_command_line(
+    e2e_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``--pip-version``: the pinned pip runs, and it came from this machine's pip configuration
+    before the run, never from the index under test. ``--dep-fan-out``/``--dep-depth``: the
+    corpus's projects depend on each other and pip resolves them (no ``--no-deps``)."""
+    results = tmp_path / "results"
+    proc = pipstorm(
+        [
+            *("run", "--profile", "light_load", "--duration", "8", "--client", "pip"),
+            *("--pip-version", "25.3", "--dep-fan-out", "1", "--dep-depth", "1"),
+            *("--results", str(results), "--quiet", *LATENCY_OFF),
+        ],
+        e2e_env,
+        tmpdir=tmp_path / "tmp",
+        timeout=600,  # may fetch the pinned pip first
+    )
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = list(results.iterdir())
+    clients = [json.loads(x) for x in (run_dir / "clients.jsonl").read_text().splitlines()]
+    assert clients and all(c["outcome"] == "ok" for c in clients), clients
+    assert {c["client_version"] for c in clients} == {"25.3"}
+    requests, _ = load_requests(run_dir / "requests.jsonl")
+    assert {r.user_agent.split()[0] for r in requests if r.user_agent} == {"pip/25.3"}
+    # The pinned pip was ready before the run began, and nothing but corpus projects was ever
+    # asked of the index: pip's own wheel never came from it.
+    started = json.loads((run_dir / "run.json").read_text())["started"]
+    tools = Path(e2e_env["PIPSTORM_CACHE_DIR"]) / "tools"
+    assert (tools / "pip-venv-25.3" / ".complete").stat().st_mtime < started
+    asked = {r.path.split("#")[0].rstrip("/").rsplit("/", 1)[-1] for r in requests}
+    assert asked and all(a.startswith(("test-package-", "test_package_")) for a in asked), asked
+    # Each run listed its project and, pip resolving, every dependency of what it listed.
+    graph = CorpusSpec(dep_fan_out=1, dep_depth=1).dependencies()
+    listed: dict[str, set[str]] = {}
+    for r in requests:
+        if r.op == "listing" and r.run_id is not None:
+            listed.setdefault(r.run_id, set()).add(r.path.rstrip("/").rsplit("/", 1)[-1])
+    assert listed and all(set(graph[p]) <= names for names in listed.values() for p in names)
+    assert any(len(names) >= 2 for names in listed.values()), listed  # a dependency was resolved

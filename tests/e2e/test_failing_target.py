@@ -202,6 +202,7 @@ def test_a_target_killed_mid_run_fails_the_verdict_naming_refused_connections(
     assert any("upstream_refused" in why for why in run.report()["failed_run_causes"])
 
 
+@pytest.mark.serial  # its port, released at the kill, must still be free 3 s later
 def test_a_target_restarted_on_its_port_shows_the_outage_and_the_recovery(
     separate_target: tuple[LocalPypiserver, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -234,6 +235,7 @@ def test_a_target_restarted_on_its_port_shows_the_outage_and_the_recovery(
     assert any(c["outcome"] == "ok" and c["launched"] > run.recovered_at for c in run.clients())
 
 
+@pytest.mark.serial  # a 10 s freeze must stay 5 s under pip's read timeout (docs/testing.md)
 def test_a_frozen_target_is_named_as_a_stall_that_no_timeout_cut_short(
     separate_target: tuple[LocalPypiserver, dict[str, str]], tmp_path: Path
 ) -> None:

@@ -17,7 +17,8 @@ import pytest
 from tests.e2e.conftest import pipstorm
 from tests.engine.run.test_priority import permitted_policy
 
-pytestmark = pytest.mark.e2e
+#: Serial: it saturates every core on purpose (docs/testing.md).
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 BUSY = "import os, sys; os.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True: pass"
 

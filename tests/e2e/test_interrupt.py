@@ -42,7 +42,7 @@ def test_a_signal_mid_run_stops_everything_and_still_reports(
         [
             sys.executable,
             "-m",
-            "engine",
+            "pipstorm",
             "run",
             "--profile",
             "production_incident",

@@ -18,7 +18,8 @@ import pytest
 
 from tests.e2e.conftest import leftovers, processes_of
 
-pytestmark = pytest.mark.e2e
+#: Serial: bursts of 75 clients, SIGKILLs whose clean-up time it prints (docs/testing.md).
+pytestmark = [pytest.mark.e2e, pytest.mark.serial]
 
 #: The promise is 5 s (1.2-2.9 s measured on the 2-core machine); the test allows more, so that
 #: a saturated host (8.2 s at load 25, everything gone) does not fail it on time. What it holds

@@ -1,8 +1,9 @@
 """A run spread over Dask workers on loopback: real scheduler and worker processes, real pip.
 
-Seconds of load each: a 2-shard light_load, a worker SIGKILLed mid-shard, and the refusals
-(more shards than workers, a version mismatch, a clock further off than allowed), each one
-``ERROR:`` line and exit 2 before any load. (A worker that cannot reach the target is refused by
+Seconds of load each: a 2-shard light_load, a worker SIGKILLed mid-shard, Ctrl-C on the
+coordinator, and the refusals (more shards than workers, a pipstorm, distributed or Python version
+that differs, a clock further off than allowed), each one ``ERROR:`` line and exit 2 before any
+load. (A worker that cannot reach the target is refused by
 the same check from the worker, ``reach_target``; one machine cannot make its own loopback
 unreachable to one process, so that case is a unit test in tests/engine/run/shards/test_worker.py.)
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -23,7 +25,7 @@ import psutil
 import pytest
 
 from pipstorm.engine.rundir.records import load_clients, load_requests
-from tests.e2e.conftest import LATENCY_OFF, leftovers, pipstorm
+from tests.e2e.conftest import LATENCY_OFF, leftovers, pipstorm, processes_of
 from tests.engine.report.test_report_schema import REPORT_KEYS, RUN_KEYS
 
 pytestmark = pytest.mark.e2e
@@ -92,6 +94,7 @@ def test_two_shards_play_every_run_once_and_merge_into_one_report(
     assert leftovers(tmp_path / "tmp") == []
 
 
+@pytest.mark.serial  # the loss must be marked within seconds of the kill (docs/testing.md)
 def test_a_worker_killed_mid_shard_is_lost_not_replayed_and_leaves_no_clients(
     e2e_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -131,6 +134,69 @@ def test_a_worker_killed_mid_shard_is_lost_not_replayed_and_leaves_no_clients(
     ids = [c.run_id for c in clients]
     assert sorted(ids) == sorted(meta["shards"][0]["runs"])  # shard 0 whole, shard 1 never
     assert any("Shard 1" in n and "not replayed" in n for n in report["notes"])
+
+
+def test_ctrl_c_on_the_coordinator_stops_every_shard_leaves_nothing_and_still_reports(
+    e2e_env: dict[str, str], tmp_path: Path
+) -> None:
+    results, tmpdir = tmp_path / "results", tmp_path / "tmp"
+    tmpdir.mkdir()
+    proc = subprocess.Popen(
+        [
+            *BIN, "run", "--profile", "light_load", "--duration", "60", "--shards", "2",
+            "--workers", "1", "--results", str(results), "--quiet",
+        ],
+        env={**e2e_env, "TMPDIR": str(tmpdir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        meta = _started_meta(results, after_s=12.0)  # a few runs played on each shard
+        tree = psutil.Process(proc.pid).children(recursive=True)
+        assert len(tree) >= 4, tree  # scheduler and nanny/worker processes, their pools, proxies
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C in a terminal sends
+        _out, err = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    # Nothing of the run outlives it: a bound that fails on a leak, not on a busy host.
+    _gone, alive = psutil.wait_procs(tree, timeout=30)
+    alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], [p.cmdline() for p in alive]
+    deadline = time.monotonic() + 30
+    while (processes_of(tmpdir) or leftovers(tmpdir)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_of(tmpdir) == []
+    assert leftovers(tmpdir) == []
+    # The shards' records came back and the part that ran is reported.
+    run_dir = _run_dir(results)
+    report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
+    assert report["run"]["interrupted"] is True
+    planned = {r for s in meta["shards"] for r in s["runs"]}
+    clients, _ = load_clients(run_dir / "clients.jsonl")
+    played = {c.run_id for c in clients}
+    assert played and played < planned, (played, planned)  # some, not all: stopped mid-run
+    requests, _ = load_requests(run_dir / "requests.jsonl")
+    assert {r.run_id for r in requests if r.run_id is not None} <= played
+
+
+def _started_meta(results: Path, *, after_s: float) -> dict[str, Any]:
+    """The run's run.json once the run is ``after_s`` past its offset 0."""
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.2)
+        metas = list(results.glob("*/run.json"))
+        if not metas:
+            continue
+        meta: dict[str, Any] = json.loads(metas[0].read_text(encoding="utf-8"))
+        started = meta.get("started")
+        if started and time.time() >= started + after_s:
+            return meta
+    raise AssertionError("the sharded run never started")
 
 
 def _worker_of_shard(
@@ -252,6 +318,41 @@ def test_cluster_refusals_are_one_line_each(
     finally:
         for proc in workers:
             _stop(proc)
+
+
+#: A worker's environment that makes it another distributed (its dist-info first on sys.path,
+#: as pipstorm's above) or another Python: this machine has one Python 3.11, so the worker's
+#: interpreter reports 3.99.0 through a sitecustomize (what pipstorm compares is what
+#: ``platform.python_version()`` says on each side).
+OTHER_VERSION = {
+    "distributed": (
+        "distributed-9.9.9.dist-info/METADATA",
+        "Metadata-Version: 2.1\nName: distributed\nVersion: 9.9.9\n",
+        "has distributed 9.9.9, this coordinator",
+    ),
+    "python": (
+        "sitecustomize.py",
+        "import platform\nplatform.python_version = lambda: '3.99.0'\n",
+        "has python 3.99.0, this coordinator",
+    ),
+}
+
+
+@pytest.mark.parametrize("what", sorted(OTHER_VERSION))
+def test_a_worker_with_another_distributed_or_python_is_refused(
+    scheduler: str, e2e_env: dict[str, str], tmp_path: Path, what: str
+) -> None:
+    path, text, expected = OTHER_VERSION[what]
+    fake = tmp_path / "fake"
+    (fake / path).parent.mkdir(parents=True, exist_ok=True)
+    (fake / path).write_text(text, encoding="utf-8")
+    env = {**e2e_env, "TMPDIR": str(tmp_path), "PYTHONPATH": str(fake)}
+    worker = _worker(scheduler, env, tmp_path / "w.log")
+    try:
+        done = _refused(scheduler, e2e_env, tmp_path / "r", "--shards", "1")
+        assert expected in done.stderr, done.stderr
+    finally:
+        _stop(worker)
 
 
 def test_cluster_without_shards_is_refused(e2e_env: dict[str, str], tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from tests.engine.report.ci.test_junit import check_junit
 
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.serial,  # cgroups and their counters (docs/testing.md)
     pytest.mark.skipif(
         os.geteuid() != 0 or cgroups.detect_version() is None,
         reason="a sized target needs root and a cgroup v1 or v2 hierarchy",

@@ -15,6 +15,9 @@ import pytest
 
 from tests.infra.conftest import Corpus
 
+#: Serial: SIGKILLs of process groups, leak bounds on a loaded host (docs/testing.md).
+pytestmark = pytest.mark.serial
+
 REPO = Path(__file__).resolve().parents[2]
 
 OWNER = textwrap.dedent(

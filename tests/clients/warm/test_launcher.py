@@ -157,6 +157,7 @@ def test_children_die_with_their_launcher(index: Index, launchers: Launchers) ->
     assert _gone([prep.child.pid], GONE_WITHIN_S) == []
 
 
+@pytest.mark.serial  # 75 pip children at once, gone within a bound (docs/testing.md)
 def test_sigkill_of_the_owner_leaves_no_launcher_child_or_dir(index: Index, tmp_path: Path) -> None:
     """75 gated pip children, then the process that owns them is SIGKILLed."""
     root = tmp_path / "owner"

@@ -33,7 +33,7 @@ needs_cgroups = pytest.mark.skipif(
     os.geteuid() != 0 or cgroups.detect_version() is None,
     reason="confinement needs root and a cgroup v1 or v2 hierarchy",
 )
-pytestmark = needs_cgroups
+pytestmark = [needs_cgroups, pytest.mark.serial]  # cgroups and their counters (docs/testing.md)
 
 
 def get(server: LocalPypiserver, path: str, auth: str | None = None) -> int:

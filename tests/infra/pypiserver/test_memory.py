@@ -22,10 +22,13 @@ from pipstorm.infra.pypiserver.sizing import Sizing, preset
 from pipstorm.infra.pypiserver.target import LocalPypiserver
 from tests.infra.conftest import write_wheel
 
-pytestmark = pytest.mark.skipif(
-    os.geteuid() != 0 or cgroups.detect_version() is None,
-    reason="confinement needs root and a cgroup v1 or v2 hierarchy",
-)
+pytestmark = [
+    pytest.mark.skipif(
+        os.geteuid() != 0 or cgroups.detect_version() is None,
+        reason="confinement needs root and a cgroup v1 or v2 hierarchy",
+    ),
+    pytest.mark.serial,  # a cgroup's memory and page faults (docs/testing.md)
+]
 
 PROJECTS = [f"heavy{letter}" for letter in "abcdefgh"]
 WHEEL_BYTES = 3 * 2**20  # 8 x 3 x 3 MiB = 72 MiB of packages
