@@ -365,7 +365,7 @@ class CiOutputs:
 
     @property
     def live(self) -> bool:
-        """Anything that follows the run while it plays (refused with --shards for now)."""
+        """Anything that follows the run while it plays."""
         return self.abort_on_fail or self.dashboard or self.dashboard_address is not None
 
 
