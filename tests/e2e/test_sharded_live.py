@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from pipstorm.clients.drivers.synthetic import USER_AGENT
 from pipstorm.engine.run.target.opening import corpus_files
 from pipstorm.packages.spec import CorpusSpec
 from tests.e2e.conftest import LATENCY_OFF, leftovers, pipstorm, processes_of
@@ -117,16 +118,17 @@ def test_the_page_of_a_sharded_run_follows_it_as_it_plays(
 
 
 class _FailingIndex(BaseHTTPRequestHandler):
-    """Every project's listing for a preflight (urllib, before any load); 503 to the load."""
+    """503 to the load (the synthetic http client); to anyone else (the coordinator's and the
+    workers' preflight, before any load) every project's listing."""
 
     def do_GET(self) -> None:
-        agent = self.headers.get("User-Agent", "")
-        project = self.path.strip("/").split("/")[-1]
-        if not agent.startswith("Python-urllib") or project not in _PAGES:
+        load = self.headers.get("User-Agent", "") == USER_AGENT
+        page = _PAGES.get(self.path.strip("/").split("/")[-1])
+        if load or page is None:
             body = b"overloaded\n"
-            self.send_response(503 if not agent.startswith("Python-urllib") else 404)
+            self.send_response(503 if load else 404)
         else:
-            body = _PAGES[project]
+            body = page
             self.send_response(200)
         self.send_header("Content-Type", "text/html")
         self.send_header("Content-Length", str(len(body)))
