@@ -26,12 +26,15 @@ TOKEN = "t0ken"  # noqa: S105 - names a run's pulls, no secret
 
 
 @pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real Dask scheduler and worker in this process, on loopback TCP (``Client.run`` goes
     over Dask's comms as it does to a worker process)."""
+    import dask
     from distributed import Client, LocalCluster
 
+    scratch = tmp_path_factory.mktemp("dask")  # not /tmp/dask-scratch-space, left behind
     with (
+        dask.config.set({"temporary-directory": str(scratch)}),
         LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=1,
             threads_per_worker=1,
@@ -40,6 +43,7 @@ def client() -> Iterator[Any]:
             host="127.0.0.1",
             dashboard_address=None,
             worker_dashboard_address=None,
+            local_directory=str(scratch),
         ) as cluster,
         Client(cluster, set_as_default=False) as dask,  # type: ignore[no-untyped-call]
     ):
