@@ -75,6 +75,7 @@ def play(results: Path, *extra: str, dashboard: bool) -> dict[str, object]:
             break
         time.sleep(0.5)
     err = proc.stderr.read()
+    proc.stderr.close()  # else a ResourceWarning, an error under filterwarnings (seen)
     proc.wait()
     stop.set()
     if poller is not None:
