@@ -36,11 +36,13 @@ import psutil
 
 from pipstorm.clients.warm.nice import autogroup_nice, set_nice
 
-#: The embedded target's nice (and its autogroup's): ahead of the clients, not real-time. The
-#: strongest nice: each client is its own autogroup, so 510 clients at nice +10 weigh 510 x 110
-#: = 56,100 against one target group; at -5 (3,121) the x170 bench's index got ~0.15 of a core
-#: and its threads waited 1-8 s per second of the burst; at -20 (88,761) it outweighs them.
-TARGET_NICE = -20
+#: The embedded target's nice (and its autogroup's): ahead of the clients, not real-time, and
+#: the proxy's fallback value. Measured at x170 (2026-12-06, static index niced alike): at -5 and
+#: at -20 its threads still waited 1-3 s (summed) in the burst's busiest seconds while running
+#: 0.1-0.2 s, so the stronger nice bought nothing measurable, and a CPU-heavy pypiserver at -20
+#: would outweigh the pool that launches runs on time (at -20 that run's launch lag p99 was
+#: 4.3 s; one run each, not conclusive). Wake-up latency, not weight, is what a nice cannot fix.
+TARGET_NICE = -5
 #: A low real-time priority: above every ordinary task, below the kernel's own RT threads.
 PROXY_RT_PRIORITY = 10
 #: The fallback for the proxy when a real-time policy is not permitted.

@@ -123,9 +123,9 @@ class _Server(http.server.HTTPServer):
         while True:
             request, client_address = self._work.get()
             try:
-                self.finish_request(request, client_address)  # type: ignore[arg-type]
+                self.finish_request(request, client_address)
             except Exception:  # one bad connection must not stop a thread
-                self.handle_error(request, client_address)  # type: ignore[arg-type]
+                self.handle_error(request, client_address)
             finally:
                 self.shutdown_request(request)
 
