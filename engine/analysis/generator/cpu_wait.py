@@ -15,9 +15,10 @@ delays every request in flight while it lasts. At 10 % of the time a request tha
 for the proxy's median exchange here (a listing through the proxy: ~1.3 ms p50 quiet, 5-10 ms in
 a burst) is delayed by 0.1-1 ms on average, already the proxy's whole added-latency budget (<=
 0.3 ms p50, <= 1 ms p99; issue 20). Measured on the 2-core machine (2026-12-06, quiet, under
-the lock): the proxy at SCHED_FIFO through an x170 burst waited at most WAITED_X170 of its
-seconds (see docs/verdicts.md, "generator-bound"), a proxy niced +19 beside a busy loop per core
-waited 30-90 % of them: the threshold sits an order of magnitude away from both.
+the lock): the proxy at SCHED_FIFO through two x170 bursts waited at most 0.5 % of any sampled
+second, twenty times below the limit; the bench's static index beside it (32 threads, nice -5)
+waited 143 % p95 (summed over threads) and is flagged; a proxy niced +19 beside a busy loop per
+core is flagged (``tests/e2e/test_generator_bound.py``).
 
 **When it replaces the CPU rule**: only when the wait is measured for every process that records
 or serves latency on this host, in every sample: the proxy always, and the target when it is
