@@ -64,8 +64,11 @@ def starve_proxy(tmp_path: Path) -> Iterator[Path]:
     """Starve the proxy of the run started with TMPDIR=yielded path: every 0.1 s, back to the
     ordinary policy at nice +19 (its autogroup too), undoing what pipstorm applies to protect it
     (SCHED_FIFO as root). With the busy loops it then waits for a CPU while requests are in
-    flight, which is what the measured rule must catch."""
+    flight, which is what the measured rule must catch. Only once the run is sampling
+    (``host.jsonl`` exists): a proxy starved while it starts up makes the run fail to start,
+    before anything could be judged."""
     tmpdir = tmp_path / "tmp"
+    results = tmp_path / "results"
     done = threading.Event()
 
     def starve(proc: psutil.Process) -> None:
@@ -78,6 +81,8 @@ def starve_proxy(tmp_path: Path) -> Iterator[Path]:
     def renice() -> None:
         proxies: list[psutil.Process] = []
         while not done.wait(0.1):
+            if not any(results.glob("*/host.jsonl")):
+                continue
             proxies = [p for p in proxies if p.is_running()] or _proxies_of(tmpdir)
             for proc in proxies:
                 with contextlib.suppress(psutil.Error):
