@@ -133,7 +133,7 @@ def test_a_starved_proxy_is_flagged(
     assert generator["saturated"] is True, generator
     # Flagged by what was measured: the proxy's wait, with the wait measured for every process
     # that records latency here (so the host CPU rule was not what decided).
-    assert "the proxy waited for a CPU more than 10 % of the time" in generator["reason"], generator
+    assert "the proxy waited for a CPU" in generator["reason"], generator
     assert generator["cpu_wait"]["measured"] is True, generator["cpu_wait"]
     assert generator["cpu_rule_applied"] is False
     assert any("latency percentiles" in text for text in generator["may_be_inflated"])

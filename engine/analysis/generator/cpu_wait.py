@@ -20,6 +20,15 @@ second, twenty times below the limit; the bench's static index beside it (32 thr
 waited 143 % p95 (summed over threads) and is flagged; a proxy niced +19 beside a busy loop per
 core is flagged (``tests/e2e/test_generator_bound.py``).
 
+**Or over the run**: a group's threads spent more than ``RUNNABLE_WAIT_SHARE`` (25 %) of their
+runnable time (run + wait) waiting, at least ``MIN_WAIT_S`` (1 s) in all. A proxy only becomes
+runnable when it has work, so this is the share of its request handling stretched by waiting,
+however few requests a run makes: a light run whose proxy is starved waits hard in the few
+seconds that carry requests and idles in between, and no streak of seconds shows it. Measured
+(2026-12-06): x170's proxy at SCHED_FIFO 0.7 % (20 ms waited, 3 s run); a proxy niced +19
+beside a busy loop per core in ``light_load`` 99.8 % (11.9 s waited, 27 ms run); the static
+index beside x170's clients ~96 %.
+
 **When it replaces the CPU rule**: only when the wait is measured for every process that records
 or serves latency on this host, in every sample: the proxy always, and the target when it is
 local (embedded, or on a loopback URL and found listening). Measured also means covered: a
@@ -42,6 +51,10 @@ from typing import Any, Protocol
 
 #: A group waited for a CPU more than this share of a second (summed over its threads).
 WAIT_PERCENT = 10.0
+#: Over the run, a group waiting more than this share of its runnable time is flagged ...
+RUNNABLE_WAIT_SHARE = 0.25
+#: ... once its wait adds up to this much (below, a few slow wake-ups are not a pattern).
+MIN_WAIT_S = 1.0
 #: Over the run, the sampled threads' CPU must cover this share of the group's CPU.
 MIN_COVERAGE = 0.8
 #: Below this much CPU over the run a group's coverage is not judged (tick-rounded noise).
@@ -106,9 +119,20 @@ class GroupFigures:
     throttled_s: float
     measured: bool
     why_not: str | None
+    waited_s: float = 0.0
+    ran_s: float = 0.0
+
+    @property
+    def runnable_wait_share(self) -> float | None:
+        """The share of the group's runnable time (run + wait) spent waiting."""
+        total = self.waited_s + self.ran_s
+        return round(self.waited_s / total, 4) if total > 0 else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "waited_s": self.waited_s,
+            "ran_s": self.ran_s,
+            "runnable_wait_share": self.runnable_wait_share,
             "wait_percent": {"p95": self.wait_percent_p95, "max": self.wait_percent_max},
             "waited_longest_s": self.longest_s,
             "waited_share": self.share,
@@ -188,7 +212,19 @@ def group_figures(samples: Sequence[WaitSample], group: str) -> GroupFigures:
         throttled_s=round(throttled / 1000.0, 3),
         measured=why_not is None,
         why_not=why_not,
+        waited_s=round(sum(_counted(s, group) for s in samples) / 1000.0, 3),
+        ran_s=round(
+            sum((f.run_ms or 0.0) for s in samples if (f := s.waits.get(group)) is not None)
+            / 1000.0,
+            3,
+        ),
     )
+
+
+def _counted(sample: WaitSample, group: str) -> float:
+    figures = sample.waits.get(group)
+    wait = None if figures is None else figures.counted_wait_ms(group)
+    return wait or 0.0
 
 
 @dataclass(frozen=True)
@@ -203,7 +239,12 @@ class WaitCheck:
         return {
             "measured": self.measured,
             "groups": {name: g.to_dict() for name, g in self.groups.items()},
-            "rule": {"wait_percent": WAIT_PERCENT, "min_coverage": MIN_COVERAGE},
+            "rule": {
+                "wait_percent": WAIT_PERCENT,
+                "runnable_wait_share": RUNNABLE_WAIT_SHARE,
+                "min_wait_s": MIN_WAIT_S,
+                "min_coverage": MIN_COVERAGE,
+            },
         }
 
 
@@ -231,6 +272,15 @@ def check_wait(
             reasons.append(
                 f"{who} waited for a CPU more than {WAIT_PERCENT:g} % of the time "
                 f"in {100 * g.share:.0f} % of the run's seconds"
+            )
+        elif (
+            g.waited_s >= MIN_WAIT_S
+            and (share := g.runnable_wait_share) is not None
+            and share > RUNNABLE_WAIT_SHARE
+        ):
+            reasons.append(
+                f"{who} waited for a CPU {100 * share:.0f} % of the time it had work "
+                f"({g.waited_s:.1f} s waited, {g.ran_s:.2f} s run)"
             )
     measured = all(g.measured for g in groups.values())
     return WaitCheck(groups=groups, measured=measured, reasons=tuple(reasons))

@@ -77,11 +77,13 @@ def test_a_starved_proxy_is_flagged_even_on_an_idle_looking_host() -> None:
 
 def test_exactly_the_limit_is_not_above() -> None:
     at_limit = 1000.0 * WAIT_PERCENT / 100.0
-    assert not check(rows([group(at_limit)] * N), local_target=False).saturated
+    busy = 80.0  # a busy proxy: the wait stays a small share of its runnable time
+    assert not check(rows([group(at_limit, cpu=busy)] * N), local_target=False).saturated
 
 
 def test_four_waited_seconds_do_not_flag_five_do() -> None:
-    waited, fine = group(500.0), group(0.0)
+    # A busy proxy (800 ms run a second): only the streak rule can flag these.
+    waited, fine = group(500.0, cpu=80.0), group(0.0, cpu=80.0)
     assert not check(rows([waited] * 4 + [fine] * 6), local_target=False).saturated
     assert check(rows([waited] * 5 + [fine] * 5), local_target=False).saturated
 
@@ -134,3 +136,18 @@ def test_the_proxy_counts_even_while_the_target_is_throttled() -> None:
     result = check(rows([group(500.0)] * N, [throttled] * N), local_target=True)
     assert result.saturated
     assert any(r.startswith("the proxy waited") for r in result.reasons), result.reasons
+
+
+def test_a_proxy_starved_only_in_the_few_seconds_with_requests_is_flagged() -> None:
+    # A light run: requests in 3 seconds of 20, the proxy waiting nearly all of its runnable
+    # time then (as measured in tests/e2e/test_generator_bound.py): no streak, no quarter.
+    idle, starved = group(0.0, cpu=0.0, run_ms=0.1), group(460.0, cpu=1.0, run_ms=6.0)
+    data = rows([idle] * 8 + [starved] * 3 + [idle] * 9, host_cpu=100.0)
+    result = check(data, local_target=False)
+    assert result.saturated
+    assert any("of the time it had work" in r for r in result.reasons), result.reasons
+
+
+def test_a_busy_proxy_that_rarely_waits_is_not_flagged_over_the_run() -> None:
+    busy = group(8.0, cpu=60.0, run_ms=600.0)  # x170's proxy at SCHED_FIFO: ~1 % of its time
+    assert not check(rows([busy] * N), local_target=False).saturated
