@@ -363,11 +363,6 @@ class CiOutputs:
     dashboard_address: str | None = None
     dashboard_allow_remote: bool = False
 
-    @property
-    def live(self) -> bool:
-        """Anything that follows the run while it plays (refused with --shards for now)."""
-        return self.abort_on_fail or self.dashboard or self.dashboard_address is not None
-
 
 @contextmanager
 def live_dashboard(

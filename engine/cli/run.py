@@ -179,8 +179,6 @@ def _play(
     """Checked, the run on this machine or over ``shards`` generators, then what CI reads
     (``--junit``, GitHub's job summary); its exit code."""
     _check_scale_out(shards, cluster, max_clock_offset)
-    if shards is not None and ci.live:
-        raise UsageError("--abort-on-fail and --dashboard are not supported with --shards yet")
     check_ci_outputs(ci.junit)
     options = replace(options, abort_on_fail=ci.abort_on_fail)
     with live_dashboard(
@@ -215,6 +213,7 @@ def _execute(
         ShardedOptions(
             shards=shards, cluster=cluster, max_clock_offset_s=max_clock_offset / 1000.0
         ),
+        dashboard=board,
     )
     code = result.exit_code
     # A shard that did not play its part means the load was not the profile's: never a pass.

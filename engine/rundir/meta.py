@@ -41,9 +41,10 @@ def installed_versions() -> dict[str, str]:
 class ShardMeta:
     """One shard of a run spread over generators (``pipstorm run --shards N``), in ``run.json``.
 
-    ``status``: ``ok`` (played and shipped back), ``lost`` (its worker died: its records died
-    with it), ``late`` (it could not start by the shared start time, so it never started: a
-    shard is never played late), ``interrupted`` (stopped with the run), ``failed`` (it raised).
+    ``status``: ``ok`` (played and shipped back), ``lost`` (its worker died: only the records
+    the coordinator had pulled before are kept), ``late`` (it could not start by the shared
+    start time, so it never started: a shard is never played late), ``interrupted`` (stopped
+    with the run), ``failed`` (it raised).
     ``lost_at`` is when the coordinator learnt of the loss (epoch s); ``clock_offset_s`` the
     worker's clock minus the coordinator's at the lowest round trip (``clock_rtt_s``);
     ``dispatch_s`` from submitting the shard to its start on the worker.

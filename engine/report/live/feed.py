@@ -3,8 +3,11 @@
 The results folder stays the single source of truth: :class:`LiveFeed` follows
 ``requests.jsonl``, ``clients.jsonl``, ``host.jsonl`` and ``target_cgroup.jsonl`` incrementally
 (:class:`pipstorm.engine.rundir.jsonl.JsonlTail`: a run of hours is never re-read) and re-reads
-``run.json`` (small). A browser that connects late gets the whole run so far, because the
-feed starts from the files' first byte, whatever it is asked and whenever.
+``run.json`` (small) and ``cloudwatch.jsonl`` (written whole after the load, when it changes:
+``cloudwatch_figures``). A browser that connects late gets the whole run so far, because the
+feed starts from the files' first byte, whatever it is asked and whenever. A sharded run's
+folder on the coordinator fills as the shards' lines arrive (``pipstorm.engine.run.shards``),
+merged as the report merges them; the feed adds what is per generator (``shard_figures``).
 
 Two kinds of figures, two costs:
 
@@ -32,7 +35,14 @@ from pathlib import Path
 from typing import Any
 
 from pipstorm.engine.analysis.stats import NOT_FAILED, counts_as_error, percentile
+from pipstorm.engine.report.live.cloudwatch_figures import CloudWatchFigures
 from pipstorm.engine.report.live.judged import judged_state
+from pipstorm.engine.report.live.shard_figures import (
+    ShardCounts,
+    cpu_by_shard,
+    shard_of,
+    shard_rows,
+)
 from pipstorm.engine.rundir.data import RunData
 from pipstorm.engine.rundir.files import (
     CLIENTS_FILE,
@@ -93,6 +103,8 @@ class LiveFeed:
         self._summaries: dict[int, dict[str, Any]] = {}
         self._dirty: set[int] = set()
         self._run_ids: set[str] = set()
+        self._by_shard: dict[int, ShardCounts] = {}  # a sharded run's lines, per shard
+        self._cloudwatch = CloudWatchFigures(run_dir)
         self._judged: dict[str, Any] = {}
         self._judged_at = 0.0
         self._judge_wait_s = 0.0
@@ -114,6 +126,9 @@ class LiveFeed:
                 "runs": self._runs(meta),
                 "target_counters": _cgroup_last(self._cgroup),
                 "target_series": _cgroup_series(self._cgroup, meta.started),
+                "cloudwatch": self._cloudwatch.state(meta.started),
+                "shards": shard_rows(meta.shards, self._by_shard, self._host),
+                "cpu_by_shard": cpu_by_shard(self._host, meta.started, bin_s),
                 **self._judged,
             }
 
@@ -127,6 +142,8 @@ class LiveFeed:
             self._requests.append(record)
             if record.run_id is not None:
                 self._run_ids.add(record.run_id)
+                if (index := shard_of(line)) is not None:
+                    self._by_shard.setdefault(index, ShardCounts()).started.add(record.run_id)
             if started is None:
                 continue
             index = int(max(0.0, record.ts - started) // bin_s)
@@ -138,9 +155,14 @@ class LiveFeed:
             self._dirty.add(index)
         for line in self._tails[CLIENTS_FILE].poll():
             try:
-                self._clients.append(ClientRecord.from_json(line))
+                client = ClientRecord.from_json(line)
             except (RecordError, TypeError, ValueError):
                 continue
+            self._clients.append(client)
+            if (index := shard_of(line)) is not None:
+                self._by_shard.setdefault(index, ShardCounts()).client(
+                    client.run_id, client.outcome
+                )
         self._host.extend(self._tails[HOST_FILE].poll())
         self._cgroup.extend(self._tails[TARGET_CGROUP_FILE].poll())
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 from typing import Any
 
 from pipstorm.engine.report.banner import verdict_line
+from pipstorm.engine.report.live.shard_figures import shard_saturation
 from pipstorm.engine.report.model import Report, build_report
 from pipstorm.engine.report.rows import fmt_limit, fmt_measured
 from pipstorm.engine.rundir.data import RunData
 
 
 def judged_state(data: RunData, *, final: bool) -> dict[str, Any]:
-    """Thresholds, generator, onset per burst tick and target failure (and, when ``final``,
-    the verdict) as JSON-ready data."""
+    """Thresholds, generator (each shard's too), onset per burst tick and target failure (and,
+    when ``final``, the verdict) as JSON-ready data."""
     report = build_report(data)
     state: dict[str, Any] = {
         "final": final,
@@ -32,6 +33,7 @@ def judged_state(data: RunData, *, final: bool) -> dict[str, Any]:
             for t in report.thresholds
         ],
         "generator": _generator(report),
+        "shard_generators": shard_saturation(data),  # none on a one-machine run
         "onset": _onset(report),
         "target_failure": [c.text for c in report.target_failure],
         "status_counts": dict(report.stats.requests.status_code_counts),

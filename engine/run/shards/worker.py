@@ -3,7 +3,9 @@
 This module is what the coordinator (``pipstorm.engine.run.shards.coordinator``) submits:
 :func:`run_shard` runs in a worker's single task thread, plays :class:`ShardJob`'s runs exactly as a
 one-machine run plays its schedule (``pipstorm.engine.run.execute.drive_shard``: proxy, pool, host
-sampler, JSONL written locally), then ships the streams back compressed in :class:`ShardResult`.
+sampler, JSONL written locally), which the coordinator pulls as they grow
+(``pipstorm.engine.run.shards.stream``), then ships the streams back whole, compressed, in
+:class:`ShardResult`.
 
 No replays: a shard that arrives at or after its start time never starts (``late``): Dask
 re-runs a task whose worker died, or whose result was lost with a worker, and a replayed shard
@@ -35,6 +37,7 @@ from pipstorm.engine.errors import UsageError
 from pipstorm.engine.run.execute import RunOptions, drive_shard
 from pipstorm.engine.run.plan.schedule import Timeline
 from pipstorm.engine.run.shards.split import Shard
+from pipstorm.engine.run.shards.stream import pulled_while_playing, shard_key
 from pipstorm.engine.run.target.opening import Target, preflight
 from pipstorm.engine.rundir.merge import pack
 from pipstorm.engine.rundir.meta import RunMeta
@@ -136,16 +139,8 @@ def run_shard(job: ShardJob) -> ShardResult:
         shard_dir = Path(tmp)
         try:
             stopper.start()
-            drive_shard(
-                replace(job.options, quiet=True),
-                job.line,
-                list(job.shard.runs),
-                meta=meta,
-                run_dir=shard_dir,
-                target=target,
-                start_at=job.start_at + offset,  # the same instant on this worker's clock
-                emit=lambda _line: None,
-            )
+            with pulled_while_playing(shard_key(job.token, job.shard.index), shard_dir):
+                _drive(job, meta, shard_dir, target, offset)
         except KeyboardInterrupt:
             meta.interrupted = True
         except Exception as exc:  # shipped back as the shard's error, one line
@@ -168,6 +163,20 @@ def run_shard(job: ShardJob) -> ShardResult:
         runs_dispatched=meta.runs_dispatched,
         packed=packed,
         error=error,
+    )
+
+
+def _drive(job: ShardJob, meta: RunMeta, shard_dir: Path, target: Target, offset: float) -> None:
+    """The shard's part; ``--abort-on-fail`` is the coordinator's, judged over every shard."""
+    drive_shard(
+        replace(job.options, quiet=True, abort_on_fail=False),
+        job.line,
+        list(job.shard.runs),
+        meta=meta,
+        run_dir=shard_dir,
+        target=target,
+        start_at=job.start_at + offset,  # the same instant on this worker's clock
+        emit=lambda _line: None,
     )
 
 

@@ -125,8 +125,17 @@
     var statusLabels = classes.concat(["errors"]);
     chart("chart-status", statusLabels, statusLabels.map(function (c) { return STATUS_COLOURS[c] || "#333"; }),
           series.t, classes.map(function (c) { return series.status[c]; }).concat([series.errors]), {y: "requests per bin"});
-    var host = state.host;
-    chart("chart-cpu", ["host CPU %", "clients CPU %"], ["#d62728", "#9467bd"], host.t, [host.cpu, host.clients_cpu], {y: "%"});
+    var byShard = state.cpu_by_shard || {t: [], shards: [], cpu: []};
+    if (byShard.shards.length) {
+      // A sharded run: each generator's own CPU (their samples interleaved would mean nothing).
+      chart("chart-cpu", byShard.shards.map(function (i) { return "shard " + i + " host CPU %"; }), COLOURS,
+            byShard.t, byShard.cpu, {y: "%", spanGaps: true});
+      text("cpu-caption", "Each shard's generator host CPU % (all cores), per bin.");
+    } else {
+      var host = state.host;
+      chart("chart-cpu", ["host CPU %", "clients CPU %"], ["#d62728", "#9467bd"], host.t, [host.cpu, host.clients_cpu], {y: "%"});
+    }
+    showShards(state.shards || [], state.shard_generators || []);
     var bursts = (state.onset && state.onset.bursts) || [];
     chart("chart-onset", ["p50", "p95", "max"], ["#2ca02c", "#ff7f0e", "#d62728"],
           bursts.map(function (b) { return b.offset_s; }),
@@ -145,8 +154,40 @@
     var tgt = state.target_series || {t: [], cpu_percent: [], throttled_percent: [], memory_mb: []};
     chart("chart-target", ["CPU %", "throttled %", "memory MB"], ["#d62728", "#ff7f0e", "#1f77b4"],
           tgt.t, [tgt.cpu_percent, tgt.throttled_percent, tgt.memory_mb], {y: "% / MB"});
+    var cw = state.cloudwatch;
     text("target-note", (state.target_counters || []).length ? "The target's latest cgroup counters (--sizing)." :
-         "No target counters during the run (cgroup counters come with --sizing; CloudWatch is fetched after the run).");
+         cw ? "No cgroup counters (they come with --sizing); the stack's CloudWatch series are below." :
+         "No target counters during the run (cgroup counters come with --sizing; an AWS stack's CloudWatch series are fetched once the load has ended).");
+    showCloudWatch(cw);
+  }
+
+  function showShards(shards, generators) {
+    el("shards").hidden = !shards.length;
+    var checks = {};
+    generators.forEach(function (g) { checks[g.index] = g; });
+    rows("shard-rows", shards.map(function (s) {
+      var g = checks[s.index] || {};
+      var saturated = g.saturated === null || g.saturated === undefined ? "not known yet" :
+                      g.saturated ? {ok: false, text: "YES" + (g.reason ? ": " + g.reason : "")} : "no";
+      return [s.index, s.status, s.host, num(s.clock_offset_ms, 2), s.planned, s.finished, s.in_flight, s.failed,
+              num(s.cpu_percent, 0), num(g.cpu_p95, 0), saturated];
+    }));
+  }
+
+  function showCloudWatch(cw) {
+    el("cloudwatch").hidden = !cw;
+    if (!cw) { return; }
+    if (cw.chart) {
+      chart("chart-cloudwatch", cw.chart.labels, COLOURS, cw.chart.t, cw.chart.values, {y: "%", spanGaps: true});
+    }
+    rows("cloudwatch-rows", cw.rows || []);
+    var missing = el("cloudwatch-missing");
+    while (missing.firstChild) { missing.removeChild(missing.firstChild); }
+    (cw.missing || []).forEach(function (item) {
+      var li = document.createElement("li");
+      li.textContent = item[0] + ": " + item[1];
+      missing.appendChild(li);
+    });
   }
 
   function poll() {
