@@ -134,8 +134,10 @@ def test_a_starved_proxy_is_flagged(
     # Flagged by what was measured: the proxy's wait, with the wait measured for every process
     # that records latency here (so the host CPU rule was not what decided).
     assert "the proxy waited for a CPU" in generator["reason"], generator
-    assert generator["cpu_wait"]["measured"] is True, generator["cpu_wait"]
-    assert generator["cpu_rule_applied"] is False
+    # Beside the embedded (local) target the host CPU rule stays in force; the proxy's measured
+    # wait is what names this run (engine/analysis/generator/cpu_wait.py, JUDGED).
+    assert generator["cpu_wait"]["groups"]["proxy"]["measured"] is True, generator["cpu_wait"]
+    assert generator["cpu_rule_applied"] is True
     assert any("latency percentiles" in text for text in generator["may_be_inflated"])
     assert "WARNING: the load generator was the bottleneck" in (run_dir / "report.md").read_text()
     assert "WARNING: the load generator was the bottleneck" in proc.stderr

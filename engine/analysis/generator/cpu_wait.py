@@ -37,6 +37,14 @@ thread that exits between two samples takes its wait along, so the threads' own 
 which the kernel keeps for exited threads) over the run; a server that spawns a thread per
 request and loses most of them is not measured. Otherwise the host CPU rule stays the verdict.
 
+**JUDGED: the proxy only.** A local target's wait is sampled and reported, not judged, and with
+a local target the host CPU rule stays the verdict. Its threads' wait cannot be told apart from
+the server queueing its own workers on the same cores: the embedded pypiserver at x25 (2026-12-06,
+quiet, under the lock) waited 14.0 s against 4.45 s run (76 % of its runnable time) at nice -5,
+and 12.3 s against 4.73 s at nice -20, most of it workers waiting for each other in a burst, as
+they would on a 2-vCPU host of their own. Judging it flagged every `make run`; telling the two
+apart (the wait that other processes' CPU caused) is left to do.
+
 **A sized target's cgroup**: a CPU quota throttles the target's threads while they are runnable,
 which shows as run-queue wait too; that is the index's limit (the deployment it models), not the
 generator's. The target's wait is therefore not counted in seconds its cgroup was throttled
@@ -257,8 +265,8 @@ def check_wait(
     reasons: list[str] = []
     for name, g in groups.items():
         who = "the proxy" if name == "proxy" else "the local target"
-        if g.wait_percent_max is None:
-            continue
+        if g.wait_percent_max is None or name == "target":
+            continue  # a local target's wait is a figure: see JUDGED below
         if g.longest_s >= sustained_s:
             reasons.append(
                 f"{who} waited for a CPU more than {WAIT_PERCENT:g} % of the time "
@@ -282,7 +290,8 @@ def check_wait(
                 f"{who} waited for a CPU {100 * share:.0f} % of the time it had work "
                 f"({g.waited_s:.1f} s waited, {g.ran_s:.2f} s run)"
             )
-    measured = all(g.measured for g in groups.values())
+    # Only the proxy's wait replaces the host CPU rule: with a local target the rule stays.
+    measured = groups["proxy"].measured and not local_target
     return WaitCheck(groups=groups, measured=measured, reasons=tuple(reasons))
 
 

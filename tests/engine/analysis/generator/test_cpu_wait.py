@@ -88,11 +88,15 @@ def test_four_waited_seconds_do_not_flag_five_do() -> None:
     assert check(rows([waited] * 5 + [fine] * 5), local_target=False).saturated
 
 
-def test_a_starved_local_target_is_flagged_when_the_proxy_is_not() -> None:
+def test_a_local_targets_wait_is_reported_and_the_cpu_rule_stays_its_verdict() -> None:
+    # The embedded server's wait at x25 was mostly its workers queueing for each other
+    # (14.0 s waited, 4.45 s run at nice -5; 12.3 s / 4.73 s at -20): judged, it flagged every
+    # `make run`. It is a figure; the host CPU rule still decides beside a local target.
     data = rows([group(0.0)] * N, [group(2000.0, cpu=10.0)] * N)
     result = check(data, local_target=True)
-    assert result.saturated
-    assert any(r.startswith("the local target waited") for r in result.reasons), result.reasons
+    assert not any(r.startswith("the local target waited") for r in result.reasons)
+    assert result.cpu_rule_applied and result.saturated  # the busy host of rows()
+    assert result.to_dict()["cpu_wait"]["groups"]["target"]["waited_s"] > 0
 
 
 def test_an_unwatched_local_target_falls_back_to_the_cpu_rule() -> None:
@@ -125,7 +129,7 @@ def test_threads_that_exit_unsampled_make_the_wait_unmeasured() -> None:
 
 def test_a_throttled_sized_targets_wait_is_the_index_s_own() -> None:
     throttled = group(3000.0, cpu=50.0, throttled_ms=400.0)
-    result = check(rows([group(0.0)] * N, [throttled] * N), local_target=True)
+    result = check(rows([group(0.0)] * N, [throttled] * N, host_cpu=50.0), local_target=True)
     assert not result.saturated, result.reasons
     figures = result.to_dict()["cpu_wait"]["groups"]["target"]
     assert figures["throttled_s"] == 4.0 and figures["measured"] is True
