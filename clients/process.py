@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from io import BufferedReader
 from pathlib import Path
 
+from pipstorm.clients.warm.nice import set_nice
+
 #: How long each escalation step waits for the process group to exit before the next signal.
 ESCALATION_STEP_S = 2.0
 #: Bytes of stdout/stderr kept per run: enough for pip's final error message, not its progress.
@@ -35,6 +37,10 @@ TAIL_BYTES = 4096
 #: Clients run at this nice value, so the recording proxy (and the pool launching runs on time)
 #: win the CPU when clients saturate the cores: the proxy's timings then stay the index's.
 CLIENT_NICE = 10
+#: A warm child lowers itself to this nice once its first request is sent
+#: (``pipstorm.clients.warm.gate.NiceAfterSend``): the runs of a burst still on their way to the
+#: index then go first. An exec'd client keeps ``CLIENT_NICE`` (nothing inside it could tell).
+CLIENT_NICE_AFTER_SEND = 19
 
 #: ``setpriv`` (util-linux) sets the parent-death signal of a process, then execs the command.
 _SETPRIV = shutil.which("setpriv")
@@ -202,8 +208,9 @@ def run_process(
         return _not_started(shown_argv, wall_start, f"cannot start {argv[0]}: {exc}")
     # Right after spawn (Popen has no portable nice, and preexec_fn is unsafe with threads):
     # the client is still importing, before any thread or child of its own, which inherit it.
-    with contextlib.suppress(OSError):
-        os.setpriority(os.PRIO_PROCESS, proc.pid, CLIENT_NICE)
+    # Its session's autogroup too: otherwise the nice weighs only inside the client's own
+    # session (pipstorm.clients.warm.nice).
+    set_nice(proc.pid, CLIENT_NICE)
     running = Running(proc.pid)
     if not registry.add(running):
         running.interrupt()

@@ -2,5 +2,5 @@
 
 ``agent``, ``child``, ``paths`` and ``preload`` run inside the client's own interpreter and import
 nothing but the standard library (and each other, relatively); so does this ``__init__``.
-``launcher`` and ``run`` are pipstorm's side.
+``gate`` and ``nice`` too. ``launcher``, ``launchers`` and ``run`` are pipstorm's side.
 """

@@ -24,7 +24,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .gate import Gate
+from .gate import Gate, NiceAfterSend
+from .nice import set_nice
 from .paths import Slot, find_captured, relocate, slot_name
 from .shared import AHEAD
 
@@ -99,7 +100,7 @@ def _enter_run(spec: dict[str, Any], launcher_pid: int, keep: set[int]) -> None:
     tempfile.tempdir = None  # re-read TMPDIR from the run's environment
     sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
     os.chdir(spec["cwd"])
-    os.setpriority(os.PRIO_PROCESS, 0, int(spec["nice"]))
+    set_nice(0, int(spec["nice"]))  # and its session's autogroup (pipstorm.clients.warm.nice)
 
 
 def _run_module(module: str) -> int:
@@ -143,6 +144,7 @@ def child(
         return [slot_name(slot) for slot in find_captured(spec["root"], is_agent)]
 
     door = Gate(spec, report, gate, send=send, cpu_s=cpu_s, left=left)
+    after_send: NiceAfterSend | None = None
     try:
         _enter_run(spec, launcher_pid, {report, gate})
         relocate(slots, [(a, b) for a, b in spec["moves"]])
@@ -154,6 +156,9 @@ def child(
         ahead = AHEAD.get(spec["module"])
         if ahead is not None:
             ahead(spec.get("shared") or {})
+        if spec.get("nice_after_send") is not None:
+            after_send = NiceAfterSend(int(spec["nice_after_send"]))
+            after_send.arm()
         if spec.get("gate_at", "connect") == "connect":
             door.at_first_connect()
         else:
@@ -165,6 +170,8 @@ def child(
         os._exit(70)
     code = _run_module(spec["module"])
     door.disarm()
+    if after_send is not None:
+        after_send.disarm()
     door.pass_()  # a run that never connected is released at its instant all the same
     if spec.get("probe"):
         late = sorted(set(sys.modules) - door.modules_at_release)

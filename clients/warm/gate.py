@@ -12,6 +12,12 @@ and goes on. Where it waits is the ``gate_at`` of its spec:
   runs unchanged around it. A run that exits without connecting (bad arguments, nothing to
   fetch) waits for its instant before it exits, so it is released and recorded like any other.
 
+After its first request is sent (the first ``send``/``sendall`` on an internet socket returned),
+a child lowers its own nice to the spec's ``nice_after_send`` (when given): the runs that have
+reached the index then make room for the ones of the same burst still on their way to it, which
+is what the onset measures. Only the generator's scheduling changes: the issue allows a child's
+nice to change after its first request is sent, and the bytes on the wire are the same.
+
 ``startup_s``/``startup_cpu_s`` in the ``gated`` event say how long (wall, CPU) the client's own
 start-up ran before the gate (0 at ``start``).
 """
@@ -28,6 +34,8 @@ import time
 import traceback
 from collections.abc import Callable
 from typing import Any
+
+from .nice import set_nice
 
 GATE_AT = ("start", "connect")
 _INET = (socket.AF_INET, socket.AF_INET6)
@@ -128,3 +136,59 @@ class Gate:
         if self._original is not None:
             socket.socket.connect = self._original  # type: ignore[method-assign]
             self._original = None
+
+
+class NiceAfterSend:
+    """Lowers this process's nice once its first request is sent, then puts ``send`` back.
+
+    Hooks ``socket.socket.sendall``/``send`` (plain HTTP: ``http.client`` sends through
+    ``sendall``) and ``ssl.SSLSocket``'s (HTTPS, when ``ssl`` is loaded): the first call on an
+    internet socket runs unchanged, then the nice is lowered and every hook removed.
+    """
+
+    def __init__(self, nice: int) -> None:
+        self.nice = nice
+        self.lowered = False
+        self._lock = threading.Lock()
+        self._saved: list[tuple[type, str, Any]] = []
+
+    def arm(self) -> None:
+        """Install the hooks (before the client's ``main``)."""
+        classes: list[type] = [socket.socket]
+        ssl = sys.modules.get("ssl")
+        if ssl is not None:
+            classes.append(ssl.SSLSocket)
+        for cls in classes:
+            for name in ("sendall", "send"):
+                # socket.socket inherits both from the C type: they are looked up, hooked on
+                # the Python class and put back there (as the connect gate does).
+                original = getattr(cls, name)
+                self._saved.append((cls, name, original))
+                setattr(cls, name, self._hook(original))
+
+    def _hook(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        after = self
+
+        def send(sock: socket.socket, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401
+            result = original(sock, *args, **kwargs)
+            if sock.family in _INET:
+                after.lower()
+            return result
+
+        send.__doc__ = original.__doc__
+        return send
+
+    def lower(self) -> None:
+        """Lower the nice (once) and remove the hooks."""
+        with self._lock:
+            if self.lowered:
+                return
+            self.lowered = True
+            set_nice(0, self.nice)
+            self.disarm()
+
+    def disarm(self) -> None:
+        """Put every hooked method back."""
+        for cls, name, original in self._saved:
+            setattr(cls, name, original)
+        self._saved.clear()

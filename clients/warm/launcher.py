@@ -8,9 +8,9 @@ child that takes the run's environment, does the pre-network start-up, waits at 
 runs the client's command line once. Each run stays one OS process with its own sockets,
 caches and temp dirs.
 
-This module starts launchers, talks their line protocol, and turns a child's life into the same
-``Outcome`` record ``pipstorm.clients.process.run_process`` gives, with timeout and interrupt
-(SIGINT -> SIGTERM -> SIGKILL of the child's group, through ``ProcessRegistry``).
+This module starts one launcher and talks its line protocol (fork a gated child, open its gate,
+signal it, read its events). The set of launchers a pool worker keeps, and a child's life as the
+``Outcome`` record every client run gives, are ``pipstorm.clients.warm.launchers``.
 
 Why launchers are spawned from one dedicated thread: ``PR_SET_PDEATHSIG`` fires when the
 *thread* that forked the launcher exits, not the process; a run's short-lived thread would take
@@ -28,7 +28,6 @@ import signal
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -39,11 +38,7 @@ from pipstorm.clients.environment import scrubbed_env
 from pipstorm.clients.errors import ClientsError
 from pipstorm.clients.process import (
     CLIENT_NICE,
-    Outcome,
-    ProcessRegistry,
-    Running,
-    file_tail,
-    redact,
+    CLIENT_NICE_AFTER_SEND,
 )
 
 AGENT = Path(__file__).with_name("agent.py")
@@ -290,6 +285,7 @@ class Launcher:
         extra_args: Sequence[str] = (),
         due_mono: float | None = None,
         nice: int = CLIENT_NICE,
+        nice_after_send: int | None = CLIENT_NICE_AFTER_SEND,
         probe: Path | None = None,
         verify: bool = False,
         gate_at: str | None = None,
@@ -306,7 +302,8 @@ class Launcher:
         or at ``start``); ``share``: hand it the values every run of its environment computes
         the same (``pipstorm.clients.warm.shared``), else it computes them itself (None: the
         launcher's ``gate_at``/``share``). The old behaviour (``start``, no sharing) stays for
-        benches to compare against.
+        benches to compare against. ``nice``: the child's until its first request is sent,
+        ``nice_after_send`` after it (None: unchanged; ``pipstorm.clients.warm.gate``).
         """
         env = _run_env(work, spec.env_for(work))
         child = WarmChild(run_id=run_id, launcher=self)
@@ -326,6 +323,7 @@ class Launcher:
                 "stdout": str(work / "stdout"),
                 "stderr": str(work / "stderr"),
                 "nice": nice,
+                "nice_after_send": nice_after_send,
                 "due": due_mono,
                 "moves": _moves(self.template, env, self.root, work),
                 "probe": str(probe) if probe is not None else None,
@@ -380,132 +378,3 @@ def _moves(
     }
     pairs.setdefault(str(root / "work"), str(work))
     return sorted(pairs.items(), key=lambda pair: -len(pair[0]))
-
-
-def outcome_of(
-    child: WarmChild,
-    argv: Sequence[str],
-    work: Path,
-    *,
-    timeout_s: float,
-    registry: ProcessRegistry,
-    secrets: Sequence[str] = (),
-) -> Outcome:
-    """Wait for a forked child to be released and to exit; describe it like ``run_process``.
-
-    The child is in ``registry`` from its fork on, so a stop request ends gated children too.
-    ``timeout_s`` counts from the release, as a subprocess's counts from its spawn.
-    """
-    shown = tuple(redact(arg, secrets) for arg in argv)
-    child.forked.wait()
-    running = Running(child.pid or 0, send=_safe(child))
-    tracked = child.pid is not None and registry.add(running)
-    if child.pid is not None and not tracked:
-        running.interrupt()
-    try:
-        child.released.wait()
-        timer = threading.Timer(timeout_s, running.interrupt, kwargs={"timed_out": True})
-        timer.daemon = True
-        timer.start()
-        try:
-            child.exited.wait()
-        finally:
-            timer.cancel()
-    finally:
-        running.exited.set()
-        if tracked:
-            registry.remove(running)
-    exit_info = child.exit or {}
-    status = exit_info.get("status")
-    to_wall = time.time() - time.monotonic()
-    released = child.released_mono
-    ended_mono = float(exit_info.get("mono") or time.monotonic())
-    started_mono = released if released is not None else ended_mono
-    never_ran = released is None or status is None
-    return Outcome(
-        argv=shown,
-        exit_code=None if never_ran or status is None else int(status),
-        started=started_mono + to_wall,
-        ended=ended_mono + to_wall,
-        duration_s=max(0.0, ended_mono - started_mono),
-        cpu_s=float(exit_info.get("cpu_s") or 0.0),
-        max_rss_kb=int(exit_info.get("max_rss_kb") or 0),
-        stdout_tail=file_tail(work / "stdout", secrets),
-        stderr_tail=file_tail(work / "stderr", secrets)
-        or ("the warm launcher died" if status is None else ""),
-        timed_out=running.timed_out,
-        # A child gone before its release without our asking (its launcher died, its start-up
-        # failed) is not interrupted but an error: exit_code None, the reason in stderr_tail.
-        interrupted=running.interrupted,
-    )
-
-
-def _safe(child: WarmChild) -> Callable[[signal.Signals], None]:
-    def send(sig: signal.Signals) -> None:
-        with contextlib.suppress(LauncherError):
-            child.signal(sig)
-
-    return send
-
-
-class Launchers:
-    """The launchers of one pool worker, one per (client module, interpreter), started on first
-    use and closed together. Thread-safe: runs of a worker prepare from many threads."""
-
-    def __init__(
-        self, temp_root: Path | None = None, *, gate_at: str = "connect", share: bool = True
-    ) -> None:
-        """``gate_at``, ``share``: how every launcher's children gate (``Launcher.fork``)."""
-        self._temp_root = temp_root
-        self._gate = (gate_at, share)
-        self._lock = threading.Lock()
-        self._started: dict[tuple[str, Path], Launcher] = {}
-        self._failed: dict[tuple[str, Path], str] = {}
-        self._closed = False
-
-    def for_spec(self, spec: WarmSpec) -> Launcher:
-        """The launcher that runs ``spec``'s module from its interpreter (started if need be).
-
-        A launcher that died (killed by the OOM killer, say) is replaced by a new one; one that
-        could not start is not tried again: its error is raised at once for every later run.
-        """
-        key = (spec.module, spec.python)
-        with self._lock:
-            if self._closed:
-                raise LauncherError("the warm launchers are closed")
-            if key in self._failed:
-                raise LauncherError(self._failed[key])
-            launcher = self._started.get(key)
-            if launcher is not None and not launcher.alive:
-                launcher.close()
-                launcher = None
-            if launcher is None:
-                try:
-                    launcher = Launcher(
-                        spec.module, spec.python, spec.env_for, temp_root=self._temp_root
-                    )
-                    launcher.gate_at, launcher.share = self._gate
-                except LauncherError as exc:
-                    self._failed[key] = str(exc)
-                    raise
-                self._started[key] = launcher
-            return launcher
-
-    def __enter__(self) -> Launchers:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def facts(self) -> list[dict[str, Any]]:
-        """What each launcher reported when ready (modules, captured paths, preload CPU)."""
-        with self._lock:
-            return [dict(launcher.facts) for launcher in self._started.values()]
-
-    def close(self) -> None:
-        """Close every launcher (each kills its children). Safe to call twice."""
-        with self._lock:
-            self._closed = True
-            launchers, self._started = list(self._started.values()), {}
-        for launcher in launchers:
-            launcher.close()

@@ -26,7 +26,8 @@ from pipstorm.clients.errors import DriverError, UnknownClientError
 from pipstorm.clients.process import ProcessRegistry
 from pipstorm.clients.runner import finish, not_launched
 from pipstorm.clients.task import ClientResult, ClientTask, RunOutcome
-from pipstorm.clients.warm.launcher import LauncherError, Launchers, WarmChild, WarmSpec, outcome_of
+from pipstorm.clients.warm.launcher import LauncherError, WarmChild, WarmSpec
+from pipstorm.clients.warm.launchers import Launchers, outcome_of
 
 INTERRUPTED = "interrupted before launch"
 #: How long a prepared child that is abandoned (its block left early) gets to die.

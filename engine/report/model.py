@@ -369,7 +369,7 @@ def build_report(source: Path | RunData, thresholds: Mapping[str, float] | None 
     results = tuple(evaluate(limits, stats))
     onset = burst_onset(requests, clients, run.started)
     sized = target_sizing(run)
-    generator = generator_check(data.host, clients, local_target=run.embedded_target, onset=onset)
+    generator = generator_check(data.host, clients, local_target=run.local_target, onset=onset)
     failed = sorted(
         (c for c in clients if c.outcome not in {*NOT_FAILED, "interrupted"}),
         key=lambda c: c.started,

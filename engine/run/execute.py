@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipstorm.clients.drivers.twine import KIND as UPLOAD_KIND
-from pipstorm.clients.process import CLIENT_NICE
+from pipstorm.clients.process import CLIENT_NICE, CLIENT_NICE_AFTER_SEND
 from pipstorm.clients.task import ClientTask
 from pipstorm.engine.report.model import Report, ReportError
 from pipstorm.engine.report.terminal import terminal_summary
@@ -56,15 +56,17 @@ from pipstorm.engine.run.plan.lead import (
 from pipstorm.engine.run.plan.load import LoadPlan, initial_meta, plan_load
 from pipstorm.engine.run.plan.schedule import PlannedRun, Timeline
 from pipstorm.engine.run.pool import ClientPool
-from pipstorm.engine.run.priority import ProxyGuard, protect_proxy
+from pipstorm.engine.run.priority import ProxyGuard, protect_proxy, protect_target
 from pipstorm.engine.run.progress import LiveProgress, to_stderr
 from pipstorm.engine.run.sampler import HostSampler
 from pipstorm.engine.run.signals import Terminated
 from pipstorm.engine.run.target.cloudwatch import fetch_run_cloudwatch
+from pipstorm.engine.run.target.local import is_loopback_url, local_target_pid
 from pipstorm.engine.run.target.opening import Target, check_target
 from pipstorm.engine.run.target.watch import observe_target
 from pipstorm.engine.rundir.files import HOST_FILE, REQUESTS_FILE, make_run_dir
 from pipstorm.engine.rundir.meta import RunMeta
+from pipstorm.infra.pypiserver.counters import read_counters
 
 __all__ = ["RunOptions", "RunResult", "drive_shard", "execute_run", "initial_meta", "plan_load"]
 
@@ -297,9 +299,16 @@ def _start_pool(  # noqa: PLR0917 - the parts of one run, from _drive
 ) -> ClientPool:
     """The proxy protected, the pool's workers started, then time zero (late enough for the
     first instant's preparation, pipstorm.engine.run.plan.lead) into run.json."""
-    # The proxy outranks the clients (niced in pipstorm.clients.process) for the CPU.
+    # The proxy and the embedded target outrank the clients (niced in pipstorm.clients.process,
+    # lowered further once their first request is sent: CLIENT_NICE_AFTER_SEND) for the CPU.
     proxy_priority = protect_proxy(parts.proxy.pid, mode=options.proxy_priority)
-    state.meta.priority = {"clients_nice": CLIENT_NICE, "proxy": proxy_priority}
+    state.meta.priority = {
+        "clients_nice": CLIENT_NICE,
+        "clients_nice_after_send": CLIENT_NICE_AFTER_SEND if lead.mode == "warm" else None,
+        "proxy": proxy_priority,
+    }
+    if parts.target.server_pid is not None and options.proxy_priority != "none":
+        state.meta.priority["target"] = protect_target(parts.target.server_pid)
     record = client_recorder(parts.clients_log, {r.run_id: r for r in plan}, clock)
     pool = ClientPool(record, workers=options.workers, launch=lead.mode, temp_root=parts.scratch)
     pool.start()
@@ -317,14 +326,27 @@ def _watch(
     proxy_priority: dict[str, Any],
 ) -> None:
     """The host sampler (and the proxy's priority guard on it), the target's death watch and
-    its cgroup, entered on ``stack``."""
+    its cgroup, entered on ``stack``.
+
+    A local target is sampled whether pipstorm started it (the embedded server) or not (the
+    process listening on a loopback ``--index-url``: ``pipstorm.engine.run.target.local``);
+    ``run.json``'s ``target.watched_pid`` says which process was, null when none was found."""
+    target = parts.target
+    target_pid = target.server_pid
+    if target_pid is None and is_loopback_url(target.index_url):
+        target_pid = local_target_pid(target.index_url)
+        state.meta.target["local"] = True
+        state.meta.target["watched_pid"] = target_pid
+    cgroup = target.server.cgroup if target.server is not None else None
+    throttled = None if cgroup is None else lambda: read_counters(cgroup).throttled_s
     stack.enter_context(
         HostSampler(
             state.run_dir / HOST_FILE,
             proxy_pid=parts.proxy.pid,
-            target_pid=parts.target.server_pid,
+            target_pid=target_pid,
             client_pids=lambda: pool.pids,
             on_sample=ProxyGuard(parts.proxy.pid, proxy_priority),
+            target_throttled_s=throttled,
         )
     )
     stack.enter_context(observe_target(parts.target, state.run_dir, state.meta, state.emit))

@@ -39,7 +39,7 @@ from pipstorm.clients.errors import UnknownClientError
 from pipstorm.clients.process import ProcessRegistry
 from pipstorm.clients.runner import launch, prepared
 from pipstorm.clients.task import ClientResult, ClientTask
-from pipstorm.clients.warm.launcher import Launchers
+from pipstorm.clients.warm.launchers import Launchers
 from pipstorm.clients.warm.run import launch_warm, warm_capable, warm_prepared
 from pipstorm.engine.errors import UsageError
 from pipstorm.infra.credentials import SECRET_ENV_VARS

@@ -17,6 +17,12 @@ descendants): when a member exits and its parent reaps it, its CPU moves into th
 ``children_*`` counters, so the group total stays continuous and no short-lived pip is missed.
 (The pool's workers reap their pips with ``os.wait4``; gunicorn reaps its workers.)
 
+The proxy's and a local target's groups also carry their run-queue wait
+(``pipstorm.engine.run.runqueue``: ``runq_wait_ms`` waited for a CPU in the interval, summed over
+their threads; ``runq_run_ms`` the same threads' CPU; ``runq_threads``/``runq_threads_gone``) and
+a sized target its cgroup's ``throttled_ms``: what the generator rule judges
+(``pipstorm.engine.analysis.generator.cpu_wait``). Absent where the kernel keeps no schedstat.
+
 Units: ``host_cpu_percent`` is 0-100 of the whole machine; a group's ``cpu_percent`` is 100 per
 fully busy core, as ``top`` shows it. ``rss_mb`` sums the members' resident sets (shared pages
 are counted once per process, so it overstates a forked server's real use).
@@ -34,6 +40,7 @@ from typing import Any, Self
 
 import psutil
 
+from pipstorm.engine.run.runqueue import RunQueueWatch, WaitReading, available
 from pipstorm.engine.rundir.jsonl import JsonlWriter
 from pipstorm.infra.periodic import Periodic
 
@@ -41,8 +48,11 @@ from pipstorm.infra.periodic import Periodic
 SAMPLE_EVERY_S = 1.0
 #: Groups measured without their descendants.
 _OWN_ONLY = frozenset({"engine", "pool"})
+#: Groups whose run-queue wait is sampled: the processes that time or serve requests.
+_WAITED = ("proxy", "target")
 
 Pids = Callable[[], Sequence[int]]
+Counter = Callable[[], float | None]
 OnSample = Callable[[Mapping[str, Any]], None]
 
 
@@ -128,6 +138,7 @@ class HostSampler:
     ``client_pids`` is called at each sample (the pool's workers come and go); the proxy and a
     local target are fixed pids, ``None`` when absent (a remote target is not ours to sample).
     ``on_sample`` sees each sample right after it is written (the proxy's priority guard).
+    ``target_throttled_s``: the target cgroup's cumulative throttled seconds (a sized target).
     """
 
     def __init__(
@@ -139,6 +150,7 @@ class HostSampler:
         client_pids: Pids,
         every_s: float = SAMPLE_EVERY_S,
         on_sample: OnSample | None = None,
+        target_throttled_s: Counter | None = None,
     ) -> None:
         self.path = path
         self.every_s = every_s
@@ -153,6 +165,9 @@ class HostSampler:
             "clients": client_pids,
         }
         self._on_sample = on_sample
+        self._waits = {name: RunQueueWatch() for name in _WAITED} if available() else {}
+        self._throttled = target_throttled_s
+        self._last_throttled: float | None = None
         self._cache = _ProcessCache()
         self._last_cpu: dict[str, float] = {}
         self._last_host: list[tuple[float, float]] = []
@@ -204,6 +219,17 @@ class HostSampler:
             if self._on_sample is not None:
                 self._on_sample(sample)
 
+    def _throttled_delta_s(self) -> float | None:
+        """The target cgroup's throttled seconds since the last sample (None: not known)."""
+        if self._throttled is None:
+            return None
+        try:
+            now = self._throttled()
+        except OSError:
+            now = None
+        last, self._last_throttled = self._last_throttled, now
+        return None if now is None or last is None else max(0.0, now - last)
+
     def sample(self) -> dict[str, Any] | None:
         """One reading; the dict of a ``host.jsonl`` line, or None for the first (baseline)
         reading, which has no previous counters to differ from."""
@@ -212,6 +238,7 @@ class HostSampler:
         per_core = [_busy(t) for t in psutil.cpu_times(percpu=True)]
         children = _children_map()
         readings: dict[str, _GroupReading | None] = {}
+        waits: dict[str, WaitReading | None] = {}
         alive: set[int] = set()
         for name, pids in self._groups.items():
             if pids is None:
@@ -221,7 +248,10 @@ class HostSampler:
             members = list(pids()) if own else _members(list(pids()), children)
             alive.update(members)
             readings[name] = self._cache.read(members, reaped=not own)
+            if name in self._waits:
+                waits[name] = self._waits[name].read(members)
         self._cache.forget_except(alive)
+        throttled = self._throttled_delta_s()
         first = not self._last_host
         interval = mono - self._last_mono
         previous_host, previous_cpu = self._last_host, self._last_cpu
@@ -257,5 +287,18 @@ class HostSampler:
                 "processes": reading.processes,
                 "fds": reading.fds,
             }
+            _add_wait(sample[name], waits.get(name))
+        if throttled is not None and isinstance(sample.get("target"), dict):
+            sample["target"]["throttled_ms"] = round(1000 * throttled, 1)
         sample["sample_ms"] = round(1000 * (time.perf_counter() - started), 2)
         return sample
+
+
+def _add_wait(group: dict[str, Any], wait: WaitReading | None) -> None:
+    """The group's run-queue wait (``pipstorm.engine.run.runqueue``), when it was read."""
+    if wait is None:
+        return
+    group["runq_wait_ms"] = round(1000 * wait.wait_s, 2)
+    group["runq_run_ms"] = round(1000 * wait.run_s, 2)
+    group["runq_threads"] = wait.threads
+    group["runq_threads_gone"] = wait.threads_gone

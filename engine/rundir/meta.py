@@ -162,6 +162,12 @@ class RunMeta:
         """Whether the index was pipstorm's own local pypiserver (its CPU is on this host)."""
         return self.target.get("kind") == "embedded"
 
+    @property
+    def local_target(self) -> bool:
+        """Whether the index ran on the generator's host: embedded, or a loopback URL
+        (``target.local``, written since issue 20; older runs: the embedded target only)."""
+        return self.embedded_target or self.target.get("local") is True
+
     def to_json(self) -> dict[str, Any]:
         """The ``run.json`` document, ``schema`` first."""
         return {"schema": self.schema, **asdict(self)}

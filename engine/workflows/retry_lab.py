@@ -21,7 +21,7 @@ from pipstorm.clients.drivers.registry import warm_up as warm_up_driver
 from pipstorm.clients.process import ProcessRegistry
 from pipstorm.clients.runner import execute
 from pipstorm.clients.task import ClientTask
-from pipstorm.clients.warm.launcher import Launchers
+from pipstorm.clients.warm.launchers import Launchers
 from pipstorm.clients.warm.run import execute_warm, warm_capable
 from pipstorm.engine.analysis.trace import RunDirTraces, trace_runs
 from pipstorm.engine.errors import UsageError

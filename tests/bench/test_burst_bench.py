@@ -11,8 +11,9 @@ Issue 20's figures, each a real ``pipstorm run`` in a subprocess (the CLI as a u
   warning, the generator not the bottleneck.
 
 Prints, per run: each burst's onset p50/p95/max and runs reached, the runs ok, the plan's
-warnings and lead line, whether the report calls the generator the bottleneck, and the load
-average before and after (the machine may be shared: the figures are only as quiet as it is).
+warnings and lead line, whether the report calls the generator the bottleneck and the measured
+run-queue wait of the proxy and the local target it judged, and the load average before and
+after (the machine may be shared: the figures are only as quiet as it is).
 Asserts only that the run produced a report. ``-k burst`` picks this file; each case takes a
 few minutes.
 """
@@ -89,10 +90,20 @@ def show(label: str, figures: Figures, goal_s: float) -> None:
             f" max {onset.get('max', 0):.2f} s (goal p95 <= {goal_s:g} s)"
         )
     print(f"  client runs: {json.dumps(figures.clients)[:300]}")
+    generator = figures.generator
+    print(f"  generator the bottleneck: {generator['saturated']} {generator.get('reasons')}")
     print(
-        f"  generator the bottleneck: {figures.generator['saturated']}"
-        f" {figures.generator.get('reasons')}"
+        f"  host CPU rule applied: {generator.get('cpu_rule_applied')};"
+        f" notes: {generator.get('notes')}"
     )
+    wait = generator.get("cpu_wait") or {}
+    for name, group in (wait.get("groups") or {}).items():
+        print(
+            f"  {name} run-queue wait: % of each second p95 {group['wait_percent']['p95']}"
+            f" max {group['wait_percent']['max']}, above the limit for"
+            f" {group['waited_longest_s']} consecutive s, coverage {group['coverage']},"
+            f" measured {group['measured']} ({group['not_measured_because']})"
+        )
     lead = figures.lead
     print(
         f"  plan warnings: {figures.warnings}; prepared {lead.get('ahead_s')} s ahead"

@@ -35,7 +35,7 @@ import pytest
 
 from pipstorm.clients.process import ProcessRegistry
 from pipstorm.clients.task import ClientResult
-from pipstorm.clients.warm.launcher import Launchers
+from pipstorm.clients.warm.launchers import Launchers
 from pipstorm.clients.warm.run import launch_warm, warm_prepared
 from pipstorm.infra.proxy.control import RecordingProxy
 from pipstorm.infra.pypiserver.target import LocalPypiserver

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipstorm.clients.warm.launcher import Launchers
+from pipstorm.clients.warm.launchers import Launchers
 from pipstorm.infra.proxy.control import RecordingProxy
 from pipstorm.infra.pypiserver.target import LocalPypiserver
 from pipstorm.packages.cache import cached_corpus

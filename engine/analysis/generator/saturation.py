@@ -5,12 +5,20 @@ A load generator that runs out of CPU measures itself: the proxy and a local tar
 core and record that wait as latency, clients time out, and runs start late so the index sees
 less load than planned. The report must then say so, loudly, instead of blaming the index.
 
-The rule (either condition flags the run as generator-bound):
+The rule (any condition flags the run as generator-bound):
 
-- **CPU**: the host's CPU (all cores) above ``CPU_BUSY_PERCENT`` (90 %) for at least
-  ``CPU_SUSTAINED_S`` (5) consecutive seconds, or for at least ``CPU_BUSY_SHARE`` (25 %) of the
-  sampled time. One busy second is a burst starting; five in a row is a queue building up, and a
-  quarter of the run in short spells distorts the percentiles as much.
+- **CPU wait** (measured): the proxy, or a local target, waited on a run queue for a CPU more
+  than ``cpu_wait.WAIT_PERCENT`` of the time for ``CPU_SUSTAINED_S`` consecutive seconds or
+  ``CPU_BUSY_SHARE`` of the sampled time (``pipstorm.engine.analysis.generator.cpu_wait``, where
+  the threshold is justified): that wait is what the proxy records as latency.
+- **CPU** (the proxy for it): the host's CPU (all cores) above ``CPU_BUSY_PERCENT`` (90 %) for at
+  least ``CPU_SUSTAINED_S`` (5) consecutive seconds, or for at least ``CPU_BUSY_SHARE`` (25 %) of
+  the sampled time. One busy second is a burst starting; five in a row is a queue building up,
+  and a quarter of the run in short spells distorts the percentiles as much. **Only when the
+  wait is not measured** for every process on this host that records or serves latency (no
+  schedstat, a local target not watched, threads that exited unsampled): where it is, a busy
+  host whose proxy and target got their CPU in time is a reported figure (``cpu_rule_applied``
+  false), not a verdict: a machine full of low-priority clients is what a burst looks like.
 - **lag**: the p99 of the client runs' launch lag above ``LAG_P99_S`` (1 s): the generator could
   not launch runs on time, so the planned load was not offered.
 - **onset**: the p95 of the runs' onset (intended instant -> first request at the proxy) above
@@ -24,9 +32,15 @@ The rule (either condition flags the run as generator-bound):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from pipstorm.engine.analysis.generator.cpu_wait import (
+    WAIT_PERCENT,
+    GroupWait,
+    WaitCheck,
+    check_wait,
+)
 from pipstorm.engine.analysis.generator.onset import ONSET_P95_S, Onset
 from pipstorm.engine.analysis.stats import percentile
 from pipstorm.engine.rundir.host import HostRow
@@ -68,6 +82,8 @@ class HostSample:
     host_mem_percent: float | None = None
     clients_cpu_percent: float | None = None
     proxy_cpu_percent: float | None = None
+    #: The run-queue figures of the ``proxy`` and ``target`` groups (None: group not sampled).
+    waits: dict[str, GroupWait | None] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> HostSample | None:
@@ -83,6 +99,7 @@ class HostSample:
             host_mem_percent=_num(data.get("host_mem_percent")),
             clients_cpu_percent=_group_cpu(data.get("clients")),
             proxy_cpu_percent=_group_cpu(data.get("proxy")),
+            waits={name: GroupWait.from_json(data.get(name)) for name in ("proxy", "target")},
         )
 
 
@@ -121,6 +138,12 @@ class GeneratorCheck:
     mem_max_percent: float | None
     clients_cpu_max: float | None
     proxy_cpu_max: float | None
+    #: The measured run-queue wait (None for a check made without samples).
+    cpu_wait: WaitCheck | None = None
+    #: Whether the host CPU rule could flag the run (False: the wait was measured instead).
+    cpu_rule_applied: bool = True
+    #: What the host CPU did, when it was a figure rather than a verdict.
+    notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form, with the rule's limits so a reader knows what was applied."""
@@ -138,12 +161,16 @@ class GeneratorCheck:
             "mem_max_percent": self.mem_max_percent,
             "clients_cpu_max_percent": self.clients_cpu_max,
             "proxy_cpu_max_percent": self.proxy_cpu_max,
+            "cpu_wait": None if self.cpu_wait is None else self.cpu_wait.to_dict(),
+            "cpu_rule_applied": self.cpu_rule_applied,
+            "notes": list(self.notes),
             "rule": {
                 "cpu_busy_percent": CPU_BUSY_PERCENT,
                 "cpu_sustained_s": CPU_SUSTAINED_S,
                 "cpu_busy_share": CPU_BUSY_SHARE,
                 "lag_p99_s": LAG_P99_S,
                 "onset_p95_s": ONSET_P95_S,
+                "cpu_wait_percent": WAIT_PERCENT,
             },
         }
 
@@ -179,20 +206,22 @@ def check_generator(
     onset: Onset | None = None,
 ) -> GeneratorCheck:
     """Apply the rule (see the module docstring) to a run's samples and client runs."""
-    reasons: list[str] = []
     inflated: list[str] = []
     cpu = sorted(s.host_cpu_percent for s in samples)
     longest, busy_total = _longest_busy(samples)
     sampled = sum(s.interval_s for s in samples)
     share = busy_total / sampled if sampled > 0 else None
-    if longest >= CPU_SUSTAINED_S:
-        reasons.append(
-            f"generator host CPU above {CPU_BUSY_PERCENT:g} % for {longest:.0f} consecutive s"
-        )
-    elif share is not None and share >= CPU_BUSY_SHARE and busy_total >= CPU_SUSTAINED_S:
-        reasons.append(
-            f"generator host CPU above {CPU_BUSY_PERCENT:g} % for {100 * share:.0f} % of the run"
-        )
+    wait = check_wait(
+        samples, local_target=local_target, sustained_s=CPU_SUSTAINED_S, busy_share=CPU_BUSY_SHARE
+    )
+    reasons = list(wait.reasons)
+    busy = _busy_text(longest, share, busy_total)
+    notes: list[str] = []
+    if busy is not None and wait.measured and samples:
+        who = "the proxy and the local target" if local_target else "the proxy"
+        notes.append(f"{busy}: a figure, not a verdict ({who} measured for CPU wait instead)")
+    elif busy is not None:
+        reasons.append(busy)
     if reasons:
         target = " and the local target" if local_target else ""
         inflated.extend(text.format(target=target) for text in CPU_INFLATED)
@@ -220,7 +249,19 @@ def check_generator(
         mem_max_percent=_max([s.host_mem_percent for s in samples]),
         clients_cpu_max=_max([s.clients_cpu_percent for s in samples]),
         proxy_cpu_max=_max([s.proxy_cpu_percent for s in samples]),
+        cpu_wait=wait,
+        cpu_rule_applied=not (wait.measured and bool(samples)),
+        notes=tuple(notes),
     )
+
+
+def _busy_text(longest: float, share: float | None, busy_total: float) -> str | None:
+    """The host CPU rule's finding, or None when the host was not busy for long."""
+    if longest >= CPU_SUSTAINED_S:
+        return f"generator host CPU above {CPU_BUSY_PERCENT:g} % for {longest:.0f} consecutive s"
+    if share is not None and share >= CPU_BUSY_SHARE and busy_total >= CPU_SUSTAINED_S:
+        return f"generator host CPU above {CPU_BUSY_PERCENT:g} % for {100 * share:.0f} % of the run"
+    return None
 
 
 def warning_lines(check: GeneratorCheck | None) -> list[str]:

@@ -34,7 +34,7 @@ import psutil
 
 from pipstorm.clients.runner import prepared
 from pipstorm.clients.task import ClientTask
-from pipstorm.clients.warm.launcher import Launchers
+from pipstorm.clients.warm.launchers import Launchers
 from pipstorm.clients.warm.run import warm_capable, warm_prepared
 
 #: Preparing on a loaded host takes longer than the CPU figure says.

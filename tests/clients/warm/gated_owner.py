@@ -14,7 +14,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from pipstorm.clients.task import ClientTask
-from pipstorm.clients.warm.launcher import Launchers
+from pipstorm.clients.warm.launchers import Launchers
 from pipstorm.clients.warm.run import warm_prepared
 
 

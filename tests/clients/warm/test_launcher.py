@@ -23,7 +23,8 @@ from pipstorm.clients.drivers.registry import driver_for
 from pipstorm.clients.drivers.venv import throwaway_dir
 from pipstorm.clients.process import ProcessRegistry
 from pipstorm.clients.task import ClientTask
-from pipstorm.clients.warm.launcher import ROOT_PREFIX, Launchers, outcome_of
+from pipstorm.clients.warm.launcher import ROOT_PREFIX
+from pipstorm.clients.warm.launchers import Launchers, outcome_of
 from pipstorm.clients.warm.run import launch_warm, warm_capable, warm_prepared
 from tests.clients.conftest import Index
 

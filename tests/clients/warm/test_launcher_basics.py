@@ -17,7 +17,8 @@ import pytest
 
 from pipstorm.clients.environment import scrubbed_env
 from pipstorm.clients.process import CLIENT_NICE, Outcome, ProcessRegistry, run_process
-from pipstorm.clients.warm.launcher import LauncherError, Launchers, WarmSpec, outcome_of
+from pipstorm.clients.warm.launcher import LauncherError, WarmSpec
+from pipstorm.clients.warm.launchers import Launchers, outcome_of
 
 PYTHON = Path(sys.executable)
 DUMP = "tests.clients.dumpenv"

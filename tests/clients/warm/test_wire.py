@@ -18,7 +18,7 @@ import pytest
 from pipstorm.clients.process import ProcessRegistry
 from pipstorm.clients.runner import execute
 from pipstorm.clients.task import ClientResult, ClientTask
-from pipstorm.clients.warm.launcher import Launchers
+from pipstorm.clients.warm.launchers import Launchers
 from pipstorm.clients.warm.run import launch_warm, warm_prepared
 from tests.clients.conftest import Index
 from tests.clients.warm.wire_capture import CaptureRelay, Sent

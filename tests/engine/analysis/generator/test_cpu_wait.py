@@ -1,0 +1,157 @@
+"""The measured half of the generator rule: the proxy's and a local target's run-queue wait
+(``pipstorm.engine.analysis.generator.cpu_wait``), on crafted ``host.jsonl`` rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pipstorm.engine.analysis.generator.cpu_wait import MIN_COVERAGE, WAIT_PERCENT
+from pipstorm.engine.analysis.generator.saturation import (
+    CPU_SUSTAINED_S,
+    GeneratorCheck,
+    check_generator,
+    host_samples,
+)
+
+T0 = 1_700_000_000.0
+
+
+def group(
+    wait_ms: float | None, *, cpu: float = 20.0, run_ms: float | None = None, **extra: Any
+) -> dict[str, Any]:
+    """One group's object as the sampler writes it (``run_ms`` defaults to its CPU)."""
+    data: dict[str, Any] = {"cpu_percent": cpu, "rss_mb": 30.0, "processes": 1, **extra}
+    if wait_ms is not None:
+        data["runq_wait_ms"] = wait_ms
+        data["runq_run_ms"] = cpu * 10.0 if run_ms is None else run_ms
+        data["runq_threads"] = 1
+        data["runq_threads_gone"] = 0
+    return data
+
+
+def rows(
+    proxy: Sequence[dict[str, Any] | None],
+    target: Sequence[dict[str, Any] | None] | None = None,
+    *,
+    host_cpu: float = 100.0,
+) -> list[dict[str, Any]]:
+    """One row a second: a busy host, these proxy (and target) objects."""
+    targets = target if target is not None else [None] * len(proxy)
+    return [
+        {
+            "ts": T0 + i,
+            "interval_s": 1.0,
+            "host_cpu_percent": host_cpu,
+            "proxy": p,
+            "target": t,
+            "clients": {"cpu_percent": 180.0, "processes": 300},
+        }
+        for i, (p, t) in enumerate(zip(proxy, targets, strict=True))
+    ]
+
+
+def check(data: list[dict[str, Any]], *, local_target: bool) -> GeneratorCheck:
+    return check_generator(host_samples(data), [], local_target=local_target)
+
+
+N = 10  # seconds sampled: the host busy all along, past the CPU rule's 5 s
+
+
+def test_a_busy_host_with_a_proxy_that_got_its_cpu_is_not_generator_bound() -> None:
+    result = check(rows([group(1.0)] * N), local_target=False)
+    assert not result.saturated, result.reasons
+    assert not result.cpu_rule_applied
+    assert result.notes and "a figure, not a verdict" in result.notes[0]
+    assert result.cpu_busy_longest_s >= CPU_SUSTAINED_S  # still reported
+    assert result.to_dict()["cpu_wait"]["measured"] is True
+
+
+def test_a_starved_proxy_is_flagged_even_on_an_idle_looking_host() -> None:
+    waited = 1000.0 * (WAIT_PERCENT + 1) / 100.0  # ms per 1 s sample, just above the limit
+    result = check(rows([group(waited)] * N, host_cpu=50.0), local_target=False)
+    assert result.saturated
+    assert any(r.startswith("the proxy waited for a CPU") for r in result.reasons), result.reasons
+    assert any("latency percentiles" in text for text in result.inflated)
+
+
+def test_exactly_the_limit_is_not_above() -> None:
+    at_limit = 1000.0 * WAIT_PERCENT / 100.0
+    busy = 80.0  # a busy proxy: the wait stays a small share of its runnable time
+    assert not check(rows([group(at_limit, cpu=busy)] * N), local_target=False).saturated
+
+
+def test_four_waited_seconds_do_not_flag_five_do() -> None:
+    # A busy proxy (800 ms run a second): only the streak rule can flag these.
+    waited, fine = group(500.0, cpu=80.0), group(0.0, cpu=80.0)
+    assert not check(rows([waited] * 4 + [fine] * 6), local_target=False).saturated
+    assert check(rows([waited] * 5 + [fine] * 5), local_target=False).saturated
+
+
+def test_a_local_targets_wait_is_reported_and_the_cpu_rule_stays_its_verdict() -> None:
+    # The embedded server's wait at x25 was mostly its workers queueing for each other
+    # (14.0 s waited, 4.45 s run at nice -5; 12.3 s / 4.73 s at -20): judged, it flagged every
+    # `make run`. It is a figure; the host CPU rule still decides beside a local target.
+    data = rows([group(0.0)] * N, [group(2000.0, cpu=10.0)] * N)
+    result = check(data, local_target=True)
+    assert not any(r.startswith("the local target waited") for r in result.reasons)
+    assert result.cpu_rule_applied and result.saturated  # the busy host of rows()
+    assert result.to_dict()["cpu_wait"]["groups"]["target"]["waited_s"] > 0
+
+
+def test_an_unwatched_local_target_falls_back_to_the_cpu_rule() -> None:
+    result = check(rows([group(0.0)] * N, [None] * N), local_target=True)
+    assert result.cpu_rule_applied
+    assert result.saturated
+    assert any("host CPU above 90 %" in r for r in result.reasons), result.reasons
+    groups = result.to_dict()["cpu_wait"]["groups"]
+    assert groups["target"]["not_measured_because"] == "not sampled (not watched)"
+
+
+def test_no_schedstat_falls_back_to_the_cpu_rule() -> None:
+    result = check(rows([group(None)] * N), local_target=False)
+    assert result.cpu_rule_applied and result.saturated
+
+
+def test_a_remote_target_needs_only_the_proxy() -> None:
+    result = check(rows([group(0.0)] * N, [None] * N), local_target=False)
+    assert not result.saturated and not result.cpu_rule_applied
+
+
+def test_threads_that_exit_unsampled_make_the_wait_unmeasured() -> None:
+    cpu = 50.0  # 500 ms a second, of which the sampled threads ran only a tenth
+    lossy = group(0.0, cpu=cpu, run_ms=cpu * 10.0 * (MIN_COVERAGE / 2))
+    result = check(rows([group(0.0)] * N, [lossy] * N), local_target=True)
+    assert result.cpu_rule_applied and result.saturated
+    reason = result.to_dict()["cpu_wait"]["groups"]["target"]["not_measured_because"]
+    assert reason is not None and "exited" in reason
+
+
+def test_a_throttled_sized_targets_wait_is_the_index_s_own() -> None:
+    throttled = group(3000.0, cpu=50.0, throttled_ms=400.0)
+    result = check(rows([group(0.0)] * N, [throttled] * N, host_cpu=50.0), local_target=True)
+    assert not result.saturated, result.reasons
+    figures = result.to_dict()["cpu_wait"]["groups"]["target"]
+    assert figures["throttled_s"] == 4.0 and figures["measured"] is True
+
+
+def test_the_proxy_counts_even_while_the_target_is_throttled() -> None:
+    throttled = group(3000.0, cpu=50.0, throttled_ms=400.0)
+    result = check(rows([group(500.0)] * N, [throttled] * N), local_target=True)
+    assert result.saturated
+    assert any(r.startswith("the proxy waited") for r in result.reasons), result.reasons
+
+
+def test_a_proxy_starved_only_in_the_few_seconds_with_requests_is_flagged() -> None:
+    # A light run: requests in 3 seconds of 20, the proxy waiting nearly all of its runnable
+    # time then (as measured in tests/e2e/test_generator_bound.py): no streak, no quarter.
+    idle, starved = group(0.0, cpu=0.0, run_ms=0.1), group(460.0, cpu=1.0, run_ms=6.0)
+    data = rows([idle] * 8 + [starved] * 3 + [idle] * 9, host_cpu=100.0)
+    result = check(data, local_target=False)
+    assert result.saturated
+    assert any("of the time it had work" in r for r in result.reasons), result.reasons
+
+
+def test_a_busy_proxy_that_rarely_waits_is_not_flagged_over_the_run() -> None:
+    busy = group(8.0, cpu=60.0, run_ms=600.0)  # x170's proxy at SCHED_FIFO: ~1 % of its time
+    assert not check(rows([busy] * N), local_target=False).saturated
