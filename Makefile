@@ -20,7 +20,7 @@ run: $(STAMP)
 # built wheel are made once), except those marked `serial`: they measure time or CPU, saturate
 # the cores, fill cgroups or scan every process, so they run after the parallel part, alone on
 # the machine (docs/testing.md).
-WORKERS ?= 2
+WORKERS ?= 3
 PARALLEL := -n $(WORKERS) --dist loadscope
 
 ## test: style, types, then the whole suite (end-to-end tests last; ~19 min on 2 cores)
