@@ -19,8 +19,8 @@ from pipstorm.packages.upload import (
     IndexClient,
     UnreachableError,
     credentials_hint,
-    listed_files,
 )
+from pipstorm.packages.upload_wire import listed_files
 
 _SIMPLE_TYPES: Final = ("text/html", "application/vnd.pypi.simple.")
 _PASSWORD_INPUT_RE: Final = re.compile(rb"<input[^>]*type\s*=\s*[\"']?password", re.IGNORECASE)

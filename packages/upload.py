@@ -17,11 +17,7 @@ and go to the index's own origin only; no message repeats them.
 
 from __future__ import annotations
 
-import email.parser
-import hashlib
-import html.parser
 import http.client
-import json
 import re
 import secrets
 import tarfile
@@ -29,16 +25,17 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final, Literal, Protocol
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 from pipstorm.packages.index_url import index_base
 from pipstorm.packages.retry import DEFAULT_BACKOFF_S, TRANSIENT_STATUSES, send_with_retries
 from pipstorm.packages.spec import CorpusError, canonical_name
+from pipstorm.packages.upload_wire import listed_files, metadata_fields, multipart_body
 
 USERNAME_ENV: Final = "PYPI_USERNAME"
 PASSWORD_ENV: Final = "PYPI_PASSWORD"  # noqa: S105 - a variable name
@@ -275,7 +272,7 @@ class IndexClient:
         except (OSError, ValueError, KeyError, zipfile.BadZipFile, tarfile.TarError) as exc:
             return FileResult(path, "failed", detail=f"unreadable: {exc}")
         boundary = secrets.token_hex(16)
-        body = _multipart(fields, path, boundary)
+        body = multipart_body(fields, path, boundary)
         headers = {
             **self._headers(url),
             "Content-Type": f"multipart/form-data; boundary={boundary}",
@@ -324,115 +321,6 @@ class _NoRedirectAuth(urllib.request.HTTPRedirectHandler):
         if new is not None and _origin(newurl) != self.origin:
             new.remove_header("Authorization")
         return new
-
-
-def listed_files(body: bytes, content_type: str, base_url: str) -> set[str]:
-    """File names on a project page: PEP 691 JSON ``files[].filename``, or the last path
-    segment of each HTML link."""
-    if "json" in content_type.lower():
-        try:
-            page = json.loads(body)
-        except ValueError:
-            return set()
-        entries = page.get("files", []) if isinstance(page, dict) else []
-        return {e["filename"] for e in entries if isinstance(e, dict) and "filename" in e}
-    collector = _Links()
-    collector.feed(body.decode("utf-8", "replace"))
-    names = set()
-    for href in collector.hrefs:
-        path = urlsplit(urljoin(base_url, href)).path
-        names.add(urllib.request.url2pathname(path.rsplit("/", 1)[-1]))
-    return names
-
-
-class _Links(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.hrefs: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self.hrefs += [value for name, value in attrs if name == "href" and value]
-
-
-def metadata_fields(path: Path) -> list[tuple[str, str]]:
-    """The form fields twine sends for a distribution: core metadata and digests."""
-    if path.name.endswith(".whl"):
-        with zipfile.ZipFile(path) as archive:
-            name = next(
-                n for n in archive.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)
-            )
-            raw = archive.read(name)
-        filetype, pyversion = "bdist_wheel", path.name.split("-")[-3]
-    else:
-        raw = _sdist_pkg_info(path)
-        filetype, pyversion = "sdist", "source"
-    message = email.parser.BytesParser().parsebytes(raw)
-    data = path.read_bytes()
-    fields = [
-        (":action", "file_upload"),
-        ("protocol_version", "1"),
-        ("filetype", filetype),
-        ("pyversion", pyversion),
-        ("metadata_version", message.get("Metadata-Version", "2.1")),
-        ("name", message["Name"]),
-        ("version", message["Version"]),
-        ("md5_digest", hashlib.md5(data, usedforsecurity=False).hexdigest()),
-        ("sha256_digest", hashlib.sha256(data).hexdigest()),
-        ("blake2_256_digest", hashlib.blake2b(data, digest_size=32).hexdigest()),
-    ]
-    for header, key in _SINGLE_FIELDS:
-        if (value := message.get(header)) is not None:
-            fields.append((key, str(value)))
-    for header, key in _LIST_FIELDS:
-        fields += [(key, str(v)) for v in message.get_all(header) or ()]
-    return fields
-
-
-_SINGLE_FIELDS: Final = (
-    ("Summary", "summary"),
-    ("Home-page", "home_page"),
-    ("Author", "author"),
-    ("Author-email", "author_email"),
-    ("License", "license"),
-    ("Requires-Python", "requires_python"),
-)
-_LIST_FIELDS: Final = (
-    ("Requires-Dist", "requires_dist"),
-    ("Classifier", "classifiers"),
-)
-
-
-def _sdist_pkg_info(path: Path) -> bytes:
-    if path.name.endswith(".zip"):
-        with zipfile.ZipFile(path) as archive:
-            member = next(n for n in archive.namelist() if re.fullmatch(r"[^/]+/PKG-INFO", n))
-            return archive.read(member)
-    with tarfile.open(path) as archive:
-        for info in archive.getmembers():
-            if re.fullmatch(r"[^/]+/PKG-INFO", info.name) and info.isfile():
-                handle = archive.extractfile(info)
-                if handle is not None:
-                    return handle.read()
-    raise ValueError(f"no PKG-INFO in {path.name}")
-
-
-def _multipart(fields: Iterable[tuple[str, str]], path: Path, boundary: str) -> bytes:
-    parts: list[bytes] = []
-    for name, value in fields:
-        parts.append(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-            + value.encode()
-            + b"\r\n"
-        )
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
-        f'filename="{path.name}"\r\nContent-Type: application/octet-stream\r\n\r\n'.encode()
-        + path.read_bytes()
-        + b"\r\n"
-    )
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts)
 
 
 def _origin(url: str) -> str:

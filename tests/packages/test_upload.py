@@ -31,11 +31,10 @@ from pipstorm.packages.upload import (
     UploadError,
     UploadSummary,
     distributions,
-    listed_files,
-    metadata_fields,
     upload_files,
     upload_url_for,
 )
+from pipstorm.packages.upload_wire import listed_files, metadata_fields
 from tests.infra.conftest import write_wheel
 from tests.infra.devpi import DevpiServer
 
