@@ -18,44 +18,39 @@ listening socket (psutil), rather than picking a port, closing it and hoping nob
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import http.client
 import os
-import runpy
 import shlex
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
-
-import psutil
 
 from pipstorm.infra.credentials import Credentials, without_secrets
 from pipstorm.infra.errors import InfraError
 from pipstorm.infra.pypiserver import cgroups
 from pipstorm.infra.pypiserver.counters import CgroupCounters, read_counters
 from pipstorm.infra.pypiserver.pagecache import drop_cached
+from pipstorm.infra.pypiserver.server_process import (
+    PRIVATE_DIR_PREFIX,
+    http_status,
+    listening_port,
+    log_tail,
+    serve_until_orphaned,
+    terminate_group,
+    worker_count,
+)
 from pipstorm.infra.pypiserver.sizing import Sizing, htpasswd_line
 
 READY_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
-#: After its owner died, how long the server gets to shut down quickly before its group is killed.
-ORPHAN_GRACE_S = 2.0
 _POLL_S = 0.05
 _HEALTH_PATH = "/health"
 _STDERR_TAIL_CHARS = 400
-
-
-#: The private temp dir of one server (its cwd): htpasswd, gunicorn's files, the log.
-PRIVATE_DIR_PREFIX = "pipstorm-pypiserver-"
 
 
 class TargetError(InfraError):
@@ -227,7 +222,7 @@ class LocalPypiserver:
         proc, self._proc = self._proc, None
         try:
             if proc is not None:
-                _terminate_group(proc, STOP_TIMEOUT_S)
+                terminate_group(proc, STOP_TIMEOUT_S)
         finally:
             self._port = None
             if self._log_file is not None:
@@ -353,7 +348,7 @@ class LocalPypiserver:
         deadline = time.monotonic() + self.ready_timeout
         while True:
             self._check_alive()
-            port = _listening_port(self.pid)
+            port = listening_port(self.pid)
             if port is not None and (self._requested_port in (0, port)):
                 return port
             if time.monotonic() > deadline:
@@ -365,7 +360,7 @@ class LocalPypiserver:
 
     def _wait_until_ready(self) -> None:
         deadline = time.monotonic() + self.ready_timeout
-        while _http_status(self.host, self.port, _HEALTH_PATH, None) != 200:
+        while http_status(self.host, self.port, _HEALTH_PATH, None) != 200:
             self._check_alive()
             if time.monotonic() > deadline:
                 raise TargetError(
@@ -374,7 +369,7 @@ class LocalPypiserver:
                 )
             time.sleep(_POLL_S)
         # One worker answering is not enough for a load test: wait for all of them to boot.
-        while _worker_count(self.pid) < self.workers:
+        while worker_count(self.pid) < self.workers:
             self._check_alive()
             if time.monotonic() > deadline:
                 raise TargetError(
@@ -383,7 +378,7 @@ class LocalPypiserver:
                 )
             time.sleep(_POLL_S)
         auth = self.credentials.basic_auth_header()
-        status = _http_status(self.host, self.port, "/simple/", auth, timeout=self.ready_timeout)
+        status = http_status(self.host, self.port, "/simple/", auth, timeout=self.ready_timeout)
         if status is None:
             self._check_alive()
             raise TargetError(
@@ -415,17 +410,12 @@ class LocalPypiserver:
         if self._server_log is None or self._log_file is None:
             return ""
         self._log_file.flush()
-        try:
-            with self._server_log.open("rb") as log:
-                log.seek(max(0, log.seek(0, os.SEEK_END) - 4096))
-                text = log.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
-        tail = " | ".join(line.strip() for line in text.splitlines() if line.strip())
-        return f": {tail[-_STDERR_TAIL_CHARS:]}" if tail else ""
+        return log_tail(self._server_log, _STDERR_TAIL_CHARS)
 
 
 def _check_port_free(host: str, port: int) -> None:
+    """TargetError (one line) when ``host:port`` cannot be bound: said before the server starts,
+    rather than as a gunicorn traceback in its log."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
         # Same option as gunicorn, so a port in TIME_WAIT is not mistaken for a taken one.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -435,101 +425,5 @@ def _check_port_free(host: str, port: int) -> None:
             raise TargetError(f"cannot bind {host}:{port}: {exc.strerror}") from None
 
 
-def _listening_port(pid: int) -> int | None:
-    try:
-        connections = psutil.Process(pid).net_connections(kind="tcp")
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return None
-    for conn in connections:
-        if conn.status == psutil.CONN_LISTEN and conn.laddr:
-            return int(conn.laddr.port)
-    return None
-
-
-def _worker_count(pid: int) -> int:
-    try:
-        return len(psutil.Process(pid).children())
-    except psutil.NoSuchProcess:
-        return 0
-
-
-def _http_status(
-    host: str, port: int, path: str, authorization: str | None, timeout: float = 5.0
-) -> int | None:
-    headers = {"Authorization": authorization} if authorization else {}
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers=headers)
-        response = conn.getresponse()
-        response.read()
-    except OSError:
-        return None
-    else:
-        return response.status
-    finally:
-        conn.close()
-
-
-def _terminate_group(proc: subprocess.Popen[bytes], timeout: float) -> None:
-    """SIGTERM the process group, wait for every member, then SIGKILL what is left.
-
-    Workers are remembered before the signal: once the master has exited they are re-parented
-    and can no longer be found as its children.
-    """
-    try:
-        members = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    except psutil.NoSuchProcess:
-        members = []
-    _signal_group(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout)
-    _, alive = psutil.wait_procs(members, timeout=max(0.0, timeout / 2))
-    if alive or proc.poll() is None:
-        _signal_group(proc.pid, signal.SIGKILL)
-        proc.wait()
-        psutil.wait_procs(alive, timeout=timeout)
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _serve_until_orphaned(argv: list[str]) -> None:
-    """The server process: pypiserver's main, stopped (SIGTERM) if its parent dies.
-
-    Started in its own session, the server would otherwise outlive a load generator killed
-    with SIGKILL, holding its port. The thread lives in the gunicorn master only: forked
-    workers do not inherit it, and they exit with their master.
-    """
-    # First, before gunicorn forks a worker: enter the cgroup the owner made for us.
-    cgroups.join_from_env(os.environ)
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        # The owner died without stopping us (SIGKILL), so nobody else will remove our private
-        # dir (our cwd: the htpasswd, maybe the log). Not before the server has stopped: in-flight
-        # requests would get 500 for the missing htpasswd, recorded as the index's errors. So at
-        # the master's exit, after its workers are gone.
-        here = Path.cwd()
-        if here.name.startswith(PRIVATE_DIR_PREFIX):  # checked by name before anything goes
-            atexit.register(shutil.rmtree, here, ignore_errors=True)
-        # The whole group (gunicorn's master and workers: it is our own session), with the quick
-        # shutdown signal (SIGTERM is gunicorn's graceful one, up to 30 s). A signal sent to
-        # this process from this thread was once seen lost, the master living on for minutes:
-        # whatever still runs ORPHAN_GRACE_S later is killed (the folder removed first).
-        _signal_group(os.getpgrp(), signal.SIGINT)
-        time.sleep(ORPHAN_GRACE_S)
-        if here.name.startswith(PRIVATE_DIR_PREFIX):
-            shutil.rmtree(here, ignore_errors=True)
-        _signal_group(os.getpgrp(), signal.SIGKILL)
-
-    threading.Thread(target=watch, name="pipstorm-parent-watch", daemon=True).start()
-    sys.argv = ["pypiserver", *argv]
-    runpy.run_module("pypiserver", run_name="__main__", alter_sys=True)  # = python -m pypiserver
-
-
 if __name__ == "__main__":
-    _serve_until_orphaned(sys.argv[1:])
+    serve_until_orphaned(sys.argv[1:])
