@@ -2,10 +2,10 @@
 
 From outside (``pipstorm.infra.pypiserver.target``, its owner): which port gunicorn's master
 listens on, how many workers it has, a plain HTTP status for the readiness checks, the log's tail
-for an error message, and stopping the whole process group. From inside: the server's own entry point
-(``python -m pipstorm.infra.pypiserver.target`` calls ``serve_until_orphaned``): pypiserver's main
-behind a watch that stops the group and removes its private folder when the owner dies. Kept apart
-from the ``LocalPypiserver`` class so that it reads as what it configures and starts.
+for an error message, and stopping the whole process group. From inside: the server's own entry
+point (``python -m pipstorm.infra.pypiserver.target`` calls ``serve_until_orphaned``): pypiserver's
+main behind a watch that stops the group and removes its private folder when the owner dies. Kept
+apart from the ``LocalPypiserver`` class so that it reads as what it configures and starts.
 """
 
 from __future__ import annotations
