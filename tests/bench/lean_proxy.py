@@ -340,8 +340,8 @@ class Client(asyncio.Protocol):
         else:
             self.transport.resume_reading()
         if self.relay.writer is not None:
-            # After this loop pass: behind the answer's bytes (uvloop may flush writes at the
-            # end of the pass), before the next request's data is read.
+            # The answer is out (uvloop writes at once when the socket's queue is empty); the
+            # record waits for the loop's next pass, behind the other ready callbacks.
             asyncio.get_running_loop().call_soon(self.record)
 
     def upstream_failed(self) -> None:

@@ -4,7 +4,8 @@ Issue 20 item 5 asks for <= 0.3 ms added p50 and <= 1 ms p99 in ``test_proxy_ben
 bench measures, exactly as that one does (the same listing GETs to pypiserver directly and
 through each proxy, interleaved one by one in the same run over keep-alive connections, the
 order rotating; added latency as a percentile of the paired differences; CPU per GET from
-psutil over the measured GETs), all on uvloop:
+psutil over the measured GETs), all on uvloop, beside a second direct connection
+(``direct-again``: the floor of the "added" measure itself, what two identical GETs differ by):
 
 - ``proxy``: the recording proxy (``RecordingProxy``), as shipped;
 - ``aiohttp``: a bare aiohttp ``web.Server`` and ``ClientSession`` relay, no records: the floor
