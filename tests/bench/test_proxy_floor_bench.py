@@ -9,7 +9,7 @@ psutil over the measured GETs), all on uvloop, beside a second direct connection
 
 - ``proxy``: the recording proxy (``RecordingProxy``), as shipped;
 - ``aiohttp``: a bare aiohttp ``web.Server`` and ``ClientSession`` relay, no records: the floor
-  of today's design (``tests/bench/lean_proxy.py``);
+  of today's design (``tests/support/proxy_floors.py``);
 - ``lean``: a relay on asyncio Protocols with httptools (llhttp) parsers, pooled upstream
   connections, no records;
 - ``lean-record``: ``lean`` plus a record per request written as the proxy writes it.
@@ -33,9 +33,9 @@ import pytest
 from pipstorm.infra.credentials import UPSTREAM_PASSWORD_ENV, UPSTREAM_USERNAME_ENV
 from pipstorm.infra.proxy.control import RecordingProxy
 from pipstorm.infra.pypiserver.target import LocalPypiserver
-from tests.bench.lean_proxy import KINDS
 from tests.bench.test_proxy_bench import _getter, _percentile
 from tests.infra.conftest import write_wheel
+from tests.support.proxy_floors import KINDS
 
 REQUESTS = int(os.environ.get("PIPSTORM_BENCH_REQUESTS", "2000"))
 # pypiserver's gunicorn workers: 2 as in test_proxy_bench.py; each keep-alive connection stays
@@ -51,7 +51,7 @@ def _start(stack: ExitStack, server: LocalPypiserver, kind: str, log: Path) -> t
     env[UPSTREAM_USERNAME_ENV] = server.credentials.username
     env[UPSTREAM_PASSWORD_ENV] = server.credentials.password
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.bench.lean_proxy", kind, server.index_url, str(log)],
+        [sys.executable, "-m", "tests.support.proxy_floors", kind, server.index_url, str(log)],
         stdout=subprocess.PIPE,
         env=env,
         cwd=_REPO,

@@ -1,48 +1,30 @@
-"""Pass-through proxies that bound what the recording proxy's HTTP layer could cost (issue 20).
+"""A lean HTTP relay: the floor of what the recording proxy's HTTP layer could cost (issue 20).
 
-Three prototypes, each its own process in front of an index, for
-``test_proxy_floor_bench.py`` to measure exactly as ``test_proxy_bench.py`` measures the real
-proxy:
+Asyncio Protocols (run on uvloop) with httptools (llhttp) parsing request heads and response
+heads and bodies; pooled keep-alive upstream connections; bodies relayed chunk by chunk with flow
+control (the reading side paused while the writing side's buffer is high); only a listing that
+is rewritten is read whole, and rewritten as the real proxy does (cached, one ``bytes.replace``).
+With a writer, one record per request, made and written as the real proxy's (``RequestRecord``,
+one ``write(2)`` on an ``O_APPEND`` descriptor).
 
-- ``aiohttp``: the floor of today's design: a bare aiohttp ``web.Server`` and one pooled
-  ``ClientSession``, routing and the cached listing rewrite as the real proxy does them, no
-  records, no traces, no timeouts;
-- ``lean``: a relay on asyncio Protocols with httptools (llhttp) parsing request heads and
-  response heads and bodies; pooled keep-alive upstream connections; bodies relayed chunk by
-  chunk with flow control (the reading side paused while the writing side's buffer is high);
-  only a rewritten listing is read whole;
-- ``lean-record``: ``lean`` plus one record per request, made and written as the real proxy's
-  (``RequestRecord``, one ``write(2)`` on an ``O_APPEND`` descriptor).
-
-Not a proxy to run load through: no header or stall timeout, no faults, no uploads' Expect,
-no pipelining, no other origins. It measures the floor, not the features.
-
-    python -m tests.bench.lean_proxy KIND UPSTREAM_INDEX_URL LOG   # prints its URL, SIGTERM stops
+A prototype to measure, not a proxy to run load through: no header or stall timeout, no faults,
+no Expect, no pipelining, no HEAD, no retry on a stale pooled connection, no other origins. Run
+by ``tests.support.proxy_floors`` for ``tests/bench/test_proxy_floor_bench.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import signal
 import sys
 import time
-from pathlib import Path
-from typing import Any
 
 import httptools
-import uvloop
-from aiohttp import ClientSession, TCPConnector, web
-from multidict import CIMultiDict
-from yarl import URL
 
-from pipstorm.infra.credentials import UPSTREAM_PASSWORD_ENV, UPSTREAM_USERNAME_ENV, Credentials
 from pipstorm.infra.operations import classify_served
 from pipstorm.infra.proxy.log import RecordWriter, RequestRecord
 from pipstorm.infra.proxy.rewrite import Route, UpstreamLayout
 
-KINDS = ("aiohttp", "lean", "lean-record")
 _REWRITE_TYPES = (b"text/html", b"application/vnd.pypi.simple")
 _TOKEN = f"pipstormrun{secrets.token_hex(16)}"
 _HOP = frozenset(
@@ -50,7 +32,13 @@ _HOP = frozenset(
     b"trailer transfer-encoding upgrade host expect authorization content-length".split()
 )
 _HIGH = 256 * 1024
-_IDLE_S = 1.5
+IDLE_S = 1.5
+
+
+def announce(url: str) -> None:
+    """The URL as one stdout line, for the bench that started this process."""
+    sys.stdout.write(url + "\n")
+    sys.stdout.flush()
 
 
 class Listings:
@@ -72,52 +60,6 @@ class Listings:
         return template.replace(_TOKEN.encode(), route.run_id.encode())
 
 
-# --- (a) the floor of today's design -------------------------------------------------------
-
-
-async def serve_aiohttp(layout: UpstreamLayout, authorization: str, stop: asyncio.Event) -> None:
-    listings = Listings(layout)
-    connector = TCPConnector(limit=256, limit_per_host=0, keepalive_timeout=_IDLE_S)
-    skip = ("User-Agent", "Accept-Encoding", "Accept", "Content-Type")
-    async with ClientSession(
-        connector=connector, auto_decompress=False, skip_auto_headers=skip
-    ) as session:
-
-        async def handle(request: web.BaseRequest) -> web.StreamResponse:
-            route = layout.route(request.raw_path)
-            assert route is not None
-            headers = CIMultiDict(request.headers)
-            for name in ("Host", "Connection", "Authorization"):
-                headers.popall(name, None)
-            headers["Authorization"] = authorization
-            async with session.request(
-                request.method, URL(route.upstream_url, encoded=True), headers=headers
-            ) as upstream:
-                body = await upstream.read()
-                out = CIMultiDict(upstream.headers)
-                for name in ("Connection", "Transfer-Encoding", "Keep-Alive"):
-                    out.popall(name, None)
-                content_type = out.get("Content-Type", "")
-                if content_type.startswith(("text/html", "application/vnd.pypi.simple")):
-                    body = listings.rewrite(body, content_type, route)
-                out["Content-Length"] = str(len(body))
-                return web.Response(status=upstream.status, headers=out, body=body)
-
-        server = web.Server(handle, access_log=None, auto_decompress=False)
-        runner = web.ServerRunner(server)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = runner.addresses[0][1]
-        listings.proxy_url = f"http://127.0.0.1:{port}"
-        print(listings.proxy_url, flush=True)
-        await stop.wait()
-        await runner.cleanup()
-
-
-# --- (b) and (c): the lean relay -----------------------------------------------------------
-
-
 class Pool:
     """Idle keep-alive upstream connections, newest first; stale ones dropped on the way."""
 
@@ -129,7 +71,7 @@ class Pool:
         now = time.monotonic()
         while self.idle:
             since, upstream = self.idle.pop()
-            if now - since < _IDLE_S and not upstream.closed:
+            if now - since < IDLE_S and not upstream.closed:
                 return upstream
             upstream.transport.close()
         return None
@@ -390,11 +332,13 @@ class Client(asyncio.Protocol):
 class Relay:
     """What every connection of the lean relay shares."""
 
-    def __init__(self, layout: UpstreamLayout, authorization: str, writer: Any) -> None:
+    def __init__(
+        self, layout: UpstreamLayout, authorization: str, writer: RecordWriter | None
+    ) -> None:
         self.layout = layout
         self.pool = Pool(layout.origin.host, layout.origin.port)
         self.listings = Listings(layout)
-        self.writer: RecordWriter | None = writer
+        self.writer = writer
         netloc = layout.origin.url.split("://", 1)[1]
         self.fixed_headers = f"Host: {netloc}\r\nAuthorization: {authorization}\r\n\r\n".encode()
 
@@ -404,39 +348,6 @@ async def serve_lean(relay: Relay, stop: asyncio.Event) -> None:
     server = await loop.create_server(lambda: Client(relay), "127.0.0.1", 0, backlog=1024)
     port = server.sockets[0].getsockname()[1]
     relay.listings.proxy_url = f"http://127.0.0.1:{port}"
-    print(relay.listings.proxy_url, flush=True)
+    announce(relay.listings.proxy_url)
     await stop.wait()
     server.close()
-
-
-async def main(kind: str, upstream: str, log: Path) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    layout = UpstreamLayout.parse(upstream)
-    credentials = Credentials.from_env(os.environ, UPSTREAM_USERNAME_ENV, UPSTREAM_PASSWORD_ENV)
-    assert credentials is not None
-    authorization = credentials.basic_auth_header()
-    if kind == "aiohttp":
-        await serve_aiohttp(layout, authorization, stop)
-        return
-    with RecordWriter(log) as writer:
-        relay = Relay(layout, authorization, writer if kind == "lean-record" else None)
-        await serve_lean(relay, stop)
-
-
-if __name__ == "__main__":
-    kind, upstream, log = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-    assert kind in KINDS, kind
-    profile_path = os.environ.get("PIPSTORM_LEAN_PROFILE")  # cProfile stats, written at exit
-    profiler = None
-    if profile_path:
-        import cProfile
-
-        profiler = cProfile.Profile()
-        profiler.enable()
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main(kind, upstream, log))
-    if profiler is not None:
-        profiler.disable()
-        profiler.dump_stats(f"{profile_path}.{kind}")
