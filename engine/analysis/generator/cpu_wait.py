@@ -49,10 +49,11 @@ except that the share of its runnable time (run + counted wait) must exceed
 spent longer waiting for the generator's CPU than running, and its latency is more the
 generator's than its own. Measured on the 2-core machine (2026-12-06, quiet, under the lock):
 the bench's static index beside x170's 510 clients waited 42.3 s against 1.03 s run, 30.0 s of
-it explained by others' CPU (97 %): flagged; the embedded pypiserver at x25 waited 18.5 / 16.5 s
-against 5.8 / 6.1 s run, of which others' CPU explains 4.6 / 5.0 s (44 / 45 %): not flagged, the
-rest its two workers' threads queueing for each other (seconds where it waited 2.3 s with no
-other process running); a static index niced +19 beside a busy loop per core is flagged, and one
+it explained by others' CPU (97 %), and 0.24 s in all at SCHED_FIFO: flagged; the embedded
+pypiserver at x25 (`make run`, four runs) waited 16.5-18.7 s against 5.8-6.3 s run, of which
+others' CPU explains 4.6-5.4 s (44-46.5 %): not flagged (a thin margin: a busier machine flags
+it), the rest its two workers' threads queueing for each other (seconds where it waited 2.3 s
+with no other process running); a static index niced +19 beside a busy loop per core is flagged, and one
 pinned to a core with two busy children of its own, waiting as long, is not
 (``tests/e2e/test_generator_bound.py``).
 
