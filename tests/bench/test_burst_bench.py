@@ -105,7 +105,9 @@ def show(label: str, figures: Figures, goal_s: float) -> None:
             f"  {name} run-queue wait: % of each second p95 {group['wait_percent']['p95']}"
             f" max {group['wait_percent']['max']}, above the limit for"
             f" {group['waited_longest_s']} consecutive s, coverage {group['coverage']},"
-            f" measured {group['measured']} ({group['not_measured_because']})"
+            f" measured {group['measured']} ({group['not_measured_because']});"
+            f" waited {group.get('waited_all_s')} s, counted {group['waited_s']} s,"
+            f" ran {group['ran_s']} s"
         )
     lead = figures.lead
     print(

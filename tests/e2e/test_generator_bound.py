@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -191,11 +191,8 @@ def test_allow_generator_bound_keeps_pass_or_fail(
     assert "WARNING: the load generator was the bottleneck" in proc.stderr
 
 
-def _run_beside(
-    e2e_env: dict[str, str], tmp_path: Path, url: str, record: Callable[[str, object], None]
-) -> dict[str, Any]:
-    """``light_load`` for 20 s against the local index at ``url``; its report's generator (the
-    local target's figures go to the JUnit XML: docs/verdicts.md quotes them)."""
+def _run_beside(e2e_env: dict[str, str], tmp_path: Path, url: str) -> dict[str, Any]:
+    """``light_load`` for 20 s against the local index at ``url``; its report's generator."""
     results = tmp_path / "results"
     proc = pipstorm(
         [
@@ -218,19 +215,16 @@ def _run_beside(
     report = json.loads((run_dir / "report.json").read_text())
     assert "target" in report["generator"]["cpu_wait"]["groups"], proc.stderr[-3000:]
     generator: dict[str, Any] = report["generator"]
-    record("local_target", generator["cpu_wait"]["groups"]["target"])
     return generator
 
 
 @pytest.mark.usefixtures("every_core_busy")
-def test_a_starved_local_target_is_flagged(
-    e2e_env: dict[str, str], tmp_path: Path, record_property: Callable[[str, object], None]
-) -> None:
+def test_a_starved_local_target_is_flagged(e2e_env: dict[str, str], tmp_path: Path) -> None:
     """A static index on loopback niced +19 (its autogroup too) beside a busy loop per core:
     its threads wait for cores that other processes hold, and the rule says so by name."""
     root = static_index.build(tmp_path / "index")
     with static_index.serving(root, nice=19) as url:
-        generator = _run_beside(e2e_env, tmp_path, url, record_property)
+        generator = _run_beside(e2e_env, tmp_path, url)
     target = generator["cpu_wait"]["groups"]["target"]
     assert generator["saturated"] is True, generator
     assert any(r.startswith("the local target") for r in generator["reasons"]), generator
@@ -240,7 +234,7 @@ def test_a_starved_local_target_is_flagged(
 
 
 def test_a_local_target_queueing_for_its_own_core_is_not_flagged(
-    e2e_env: dict[str, str], tmp_path: Path, record_property: Callable[[str, object], None]
+    e2e_env: dict[str, str], tmp_path: Path
 ) -> None:
     """A static index pinned to one core with two busy-looping children of its own: its
     threads wait for that core all run long, behind its own processes, which no generator
@@ -250,7 +244,7 @@ def test_a_local_target_queueing_for_its_own_core_is_not_flagged(
         pytest.skip("needs a second core for the generator")
     root = static_index.build(tmp_path / "index")
     with static_index.serving(root, cpus={cores[0]}, spin=2) as url:
-        generator = _run_beside(e2e_env, tmp_path, url, record_property)
+        generator = _run_beside(e2e_env, tmp_path, url)
     target = generator["cpu_wait"]["groups"]["target"]
     # Two spinners and the server on one core: ~2 s waited per second, all of it their own.
     assert target["measured"] is True, target

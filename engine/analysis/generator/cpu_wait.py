@@ -53,8 +53,8 @@ it explained by others' CPU (97 %), and 0.24 s in all at SCHED_FIFO: flagged; th
 pypiserver at x25 (`make run`, four runs) waited 16.5-18.7 s against 5.8-6.3 s run, of which
 others' CPU explains 4.6-5.4 s (44-46.5 %): not flagged (a thin margin: a busier machine flags
 it), the rest its two workers' threads queueing for each other (seconds where it waited 2.3 s
-with no other process running); a static index niced +19 beside a busy loop per core is flagged, and one
-pinned to a core with two busy children of its own, waiting as long, is not
+with no other process running); a static index niced +19 beside a busy loop per core is
+flagged, and one pinned to a core with two busy children of its own, waiting as long, is not
 (``tests/e2e/test_generator_bound.py``).
 
 **A sized target's cgroup**: a CPU quota throttles the target's threads while they are runnable,
