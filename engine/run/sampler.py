@@ -30,6 +30,7 @@ are counted once per process, so it overstates a forked server's real use).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -165,6 +166,7 @@ class HostSampler:
             "clients": client_pids,
         }
         self._on_sample = on_sample
+        self._target_pid = target_pid
         self._waits = {name: RunQueueWatch() for name in _WAITED} if available() else {}
         self._throttled = target_throttled_s
         self._last_throttled: float | None = None
@@ -288,6 +290,11 @@ class HostSampler:
                 "fds": reading.fds,
             }
             _add_wait(sample[name], waits.get(name))
+        if self._target_pid is not None and isinstance(sample.get("target"), dict):
+            # The cores the target may run on: the generator rule counts only the CPU others
+            # used there (pipstorm.engine.analysis.generator.cpu_wait, ATTRIBUTED).
+            with contextlib.suppress(OSError):
+                sample["target"]["cpus"] = sorted(os.sched_getaffinity(self._target_pid))
         if throttled is not None and isinstance(sample.get("target"), dict):
             sample["target"]["throttled_ms"] = round(1000 * throttled, 1)
         sample["sample_ms"] = round(1000 * (time.perf_counter() - started), 2)

@@ -22,14 +22,18 @@ gives its own target: the bench measures the generator beside an index that is p
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import ctypes
 import functools
 import hashlib
 import html
 import http.server
+import os
 import queue
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -78,11 +82,28 @@ def _free_port() -> int:
 
 
 @contextmanager
-def serving(root: Path) -> Iterator[str]:
-    """Serve ``root`` with ``python -m http.server`` on loopback; yields the index URL."""
+def serving(
+    root: Path,
+    *,
+    nice: int = TARGET_NICE,
+    cpus: set[int] | None = None,
+    spin: int = 0,
+    fifo: int | None = None,
+) -> Iterator[str]:
+    """Serve ``root`` with ``python -m http.server`` on loopback; yields the index URL.
+
+    ``nice``: the server's (and its autogroup's); ``cpus``: the cores it is pinned to; ``spin``:
+    busy-looping child processes it forks beside its threads (its own CPU, in its session):
+    tests/e2e/test_generator_bound.py makes a starved local index and one that queues for
+    its own cores with these."""
     port = _free_port()
+    extra = ["--nice", str(nice), "--spin", str(spin)]
+    if cpus is not None:
+        extra += ["--cpus", ",".join(map(str, sorted(cpus)))]
+    if fifo is not None:
+        extra += ["--fifo", str(fifo)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.bench.static_index", "serve", str(root), str(port)],
+        [sys.executable, "-m", "tests.bench.static_index", "serve", str(root), str(port), *extra],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # its own autogroup, niced ahead of the clients in serve()
@@ -130,9 +151,28 @@ class _Server(http.server.HTTPServer):
                 self.shutdown_request(request)
 
 
-def serve(root: Path, port: int) -> None:
-    """Serve ``root`` on 127.0.0.1:``port`` until interrupted."""
-    set_nice(0, TARGET_NICE)  # and its session's autogroup; silently not, unprivileged
+def serve(
+    root: Path,
+    port: int,
+    *,
+    nice: int = TARGET_NICE,
+    cpus: set[int] | None = None,
+    spin: int = 0,
+    fifo: int | None = None,
+) -> None:
+    """Serve ``root`` on 127.0.0.1:``port`` until interrupted (see ``serving``)."""
+    set_nice(0, nice)  # and its session's autogroup; silently not, unprivileged
+    if fifo is not None:  # every thread started below inherits it (no RESET_ON_FORK: threads
+        # are clones, and would be reset to the ordinary policy)
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(fifo))
+    if cpus is not None:
+        os.sched_setaffinity(0, cpus)  # before any thread or child: they inherit it
+    for _ in range(spin):
+        if os.fork() == 0:
+            set_pdeathsig()
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))  # never a real-time spin
+            while True:
+                pass
     handler = functools.partial(_QuietHandler, directory=str(root))
     with _Server(("127.0.0.1", port), handler) as server:
         server.start_pool()
@@ -144,9 +184,29 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         del format, args
 
 
+def set_pdeathsig() -> None:
+    """A spinning child dies with the server (Linux ``PR_SET_PDEATHSIG`` SIGKILL)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def _main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.static_index")
+    parser.add_argument("command", choices=["build", "serve"])
+    parser.add_argument("root", type=Path)
+    parser.add_argument("port", type=int, nargs="?")
+    parser.add_argument("--nice", type=int, default=TARGET_NICE)
+    parser.add_argument("--cpus", default=None)
+    parser.add_argument("--spin", type=int, default=0)
+    parser.add_argument("--fifo", type=int, default=None)
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        print(build(args.root))
+        return
+    cpus = None if args.cpus is None else {int(c) for c in args.cpus.split(",")}
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(args.root, args.port, nice=args.nice, cpus=cpus, spin=args.spin, fifo=args.fifo)
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "build":
-        print(build(Path(sys.argv[2])))
-    else:
-        with contextlib.suppress(KeyboardInterrupt):
-            serve(Path(sys.argv[2]), int(sys.argv[3]))
+    _main(sys.argv[1:])

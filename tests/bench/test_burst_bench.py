@@ -39,7 +39,10 @@ pytestmark = pytest.mark.bench
 @pytest.fixture(scope="module")
 def static_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = static_index.build(tmp_path_factory.mktemp("static-index"))
-    with static_index.serving(root) as url:
+    # PIPSTORM_BENCH_INDEX_FIFO=N: the index at SCHED_FIFO priority N (below the proxy's), so
+    # no ordinary task can delay its wake-ups: what is left of its wait is its own.
+    fifo = os.environ.get("PIPSTORM_BENCH_INDEX_FIFO")
+    with static_index.serving(root, fifo=int(fifo) if fifo else None) as url:
         yield url
 
 
@@ -102,7 +105,9 @@ def show(label: str, figures: Figures, goal_s: float) -> None:
             f"  {name} run-queue wait: % of each second p95 {group['wait_percent']['p95']}"
             f" max {group['wait_percent']['max']}, above the limit for"
             f" {group['waited_longest_s']} consecutive s, coverage {group['coverage']},"
-            f" measured {group['measured']} ({group['not_measured_because']})"
+            f" measured {group['measured']} ({group['not_measured_because']});"
+            f" waited {group.get('waited_all_s')} s, counted {group['waited_s']} s,"
+            f" ran {group['ran_s']} s"
         )
     lead = figures.lead
     print(

@@ -9,8 +9,10 @@ The rule (any condition flags the run as generator-bound):
 
 - **CPU wait** (measured): the proxy, or a local target, waited on a run queue for a CPU more
   than ``cpu_wait.WAIT_PERCENT`` of the time for ``CPU_SUSTAINED_S`` consecutive seconds or
-  ``CPU_BUSY_SHARE`` of the sampled time (``pipstorm.engine.analysis.generator.cpu_wait``, where
-  the threshold is justified): that wait is what the proxy records as latency.
+  ``CPU_BUSY_SHARE`` of the sampled time, or too large a share of its runnable time over the run
+  (``pipstorm.engine.analysis.generator.cpu_wait``, where the thresholds are justified): that
+  wait is what the proxy records as latency. A local target's wait counts only as far as other
+  processes' CPU on its cores explains it (its threads queueing for each other are its own).
 - **CPU** (the proxy for it): the host's CPU (all cores) above ``CPU_BUSY_PERCENT`` (90 %) for at
   least ``CPU_SUSTAINED_S`` (5) consecutive seconds, or for at least ``CPU_BUSY_SHARE`` (25 %) of
   the sampled time. One busy second is a burst starting; five in a row is a queue building up,
@@ -40,6 +42,7 @@ from pipstorm.engine.analysis.generator.cpu_wait import (
     GroupWait,
     WaitCheck,
     check_wait,
+    others_cpu_ms,
 )
 from pipstorm.engine.analysis.generator.onset import ONSET_P95_S, Onset
 from pipstorm.engine.analysis.stats import percentile
@@ -99,7 +102,12 @@ class HostSample:
             host_mem_percent=_num(data.get("host_mem_percent")),
             clients_cpu_percent=_group_cpu(data.get("clients")),
             proxy_cpu_percent=_group_cpu(data.get("proxy")),
-            waits={name: GroupWait.from_json(data.get(name)) for name in ("proxy", "target")},
+            waits={
+                "proxy": GroupWait.from_json(data.get("proxy")),
+                "target": GroupWait.from_json(
+                    data.get("target"), others_ms=others_cpu_ms(data, "target")
+                ),
+            },
         )
 
 

@@ -4,6 +4,7 @@ reaped client processes counted rather than lost between samples."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -83,3 +84,25 @@ def test_the_thread_appends_a_line_per_sample(tmp_path: Path) -> None:
     assert first["pool"] == empty
     assert sampler.error is None
     assert [line["ts"] for line in lines] == sorted(line["ts"] for line in lines)
+
+
+def test_a_targets_cores_are_recorded(tmp_path: Path) -> None:
+    # The generator rule counts only the CPU others used on the cores the target may run on.
+    core = min(os.sched_getaffinity(0))
+    script = (
+        f"import os, time; os.sched_setaffinity(0, {{{core}}}); print(flush=True); time.sleep(60)"
+    )
+    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE) as pinned:
+        try:
+            assert pinned.stdout is not None
+            pinned.stdout.readline()  # pinned by now
+            sampler = HostSampler(
+                tmp_path / "host.jsonl", proxy_pid=None, target_pid=pinned.pid, client_pids=list
+            )
+            assert sampler.sample() is None  # the baseline
+            sample = sampler.sample()
+        finally:
+            pinned.kill()
+    assert sample is not None
+    assert sample["target"]["cpus"] == [core]
+    assert sample["proxy"] is None
