@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import LATENCY_OFF, leftovers, pipstorm, processes_of
+from tests.e2e.conftest import LATENCY_OFF, left_running, leftovers, pipstorm
 
 pytestmark = pytest.mark.e2e
 
@@ -65,7 +65,7 @@ def test_abort_on_fail_stops_the_run_reports_why_and_exits_1(
     stopped = cases["the run played its whole plan"].find("failure")
     assert stopped is not None and "max_5xx" in stopped.get("message", "")
     # Stopped as on Ctrl-C: clients, proxy and target gone, the scratch folders removed.
-    assert processes_of(tmpdir) == []
+    assert left_running(tmpdir) == []
     assert leftovers(tmpdir) == []
 
 

@@ -26,7 +26,7 @@ from pipstorm.infra.credentials import Credentials
 from pipstorm.infra.pypiserver.target import LocalPypiserver
 from pipstorm.packages.cache import cached_corpus
 from pipstorm.packages.spec import CorpusSpec
-from tests.e2e.conftest import leftovers, pipstorm, processes_of
+from tests.e2e.conftest import left_running, leftovers, pipstorm
 from tests.e2e.index_servers import serving
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +44,7 @@ def assert_refused(
     assert len(lines) == 1 and lines[0].startswith("ERROR: "), proc.stderr
     assert message in lines[0], lines[0]
     assert "Traceback" not in proc.stderr + proc.stdout
-    assert processes_of(tmpdir) == []
+    assert left_running(tmpdir) == []
     assert leftovers(tmpdir) == []
     if results is not None and results.is_dir():
         assert list(results.iterdir()) == [], "a half-written results folder"
@@ -320,4 +320,4 @@ def test_a_disk_that_fills_mid_run_stops_it_marked(e2e_env: dict[str, str], tmp_
     assert all(json.loads(line) for line in lines)  # not one torn line
     # The report did not fit: none of it is left, nor any temp file (`pipstorm report` later).
     assert not [n for n in names if n.startswith(("report", "chart-", "."))], names
-    assert processes_of(tmp_path / "t") == [] and leftovers(tmp_path / "t") == []
+    assert left_running(tmp_path / "t") == [] and leftovers(tmp_path / "t") == []

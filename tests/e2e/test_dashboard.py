@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import LATENCY_OFF, leftovers, processes_of
+from tests.e2e.conftest import LATENCY_OFF, left_running, leftovers
 from tests.engine.chromium_shot import needs_chromium
 from tests.engine.run.live.test_dashboard import dump_dom
 
@@ -102,5 +102,5 @@ def test_the_page_follows_a_real_run_without_errors(
         assert 'id="line">running' in dom
     assert _shown(later, "requests") > _shown(early, "requests") > 0
     assert _shown(later, "runs-finished") >= _shown(early, "runs-finished")
-    assert processes_of(tmpdir) == []
+    assert left_running(tmpdir) == []
     assert leftovers(tmpdir) == []

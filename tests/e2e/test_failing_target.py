@@ -33,7 +33,7 @@ from pipstorm.infra.credentials import Credentials
 from pipstorm.infra.pypiserver.target import LocalPypiserver
 from pipstorm.packages.cache import cached_corpus
 from pipstorm.packages.spec import CorpusSpec
-from tests.e2e.conftest import leftovers, processes_of
+from tests.e2e.conftest import left_running, leftovers, processes_of
 from tests.e2e.test_bad_input import free_port
 
 pytestmark = pytest.mark.e2e
@@ -149,7 +149,7 @@ def _assert_completed_with_causes(run: FailedRun) -> None:
     """Exit 1 (a verdict, not an error), nothing left behind, every failure with its cause."""
     assert run.returncode == 1, run.stderr[-3000:]
     assert "Traceback" not in run.stderr
-    assert processes_of(run.tmpdir) == []
+    assert left_running(run.tmpdir) == []
     assert leftovers(run.tmpdir) == []
     report = run.report()
     assert report["verdict"] == "fail"

@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from pipstorm.engine.rundir.records import load_clients, load_requests
-from tests.e2e.conftest import LATENCY_OFF, processes_of
+from tests.e2e.conftest import LATENCY_OFF, left_running
 
 #: Serial: it freezes the pool within a tick and bounds lags it caused (docs/testing.md).
 pytestmark = [pytest.mark.e2e, pytest.mark.serial]
@@ -133,5 +133,5 @@ def test_slow_clients_do_not_hold_back_the_schedule_and_a_late_run_shows_its_lag
     # A launch lag over 1 s makes the report say that the generator was the bottleneck.
     assert report["generator"]["saturated"] is True
     assert "lag" in report["generator"]["reason"]
-    assert processes_of(tmpdir) == []
+    assert left_running(tmpdir) == []
     assert out is not None

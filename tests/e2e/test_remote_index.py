@@ -27,7 +27,7 @@ import pytest
 
 from pipstorm.packages.cache import cached_corpus
 from pipstorm.packages.spec import CorpusSpec
-from tests.e2e.conftest import LATENCY_OFF, pipstorm, processes_of
+from tests.e2e.conftest import LATENCY_OFF, left_running, pipstorm
 from tests.e2e.test_bad_input import free_port, one_error_line
 
 pytestmark = pytest.mark.e2e
@@ -164,7 +164,7 @@ def test_a_remote_index_run_loads_it_with_the_users_credentials(remote_run: Remo
     lines = (remote_run.run_dir / "requests.jsonl").read_text().splitlines()
     # the proxy added the credentials: every request of the 3 pip runs was let in
     assert [json.loads(x)["status"] for x in lines] == [200] * 6
-    assert processes_of(remote_run.tmpdir) == []
+    assert left_running(remote_run.tmpdir) == []
 
 
 def test_the_password_is_in_no_result_output_or_client(remote_run: RemoteRun) -> None:

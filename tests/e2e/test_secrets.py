@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from pipstorm.infra.credentials import UPSTREAM_PASSWORD_ENV, UPSTREAM_USERNAME_ENV
-from tests.e2e.conftest import leftovers, processes_of
+from tests.e2e.conftest import left_running, leftovers
 
 pytestmark = pytest.mark.e2e
 
@@ -97,7 +97,7 @@ def test_the_embedded_targets_password_stays_where_it_belongs(
     assert owner.returncode == 143, err
     assert "Traceback" not in err
     assert not htpasswd.exists() and not htpasswd.parent.exists()
-    assert leftovers(tmpdir) == [] and processes_of(tmpdir) == []
+    assert leftovers(tmpdir) == [] and left_running(tmpdir) == []
     (run_dir,) = results.iterdir()
     assert json.loads((run_dir / "run.json").read_text())["interrupted"] is True
     files = [p for p in run_dir.rglob("*") if p.is_file()]

@@ -29,7 +29,7 @@ import pytest
 from pipstorm.clients.drivers.synthetic import USER_AGENT
 from pipstorm.engine.run.target.opening import corpus_files
 from pipstorm.packages.spec import CorpusSpec
-from tests.e2e.conftest import LATENCY_OFF, leftovers, pipstorm, processes_of
+from tests.e2e.conftest import LATENCY_OFF, left_running, leftovers, pipstorm
 from tests.e2e.test_dashboard import _requests, _shown, _state, _wait_for
 from tests.engine.chromium_shot import needs_chromium
 from tests.engine.run.live.test_dashboard import dump_dom
@@ -113,7 +113,7 @@ def test_the_page_of_a_sharded_run_follows_it_as_it_plays(
     stamps = [json.loads(line)["ts"] for line in lines]
     assert stamps == sorted(stamps)  # streamed as they came, in time order at the end
     assert {json.loads(line)["shard"] for line in lines} == {0, 1}
-    assert processes_of(tmpdir) == []
+    assert left_running(tmpdir) == []
     assert leftovers(tmpdir) == []
 
 
@@ -206,5 +206,5 @@ def test_abort_on_fail_stops_every_shard_and_reports_why(
     stopped = cases["the run played its whole plan"].find("failure")
     assert stopped is not None and "max_5xx" in stopped.get("message", "")
     # Stopped as on Ctrl-C: clients, proxies, pools and the cluster gone, scratch removed.
-    assert processes_of(tmpdir) == []
+    assert left_running(tmpdir) == []
     assert leftovers(tmpdir) == []

@@ -17,7 +17,7 @@ import pytest
 from pipstorm.clients.warm.launcher import ROOT_PREFIX
 from pipstorm.engine.analysis.stats import percentile
 from pipstorm.engine.rundir.records import load_clients, load_requests
-from tests.e2e.conftest import LATENCY_OFF, leftovers, pipstorm, processes_of
+from tests.e2e.conftest import LATENCY_OFF, left_running, leftovers, pipstorm
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +73,7 @@ def test_the_incident_with_warm_pip_runs_every_client_and_reports_onset(
     assert "Launch: warm (pip warm)" in (run_dir / "report.md").read_text()
     assert leftovers(tmp_path / "tmp") == []
     assert launchers_running(tmp_path / "tmp") == []
-    assert processes_of(tmp_path / "tmp") == []
+    assert left_running(tmp_path / "tmp") == []
 
 
 def test_exec_mode_is_still_a_fresh_process_per_run(
