@@ -67,7 +67,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 #: A group waited for a CPU more than this share of a second (summed over its threads).
 WAIT_PERCENT = 10.0
@@ -83,16 +83,25 @@ MIN_WAIT_S = 1.0
 MIN_COVERAGE = 0.8
 #: Below this much CPU over the run a group's coverage is not judged (tick-rounded noise).
 _COVERAGE_MIN_CPU_S = 1.0
+#: Two samples further apart than this many intervals are not "consecutive" (a stalled sampler).
 _GAP_FACTOR = 2.5
 
 
-class WaitSample(Protocol):
-    """What this rule reads of a host sample (``saturation.HostSample``)."""
+class Timed(Protocol):
+    """A sample in time: when it was taken and the interval it covers."""
 
     @property
     def ts(self) -> float: ...
     @property
     def interval_s(self) -> float: ...
+
+
+_Sample = TypeVar("_Sample", bound=Timed)
+
+
+class WaitSample(Timed, Protocol):
+    """What this rule reads of a host sample (``saturation.HostSample``)."""
+
     @property
     def waits(self) -> dict[str, GroupWait | None]: ...
 
@@ -220,12 +229,11 @@ def _over(sample: WaitSample, group: str) -> bool:
     return counted / (counted + (figures.run_ms or 0.0)) > TARGET_WAIT_SHARE
 
 
-def _streaks(
-    samples: Sequence[WaitSample], over: Callable[[WaitSample], bool]
-) -> tuple[float, float]:
-    """(longest consecutive seconds where ``over``, seconds in total)."""
+def streaks(samples: Sequence[_Sample], over: Callable[[_Sample], bool]) -> tuple[float, float]:
+    """(longest consecutive seconds where ``over``, seconds in total): the one count of every
+    sustained-for-N-seconds rule here and in ``saturation`` (host CPU)."""
     longest = streak = total = 0.0
-    previous: WaitSample | None = None
+    previous: _Sample | None = None
     for s in samples:
         consecutive = previous is not None and s.ts - previous.ts <= _GAP_FACTOR * max(
             s.interval_s, previous.interval_s
@@ -256,7 +264,7 @@ def _coverage(samples: Sequence[WaitSample], group: str) -> float | None:
 def group_figures(samples: Sequence[WaitSample], group: str) -> GroupFigures:
     """One group's wait figures over the run, and whether they count as measured."""
     percents = sorted(p for s in samples if (p := _percent(s, group)) is not None)
-    longest, total = _streaks(samples, lambda s: _over(s, group))
+    longest, total = streaks(samples, lambda s: _over(s, group))
     sampled = sum(s.interval_s for s in samples)
     coverage = _coverage(samples, group)
     throttled = sum(

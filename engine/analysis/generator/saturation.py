@@ -43,6 +43,7 @@ from pipstorm.engine.analysis.generator.cpu_wait import (
     WaitCheck,
     check_wait,
     others_cpu_ms,
+    streaks,
 )
 from pipstorm.engine.analysis.generator.onset import ONSET_P95_S, Onset
 from pipstorm.engine.analysis.stats import percentile
@@ -53,8 +54,6 @@ CPU_BUSY_PERCENT = 90.0
 CPU_SUSTAINED_S = 5.0
 CPU_BUSY_SHARE = 0.25
 LAG_P99_S = 1.0
-#: Two samples further apart than this many intervals are not "consecutive" (a stalled sampler).
-_GAP_FACTOR = 2.5
 
 CPU_INFLATED = (
     "latency percentiles (p50/p95/p99 per operation): the proxy{target} waited for a CPU and "
@@ -183,24 +182,6 @@ class GeneratorCheck:
         }
 
 
-def _longest_busy(samples: Sequence[HostSample]) -> tuple[float, float]:
-    """(longest consecutive busy seconds, busy seconds in total)."""
-    longest = streak = busy_total = 0.0
-    previous: HostSample | None = None
-    for s in samples:
-        consecutive = previous is not None and s.ts - previous.ts <= _GAP_FACTOR * max(
-            s.interval_s, previous.interval_s
-        )
-        if s.host_cpu_percent > CPU_BUSY_PERCENT:
-            streak = (streak if consecutive else 0.0) + s.interval_s
-            busy_total += s.interval_s
-        else:
-            streak = 0.0
-        longest = max(longest, streak)
-        previous = s
-    return longest, busy_total
-
-
 def _max(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return max(present) if present else None
@@ -216,7 +197,7 @@ def check_generator(
     """Apply the rule (see the module docstring) to a run's samples and client runs."""
     inflated: list[str] = []
     cpu = sorted(s.host_cpu_percent for s in samples)
-    longest, busy_total = _longest_busy(samples)
+    longest, busy_total = streaks(samples, lambda s: s.host_cpu_percent > CPU_BUSY_PERCENT)
     sampled = sum(s.interval_s for s in samples)
     share = busy_total / sampled if sampled > 0 else None
     wait = check_wait(
