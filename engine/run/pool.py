@@ -86,7 +86,11 @@ def _worker_main(
             item = inbox.get(timeout=PARENT_CHECK_S)
         except queue.Empty:
             if os.getppid() != parent:
-                break  # the parent died without telling us: clean up and go
+                # The parent died without telling us: clean up and go. Nobody reads the outbox
+                # any more, so its feeder must not hold our exit until the pipe drains (a full
+                # pipe mid-burst kept orphaned workers alive, tests/e2e/test_kill.py).
+                outbox.cancel_join_thread()
+                break
             continue
         if item is None:
             break
