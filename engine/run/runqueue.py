@@ -66,6 +66,9 @@ class WaitReading:
     run_s: float  # their time on a CPU, from the same counters
     threads: int
     threads_gone: int  # threads seen at the last sample and gone now (their last wait is lost)
+    #: The most one thread waited in the interval: how far back the group's wait can reach
+    #: (a thread's wait is on record when it gets a CPU; threads wait side by side).
+    wait_max_s: float = 0.0
 
 
 class RunQueueWatch:
@@ -81,7 +84,7 @@ class RunQueueWatch:
         last, self._last = self._last, now
         if last is None:
             return None
-        wait = run = 0
+        wait = run = longest = 0
         for key, (run_ns, wait_ns) in now.items():
             old_run, old_wait = last.get(key, (0, 0))  # born since: counted from zero
             # A reused thread id restarts its counters: then it is new, not negative.
@@ -89,5 +92,12 @@ class RunQueueWatch:
                 old_run = old_wait = 0
             run += run_ns - old_run
             wait += wait_ns - old_wait
+            longest = max(longest, wait_ns - old_wait)
         gone = len(last.keys() - now.keys())
-        return WaitReading(wait_s=wait / 1e9, run_s=run / 1e9, threads=len(now), threads_gone=gone)
+        return WaitReading(
+            wait_s=wait / 1e9,
+            run_s=run / 1e9,
+            threads=len(now),
+            threads_gone=gone,
+            wait_max_s=longest / 1e9,
+        )

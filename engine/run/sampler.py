@@ -19,7 +19,8 @@ descendants): when a member exits and its parent reaps it, its CPU moves into th
 
 The proxy's and a local target's groups also carry their run-queue wait
 (``pipstorm.engine.run.runqueue``: ``runq_wait_ms`` waited for a CPU in the interval, summed over
-their threads; ``runq_run_ms`` the same threads' CPU; ``runq_threads``/``runq_threads_gone``) and
+their threads; ``runq_wait_max_ms`` the most one thread waited; ``runq_run_ms`` the same threads'
+CPU; ``runq_threads``/``runq_threads_gone``) and
 a sized target its cgroup's ``throttled_ms``: what the generator rule judges
 (``pipstorm.engine.analysis.generator.cpu_wait``). Absent where the kernel keeps no schedstat.
 
@@ -309,3 +310,4 @@ def _add_wait(group: dict[str, Any], wait: WaitReading | None) -> None:
     group["runq_run_ms"] = round(1000 * wait.run_s, 2)
     group["runq_threads"] = wait.threads
     group["runq_threads_gone"] = wait.threads_gone
+    group["runq_wait_max_ms"] = round(1000 * wait.wait_max_s, 2)

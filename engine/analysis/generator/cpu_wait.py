@@ -41,9 +41,16 @@ request and loses most of them is not measured. Otherwise the host CPU rule stay
 server's threads also wait for each other (more runnable threads than cores, GIL hand-offs):
 that queue is the server's own and would be the same on a host of its own. The wait the
 generator can have caused is bounded by the CPU every other process used on the cores the target
-may run on (``others_cpu_ms``: the busy share of its ``cpus`` minus its own run time), so per
-second the rule counts ``min(wait, others' CPU)``: a target alone on its cores counts nothing,
-one whose threads wait while clients hold the cores counts all of it. Judged like the proxy's,
+may run on (``others_cpu_ms``: the busy share of its ``cpus`` minus its own run time) while the
+wait lasted, so the rule counts ``min(wait, others' CPU)``: a target alone on its cores counts
+nothing, one whose threads wait while clients hold the cores counts all of it. "While it lasted"
+because Linux adds a thread's wait to its schedstat when the thread gets a CPU: a thread starved
+for 11.5 s shows it all in the second it finally ran (a static index niced +19 beside a busy loop
+per core, 2026-12-06). A wait reported in a sample began at most as long before that sample's
+interval as the longest one thread waited in it (``runq_wait_max_ms``; threads wait side by
+side, so not the sum), and it is set against the others' CPU of the samples in that span, each
+ms of which explains one ms of wait once (``OthersCredit``); per second alone the rule counted
+2.5 of that index's 12 s and let it pass. Judged like the proxy's,
 except that the share of its runnable time (run + counted wait) must exceed
 ``TARGET_WAIT_SHARE`` (50 %), in a second (beside the 10 %) and over the run: the target then
 spent longer waiting for the generator's CPU than running, and its latency is more the
@@ -66,7 +73,7 @@ generator's. The target's wait is therefore not counted in seconds its cgroup wa
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, TypeVar
 
 #: A group waited for a CPU more than this share of a second (summed over its threads).
@@ -116,6 +123,8 @@ class GroupWait:
     throttled_ms: float | None = None
     #: CPU that every other process used on the cores this group may run on (None: not known).
     others_ms: float | None = None
+    #: The most one of its threads waited (None: rows before it; the sum bounds it then).
+    wait_max_ms: float | None = None
 
     @classmethod
     def from_json(cls, data: object, *, others_ms: float | None = None) -> GroupWait | None:
@@ -128,6 +137,7 @@ class GroupWait:
             cpu_percent=_num(data.get("cpu_percent")),
             throttled_ms=_num(data.get("throttled_ms")),
             others_ms=others_ms,
+            wait_max_ms=_num(data.get("runq_wait_max_ms")),
         )
 
     def counted_wait_ms(self, group: str) -> float | None:
@@ -141,6 +151,41 @@ class GroupWait:
         if self.others_ms is None:
             return self.wait_ms  # not known: every ms of it may be the generator's
         return min(self.wait_ms, self.others_ms)
+
+
+class OthersCredit:
+    """Others' CPU not yet set against a local target's wait, per sample (ATTRIBUTED): fed in
+    time order, it turns each sample's ``others_ms`` from that second's figure into what the
+    span of the sample's wait offers."""
+
+    def __init__(self) -> None:
+        self._unspent: list[list[float]] = []  # [sample ts, ms of others' CPU unspent]
+
+    def attribute(self, ts: float, interval_s: float, wait: GroupWait | None) -> GroupWait | None:
+        """``wait`` with ``others_ms`` replaced by the credit its span offers, that credit spent
+        by what the rule counts of it (oldest first: it expires first)."""
+        if wait is None or wait.others_ms is None:
+            return wait
+        self._unspent.append([ts, wait.others_ms])
+        if wait.wait_ms is None:
+            return wait
+        # The samples whose interval overlaps the span the wait can have lasted: as far back as
+        # the longest one thread waited (threads wait side by side).
+        longest = wait.wait_ms if wait.wait_max_ms is None else wait.wait_max_ms
+        began = ts - interval_s - longest / 1000.0
+        span: list[list[float]] = []
+        for entry in reversed(self._unspent):  # time order: stop at the span's start
+            if entry[0] <= began:
+                break
+            span.append(entry)
+        span.reverse()
+        attributed = replace(wait, others_ms=sum(ms for _, ms in span))
+        spend = attributed.counted_wait_ms("target") or 0.0
+        for entry in span:
+            taken = min(entry[1], spend)
+            entry[1] -= taken
+            spend -= taken
+        return attributed
 
 
 def others_cpu_ms(row: Mapping[str, Any], group: str) -> float | None:

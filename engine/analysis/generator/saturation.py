@@ -34,12 +34,13 @@ The rule (any condition flags the run as generator-bound):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pipstorm.engine.analysis.generator.cpu_wait import (
     WAIT_PERCENT,
     GroupWait,
+    OthersCredit,
     WaitCheck,
     check_wait,
     others_cpu_ms,
@@ -123,7 +124,14 @@ def _group_cpu(value: object) -> float | None:
 def host_samples(rows: Iterable[HostRow]) -> list[HostSample]:
     """The rule's view of ``host.jsonl`` rows (``pipstorm.engine.rundir.host``: parsed, in time
     order)."""
-    return [s for s in map(HostSample.from_json, rows) if s is not None]
+    samples: list[HostSample] = []
+    credit = OthersCredit()  # a local target's wait against others' CPU while it lasted
+    for sample in map(HostSample.from_json, rows):
+        if sample is None:
+            continue
+        target = credit.attribute(sample.ts, sample.interval_s, sample.waits.get("target"))
+        samples.append(replace(sample, waits={**sample.waits, "target": target}))
+    return samples
 
 
 @dataclass(frozen=True)

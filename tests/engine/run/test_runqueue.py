@@ -49,6 +49,19 @@ def test_a_process_sharing_its_core_with_a_busy_loop_is_seen_waiting(
     assert reading.wait_s > 0.1 * reading.run_s > 0, reading
 
 
+def test_the_longest_one_thread_waited_is_kept_beside_the_sum(
+    two_loops_on_one_core: tuple[int, int],
+) -> None:
+    # Two loops on one core wait side by side: the group's wait is both, its reach one's.
+    watch = RunQueueWatch()
+    watch.read(two_loops_on_one_core)
+    time.sleep(1.0)
+    reading = watch.read(two_loops_on_one_core)
+    assert reading is not None and reading.threads == 2
+    assert 0 < reading.wait_max_s < reading.wait_s, reading
+    assert reading.wait_max_s >= reading.wait_s / 2, reading
+
+
 def test_an_idle_process_waits_for_nothing() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
@@ -88,5 +101,6 @@ def test_the_sampler_writes_the_wait_of_the_proxy_and_target_groups(
         group = sample[name]
         assert group["runq_wait_ms"] > 0 and group["runq_run_ms"] > 0, group
         assert group["runq_threads"] == 1 and group["runq_threads_gone"] == 0
+        assert group["runq_wait_max_ms"] == group["runq_wait_ms"], group  # one thread
     assert sample["target"]["throttled_ms"] == 0.0  # a constant counter: nothing throttled
     assert "runq_wait_ms" not in sample["clients"]

@@ -132,6 +132,55 @@ def test_a_local_target_that_others_outweigh_a_little_is_not_flagged() -> None:
     assert not check(data, local_target=True).saturated
 
 
+def test_a_long_wait_reported_when_it_ends_counts_the_cpu_others_used_while_it_lasted() -> None:
+    # Linux adds a thread's wait to its schedstat when the thread gets a CPU: a static index
+    # niced +19 beside a busy loop per core showed 11.5 s of wait in one second (CI, 2026-12-06)
+    # after idling at 0 ms; capped by the 2 s others used in that second alone it counted 2.5 s
+    # over the run and was not flagged. The wait spans the seconds before it.
+    idle, late = group(0.0, cpu=0.0, run_ms=0.1), group(9000.0, cpu=0.5, run_ms=5.0)
+    data = rows([group(0.0)] * N, [idle] * (N - 1) + [late], per_core=[100.0, 100.0])
+    result = check(data, local_target=True)
+    figures = result.to_dict()["cpu_wait"]["groups"]["target"]
+    assert figures["waited_s"] == 9.0, figures
+    assert any(r.startswith("the local target") for r in result.reasons), result.reasons
+
+
+def test_a_wait_borrows_no_cpu_from_before_it_began_nor_any_ms_twice() -> None:
+    idle, waited = group(0.0, cpu=0.0, run_ms=0.0), group(3000.0, cpu=0.0, run_ms=0.0)
+    # Others busy for 6 s, then idle for 4 s: a 3 s wait ending at the last second began in
+    # the idle stretch (the last row covers its last second), so nothing explains it.
+    busy_then_idle = [
+        {**row, "host_cpu_per_core": [100.0, 100.0] if i < 6 else [0.0, 0.0]}
+        for i, row in enumerate(rows([group(0.0)] * N, [idle] * (N - 1) + [waited]))
+    ]
+    target = check(busy_then_idle, local_target=True).to_dict()["cpu_wait"]["groups"]["target"]
+    assert target["waited_s"] == 0.0, target
+    # Others used 0.5 s a second throughout: two 3 s waits back to back share what they used.
+    half = rows([group(0.0)] * N, [idle] * (N - 2) + [waited] * 2, per_core=[25.0, 25.0])
+    target = check(half, local_target=True).to_dict()["cpu_wait"]["groups"]["target"]
+    assert target["waited_s"] == 2.0 + 0.5, target  # 4 s of others in the first's span, 0.5 s new
+
+
+def test_threads_waiting_side_by_side_reach_back_as_far_as_the_longest_one() -> None:
+    # Four threads waited 1.5 s each (6 s in all) after 3 s with others idle: no thread's wait
+    # reaches back to the busy seconds before, so nothing explains it.
+    idle = group(0.0, cpu=0.0, run_ms=0.0)
+    side_by_side = group(6000.0, cpu=0.0, run_ms=0.0, runq_wait_max_ms=1500.0)
+    data = [
+        {**row, "host_cpu_per_core": [100.0, 100.0] if i < 6 else [0.0, 0.0]}
+        for i, row in enumerate(rows([group(0.0)] * N, [idle] * (N - 1) + [side_by_side]))
+    ]
+    target = check(data, local_target=True).to_dict()["cpu_wait"]["groups"]["target"]
+    assert target["waited_s"] == 0.0, target
+    # One thread's 6 s wait would reach them (rows before the field: the sum bounds it).
+    one = [
+        {**row, "target": {**group(6000.0, cpu=0.0, run_ms=0.0)}} if i == N - 1 else row
+        for i, row in enumerate(data)
+    ]
+    target = check(one, local_target=True).to_dict()["cpu_wait"]["groups"]["target"]
+    assert target["waited_s"] == 6.0, target
+
+
 def test_without_per_core_figures_all_of_a_local_targets_wait_counts() -> None:
     data = rows([group(0.0)] * N, [group(2000.0, cpu=10.0)] * N)
     result = check(data, local_target=True)
