@@ -156,8 +156,12 @@ def child(
         ahead = AHEAD.get(spec["module"])
         if ahead is not None:
             ahead(spec.get("shared") or {})
-        if spec.get("nice_after_send") is not None:
-            after_send = NiceAfterSend(int(spec["nice_after_send"]))
+        nice_after = spec.get("nice_after_send")
+        cgroup_after = spec.get("cgroup_after_send")
+        if nice_after is not None or cgroup_after:
+            after_send = NiceAfterSend(
+                None if nice_after is None else int(nice_after), cgroup_after or None
+            )
             after_send.arm()
         if spec.get("gate_at", "connect") == "connect":
             door.at_first_connect()

@@ -18,6 +18,14 @@ reached the index then make room for the ones of the same burst still on their w
 is what the onset measures. Only the generator's scheduling changes: the issue allows a child's
 nice to change after its first request is sent, and the bytes on the wire are the same.
 
+At the same moment a child moves itself into the spec's ``cgroup_after_send`` (a ``cgroup.procs``
+file, when given): one low-weight cpu cgroup that every child which has sent its first request
+shares (made by the engine, ``pipstorm.engine.run.priority.sent_clients_cgroup``). Its nice alone
+cannot make it weigh little: with autogroups each child is its own session's group, and 500 of
+them at nice 19 outweighed the local index's one group at nice -5 by 2.4:1 (docs/performance.md).
+In one cgroup they weigh its ``cpu.shares`` together; before their first request they are not
+in it, so the onset is what it was.
+
 ``startup_s``/``startup_cpu_s`` in the ``gated`` event say how long (wall, CPU) the client's own
 start-up ran before the gate (0 at ``start``).
 """
@@ -35,7 +43,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from .nice import set_nice
+from .nice import join_cgroup, set_nice
 
 GATE_AT = ("start", "connect")
 _INET = (socket.AF_INET, socket.AF_INET6)
@@ -139,16 +147,19 @@ class Gate:
 
 
 class NiceAfterSend:
-    """Lowers this process's nice once its first request is sent, then puts ``send`` back.
+    """Lowers this process's nice (and moves it into ``cgroup``, a ``cgroup.procs`` file, when
+    given) once its first request is sent, then puts ``send`` back.
 
     Hooks ``socket.socket.sendall``/``send`` (plain HTTP: ``http.client`` sends through
     ``sendall``) and ``ssl.SSLSocket``'s (HTTPS, when ``ssl`` is loaded): the first call on an
     internet socket runs unchanged, then the nice is lowered and every hook removed.
     """
 
-    def __init__(self, nice: int) -> None:
+    def __init__(self, nice: int | None, cgroup: str | None = None) -> None:
         self.nice = nice
+        self.cgroup = cgroup
         self.lowered = False
+        self.joined: bool | None = None  # whether the cgroup took it (None: none was asked)
         self._lock = threading.Lock()
         self._saved: list[tuple[type, str, Any]] = []
 
@@ -179,12 +190,15 @@ class NiceAfterSend:
         return send
 
     def lower(self) -> None:
-        """Lower the nice (once) and remove the hooks."""
+        """Lower the nice and join the cgroup (once), and remove the hooks."""
         with self._lock:
             if self.lowered:
                 return
             self.lowered = True
-            set_nice(0, self.nice)
+            if self.nice is not None:
+                set_nice(0, self.nice)
+            if self.cgroup is not None:
+                self.joined = join_cgroup(self.cgroup)
             self.disarm()
 
     def disarm(self) -> None:

@@ -152,6 +152,8 @@ class Launcher:
         #: Where children gate and whether they get shared values (``fork``; ``Launchers``).
         self.gate_at = "connect"
         self.share = True
+        #: The ``cgroup.procs`` file children move into after their first request (None: none).
+        self.cgroup_after_send: str | None = None
         self.python = python
         self.root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX, dir=temp_root))
         # The launcher's world is shaped like a run's, in its own ``work`` dir: what a client
@@ -303,7 +305,8 @@ class Launcher:
         the same (``pipstorm.clients.warm.shared``), else it computes them itself (None: the
         launcher's ``gate_at``/``share``). The old behaviour (``start``, no sharing) stays for
         benches to compare against. ``nice``: the child's until its first request is sent,
-        ``nice_after_send`` after it (None: unchanged; ``pipstorm.clients.warm.gate``).
+        ``nice_after_send`` after it (None: unchanged; ``pipstorm.clients.warm.gate``), and the
+        launcher's ``cgroup_after_send`` joined then too.
         """
         env = _run_env(work, spec.env_for(work))
         child = WarmChild(run_id=run_id, launcher=self)
@@ -324,6 +327,7 @@ class Launcher:
                 "stderr": str(work / "stderr"),
                 "nice": nice,
                 "nice_after_send": nice_after_send,
+                "cgroup_after_send": self.cgroup_after_send,
                 "due": due_mono,
                 "moves": _moves(self.template, env, self.root, work),
                 "probe": str(probe) if probe is not None else None,

@@ -32,11 +32,19 @@ class Launchers:
     use and closed together. Thread-safe: runs of a worker prepare from many threads."""
 
     def __init__(
-        self, temp_root: Path | None = None, *, gate_at: str = "connect", share: bool = True
+        self,
+        temp_root: Path | None = None,
+        *,
+        gate_at: str = "connect",
+        share: bool = True,
+        cgroup_after_send: str | None = None,
     ) -> None:
-        """``gate_at``, ``share``: how every launcher's children gate (``Launcher.fork``)."""
+        """``gate_at``, ``share``: how every launcher's children gate (``Launcher.fork``);
+        ``cgroup_after_send``: the ``cgroup.procs`` file they move into once their first request
+        is sent (``pipstorm.clients.warm.gate``; None: they stay where they are)."""
         self._temp_root = temp_root
         self._gate = (gate_at, share)
+        self._cgroup_after_send = cgroup_after_send
         self._lock = threading.Lock()
         self._started: dict[tuple[str, Path], Launcher] = {}
         self._failed: dict[tuple[str, Path], str] = {}
@@ -64,6 +72,7 @@ class Launchers:
                         spec.module, spec.python, spec.env_for, temp_root=self._temp_root
                     )
                     launcher.gate_at, launcher.share = self._gate
+                    launcher.cgroup_after_send = self._cgroup_after_send
                 except LauncherError as exc:
                     self._failed[key] = str(exc)
                     raise

@@ -1,4 +1,5 @@
-"""A process's nice value that the scheduler actually honours: its own, and its autogroup's.
+"""A process's nice value that the scheduler actually honours: its own, and its autogroup's;
+and the cpu cgroup a process moves itself into (``join_cgroup``).
 
 Stdlib only (the warm agent's children call it in the client's interpreter; pipstorm's exec
 path and the embedded target's protection call it too).
@@ -54,3 +55,24 @@ def autogroup_nice(pid: int) -> int | None:
         return int(value)
     except ValueError:
         return None
+
+
+def join_cgroup(procs: str) -> bool:
+    """Move this process (every thread; its later children follow) into the cgroup whose
+    ``cgroup.procs`` file is ``procs``. Returns whether the kernel took it; a cgroup that cannot
+    be joined (gone, not permitted) is left, silently, as a nice is: the process then weighs as
+    it did before (its own autogroup), which is an improvement missed, never a failed run.
+
+    Inside any cgroup but the root, the kernel ignores autogroups: the process then weighs as
+    its nice among the cgroup's tasks, and the cgroup as its ``cpu.shares`` against the rest."""
+    try:
+        fd = os.open(procs, os.O_WRONLY)
+    except OSError:
+        return False
+    try:
+        os.write(fd, str(os.getpid()).encode("ascii"))  # one value per write(2)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True

@@ -56,7 +56,12 @@ from pipstorm.engine.run.plan.lead import (
 from pipstorm.engine.run.plan.load import LoadPlan, initial_meta, plan_load
 from pipstorm.engine.run.plan.schedule import PlannedRun, Timeline
 from pipstorm.engine.run.pool import ClientPool
-from pipstorm.engine.run.priority import ProxyGuard, protect_proxy, protect_target
+from pipstorm.engine.run.priority import (
+    ProxyGuard,
+    protect_proxy,
+    protect_target,
+    sent_clients_cgroup,
+)
 from pipstorm.engine.run.progress import LiveProgress, to_stderr
 from pipstorm.engine.run.sampler import HostSampler
 from pipstorm.engine.run.signals import Terminated
@@ -253,7 +258,13 @@ def _drive(
             parts = open_parts(stack, options, state)
             _say_start(state, line, lead)
             clock = RunClock()  # offset 0, known once the pool is up
-            pool = _start_pool(options, plan, state, lead, parts, clock)
+            sent = stack.enter_context(
+                sent_clients_cgroup(
+                    state.meta.priority.setdefault("clients_cgroup_after_send", {}),
+                    wanted=lead.mode == "warm" and options.proxy_priority != "none",
+                )
+            )
+            pool = _start_pool(options, plan, state, lead, parts, clock, sent)
             proxy_priority = state.meta.priority["proxy"]
             # Entered last, so stopped first: before the proxy and the target they watch.
             _watch(stack, state, parts, pool, proxy_priority)
@@ -296,13 +307,14 @@ def _start_pool(  # noqa: PLR0917 - the parts of one run, from _drive
     lead: LeadPlan,
     parts: RunParts,
     clock: RunClock,
+    cgroup_after_send: str | None,
 ) -> ClientPool:
     """The proxy protected, the pool's workers started, then time zero (late enough for the
     first instant's preparation, pipstorm.engine.run.plan.lead) into run.json."""
     # The proxy and the embedded target outrank the clients (niced in pipstorm.clients.process,
     # lowered further once their first request is sent: CLIENT_NICE_AFTER_SEND) for the CPU.
     proxy_priority = protect_proxy(parts.proxy.pid, mode=options.proxy_priority)
-    state.meta.priority = {
+    state.meta.priority |= {
         "clients_nice": CLIENT_NICE,
         "clients_nice_after_send": CLIENT_NICE_AFTER_SEND if lead.mode == "warm" else None,
         "proxy": proxy_priority,
@@ -310,7 +322,13 @@ def _start_pool(  # noqa: PLR0917 - the parts of one run, from _drive
     if parts.target.server_pid is not None and options.proxy_priority != "none":
         state.meta.priority["target"] = protect_target(parts.target.server_pid)
     record = client_recorder(parts.clients_log, {r.run_id: r for r in plan}, clock)
-    pool = ClientPool(record, workers=options.workers, launch=lead.mode, temp_root=parts.scratch)
+    pool = ClientPool(
+        record,
+        workers=options.workers,
+        launch=lead.mode,
+        temp_root=parts.scratch,
+        cgroup_after_send=cgroup_after_send,
+    )
     pool.start()
     state.load_sent = True
     clock.start(lead.start_margin_s, at=state.start_at)

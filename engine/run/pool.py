@@ -66,6 +66,8 @@ def _worker_main(
     outbox: Queue[tuple[str, Any]],
     temp_root: str | None,
     launch_mode: str = "exec",
+    *,
+    cgroup_after_send: str | None = None,
 ) -> None:
     """A worker: take dispatches until told to stop (None) or orphaned, then stop its clients."""
     # Ctrl-C on the terminal reaches the whole foreground process group; the parent decides how
@@ -77,7 +79,9 @@ def _worker_main(
     threads: list[threading.Thread] = []
     parent = os.getppid()
     root = Path(temp_root) if temp_root else None
-    launchers = Launchers(root) if launch_mode == "warm" else None
+    launchers = (
+        Launchers(root, cgroup_after_send=cgroup_after_send) if launch_mode == "warm" else None
+    )
     worker = _Worker(registry, stop, outbox, root, launchers)
     import virtualenv  # noqa: F401  # warm the import so the first run is not late
 
@@ -175,8 +179,12 @@ class ClientPool:
         workers: int | None = None,
         temp_root: Path | None = None,
         launch: str = "exec",
+        cgroup_after_send: str | None = None,
     ) -> None:
+        """``cgroup_after_send``: the ``cgroup.procs`` file a warm run moves into once its first
+        request is sent (``pipstorm.engine.run.priority.sent_clients_cgroup``)."""
         self._launch = launch
+        self._cgroup_after_send = cgroup_after_send
         self._on_result = on_result
         self._count = max(1, workers or os.cpu_count() or 2)
         self._temp_root = temp_root
@@ -211,6 +219,7 @@ class ClientPool:
                 proc = self._ctx.Process(
                     target=_worker_main,
                     args=(index, inbox, self._outbox, str(self._temp_root or ""), self._launch),
+                    kwargs={"cgroup_after_send": self._cgroup_after_send},
                     name=f"pipstorm-worker-{index}",
                     daemon=False,
                 )

@@ -16,6 +16,11 @@ a server may legitimately keep a core busy (an auth hash per request), and a rea
 not sit in a CPU-limited cgroup (the sized target's). An index pipstorm did not start (a static
 index on loopback) is watched, not changed (``pipstorm.engine.run.target.local``).
 
+The warm clients that have sent their first request move into one low-weight cpu cgroup
+(``sent_clients_cgroup``, ``pipstorm.infra.client_cgroup``), where root and cgroup v1 permit:
+together they then weigh less than the local target, while the ones still on their way to it
+keep their own autogroups. Where not permitted, the record says why and nothing changes.
+
 Safety: a SCHED_FIFO process that spins would starve the machine. The proxy is event-driven
 (it waits on sockets), it is always a separate process, and only the proxy gets this (never the
 target, never the clients). The kernel's RT throttling (``sched_rt_runtime_us``, 95 % by
@@ -28,13 +33,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from pipstorm.clients.warm.nice import autogroup_nice, set_nice
+from pipstorm.infra.client_cgroup import create_sent_group, procs_file, shares_of
+from pipstorm.infra.pypiserver.cgroups import CgroupError
 
 #: The embedded target's nice (and its autogroup's): ahead of the clients, not real-time, and
 #: the proxy's fallback value. Measured at x170 (2026-12-06, static index niced alike): at -5 and
@@ -165,3 +172,27 @@ class ProxyGuard:
                 f"proxy used >= {GUARD_CPU_PERCENT:g} % of a core for {GUARD_SAMPLES} s: "
                 + ("back to the ordinary policy" if ok else "demotion failed")
             )
+
+
+@contextlib.contextmanager
+def sent_clients_cgroup(record: dict[str, Any], *, wanted: bool) -> Iterator[str | None]:
+    """The ``cgroup.procs`` file warm clients join once their first request is sent, for the
+    block (None: not ``wanted``, or not permitted here); removed when the block ends, killing
+    what is still inside (after the pool's stop, nothing). ``record`` (``run.json``'s
+    ``priority.clients_cgroup_after_send``) gets ``applied`` and ``cpu_shares``, or
+    ``fallback_reason``: then the clients keep their own autogroups, as before."""
+    if not wanted:
+        yield None
+        return
+    try:
+        group = create_sent_group()
+    except CgroupError as exc:
+        record.update(applied=False, fallback_reason=str(exc))
+        yield None
+        return
+    record.update(applied=True, cpu_shares=shares_of(group), cgroup=group.name)
+    try:
+        yield procs_file(group)
+    finally:
+        with contextlib.suppress(CgroupError):
+            group.remove()  # one left busy is retried at exit and by the next start

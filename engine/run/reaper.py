@@ -7,7 +7,10 @@ it ends; this process, started beside it in its own session, removes it when the
 (SIGKILL): it waits for the owner to exit, then for every process still working inside the folder
 (its cwd there: an orphaned embedded server finishing its in-flight requests, whose htpasswd is in
 its private dir below; clients and workers exiting with their parent) to exit, at most
-``SETTLE_S``, and removes the folder.
+``SETTLE_S``, and removes the folder. Then, as root, it sweeps the pipstorm cgroups whose owner
+is gone (``pipstorm.infra.pypiserver.cgroups.remove_stale``): the one the owner's clients moved
+into after their first request (``pipstorm.infra.client_cgroup``) goes with the owner, not only
+at the next start.
 
 Run as ``python -m pipstorm.engine.run.reaper PID FOLDER``.
 """
@@ -26,6 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
+
+from pipstorm.infra.pypiserver.cgroups import CgroupError, remove_stale
 
 #: After the owner is gone, how long the processes working inside the folder get to exit; the
 #: folder is removed then whatever is left.
@@ -98,6 +103,9 @@ def main(argv: list[str]) -> int:
         if not _working_inside(real):
             shutil.rmtree(folder, ignore_errors=True)
     shutil.rmtree(folder, ignore_errors=True)  # past the bound: nothing of the run outlives it
+    if os.geteuid() == 0:
+        with contextlib.suppress(OSError, CgroupError):
+            remove_stale()
     return 0
 
 

@@ -158,7 +158,7 @@ class Cgroup:
             ):
                 with contextlib.suppress(OSError):
                     if (directory / name).exists():
-                        _write(directory / name, value)
+                        write_value(directory / name, value)
 
 
 def host_cores() -> int:
@@ -251,17 +251,17 @@ def _create_v1(name: str, cpus: float | None, memory_bytes: int | None, root: Pa
             dirs.append(directory)
             cgroup = Cgroup(version=1, name=name, dirs=tuple(dirs))
             if (directory / "cpu.cfs_quota_us").exists():
-                _write(directory / "cpu.cfs_period_us", str(_PERIOD_US))
+                write_value(directory / "cpu.cfs_period_us", str(_PERIOD_US))
                 quota = cpu_quota_us(cpus, _PERIOD_US) if cpus is not None else -1
-                _write(directory / "cpu.cfs_quota_us", str(quota))
+                write_value(directory / "cpu.cfs_quota_us", str(quota))
                 if ahead_of_clients(cpus):
-                    _write(directory / "cpu.shares", str(CPU_SHARES_V1))
+                    write_value(directory / "cpu.shares", str(CPU_SHARES_V1))
             if controller == "memory" and memory_bytes is not None:
-                _write(directory / "memory.limit_in_bytes", str(memory_bytes))
+                write_value(directory / "memory.limit_in_bytes", str(memory_bytes))
                 # With swap, memsw must match or the limit only moves pages to swap.
                 memsw = directory / "memory.memsw.limit_in_bytes"
                 if memsw.exists():
-                    _write(memsw, str(memory_bytes))
+                    write_value(memsw, str(memory_bytes))
     except BaseException:
         cgroup.remove()
         raise
@@ -275,19 +275,19 @@ def _create_v2(name: str, cpus: float | None, memory_bytes: int | None, root: Pa
     if missing:
         # Fails with EBUSY when the parent holds processes itself (v2's no-internal-process
         # rule): such machines delegate a subtree or run systemd.
-        _write(parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
+        write_value(parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in missing))
     directory = parent / name
     directory.mkdir()
     cgroup = Cgroup(version=2, name=name, dirs=(directory,))
     try:
         if cpus is not None:
-            _write(directory / "cpu.max", f"{cpu_quota_us(cpus, _PERIOD_US)} {_PERIOD_US}")
+            write_value(directory / "cpu.max", f"{cpu_quota_us(cpus, _PERIOD_US)} {_PERIOD_US}")
         if ahead_of_clients(cpus):
-            _write(directory / "cpu.weight", str(CPU_WEIGHT_V2))
+            write_value(directory / "cpu.weight", str(CPU_WEIGHT_V2))
         if memory_bytes is not None:
-            _write(directory / "memory.max", str(memory_bytes))
+            write_value(directory / "memory.max", str(memory_bytes))
             with contextlib.suppress(FileNotFoundError):
-                _write(directory / "memory.swap.max", "0")
+                write_value(directory / "memory.swap.max", "0")
     except BaseException:
         cgroup.remove()
         raise
@@ -317,7 +317,7 @@ def attach_scope(cgroup: Cgroup, pid: int) -> Cgroup:
 def join_from_env(environ: dict[str, str] | os._Environ[str]) -> None:
     """In the server process: enter the cgroup named in ``JOIN_ENV`` (before any fork)."""
     for procs in filter(None, environ.pop(JOIN_ENV, "").split(os.pathsep)):
-        _write(Path(procs), str(os.getpid()))
+        write_value(Path(procs), str(os.getpid()))
 
 
 def join_value(cgroup: Cgroup) -> str:
@@ -379,8 +379,8 @@ def owner_alive(name: str) -> bool:
         return False
 
 
-def _write(path: Path, value: str) -> None:
-    # Unbuffered, one write: cgroup files take one value per write(2).
+def write_value(path: Path, value: str) -> None:
+    """Unbuffered, one write: cgroup files take one value per write(2)."""
     fd = os.open(path, os.O_WRONLY)
     try:
         os.write(fd, value.encode())

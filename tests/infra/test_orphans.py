@@ -225,3 +225,65 @@ def test_a_proxy_whose_owner_died_while_it_started_exits(tmp_path: Path, loop: s
         owner.wait()
         if owner.stdout is not None:
             owner.stdout.close()
+
+
+# The owner makes the sent clients' cgroup as a run does (inside its reaped scratch folder's
+# life), and a "client" that has sent its first request sits in it (a sleep that joined it).
+SENT_GROUP_OWNER = textwrap.dedent(
+    """
+    import subprocess, sys
+    from pipstorm.engine.run import reaper
+    from pipstorm.infra.client_cgroup import create_sent_group, procs_file
+
+    with reaper.guarded_folder("pipstorm-run-"):
+        group = create_sent_group()
+        client = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        with open(procs_file(group), "w") as procs:
+            procs.write(str(client.pid))
+        print(group.dirs[0], client.pid, flush=True)
+        sys.stdin.read()  # until killed
+    """
+)
+
+needs_cpu_cgroup = pytest.mark.skipif(
+    os.geteuid() != 0 or not Path("/sys/fs/cgroup/cpu/cpu.shares").exists(),
+    reason="the sent clients' cgroup needs root and a cgroup v1 cpu controller",
+)
+
+
+@needs_cpu_cgroup
+def test_a_sigkilled_owners_sent_clients_cgroup_is_reaped(tmp_path: Path) -> None:
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    owner = subprocess.Popen(
+        [sys.executable, "-c", SENT_GROUP_OWNER],
+        cwd=REPO,
+        env={**os.environ, "TMPDIR": str(tmpdir)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert owner.stdout is not None
+        directory, pid = owner.stdout.readline().split()
+        group = Path(directory)
+        assert group.name.startswith("pipstorm-")
+        assert (group / "cgroup.procs").read_text().split() == [pid]
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+        if owner.stdin is not None:
+            owner.stdin.close()
+        if owner.stdout is not None:
+            owner.stdout.close()
+    deadline = time.monotonic() + 60  # the reaper polls; a busy host is slow
+    while group.exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    leaked = group.exists()
+    if leaked:  # do not leak it into other tests, then fail
+        from pipstorm.infra.pypiserver.cgroups import Cgroup
+
+        Cgroup(version=1, name=group.name, dirs=(group,)).remove()
+    assert not leaked, f"cgroup left: {group}"
+    assert _wait_gone(int(pid)), "the client inside the cgroup was left running"
+    assert sorted(p.name for p in tmpdir.iterdir()) == []

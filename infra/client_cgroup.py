@@ -1,0 +1,71 @@
+"""One low-weight cpu cgroup that client runs move into once their first request is sent.
+
+Why: with autogroups (``kernel.sched_autogroup_enabled = 1``) every client leads its own session
+and so its own scheduling group; at x170, ~495 runnable clients at nice 19 weighed 7,425 against
+a local index's one group at nice -5 (3,121), and the index waited 89-94 % of its runnable time
+(docs/performance.md, "Who starves the local index at x170"). Inside a cgroup other than the root
+the kernel ignores autogroups: every client that has sent its first request, all in this one
+cgroup, weighs its ``cpu.shares`` together (``SENT_SHARES``), while the ones still on their way to
+the index keep their own autogroups, so the burst's onset is what it was. The clients move
+themselves (``pipstorm.clients.warm.gate``): they get the ``cgroup.procs`` path, never this module.
+
+Only the ``cpu`` controller, only cgroup v1 written directly (as on this project's machine) and
+only as root; elsewhere ``create_sent_group`` raises ``CgroupError`` with the reason, and the run
+keeps today's scheduling. Naming, the sweep of cgroups whose owner was SIGKILLed and removal
+(killing what is still inside) are ``pipstorm.infra.pypiserver.cgroups``'s, shared with the
+embedded target's cgroup: a later pipstorm start, or the run's reaper, removes a stale one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Final
+
+from pipstorm.infra.pypiserver.cgroups import (
+    CGROUP_ROOT,
+    Cgroup,
+    CgroupError,
+    new_name,
+    own_path,
+    remove_stale,
+    write_value,
+)
+
+#: The weight of every sent client together against one nice-0 task (1,024) and the local index's
+#: autogroup at nice -5 (3,121). The kernel's floor is 2. Measured at x170 (docs/performance.md).
+SENT_SHARES: Final = 16
+
+
+def create_sent_group(shares: int = SENT_SHARES, *, root: Path = CGROUP_ROOT) -> Cgroup:
+    """Make the cgroup (below this process's own cpu cgroup) with ``shares``; stale pipstorm
+    cgroups of dead owners are removed first. Its ``cgroup.procs`` is ``procs_file(group)``."""
+    if os.geteuid() != 0:
+        raise CgroupError("moving clients into a cpu cgroup needs root (cgroup files are root's)")
+    hierarchy = (root / "cpu").resolve()
+    if not (hierarchy / "cpu.shares").exists():
+        raise CgroupError(f"no cgroup v1 cpu controller at {root / 'cpu'} (v2 is not built)")
+    remove_stale(root)
+    name = new_name()
+    directory = hierarchy / own_path("cpu").lstrip("/") / name
+    try:
+        directory.mkdir()
+    except OSError as exc:
+        raise CgroupError(f"cannot create cgroup {name}: {exc.strerror or exc}") from None
+    group = Cgroup(version=1, name=name, dirs=(directory,))
+    try:
+        write_value(directory / "cpu.shares", str(shares))
+    except OSError as exc:
+        group.remove()
+        raise CgroupError(f"cannot set {name}'s cpu.shares: {exc.strerror or exc}") from None
+    return group
+
+
+def procs_file(group: Cgroup) -> str:
+    """The file a client writes its pid to, to join ``group``."""
+    return str(group.dirs[0] / "cgroup.procs")
+
+
+def shares_of(group: Cgroup) -> int | None:
+    """The ``cpu.shares`` the kernel holds for ``group`` (read back, not what was asked)."""
+    return group.limits().get("cpu_shares")
