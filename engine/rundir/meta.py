@@ -23,7 +23,9 @@ from pipstorm.engine.rundir.jsonl import RecordError
 SCHEMA = 1
 SUPPORTED_SCHEMAS = frozenset({SCHEMA})
 #: Distributions whose versions a run records (the client versions are in ``clients``).
-RECORDED_DISTRIBUTIONS = ("pipstorm", "pypiserver", "aiohttp", "virtualenv")
+#: aiohttp stays for run.json's readers (the proxy's HTTP layer before issue 20; "unknown" where
+#: it is not installed); httptools parses the proxy's HTTP since.
+RECORDED_DISTRIBUTIONS = ("pipstorm", "pypiserver", "aiohttp", "httptools", "virtualenv")
 
 
 def installed_versions() -> dict[str, str]:

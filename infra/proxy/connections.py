@@ -1,24 +1,23 @@
-"""Connections, as the proxy's records see them: the client's and the upstream's.
+"""The clients' connections to the proxy: parsed, numbered, timed out, recorded when refused.
 
-Why: "80 upstream connections for 78 pip runs" is a figure a user sizing an index needs (each
-connection is a handshake and a worker slot on the index's side), and a client connection the
-proxy closed before any request (a slowloris head trickled past the header timeout, a port
-scan that connects and waits) was an event with no trace in the results. So:
+One :class:`ClientConnection` (an asyncio Protocol with an httptools request parser) per TCP
+connection. Why each part:
 
-- each client connection gets a number (:class:`ClientConnection`, made by
-  :class:`RecordingServer`); every request record carries the number of the connection that
-  carried it (``conn``);
-- when the header timeout (aiohttp's keep-alive timer, ``pipstorm.infra.proxy.server``) closes a
-  connection that never sent a request, or sent part of one, that is one record of its own:
-  no run id, no status, ``error: client_header_timeout``, ``req_bytes`` the bytes it sent since
-  its last request. An idle keep-alive connection closed after its requests were all answered is
-  the ordinary end of a connection, not recorded;
-- :func:`upstream_trace` marks on each exchange whether the proxy's pool opened a new upstream
-  connection for it or reused one (``upstream_new``).
-
-aiohttp offers no public hook for "closed by the keep-alive timer", so
-:class:`ClientConnection` wraps the private ``_process_keepalive`` of its ``RequestHandler``; a
-future aiohttp that renames it loses these records (``test_connections.py`` fails), not requests.
+- each connection gets a number; every request record carries the number of the connection
+  that carried it (``conn``): "80 upstream connections for 78 pip runs" is a figure a user
+  sizing an index needs;
+- a client has ``header_timeout`` seconds from the moment its connection opens, or its last
+  answer was sent, to complete a request head; bytes trickled meanwhile do not re-arm it. That
+  bounds a slowloris client and an idle keep-alive connection alike. When it closes a
+  connection that never sent a request, or sent part of one, that is one record of its own
+  (no run, no status, ``error: client_header_timeout``, ``req_bytes`` the bytes sent since its
+  last request); an idle keep-alive connection's end is not recorded;
+- a head the parser refuses (garbage, a TLS hello, a 100 KB line, thousands of headers) gets a
+  400 and a record (``error: bad_request: <kind>``), never a traceback on stderr, and nothing
+  of it goes upstream;
+- requests are served one at a time in order (pipelined ones wait, reading paused past a few);
+  a request body is a :class:`~pipstorm.infra.proxy.wire.Body` that pauses reading while its
+  reader (the upstream) is slower.
 """
 
 from __future__ import annotations
@@ -26,57 +25,247 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from typing import Any, Protocol
+from collections import deque
+from typing import Final, Protocol
 
-import aiohttp
-from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
+import httptools
 
 from pipstorm.infra.proxy.log import RecordWriter, RequestRecord
+from pipstorm.infra.proxy.wire import HIGH_WATER, Body, Headers, Request, expire, header
 
 #: The error of the record a connection closed by the header timeout leaves.
-HEADER_TIMEOUT_ERROR = "client_header_timeout"
+HEADER_TIMEOUT_ERROR: Final = "client_header_timeout"
+#: Limits of a request head (aiohttp's and nginx's order of size): a request line or header
+#: line, the whole head, the number of headers.
+LINE_MAX_BYTES: Final = 8190
+HEAD_MAX_BYTES: Final = 64 * 1024
+HEADERS_MAX: Final = 128
+#: Pipelined requests parsed ahead of the one being served before reading pauses.
+PIPELINE_MAX: Final = 8
+_BAD_KINDS: Final = {
+    httptools.HttpParserInvalidMethodError: "BadMethod",
+    httptools.HttpParserInvalidURLError: "BadTarget",
+}
 
 
-class ClientConnection(RequestHandler):
-    """aiohttp's per-connection protocol, numbered, counting what the client sent."""
+class Handler(Protocol):
+    """What serves a request (``pipstorm.infra.proxy.handler.ProxyHandler``); it must call
+    ``conn.request_done()`` once its answer is out."""
 
-    def __init__(
-        self,
-        manager: web.Server,
-        *,
-        number: int,
-        writer: RecordWriter,
-        **kwargs: Any,  # noqa: ANN401 - aiohttp's own keyword arguments, passed through
-    ) -> None:
-        super().__init__(manager, **kwargs)
+    def serve(self, request: Request, conn: ClientConnection) -> None: ...
+
+
+class _TooLarge(Exception):
+    """A head over one of the limits (raised from a parser callback)."""
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client's connection: parses its requests and hands them, in order, to the handler."""
+
+    transport: asyncio.Transport
+
+    def __init__(self, number: int, shared: ClientConnections) -> None:
         self.number = number
-        self._writer = writer
+        self._shared = shared
+        self._parser = httptools.HttpRequestParser(self)
+        self._url = b""
+        self._headers: Headers = []
+        self._head_bytes = 0
+        self._in_head = True
+        self._too_large: str | None = None
+        self._parsing: Request | None = None  # the request whose body is being parsed
+        self._queue: deque[Request] = deque()
+        self.current: Request | None = None
         self._received = 0  # bytes from the client on this connection
         self._consumed = 0  # of those, the ones that belonged to requests already handled
         self._requests = 0
         self._waiting_since = time.time()  # opened, or its last answer sent
+        self._timer: asyncio.TimerHandle | None = None
+        self._pauses: set[str] = set()
+        self._write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+        self.closing = False  # no request after the current one
+        self.lost = False
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.transport.set_write_buffer_limits(high=HIGH_WATER)
+        self._shared.live.add(self)
+        self._arm()
 
     def data_received(self, data: bytes) -> None:
-        """Count the bytes, then parse them as aiohttp does."""
+        if self.closing and self.current is None and not self._queue:
+            return  # refused already: nothing more is read
         self._received += len(data)
-        super().data_received(data)
+        if self._in_head:
+            self._head_bytes += len(data)
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.closing = True  # CONNECT or an Upgrade: answered, then nothing more
+        except httptools.HttpParserError as exc:
+            self._refuse(self._too_large or _BAD_KINDS.get(type(exc), "BadHttpMessage"))
+            return
+        if self._in_head and self._head_bytes > HEAD_MAX_BYTES:
+            self._refuse("HeadTooLarge")  # a line without an end: no callback would see it
+            return
+        self._dispatch()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._shared.live.discard(self)
+        if self._timer is not None:
+            self._timer.cancel()
+        gone = ConnectionResetError("the client closed the connection")
+        for request in (self.current, *self._queue):
+            if request is not None and request.body is not None:
+                request.body.fail(gone)
+        self._queue.clear()
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_exception(gone)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # -- httptools callbacks ---------------------------------------------------------------
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > LINE_MAX_BYTES:
+            self._too_large = "LineTooLong"
+            raise _TooLarge
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        if len(name) + len(value) > LINE_MAX_BYTES:
+            self._too_large = "LineTooLong"
+        elif len(self._headers) > HEADERS_MAX:
+            self._too_large = "TooManyHeaders"
+        else:
+            return
+        raise _TooLarge
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        major, _, minor = parser.get_http_version().partition(".")
+        headers, self._headers = self._headers, []
+        length = header(headers, b"content-length")
+        chunked = "chunked" in (header(headers, b"transfer-encoding") or "").lower()
+        body = None
+        if chunked or (length is not None and length.strip() not in ("", "0")):
+            body = Body(self._pause_for_body, self._resume_for_body)
+        request = Request(
+            parser.get_method().decode("latin-1"),
+            self._url.decode("latin-1"),
+            (int(major or 0), int(minor or 0)),
+            headers,
+            keep_alive=parser.should_keep_alive(),
+            body=body,
+        )
+        self._url, self._in_head, self._head_bytes = b"", False, 0
+        self._parsing = request
+        self._queue.append(request)
+        self._disarm()
+
+    def on_body(self, body: bytes) -> None:
+        if self._parsing is not None and self._parsing.body is not None:
+            self._parsing.body.feed(body)
+
+    def on_message_complete(self) -> None:
+        if self._parsing is not None and self._parsing.body is not None:
+            self._parsing.body.finish()
+            if self._parsing.body.release_producer():
+                self._resume("body")
+        self._parsing = None
+        self._in_head = True
+
+    # -- serving ---------------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        """Start the next request when none is being served."""
+        if len(self._queue) >= PIPELINE_MAX:
+            self._pause("pipeline")
+        if self.current is None and self._queue:
+            self.current = self._queue.popleft()
+            self._shared.handler.serve(self.current, self)
 
     def request_done(self) -> None:
-        """A request on this connection was handled: what it sent so far was that request."""
+        """The current request's answer is out (or abandoned): on to the next, or close."""
+        request, self.current = self.current, None
         self._requests += 1
         self._consumed = self._received
         self._waiting_since = time.time()
+        if self.lost:
+            return
+        if self.closing or (request is not None and not self.keeps_open(request)):
+            self.closing = True
+            self.transport.close()
+            return
+        self._resume("pipeline")
+        if self._queue:
+            self._dispatch()
+        else:
+            self._arm()
 
-    def _process_keepalive(self) -> None:
-        was_closing = self._force_close
-        super()._process_keepalive()
-        if was_closing or not self._force_close:
-            return  # not closed by the timer this time
+    def keeps_open(self, request: Request) -> bool:
+        """Whether the connection can carry another request after ``request``'s answer: the
+        client wants it, and no unread body of ``request`` is left on the wire."""
+        body_left = request.body is not None and not request.body.complete
+        return not (self.closing or self.lost or body_left or not request.keep_alive)
+
+    def write(self, data: bytes) -> None:
+        """Write towards the client; ``ConnectionResetError`` once it is gone (a write to a
+        closed transport would be dropped, and logged by asyncio after a few)."""
+        if self.lost:
+            raise ConnectionResetError("the client closed the connection")
+        self.transport.write(data)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait until the client has taken enough of what was written; ``TimeoutError`` when
+        it takes nothing for ``timeout`` seconds."""
+        if not self._write_paused:
+            return  # what was written is on its way (or the client took all it wanted)
+        if self.lost:
+            raise ConnectionResetError("the client closed the connection")
+        loop = asyncio.get_running_loop()
+        waiter = self._drain = loop.create_future()
+        timer = loop.call_later(timeout, expire, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._drain = None
+
+    # -- timers, refusals, flow control ---------------------------------------------------
+
+    def _arm(self) -> None:
+        self._disarm()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._shared.header_timeout, self._header_timeout)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _header_timeout(self) -> None:
+        """No complete head in time: close, and record it unless it was an idle keep-alive."""
+        self._timer = None
+        if self.current is not None or self._queue or self.lost:
+            return
+        self.closing = True
+        self.transport.close()
         pending = self._received - self._consumed
         if self._requests and not pending:
             return  # an idle keep-alive connection's ordinary end
-        self._writer.write(
+        self._shared.writer.write(
             RequestRecord(
                 ts=self._waiting_since,
                 op="other",
@@ -90,52 +279,80 @@ class ClientConnection(RequestHandler):
             )
         )
 
-
-class RecordingServer(web.Server):
-    """``web.Server`` whose connections are :class:`ClientConnection`, numbered from 1."""
-
-    def __init__(self, handler: Any, *, writer: RecordWriter, **kwargs: Any) -> None:  # noqa: ANN401 - aiohttp's handler type and keyword arguments
-        super().__init__(handler, **kwargs)
-        self._writer = writer
-        self._numbers = itertools.count(1)
-        self._handler_kwargs = kwargs
-
-    def __call__(self) -> RequestHandler:
-        loop = asyncio.get_running_loop()
-        own = {k: v for k, v in self._handler_kwargs.items() if k not in _SERVER_ONLY}
-        return ClientConnection(
-            self, loop=loop, number=next(self._numbers), writer=self._writer, **own
+    def _refuse(self, kind: str) -> None:
+        """A head the parser refused: a 400 unless a request is being answered, a record, and
+        the connection closes; requests parsed but not started are dropped unanswered."""
+        self.closing = True
+        self._disarm()
+        parsing, self._parsing = self._parsing, None
+        if parsing is not None and parsing in self._queue:
+            self._queue.remove(parsing)
+        error = f"bad_request: {kind}"
+        if parsing is not None and parsing is self.current and parsing.body is not None:
+            parsing.body.fail(ConnectionAbortedError(error))  # its handler records it
+            return
+        answered = self.current is None
+        if answered:
+            body = f"{error}\n".encode()
+            self.transport.write(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+            )
+            self._queue.clear()
+            self.transport.close()
+        self._shared.writer.write(
+            RequestRecord(
+                ts=time.time(),
+                op="other",
+                method="",
+                path="",
+                status=400 if answered else None,
+                total_ms=0.0,
+                error=error,
+                conn=self.number,
+            )
         )
 
+    def _pause(self, reason: str) -> None:
+        if not self._pauses and not self.lost:
+            self.transport.pause_reading()
+        self._pauses.add(reason)
 
-# web.Server's own keyword arguments, not the RequestHandler's.
-_SERVER_ONLY = frozenset({"request_factory", "handler_cancellation"})
+    def _resume(self, reason: str) -> None:
+        if reason in self._pauses:
+            self._pauses.discard(reason)
+            if not self._pauses and not self.lost:
+                self.transport.resume_reading()
 
+    def _pause_for_body(self) -> None:
+        self._pause("body")
 
-class _Marked(Protocol):
-    upstream_new: bool | None
-
-
-def upstream_trace() -> aiohttp.TraceConfig:
-    """Trace hooks that set ``upstream_new`` on the ``trace_request_ctx`` of each request."""
-    trace = aiohttp.TraceConfig()
-
-    async def created(session: aiohttp.ClientSession, ctx: Any, params: object) -> None:  # noqa: ANN401 - aiohttp's SimpleNamespace
-        exchange: _Marked | None = ctx.trace_request_ctx
-        if exchange is not None:
-            exchange.upstream_new = True
-
-    async def reused(session: aiohttp.ClientSession, ctx: Any, params: object) -> None:  # noqa: ANN401 - aiohttp's SimpleNamespace
-        exchange: _Marked | None = ctx.trace_request_ctx
-        if exchange is not None:
-            exchange.upstream_new = False
-
-    trace.on_connection_create_end.append(created)
-    trace.on_connection_reuseconn.append(reused)
-    return trace
+    def _resume_for_body(self) -> None:
+        self._resume("body")
 
 
-def connection_of(request: web.BaseRequest) -> ClientConnection | None:
-    """The numbered connection a request came on (None outside a :class:`RecordingServer`)."""
-    protocol = request.protocol
-    return protocol if isinstance(protocol, ClientConnection) else None
+class ClientConnections:
+    """What every client connection shares, and the factory the server calls per connection
+    (numbered from 1 in this proxy's life)."""
+
+    def __init__(self, handler: Handler, writer: RecordWriter, header_timeout: float) -> None:
+        self.handler = handler
+        self.writer = writer
+        self.header_timeout = header_timeout
+        self.live: set[ClientConnection] = set()
+        self._numbers = itertools.count(1)
+
+    def __call__(self) -> ClientConnection:
+        return ClientConnection(next(self._numbers), self)
+
+    def close_idle(self) -> None:
+        """Close every connection not serving a request (at shutdown)."""
+        for conn in list(self.live):
+            conn.closing = True
+            if conn.current is None:
+                conn.transport.close()
+
+    def abort_all(self) -> None:
+        """Cut every connection still open (at the end of shutdown)."""
+        for conn in list(self.live):
+            conn.transport.abort()

@@ -4,15 +4,14 @@ Started by ``pipstorm.infra.proxy.RecordingProxy``: it binds its port (port 0 ha
 its URL as one line on stdout and serves until SIGTERM/SIGINT, or until its parent dies. Upstream
 credentials come from the environment, never argv.
 
-aiohttp's low-level ``web.Server`` (no router, no access log) keeps the added latency low, and
-a process of its own keeps the busy load generator from adding any. There is no total timeout
-and a generous read timeout: a slow upstream is the client's to give up on.
-
-A client is not given the same patience before its request: that server has no header-read
-timeout of its own, but its ``keepalive_timeout`` is armed when a connection opens and again
-after each response, and closes the connection if no complete request head has come by then
-(bytes trickled meanwhile do not re-arm it). Set to ``client_header_timeout`` it bounds a
-slowloris client and an idle keep-alive connection alike; aiohttp's default is an hour.
+The HTTP layer is asyncio Protocols with httptools (llhttp) parsers on both sides
+(``connections``, ``upstream``, ``wire``): no framework objects per request, one write per small
+answer, the records as before. It replaced an aiohttp server and client session that cost
+1.19 ms of CPU and added 0.97 ms (p50) per proxied listing (docs/performance.md, issue 20). A
+process of its own keeps the busy load generator from adding any latency. There is no total
+timeout and a generous read timeout: a slow upstream is the client's to give up on. A client
+is not given the same patience before its request: ``client_header_timeout`` bounds a slowloris
+client and an idle keep-alive connection alike (``pipstorm.infra.proxy.connections``).
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import sys
@@ -28,27 +26,17 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-from aiohttp import web
-from aiohttp.http import HttpProcessingError
-
 from pipstorm.infra.credentials import UPSTREAM_PASSWORD_ENV, UPSTREAM_USERNAME_ENV, Credentials
 from pipstorm.infra.faults.plan import FaultMatcher, FaultPlan
 from pipstorm.infra.faults.spec import FaultSpecError
-from pipstorm.infra.proxy.connections import RecordingServer, upstream_trace
+from pipstorm.infra.proxy.connections import ClientConnections
 from pipstorm.infra.proxy.control import EVENT_LOOPS
 from pipstorm.infra.proxy.handler import STALL_TIMEOUT_S, ProxyHandler
 from pipstorm.infra.proxy.links import LinkBook
-from pipstorm.infra.proxy.log import RecordWriter, RequestRecord
+from pipstorm.infra.proxy.log import RecordWriter
 from pipstorm.infra.proxy.rewrite import Origin, UpstreamLayout, parse_origins
+from pipstorm.infra.proxy.upstream import UpstreamPool
 
-#: How long an idle upstream connection is kept for reuse. Shorter than the keep-alive of the
-#: servers behind an index (gunicorn, pypiserver's: 2 s), so the proxy never reuses one the
-#: server is closing (a reset recorded as the index's error); and short enough that the pool
-#: shrinks back after a peak: aiohttp reuses its idle connections oldest first, so at a steady
-#: rate every pooled connection is reused before a long keep-alive ends, and a pool grown by one
-#: slow minute stayed grown for the rest of a 30-minute soak.
-UPSTREAM_KEEPALIVE_S = 1.5
 #: How often the parent watch also compares ``getppid()`` with the owner's pid (the pidfd, where
 #: there is one, wakes it at once).
 PARENT_POLL_S = 1.0
@@ -77,98 +65,34 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=read_timeout, sock_read=read_timeout)
-    connector = aiohttp.TCPConnector(
-        limit=256, limit_per_host=0, keepalive_timeout=UPSTREAM_KEEPALIVE_S
-    )
     with RecordWriter(log_path) as writer:
-        async with aiohttp.ClientSession(
-            connector=connector,
-            timeout=timeout,
-            auto_decompress=False,
-            # Forward the client's headers only: no aiohttp User-Agent, and no Accept-Encoding
-            # the client did not ask for (a gzip body it cannot read).
-            skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            trace_configs=[upstream_trace()],  # upstream_new on each record
-        ) as session:
-            authorization = credentials.basic_auth_header() if credentials else None
-            links = LinkBook(layout.origin, allowed, loopback_only=loopback_only)
-            handler = ProxyHandler(
-                layout,
-                session,
-                writer,
-                authorization,
-                faults=faults,
-                links=links,
-                stall_timeout=client_stall_timeout,
-            )
-            server = RecordingServer(  # numbered connections; header timeouts recorded
-                handler,
-                writer=writer,
-                access_log=None,
-                auto_decompress=False,
-                keepalive_timeout=client_header_timeout,
-                logger=_server_logger(writer),
-            )
-            runner = web.ServerRunner(server, shutdown_timeout=shutdown_grace)
-            await runner.setup()
-            try:
-                site = web.TCPSite(runner, host, port, backlog=1024)
-                await site.start()
-                bound_host, bound_port = runner.addresses[0][:2]
-                shown = f"[{bound_host}]" if ":" in bound_host else bound_host
-                handler.proxy_url = f"http://{shown}:{bound_port}"
-                watchdog = asyncio.create_task(_watch_parent(parent, stop))
-                _announce(handler.proxy_url)
-                await stop.wait()
-                watchdog.cancel()
-            finally:
-                await runner.cleanup()
-                await handler.cancel_in_flight()
-
-
-class _BadRequestRecorder(logging.Handler):
-    """Turns aiohttp's log entry for a request it could not parse into a record.
-
-    The server answers such a request (garbage, a 100 KB header line, thousands of headers) with
-    a 400 itself, without calling the handler, and logs it with a traceback. On stderr that would
-    grow a file by ~600 bytes per bad request, without bound, and show nowhere in the results;
-    as a record (no run, status 400, ``error: bad_request: <kind>``) it is counted like any
-    other refused request. Anything else the server logs is a bug of the proxy: to stderr.
-    """
-
-    def __init__(self, writer: RecordWriter) -> None:
-        super().__init__(logging.DEBUG)
-        self.writer = writer
-        self._fallback = logging.StreamHandler(sys.stderr)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        exc = record.exc_info[1] if record.exc_info else None
-        if not isinstance(exc, HttpProcessingError):
-            self._fallback.handle(record)
-            return
-        self.writer.write(
-            RequestRecord(
-                ts=record.created,
-                op="other",
-                method="",
-                path="",
-                status=400,
-                total_ms=0.0,
-                error=f"bad_request: {type(exc).__name__}",
-            )
+        pool = UpstreamPool(read_timeout)
+        handler = ProxyHandler(
+            layout,
+            pool,
+            writer,
+            credentials.basic_auth_header() if credentials else None,
+            read_timeout=read_timeout,
+            faults=faults,
+            links=LinkBook(layout.origin, allowed, loopback_only=loopback_only),
+            stall_timeout=client_stall_timeout,
         )
-
-
-def _server_logger(writer: RecordWriter) -> logging.Logger:
-    """The logger handed to aiohttp's server: bad requests become records, nothing else
-    changes."""
-    logger = logging.getLogger("pipstorm.infra.proxy.server.aiohttp")
-    logger.setLevel(logging.DEBUG)  # a non-HTTP first request is logged at debug level
-    logger.propagate = False
-    logger.handlers[:] = [_BadRequestRecorder(writer)]
-    return logger
+        connections = ClientConnections(handler, writer, client_header_timeout)
+        server = await loop.create_server(connections, host, port, backlog=1024)
+        try:
+            bound_host, bound_port = server.sockets[0].getsockname()[:2]
+            shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+            handler.proxy_url = f"http://{shown}:{bound_port}"
+            watchdog = asyncio.create_task(_watch_parent(parent, stop))
+            _announce(handler.proxy_url)
+            await stop.wait()
+            watchdog.cancel()
+        finally:
+            server.close()  # no new connections; requests being served get the grace
+            connections.close_idle()
+            await handler.wait_in_flight(shutdown_grace)
+            connections.abort_all()
+            pool.close()
 
 
 def _announce(url: str) -> None:

@@ -1,8 +1,8 @@
 """The proxy's side of fault injection: what an action does to a response on the wire.
 
 The rules and their matching live in ``pipstorm.infra.faults.spec`` (pure, shared with the engine);
-this module holds the aiohttp parts the handler calls: the injected status answer and the
-:class:`BodyShaper` that stalls, slows or cuts a body as it is streamed to the client.
+this module holds the wire parts the handler calls: the injected status answer, the resets,
+and the :class:`BodyShaper` that stalls, slows or cuts a body as it is streamed to the client.
 
 An injected answer never reaches the upstream (a 503 rule costs the index nothing), and a body
 fault keeps the upstream's headers, ``Content-Length`` included, so a cut body looks cut to
@@ -16,11 +16,10 @@ import contextlib
 import socket
 import struct
 import time
-from typing import Final
-
-from aiohttp import web
+from typing import Final, Protocol
 
 from pipstorm.infra.faults.spec import FaultRule
+from pipstorm.infra.proxy.connections import ClientConnection
 
 #: The pace of a slow body: one write per this many seconds.
 SLOW_STEP_S: Final = 0.05
@@ -28,42 +27,45 @@ SLOW_STEP_S: Final = 0.05
 RESET_AFTER_HEADERS_S: Final = 0.1
 
 
-def injected_response(rule: FaultRule) -> web.Response:
-    """The local answer of a ``status=`` rule, with ``Retry-After`` when the rule sets one."""
+def injected_answer(rule: FaultRule) -> tuple[int, bytes, tuple[tuple[bytes, bytes], ...]]:
+    """Status, body and extra headers of a ``status=`` rule's local answer (``Retry-After``
+    when the rule sets one)."""
     assert rule.status is not None  # noqa: S101 - only called for status rules
-    headers = {"Retry-After": rule.retry_after} if rule.retry_after is not None else None
+    extra = () if rule.retry_after is None else ((b"Retry-After", rule.retry_after.encode()),)
     body = f"pipstorm injected fault {rule.id}: {rule.spec}\n".encode()
-    response = web.Response(status=rule.status, body=body, headers=headers)
-    response.content_type = "text/plain"
-    return response
+    return rule.status, body, extra
 
 
-def reset(request: web.BaseRequest) -> None:
+def reset(conn: ClientConnection) -> None:
     """Cut the client's connection now with a TCP reset (SO_LINGER 0), not an orderly close.
 
     A reset makes the client's kernel drop what it has not read yet, so a reset "after the
-    headers" waits ``RESET_AFTER_HEADERS_S`` first (see ``after_headers``).
+    headers" waits ``RESET_AFTER_HEADERS_S`` first (see ``reset_after_headers``).
     """
-    transport = request.transport
-    if transport is None:
-        return
-    sock = transport.get_extra_info("socket")
+    sock = conn.transport.get_extra_info("socket")
     if sock is not None:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    transport.abort()
+    conn.closing = True
+    conn.transport.abort()
 
 
-async def reset_after_headers(request: web.BaseRequest) -> None:
+async def reset_after_headers(conn: ClientConnection) -> None:
     """Reset once the client has had time to read the headers already sent."""
     await asyncio.sleep(RESET_AFTER_HEADERS_S)
-    reset(request)
+    reset(conn)
 
 
-def close(request: web.BaseRequest) -> None:
+def close(conn: ClientConnection) -> None:
     """End the connection in order (FIN) after what was written: a cut body looks cut."""
-    if request.transport is not None:
-        request.transport.close()
+    conn.closing = True
+    conn.transport.close()
+
+
+class Reply(Protocol):
+    """Where the shaper writes what it lets through (``pipstorm.infra.proxy.relay.Reply``)."""
+
+    async def send(self, data: bytes) -> None: ...
 
 
 class BodyShaper:
@@ -83,7 +85,7 @@ class BodyShaper:
         self._stall_at = None if rule.stall_s is None else (total // 2 if total else None)
         self._slow_start = time.monotonic()
 
-    async def send(self, response: web.StreamResponse, chunk: bytes) -> bool:
+    async def send(self, reply: Reply, chunk: bytes) -> bool:
         """Write ``chunk`` as the rule says; False once the body is cut (stop sending)."""
         if self._cut_at is None and self.rule.truncate_fraction is not None:
             self._cut_at = int(len(chunk) * self.rule.truncate_fraction)  # length unknown
@@ -95,24 +97,24 @@ class BodyShaper:
             at = self._stall_at if self._stall_at is not None else self.sent + len(chunk)
             if self.sent + len(chunk) >= at:
                 head, chunk = chunk[: at - self.sent], chunk[at - self.sent :]
-                await self._write(response, head)
+                await self._write(reply, head)
                 self._stalled = True
                 await asyncio.sleep(self.rule.stall_s)
-        await self._write(response, chunk)
+        await self._write(reply, chunk)
         return not cut
 
-    async def _write(self, response: web.StreamResponse, data: bytes) -> None:
+    async def _write(self, reply: Reply, data: bytes) -> None:
         if not data:
             return
         rate = self.rule.slow_bps
         if rate is None:
-            await response.write(data)
+            await reply.send(data)
             self.sent += len(data)
             return
         step = max(1, int(rate * SLOW_STEP_S))
         for offset in range(0, len(data), step):
             piece = data[offset : offset + step]
-            await response.write(piece)
+            await reply.send(piece)
             self.sent += len(piece)
             # Paced against the start, so the rate holds however long each write took.
             due = self._slow_start + self.sent / rate

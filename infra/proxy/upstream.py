@@ -1,0 +1,305 @@
+"""The proxy's connections to the index (and to the file hosts a listing links): pooled, parsed.
+
+One :class:`UpstreamConnection` (an asyncio Protocol with an httptools response parser) per TCP
+connection; :class:`UpstreamPool` keeps the idle ones per origin. Why each part:
+
+- keep-alive: a connection per request would leave TIME_WAIT sockets and add a handshake to
+  every measured latency; whether a request opened one is on its record (``upstream_new``);
+- at most ``limit`` exchanges at once (256): a few hundred frozen clients can hold that many,
+  and the stall timeout frees them (``pipstorm.infra.proxy.handler``);
+- idle connections are reused newest first and closed after ``keepalive`` seconds (shorter
+  than the keep-alive of the servers behind an index, gunicorn's 2 s), so the proxy never
+  reuses one the server is closing, and the pool shrinks back after a peak;
+- a request without a body that fails on a reused connection before any byte of an answer
+  (the server closed it while idle) is sent again once on a new one, as nginx does: the index
+  did nothing wrong. A new connection's failure is the index's (``upstream_reset``);
+- the response body is a :class:`~pipstorm.infra.proxy.wire.Body`: the connection's reading
+  pauses while the client is slower than the index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from typing import Final
+
+import httptools
+
+from pipstorm.infra.proxy.rewrite import Origin
+from pipstorm.infra.proxy.wire import Body, Headers, expire, header
+
+#: How long an idle upstream connection is kept for reuse (see the module's docstring).
+UPSTREAM_KEEPALIVE_S: Final = 1.5
+UPSTREAM_LIMIT: Final = 256
+_NO_BODY_STATUSES: Final = frozenset((204, 304))
+
+
+class UpstreamGarbage(Exception):
+    """The upstream's bytes are not an HTTP response (``upstream_error: <kind>``)."""
+
+
+class UpstreamClosed(Exception):
+    """The upstream closed the connection before its answer was complete (not a
+    ``ConnectionError``: those are the client's)."""
+
+
+class UpstreamResponse:
+    """One answer's head, and its body as it arrives."""
+
+    __slots__ = ("body", "headers", "length", "reason", "status")
+
+    def __init__(self, status: int, reason: bytes, headers: Headers, body: Body) -> None:
+        self.status = status
+        self.reason = reason
+        self.headers = headers
+        self.body = body
+        length = header(headers, b"content-length")
+        self.length = int(length) if length is not None and length.isdigit() else None
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One connection to an upstream origin, one exchange at a time."""
+
+    transport: asyncio.Transport
+
+    def __init__(self, origin: Origin) -> None:
+        self.origin = origin
+        self._parser = httptools.HttpResponseParser(self)
+        self._reason = b""
+        self._headers: Headers = []
+        self._head: asyncio.Future[UpstreamResponse] | None = None
+        self._response: UpstreamResponse | None = None
+        self._head_only = False  # a HEAD request: the answer has no body, whatever it says
+        self._delimited_by_close = False
+        self.answered = False  # a byte of the current exchange's answer came
+        self.complete = False  # the current exchange's answer is complete
+        self.reusable = False
+        self.closed = False
+        self.idle_since = 0.0
+        self._write_paused = False
+        self._drain: asyncio.Future[None] | None = None
+
+    def begin(self, data: bytes, *, head_only: bool) -> asyncio.Future[UpstreamResponse]:
+        """Send a request head (and a body known whole); the future is its answer's head."""
+        self._head = asyncio.get_running_loop().create_future()
+        self._response = None
+        self._head_only = head_only
+        self.answered = self.complete = self.reusable = False
+        if self.closed:
+            self._head.set_exception(UpstreamClosed("the upstream closed the connection"))
+        else:
+            self.transport.write(data)
+        return self._head
+
+    async def head(
+        self, future: asyncio.Future[UpstreamResponse], timeout: float
+    ) -> UpstreamResponse:
+        """The answer's head, within ``timeout`` seconds (else ``TimeoutError``)."""
+        if not future.done():
+            timer = asyncio.get_running_loop().call_later(timeout, expire, future)
+            try:
+                await future
+            finally:
+                timer.cancel()
+        return future.result()
+
+    def write(self, data: bytes) -> None:
+        """Part of a request body."""
+        if self.closed:
+            raise UpstreamClosed("the upstream closed the connection")
+        self.transport.write(data)
+
+    async def drain(self, timeout: float) -> None:
+        """Wait while the upstream reads an upload slower than the client sends it."""
+        if self.closed:
+            raise UpstreamClosed("the upstream closed the connection")
+        if not self._write_paused:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._drain = loop.create_future()
+        timer = loop.call_later(timeout, expire, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._drain = None
+
+    # -- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.answered = True
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamGarbage(type(exc).__name__))
+            self.transport.abort()
+            return
+        if self._head_only and self._response is not None and not self.complete:
+            # llhttp would wait for the body a HEAD answer's Content-Length announces.
+            self.reusable = self._parser.should_keep_alive()
+            self._parser = httptools.HttpResponseParser(self)
+            self._message_done()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        response = self._response
+        if response is not None and not self.complete and self._delimited_by_close:
+            self.complete = True  # a body without a length ends with the connection
+            response.body.finish()
+            return
+        self._fail(UpstreamClosed("the upstream closed the connection"))
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_exception(UpstreamClosed("the upstream closed the connection"))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # -- httptools callbacks ---------------------------------------------------------------
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason += reason
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        headers, reason = self._headers, self._reason
+        self._headers, self._reason = [], b""
+        if 100 <= status < 200:
+            return  # an interim answer (100 Continue): the real one follows
+        transport = self.transport
+        response = UpstreamResponse(
+            status, reason, headers, Body(transport.pause_reading, transport.resume_reading)
+        )
+        self._response = response
+        chunked = "chunked" in (header(headers, b"transfer-encoding") or "").lower()
+        self._delimited_by_close = not (
+            self._head_only or chunked or response.length is not None or status in _NO_BODY_STATUSES
+        )
+        if self._head_only:
+            response.body.finish()
+        if self._head is not None and not self._head.done():
+            self._head.set_result(response)
+
+    def on_body(self, body: bytes) -> None:
+        if self._response is not None:
+            self._response.body.feed(body)
+
+    def on_message_complete(self) -> None:
+        if self._response is None or self.complete:
+            return  # the end of an interim answer
+        self.reusable = self._parser.should_keep_alive()
+        self._message_done()
+
+    def _message_done(self) -> None:
+        assert self._response is not None  # noqa: S101 - called once a head came
+        self.complete = True
+        self._response.body.finish()
+        if self._response.body.release_producer():
+            self.transport.resume_reading()
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._head is not None and not self._head.done():
+            self._head.set_exception(exc)
+        elif self._response is not None and not self.complete:
+            self._response.body.fail(exc)
+        self.reusable = False
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per origin, newest first, and the bound on exchanges."""
+
+    def __init__(
+        self,
+        connect_timeout: float,
+        *,
+        limit: int = UPSTREAM_LIMIT,
+        keepalive: float = UPSTREAM_KEEPALIVE_S,
+    ) -> None:
+        self.connect_timeout = connect_timeout
+        self.keepalive = keepalive
+        self._slots = asyncio.Semaphore(limit)
+        self._idle: dict[Origin, list[UpstreamConnection]] = {}
+        self._sweep: asyncio.TimerHandle | None = None
+        self._tls: ssl.SSLContext | None = None
+
+    async def slot(self) -> None:
+        """Wait for one of the ``limit`` exchanges; give it back with :meth:`free`."""
+        await self._slots.acquire()
+
+    def free(self) -> None:
+        """An exchange is over."""
+        self._slots.release()
+
+    def take(self, origin: Origin) -> UpstreamConnection | None:
+        """The newest idle connection to ``origin`` still fresh; stale ones are closed."""
+        idle = self._idle.get(origin)
+        now = time.monotonic()
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and now - conn.idle_since < self.keepalive:
+                return conn
+            conn.transport.close()
+        return None
+
+    async def connect(self, origin: Origin) -> UpstreamConnection:
+        """A new connection to ``origin`` (TLS for https), within the connect timeout."""
+        loop = asyncio.get_running_loop()
+        tls = None
+        if origin.scheme == "https":
+            if self._tls is None:
+                self._tls = ssl.create_default_context()
+            tls = self._tls
+        async with asyncio.timeout(self.connect_timeout):
+            _, conn = await loop.create_connection(
+                lambda: UpstreamConnection(origin),
+                origin.host,
+                origin.port,
+                ssl=tls,
+                server_hostname=origin.host if tls is not None else None,
+            )
+        return conn
+
+    def give_back(self, conn: UpstreamConnection) -> None:
+        """Keep ``conn`` for reuse if its last answer left it usable, else close it."""
+        if conn.closed or not (conn.complete and conn.reusable):
+            conn.transport.abort()
+            return
+        conn.idle_since = time.monotonic()
+        self._idle.setdefault(conn.origin, []).append(conn)
+        if self._sweep is None:
+            self._sweep = asyncio.get_running_loop().call_later(self.keepalive, self._expire)
+
+    def _expire(self) -> None:
+        """Close the connections idle for ``keepalive``; again later while any are left."""
+        self._sweep = None
+        now = time.monotonic()
+        left = False
+        for idle in self._idle.values():
+            for conn in [c for c in idle if c.closed or now - c.idle_since >= self.keepalive]:
+                idle.remove(conn)
+                conn.transport.close()
+            left = left or bool(idle)
+        if left:
+            self._sweep = asyncio.get_running_loop().call_later(self.keepalive / 2, self._expire)
+
+    def close(self) -> None:
+        """Close every idle connection (at shutdown)."""
+        if self._sweep is not None:
+            self._sweep.cancel()
+        for idle in self._idle.values():
+            for conn in idle:
+                with contextlib.suppress(Exception):
+                    conn.transport.close()
+        self._idle.clear()
