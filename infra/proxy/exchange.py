@@ -3,7 +3,7 @@
 :class:`Exchange` is what the handler learns while serving a request; :func:`record_of` turns
 it into the :class:`~pipstorm.infra.proxy.log.RequestRecord` written when it ends.
 :class:`Forwarder` sends the request to the upstream on a pooled connection
-(``pipstorm.infra.proxy.upstream``): the head with the client's headers less the hop-by-hop
+(``pipstorm.infra.proxy.wire.upstream``): the head with the client's headers less the hop-by-hop
 ones and ``Host``/``Expect``, the proxy's ``Authorization`` for the index's origin only, and the
 body streamed as it arrives (re-chunked when the client sent it chunked), counted, with the
 stall timeout on each wait for the client's next bytes.
@@ -18,17 +18,17 @@ from typing import Final
 
 from pipstorm.infra.faults.spec import FaultRule
 from pipstorm.infra.operations import Linked, classify_served
-from pipstorm.infra.proxy.connections import ClientConnection
 from pipstorm.infra.proxy.log import USER_AGENT_MAX, RequestRecord
 from pipstorm.infra.proxy.rewrite import Route
-from pipstorm.infra.proxy.upstream import (
+from pipstorm.infra.proxy.wire.clients import ClientConnection
+from pipstorm.infra.proxy.wire.messages import HOP_BY_HOP, LAST_CHUNK, Body, Request, chunk, without
+from pipstorm.infra.proxy.wire.upstream import (
     UpstreamClosed,
     UpstreamConnection,
     UpstreamGarbage,
     UpstreamPool,
     UpstreamResponse,
 )
-from pipstorm.infra.proxy.wire import HOP_BY_HOP, LAST_CHUNK, Body, Request, chunk, without
 
 STALLED_ERROR: Final = "client_disconnected: stalled"
 # Host is the upstream's; Expect is answered by the proxy; Authorization is the proxy's.

@@ -1,7 +1,7 @@
 """The request handler of the recording proxy: route, refuse, forward, relay back, record.
 
 Runs inside the proxy process (``pipstorm.infra.proxy.server``); each request a client
-connection parsed (``pipstorm.infra.proxy.connections``) is one task here. Why each choice:
+connection parsed (``pipstorm.infra.proxy.wire.clients``) is one task here. Why each choice:
 - the client's Authorization is replaced by the upstream credentials, so clients never hold
   them; the header is never logged; requests to any other origin carry no Authorization and no
   Cookie at all (pip, too, sends an index's credentials to the index's host only);
@@ -30,7 +30,6 @@ from typing import Final
 
 from pipstorm.infra.faults.plan import FaultMatcher
 from pipstorm.infra.proxy import shaping
-from pipstorm.infra.proxy.connections import ClientConnection
 from pipstorm.infra.proxy.exchange import (
     STALLED_ERROR,
     Exchange,
@@ -42,8 +41,9 @@ from pipstorm.infra.proxy.links import LinkBook
 from pipstorm.infra.proxy.log import RecordWriter
 from pipstorm.infra.proxy.relay import ClientStalled, Relay, Reply, with_length
 from pipstorm.infra.proxy.rewrite import Route, UpstreamLayout, has_dot_segment
-from pipstorm.infra.proxy.upstream import UpstreamPool, UpstreamResponse
-from pipstorm.infra.proxy.wire import Request
+from pipstorm.infra.proxy.wire.clients import ClientConnection
+from pipstorm.infra.proxy.wire.messages import Request
+from pipstorm.infra.proxy.wire.upstream import UpstreamPool, UpstreamResponse
 
 _NOT_ROUTED: Final = b"not under /r/<run-id>/ or /o/<run-id>/<origin>/\n"
 _REFUSED: Final = b"origin_refused: the index linked no such origin in this run\n"

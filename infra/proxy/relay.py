@@ -20,10 +20,10 @@ from typing import Final, Protocol
 
 from pipstorm.infra.faults.spec import FaultRule
 from pipstorm.infra.proxy import shaping
-from pipstorm.infra.proxy.connections import ClientConnection
 from pipstorm.infra.proxy.links import LinkBook
 from pipstorm.infra.proxy.rewrite import Links, Route, UpstreamLayout
-from pipstorm.infra.proxy.wire import (
+from pipstorm.infra.proxy.wire.clients import ClientConnection
+from pipstorm.infra.proxy.wire.messages import (
     HOP_BY_HOP,
     LAST_CHUNK,
     Body,

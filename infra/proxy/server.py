@@ -5,13 +5,13 @@ its URL as one line on stdout and serves until SIGTERM/SIGINT, or until its pare
 credentials come from the environment, never argv.
 
 The HTTP layer is asyncio Protocols with httptools (llhttp) parsers on both sides
-(``connections``, ``upstream``, ``wire``): no framework objects per request, one write per small
+(``pipstorm.infra.proxy.wire``): no framework objects per request, one write per small
 answer, the records as before. It replaced an aiohttp server and client session that cost
 1.19 ms of CPU and added 0.97 ms (p50) per proxied listing (docs/performance.md, issue 20). A
 process of its own keeps the busy load generator from adding any latency. There is no total
 timeout and a generous read timeout: a slow upstream is the client's to give up on. A client
 is not given the same patience before its request: ``client_header_timeout`` bounds a slowloris
-client and an idle keep-alive connection alike (``pipstorm.infra.proxy.connections``).
+client and an idle keep-alive connection alike (``pipstorm.infra.proxy.wire.clients``).
 """
 
 from __future__ import annotations
@@ -29,13 +29,13 @@ from typing import Any
 from pipstorm.infra.credentials import UPSTREAM_PASSWORD_ENV, UPSTREAM_USERNAME_ENV, Credentials
 from pipstorm.infra.faults.plan import FaultMatcher, FaultPlan
 from pipstorm.infra.faults.spec import FaultSpecError
-from pipstorm.infra.proxy.connections import ClientConnections
 from pipstorm.infra.proxy.control import EVENT_LOOPS
 from pipstorm.infra.proxy.handler import STALL_TIMEOUT_S, ProxyHandler
 from pipstorm.infra.proxy.links import LinkBook
 from pipstorm.infra.proxy.log import RecordWriter
 from pipstorm.infra.proxy.rewrite import Origin, UpstreamLayout, parse_origins
-from pipstorm.infra.proxy.upstream import UpstreamPool
+from pipstorm.infra.proxy.wire.clients import ClientConnections
+from pipstorm.infra.proxy.wire.upstream import UpstreamPool
 
 #: How often the parent watch also compares ``getppid()`` with the owner's pid (the pidfd, where
 #: there is one, wakes it at once).

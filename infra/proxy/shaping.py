@@ -19,7 +19,7 @@ import time
 from typing import Final, Protocol
 
 from pipstorm.infra.faults.spec import FaultRule
-from pipstorm.infra.proxy.connections import ClientConnection
+from pipstorm.infra.proxy.wire.clients import ClientConnection
 
 #: The pace of a slow body: one write per this many seconds.
 SLOW_STEP_S: Final = 0.05

@@ -21,8 +21,8 @@ import psutil
 import pytest
 
 from pipstorm.engine.rundir.records import RequestRecord, load_requests
-from pipstorm.infra.proxy.connections import HEADER_TIMEOUT_ERROR as HEADER_TIMEOUT
 from pipstorm.infra.proxy.control import RecordingProxy
+from pipstorm.infra.proxy.wire.clients import HEADER_TIMEOUT_ERROR as HEADER_TIMEOUT
 from tests.infra.conftest import proxy_address, request, wait_for_records
 from tests.infra.proxy.raw_upstream import BIG_SIZE, LISTING, RawUpstream
 

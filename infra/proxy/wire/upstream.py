@@ -13,7 +13,7 @@ connection; :class:`UpstreamPool` keeps the idle ones per origin. Why each part:
 - a request without a body that fails on a reused connection before any byte of an answer
   (the server closed it while idle) is sent again once on a new one, as nginx does: the index
   did nothing wrong. A new connection's failure is the index's (``upstream_reset``);
-- the response body is a :class:`~pipstorm.infra.proxy.wire.Body`: the connection's reading
+- the response body is a :class:`~pipstorm.infra.proxy.wire.messages.Body`: the connection's reading
   pauses while the client is slower than the index.
 """
 
@@ -28,7 +28,7 @@ from typing import Final
 import httptools
 
 from pipstorm.infra.proxy.rewrite import Origin
-from pipstorm.infra.proxy.wire import Body, Headers, expire, header
+from pipstorm.infra.proxy.wire.messages import Body, Headers, expire, header
 
 #: How long an idle upstream connection is kept for reuse (see the module's docstring).
 UPSTREAM_KEEPALIVE_S: Final = 1.5
@@ -132,6 +132,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self.complete or self._head is None:  # bytes nobody asked for: not reusable
+            self.reusable = False
+            self.transport.abort()
+            return
         self.answered = True
         try:
             self._parser.feed_data(data)
@@ -248,7 +252,9 @@ class UpstreamPool:
         now = time.monotonic()
         while idle:
             conn = idle.pop()
-            if not conn.closed and now - conn.idle_since < self.keepalive:
+            if not (conn.closed or conn.transport.is_closing()) and (
+                now - conn.idle_since < self.keepalive
+            ):
                 return conn
             conn.transport.close()
         return None

@@ -16,8 +16,8 @@ connection. Why each part:
   400 and a record (``error: bad_request: <kind>``), never a traceback on stderr, and nothing
   of it goes upstream;
 - requests are served one at a time in order (pipelined ones wait, reading paused past a few);
-  a request body is a :class:`~pipstorm.infra.proxy.wire.Body` that pauses reading while its
-  reader (the upstream) is slower.
+  a request body is a :class:`~pipstorm.infra.proxy.wire.messages.Body` that pauses reading
+  while its reader (the upstream) is slower.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import Final, Protocol
 import httptools
 
 from pipstorm.infra.proxy.log import RecordWriter, RequestRecord
-from pipstorm.infra.proxy.wire import HIGH_WATER, Body, Headers, Request, expire, header
+from pipstorm.infra.proxy.wire.messages import HIGH_WATER, Body, Headers, Request, expire, header
 
 #: The error of the record a connection closed by the header timeout leaves.
 HEADER_TIMEOUT_ERROR: Final = "client_header_timeout"
@@ -96,8 +96,10 @@ class ClientConnection(asyncio.Protocol):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
-        if self.closing and self.current is None and not self._queue:
-            return  # refused already: nothing more is read
+        if self.closing:
+            current = self.current
+            if current is None or current.body is None or current.body.complete:
+                return  # no request after this one: nothing more is read
         self._received += len(data)
         if self._in_head:
             self._head_bytes += len(data)
@@ -202,7 +204,8 @@ class ClientConnection(asyncio.Protocol):
         self._requests += 1
         self._consumed = self._received
         self._waiting_since = time.time()
-        if self.lost:
+        if self.lost or self.transport.is_closing():
+            self.closing = True
             return
         if self.closing or (request is not None and not self.keeps_open(request)):
             self.closing = True
@@ -223,8 +226,8 @@ class ClientConnection(asyncio.Protocol):
     def write(self, data: bytes) -> None:
         """Write towards the client; ``ConnectionResetError`` once it is gone (a write to a
         closed transport would be dropped, and logged by asyncio after a few)."""
-        if self.lost:
-            raise ConnectionResetError("the client closed the connection")
+        if self.lost or self.transport.is_closing():
+            raise ConnectionResetError("the client connection is closed")
         self.transport.write(data)
 
     async def drain(self, timeout: float) -> None:

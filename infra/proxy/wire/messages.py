@@ -2,8 +2,8 @@
 the bytes of a response head.
 
 The proxy speaks HTTP/1.1 on asyncio Protocols with httptools (llhttp, the parser uvicorn
-uses) on both sides (``pipstorm.infra.proxy.connections`` towards clients,
-``pipstorm.infra.proxy.upstream`` towards indexes). A framework would parse the same bytes into
+uses) on both sides (``pipstorm.infra.proxy.wire.clients`` towards clients,
+``pipstorm.infra.proxy.wire.upstream`` towards indexes). A framework would parse the same bytes into
 objects of its own and copy them again for the other side: here a head stays a list of byte
 pairs from the parser to the wire, and a body is a queue of the chunks as they came.
 """
