@@ -21,7 +21,7 @@ from pipstorm.infra.operations import Linked, classify_served
 from pipstorm.infra.proxy.log import USER_AGENT_MAX, RequestRecord
 from pipstorm.infra.proxy.rewrite import Route
 from pipstorm.infra.proxy.wire.clients import ClientConnection
-from pipstorm.infra.proxy.wire.messages import HOP_BY_HOP, LAST_CHUNK, Body, Request, chunk, without
+from pipstorm.infra.proxy.wire.messages import HOP_BY_HOP, LAST_CHUNK, Body, Request, chunk
 from pipstorm.infra.proxy.wire.upstream import (
     UpstreamClosed,
     UpstreamConnection,
@@ -129,6 +129,11 @@ class Forwarder:
     ) -> None:
         self.pool = pool
         self.authorization = None if authorization is None else authorization.encode("latin-1")
+        # What a request forwarded to the index's origin, and to another, goes without.
+        self._drop_index = _DROP_FROM_REQUEST | (
+            {b"authorization"} if self.authorization is not None else set()
+        )
+        self._drop_other = _DROP_FROM_REQUEST | _INDEX_ONLY
         self.read_timeout = read_timeout
         self.stall_timeout = stall_timeout
         self._senders: dict[UpstreamConnection, asyncio.Task[None]] = {}
@@ -187,13 +192,11 @@ class Forwarder:
 
     def _head(self, request: Request, route: Route) -> bytes:
         assert route.origin is not None  # noqa: S101 - checked by the caller
-        headers = without(request.headers, _DROP_FROM_REQUEST)
-        if not route.index_origin:
-            headers = [(k, v) for k, v in headers if k.lower() not in _INDEX_ONLY]
-        elif self.authorization is not None:
-            headers = [(k, v) for k, v in headers if k.lower() != b"authorization"]
+        index = route.index_origin
+        headers = request.fields.without(self._drop_index if index else self._drop_other)
+        if index and self.authorization is not None:
             headers.append((b"Authorization", self.authorization))
-        if request.body is not None and request.header(b"content-length") is None:
+        if request.body is not None and b"content-length" not in request.fields.known:
             headers.append((b"Transfer-Encoding", b"chunked"))
         netloc = route.origin.url.split("://", 1)[1].encode("latin-1")
         lines = [
@@ -216,7 +219,7 @@ class Forwarder:
         expect = (request.header(b"expect") or "").lower() == "100-continue"
         if expect and not body.complete and exchange.req_bytes == 0:
             client.write(_CONTINUE)  # the upstream never sees Expect
-        chunked = request.header(b"content-length") is None
+        chunked = b"content-length" not in request.fields.known
         task = asyncio.get_running_loop().create_task(
             self._stream_body(body, conn, exchange, chunked=chunked)
         )

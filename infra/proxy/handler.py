@@ -39,7 +39,7 @@ from pipstorm.infra.proxy.exchange import (
 )
 from pipstorm.infra.proxy.links import LinkBook
 from pipstorm.infra.proxy.log import RecordWriter
-from pipstorm.infra.proxy.relay import ClientStalled, Relay, Reply, with_length
+from pipstorm.infra.proxy.relay import ClientStalled, Relay, Reply
 from pipstorm.infra.proxy.rewrite import Route, UpstreamLayout, has_dot_segment
 from pipstorm.infra.proxy.wire.clients import ClientConnection
 from pipstorm.infra.proxy.wire.messages import Request
@@ -183,23 +183,15 @@ class ProxyHandler:
         route: Route,
         response: UpstreamResponse,
     ) -> None:
-        exchange.content_type = next(
-            (v.decode("latin-1") for k, v in response.headers if k.lower() == b"content-type"),
-            None,
-        )
-        headers = self.relay.response_headers(
-            response.headers, route, from_file=exchange.linked == "file"
-        )
+        exchange.content_type = response.fields.get(b"content-type")
+        headers = self.relay.response_headers(response, route, from_file=exchange.linked == "file")
         shaped = exchange.fault is not None and exchange.fault.shapes_body
         fault = exchange.fault if shaped and request.method != "HEAD" else None
         try:
             pending: list[bytes] = []
             if request.method != "HEAD":
-                pending, body, headers = await self.relay.small_body(
-                    response.body, headers, route, response.status, length=response.length
-                )
+                pending, body, headers = await self.relay.small_body(response, headers, route)
                 if body is not None:
-                    headers = with_length(headers, len(body))
                     if fault is None:
                         # Head and body in one write: one syscall, one wake-up of the client.
                         reply.whole(response.status, response.reason, headers, body)
@@ -208,9 +200,12 @@ class ProxyHandler:
                         exchange.end = time.perf_counter()
                         return
                     pending = [body]  # a faulty body is streamed through the shaper
+                    reply.length = len(body)
             sized = request.method == "HEAD" or any(
                 k.lower() == b"content-length" for k, _ in headers
             )
+            if reply.length is None:
+                reply.length = response.length
             reply.conn.write(reply.head(response.status, response.reason, headers, sized=sized))
             error = await self.relay.stream(reply, response.body, pending, fault, exchange)
             exchange.error = exchange.error or error

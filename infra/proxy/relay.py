@@ -33,13 +33,13 @@ from pipstorm.infra.proxy.wire.messages import (
     header,
     reason_of,
     response_head,
-    without,
 )
+from pipstorm.infra.proxy.wire.upstream import UpstreamResponse
 
 REWRITE_MAX_BYTES: Final = 16 * 1024 * 1024
 # Bodies up to this size (known from Content-Length) are sent with their head in one write.
 SMALL_BODY_BYTES: Final = 64 * 1024
-_REWRITE_TYPES: Final = ("text/html", "application/vnd.pypi.simple")
+_REWRITE_TYPES: Final = (b"text/html", b"application/vnd.pypi.simple")
 # Listings rewritten once for a placeholder run id, then per run with one bytes.replace: how
 # many are kept, and the largest body kept (at most ~2 x 256 x 256 KB = 128 MB, rarely near).
 LISTING_CACHE_SIZE: Final = 256
@@ -78,8 +78,6 @@ class Reply:
     def head(self, status: int, reason: bytes, headers: Headers, *, sized: bool) -> bytes:
         """The head's bytes; ``sized``: ``headers`` carry the body's length (or it has none)."""
         self.started = True
-        length = header(headers, b"content-length")
-        self.length = int(length) if length is not None and length.isdigit() else None
         request, conn = self.request, self.conn
         bodiless = request.method == "HEAD" or status in (204, 304) or status < 200
         keep = conn.keeps_open(request)
@@ -136,10 +134,14 @@ class Relay:
         # (body, content type, upstream URL) -> listing rewritten for _RUN_TOKEN, its links.
         self._listings: dict[tuple[bytes, str, str], tuple[bytes, Links]] = {}
 
-    def response_headers(self, headers: Headers, route: Route, *, from_file: bool) -> Headers:
+    def response_headers(
+        self, response: UpstreamResponse, route: Route, *, from_file: bool
+    ) -> Headers:
         """The upstream's headers for the client: hop-by-hop ones dropped, a ``Location`` kept
         on the proxy (and its target's origin let through: the index sent the client there)."""
-        out = without(headers, HOP_BY_HOP)
+        out = response.fields.without(HOP_BY_HOP)
+        if b"location" not in response.fields.known:
+            return out
         for i, (name, value) in enumerate(out):
             if name.lower() == b"location":
                 new, target, origin = self.layout.rewrite_location(
@@ -151,11 +153,14 @@ class Relay:
         return out
 
     async def small_body(
-        self, body: Body, headers: Headers, route: Route, status: int, *, length: int | None
+        self, response: UpstreamResponse, headers: Headers, route: Route
     ) -> tuple[list[bytes], bytes | None, Headers]:
         """Read a listing or a small body whole: (chunks read, the body to send or None when
-        it was too big to read whole, its headers). Others: ([], None, headers)."""
-        rewrite = (header(headers, b"content-type") or "").startswith(_REWRITE_TYPES)
+        it was too big to read whole, its headers, with the body's length). Others: ([], None,
+        headers)."""
+        body, length, status = response.body, response.length, response.status
+        content_type = response.fields.known.get(b"content-type", b"")
+        rewrite = content_type.startswith(_REWRITE_TYPES)
         if not rewrite and (length is None or length > SMALL_BODY_BYTES):
             return [], None, headers
         limit = REWRITE_MAX_BYTES if rewrite else SMALL_BODY_BYTES
@@ -167,7 +172,8 @@ class Relay:
         data = b"".join(chunks)
         if rewrite:
             data, headers = self._rewritten(data, headers, route, status)
-        return chunks, data, headers
+            return chunks, data, headers
+        return chunks, data, headers  # its Content-Length is the upstream's, and held
 
     async def stream(
         self,
@@ -224,10 +230,10 @@ class Relay:
             try:
                 body = zlib.decompress(body, zlib.MAX_WBITS | 32)  # gzip or zlib header
             except zlib.error:
-                return body, headers
+                return body, with_length(headers, len(body))
             headers = [(k, v) for k, v in headers if k.lower() != b"content-encoding"]
         elif encoding not in ("", "identity"):
-            return body, headers  # cannot read it, so cannot rewrite it
+            return body, with_length(headers, len(body))  # cannot read it, so cannot rewrite
         template, links = self._listing_template(
             body, header(headers, b"content-type") or "", route.upstream_url
         )

@@ -31,7 +31,7 @@ from typing import Final, Protocol
 import httptools
 
 from pipstorm.infra.proxy.log import RecordWriter, RequestRecord
-from pipstorm.infra.proxy.wire.messages import HIGH_WATER, Body, Headers, Request, expire, header
+from pipstorm.infra.proxy.wire.messages import HIGH_WATER, Body, Fields, Request, expire
 
 #: The error of the record a connection closed by the header timeout leaves.
 HEADER_TIMEOUT_ERROR: Final = "client_header_timeout"
@@ -69,7 +69,7 @@ class ClientConnection(asyncio.Protocol):
         self._shared = shared
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
-        self._headers: Headers = []
+        self._fields = Fields()
         self._head_bytes = 0
         self._in_head = True
         self._too_large: str | None = None
@@ -81,6 +81,7 @@ class ClientConnection(asyncio.Protocol):
         self._requests = 0
         self._waiting_since = time.time()  # opened, or its last answer sent
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None  # of the header timeout (loop time), when armed
         self._pauses: set[str] = set()
         self._write_paused = False
         self._drain: asyncio.Future[None] | None = None
@@ -145,10 +146,10 @@ class ClientConnection(asyncio.Protocol):
             raise _TooLarge
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        self._fields.add(name, value)
         if len(name) + len(value) > LINE_MAX_BYTES:
             self._too_large = "LineTooLong"
-        elif len(self._headers) > HEADERS_MAX:
+        elif len(self._fields.headers) > HEADERS_MAX:
             self._too_large = "TooManyHeaders"
         else:
             return
@@ -157,17 +158,17 @@ class ClientConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         parser = self._parser
         major, _, minor = parser.get_http_version().partition(".")
-        headers, self._headers = self._headers, []
-        length = header(headers, b"content-length")
-        chunked = "chunked" in (header(headers, b"transfer-encoding") or "").lower()
+        fields, self._fields = self._fields, Fields()
+        length = fields.known.get(b"content-length")
+        chunked = b"chunked" in fields.known.get(b"transfer-encoding", b"").lower()
         body = None
-        if chunked or (length is not None and length.strip() not in ("", "0")):
+        if chunked or (length is not None and length.strip() not in (b"", b"0")):
             body = Body(self._pause_for_body, self._resume_for_body)
         request = Request(
             parser.get_method().decode("latin-1"),
             self._url.decode("latin-1"),
             (int(major or 0), int(minor or 0)),
-            headers,
+            fields,
             keep_alive=parser.should_keep_alive(),
             body=body,
         )
@@ -249,19 +250,26 @@ class ClientConnection(asyncio.Protocol):
     # -- timers, refusals, flow control ---------------------------------------------------
 
     def _arm(self) -> None:
-        self._disarm()
+        """Start the header timeout. One timer per connection, re-armed only when it fires
+        early: keep-alive requests come far more often than the timeout."""
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._shared.header_timeout, self._header_timeout)
+        self._deadline = loop.time() + self._shared.header_timeout
+        if self._timer is None:
+            self._timer = loop.call_at(self._deadline, self._header_timeout)
 
     def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._deadline = None
 
     def _header_timeout(self) -> None:
         """No complete head in time: close, and record it unless it was an idle keep-alive."""
         self._timer = None
-        if self.current is not None or self._queue or self.lost:
+        if self._deadline is None or self.lost:
+            return  # a request is being served: armed again after its answer
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._timer = loop.call_at(self._deadline, self._header_timeout)
+            return
+        if self.current is not None or self._queue:
             return
         self.closing = True
         self.transport.close()

@@ -151,17 +151,70 @@ def expire(waiter: asyncio.Future[Any]) -> None:
         waiter.set_exception(TimeoutError())
 
 
+#: Headers the proxy looks at, kept by name as a head is parsed (lower case).
+KNOWN: Final = frozenset(
+    (
+        b"connection",
+        b"content-encoding",
+        b"content-length",
+        b"content-type",
+        b"expect",
+        b"location",
+        b"range",
+        b"transfer-encoding",
+        b"user-agent",
+    )
+)
+
+
+class Fields:
+    """A head's headers as parsed: in order, their lower-case names, and the first value of
+    each header the proxy looks at (``KNOWN``): one ``lower()`` per header, no scans after."""
+
+    __slots__ = ("headers", "known", "names")
+
+    def __init__(self) -> None:
+        self.headers: Headers = []
+        self.names: list[bytes] = []
+        self.known: dict[bytes, bytes] = {}
+
+    def add(self, name: bytes, value: bytes) -> None:
+        """One header, as the parser hands it over."""
+        self.headers.append((name, value))
+        lower = name.lower()
+        self.names.append(lower)
+        if lower in KNOWN and lower not in self.known:
+            self.known[lower] = value
+
+    def get(self, name: bytes) -> str | None:
+        """The first value of ``name`` (lower case), decoded as Latin-1."""
+        if name in KNOWN:
+            value = self.known.get(name)
+            return None if value is None else value.decode("latin-1")
+        return header(self.headers, name)
+
+    def without(self, names: frozenset[bytes]) -> Headers:
+        """The headers without ``names`` (lower case) and without the headers their
+        ``Connection`` header names (those are hop-by-hop too)."""
+        connection = self.known.get(b"connection")
+        if connection is not None:
+            names = names | {t.strip().lower() for t in connection.split(b",") if t.strip()}
+        return [
+            pair for pair, name in zip(self.headers, self.names, strict=True) if name not in names
+        ]
+
+
 class Request:
     """One request head as the client sent it, and its body (None: it has none)."""
 
-    __slots__ = ("body", "headers", "keep_alive", "method", "target", "version")
+    __slots__ = ("body", "fields", "keep_alive", "method", "target", "version")
 
     def __init__(
         self,
         method: str,
         target: str,
         version: tuple[int, int],
-        headers: Headers,
+        fields: Fields,
         *,
         keep_alive: bool,
         body: Body | None,
@@ -169,13 +222,13 @@ class Request:
         self.method = method
         self.target = target
         self.version = version
-        self.headers = headers
+        self.fields = fields
         self.keep_alive = keep_alive
         self.body = body
 
     def header(self, name: bytes) -> str | None:
         """The first value of header ``name`` (lower case), decoded as Latin-1."""
-        return header(self.headers, name)
+        return self.fields.get(name)
 
 
 def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
@@ -184,16 +237,6 @@ def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> str | None:
         if key.lower() == name:
             return value.decode("latin-1")
     return None
-
-
-def without(headers: Headers, names: frozenset[bytes]) -> Headers:
-    """``headers`` without ``names`` (lower case) and without the headers their ``Connection``
-    header names (those are hop-by-hop too)."""
-    drop = names
-    for key, value in headers:
-        if key.lower() == b"connection":
-            drop = drop | {t.strip().lower() for t in value.split(b",") if t.strip()}
-    return [(key, value) for key, value in headers if key.lower() not in drop]
 
 
 def response_head(status: int, reason: bytes, headers: Iterable[tuple[bytes, bytes]]) -> bytes:

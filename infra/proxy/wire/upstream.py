@@ -23,12 +23,13 @@ import asyncio
 import contextlib
 import ssl
 import time
+from collections import deque
 from typing import Final
 
 import httptools
 
 from pipstorm.infra.proxy.rewrite import Origin
-from pipstorm.infra.proxy.wire.messages import Body, Headers, expire, header
+from pipstorm.infra.proxy.wire.messages import Body, Fields, Headers, expire
 
 #: How long an idle upstream connection is kept for reuse (see the module's docstring).
 UPSTREAM_KEEPALIVE_S: Final = 1.5
@@ -48,15 +49,20 @@ class UpstreamClosed(Exception):
 class UpstreamResponse:
     """One answer's head, and its body as it arrives."""
 
-    __slots__ = ("body", "headers", "length", "reason", "status")
+    __slots__ = ("body", "fields", "length", "reason", "status")
 
-    def __init__(self, status: int, reason: bytes, headers: Headers, body: Body) -> None:
+    def __init__(self, status: int, reason: bytes, fields: Fields, body: Body) -> None:
         self.status = status
         self.reason = reason
-        self.headers = headers
+        self.fields = fields
         self.body = body
-        length = header(headers, b"content-length")
+        length = fields.known.get(b"content-length")
         self.length = int(length) if length is not None and length.isdigit() else None
+
+    @property
+    def headers(self) -> Headers:
+        """The headers in order, as the upstream sent them."""
+        return self.fields.headers
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -68,7 +74,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.origin = origin
         self._parser = httptools.HttpResponseParser(self)
         self._reason = b""
-        self._headers: Headers = []
+        self._fields = Fields()
         self._head: asyncio.Future[UpstreamResponse] | None = None
         self._response: UpstreamResponse | None = None
         self._head_only = False  # a HEAD request: the answer has no body, whatever it says
@@ -174,20 +180,20 @@ class UpstreamConnection(asyncio.Protocol):
         self._reason += reason
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
+        self._fields.add(name, value)
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
-        headers, reason = self._headers, self._reason
-        self._headers, self._reason = [], b""
+        fields, reason = self._fields, self._reason
+        self._fields, self._reason = Fields(), b""
         if 100 <= status < 200:
             return  # an interim answer (100 Continue): the real one follows
         transport = self.transport
         response = UpstreamResponse(
-            status, reason, headers, Body(transport.pause_reading, transport.resume_reading)
+            status, reason, fields, Body(transport.pause_reading, transport.resume_reading)
         )
         self._response = response
-        chunked = "chunked" in (header(headers, b"transfer-encoding") or "").lower()
+        chunked = b"chunked" in fields.known.get(b"transfer-encoding", b"").lower()
         self._delimited_by_close = not (
             self._head_only or chunked or response.length is not None or status in _NO_BODY_STATUSES
         )
@@ -233,18 +239,37 @@ class UpstreamPool:
     ) -> None:
         self.connect_timeout = connect_timeout
         self.keepalive = keepalive
-        self._slots = asyncio.Semaphore(limit)
+        self._free = limit  # exchanges that may start now
+        self._waiting: deque[asyncio.Future[None]] = deque()
         self._idle: dict[Origin, list[UpstreamConnection]] = {}
         self._sweep: asyncio.TimerHandle | None = None
         self._tls: ssl.SSLContext | None = None
 
     async def slot(self) -> None:
         """Wait for one of the ``limit`` exchanges; give it back with :meth:`free`."""
-        await self._slots.acquire()
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            await waiter  # free() handed its slot over
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.free()  # handed over as this wait was cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):  # free() may have dropped it already
+                    self._waiting.remove(waiter)
+            raise
 
     def free(self) -> None:
-        """An exchange is over."""
-        self._slots.release()
+        """An exchange is over: its slot to the first waiting one, else back."""
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
 
     def take(self, origin: Origin) -> UpstreamConnection | None:
         """The newest idle connection to ``origin`` still fresh; stale ones are closed."""
