@@ -3,6 +3,7 @@ at (a web UI, a login form, an API, an error), where a real index cannot be made
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -14,10 +15,12 @@ Pages = Mapping[str, tuple[int, str, bytes]]
 
 
 @contextmanager
-def serving(pages: Pages, *, delay_s: float = 0.0) -> Iterator[str]:
+def serving(
+    pages: Pages, *, delay_s: float = 0.0, tls: ssl.SSLContext | None = None
+) -> Iterator[str]:
     """Serve ``pages`` on 127.0.0.1, each answer ``delay_s`` late (requests then overlap);
-    yields the base URL (no trailing slash). Connections are kept alive until the client
-    closes them: the server never closes an idle one."""
+    yields the base URL (no trailing slash; https with a server ``tls`` context). Connections
+    are kept alive until the client closes them: the server never closes an idle one."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -35,10 +38,12 @@ def serving(pages: Pages, *, delay_s: float = 0.0) -> Iterator[str]:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
