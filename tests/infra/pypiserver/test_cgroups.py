@@ -5,6 +5,7 @@ These need root and a cgroup hierarchy (v1 here); elsewhere they are skipped wit
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
 import os
@@ -284,9 +285,18 @@ def test_simple_dir_rehashes_every_file_on_each_listing(many_files: Path) -> Non
     hashed = listing_cpu(many_files)  # the module's simple-dir, pypiserver's default sha256
     unhashed = listing_cpu(many_files, hash_algo="off")
     cached = listing_cpu(many_files, backend="cached-dir")
-    figures = f"CPU per listing: sha256 {hashed:.4f} s, off {unhashed:.4f} s, cached {cached:.4f} s"
-    assert hashed > 5 * unhashed, figures
-    assert hashed > 5 * cached, figures
+    started = time.process_time()  # what hashing every file once costs, here and now
+    for wheel in many_files.glob("*.whl"):
+        hashlib.sha256(wheel.read_bytes()).digest()
+    rehash = time.process_time() - started
+    figures = (
+        f"CPU per listing: sha256 {hashed:.4f} s, off {unhashed:.4f} s, cached {cached:.4f} s; "
+        f"hashing the files once {rehash:.4f} s"
+    )
+    # Each sha256 listing costs about one pass over every file more than the others (was
+    # "> 5x the others": 4.7x on a loaded run, the unhashed listing's own CPU varying).
+    assert hashed - unhashed > rehash / 2 and hashed > 2 * unhashed, figures
+    assert hashed - cached > rehash / 2 and hashed > 2 * cached, figures
 
 
 def test_listing_probe_names_the_auth_hash_and_the_file_hashing(
