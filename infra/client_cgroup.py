@@ -1,19 +1,26 @@
-"""One low-weight cpu cgroup that client runs move into once their first request is sent.
+"""The clients' two cpu cgroups: one for the whole generator's clients, one for those that have
+sent their first request.
 
 Why: with autogroups (``kernel.sched_autogroup_enabled = 1``) every client leads its own session
 and so its own scheduling group; at x170, ~495 runnable clients at nice 19 weighed 7,425 against
 a local index's one group at nice -5 (3,121), and the index waited 89-94 % of its runnable time
 (docs/performance.md, "Who starves the local index at x170"). Inside a cgroup other than the root
-the kernel ignores autogroups: every client that has sent its first request, all in this one
-cgroup, weighs its ``cpu.shares`` together (``SENT_SHARES``), while the ones still on their way to
-the index keep their own autogroups, so the burst's onset is what it was. The clients move
-themselves (``pipstorm.clients.warm.gate``): they get the ``cgroup.procs`` path, never this module.
+the kernel ignores autogroups, so the clients in one cgroup weigh its ``cpu.shares`` together:
+
+- **the clients' group** (``CLIENTS_SHARES``): the pool's worker processes are put in it as they
+  start, so every launcher and every client they fork or spawn is born in it (a fork inherits its
+  parent's cgroup: no migration at the burst). Released clients on their way to the index then
+  weigh as one nice-0 task against the index, not as 510 groups: measured at x170, the index's
+  counted wait fell from 6.1-12.4 s to 1.6-2.2 s (docs/performance.md);
+- **the sent group** (``SENT_SHARES``): a warm client that has sent its first request moves itself
+  there (``pipstorm.clients.warm.gate``; it gets the ``cgroup.procs`` path, never this module),
+  so the runs still on their way to the index outweigh the ones already there.
 
 Only the ``cpu`` controller, only cgroup v1 written directly (as on this project's machine) and
-only as root; elsewhere ``create_sent_group`` raises ``CgroupError`` with the reason, and the run
-keeps today's scheduling. Naming, the sweep of cgroups whose owner was SIGKILLed and removal
-(killing what is still inside) are ``pipstorm.infra.pypiserver.cgroups``'s, shared with the
-embedded target's cgroup: a later pipstorm start, or the run's reaper, removes a stale one.
+only as root; elsewhere ``create_group`` raises ``CgroupError`` with the reason, and the run
+keeps the autogroups' scheduling. Naming, the sweep of cgroups whose owner was SIGKILLed and
+removal (killing what is still inside) are ``pipstorm.infra.pypiserver.cgroups``'s, shared with
+the embedded target's cgroup: a later pipstorm start, or the run's reaper, removes a stale one.
 """
 
 from __future__ import annotations
@@ -35,10 +42,13 @@ from pipstorm.infra.pypiserver.cgroups import (
 #: The weight of every sent client together against one nice-0 task (1,024) and the local index's
 #: autogroup at nice -5 (3,121). The kernel's floor is 2. Measured at x170 (docs/performance.md).
 SENT_SHARES: Final = 16
+#: The weight of all the clients together (workers, launchers, clients on their way to the
+#: index): one nice-0 task's, a third of the local index's at nice -5, the same as the engine's.
+CLIENTS_SHARES: Final = 1024
 
 
-def create_sent_group(shares: int = SENT_SHARES, *, root: Path = CGROUP_ROOT) -> Cgroup:
-    """Make the cgroup (below this process's own cpu cgroup) with ``shares``; stale pipstorm
+def create_group(shares: int, *, root: Path = CGROUP_ROOT) -> Cgroup:
+    """Make a cgroup (below this process's own cpu cgroup) with ``shares``; stale pipstorm
     cgroups of dead owners are removed first. Its ``cgroup.procs`` is ``procs_file(group)``."""
     if os.geteuid() != 0:
         raise CgroupError("moving clients into a cpu cgroup needs root (cgroup files are root's)")
@@ -59,6 +69,22 @@ def create_sent_group(shares: int = SENT_SHARES, *, root: Path = CGROUP_ROOT) ->
         group.remove()
         raise CgroupError(f"cannot set {name}'s cpu.shares: {exc.strerror or exc}") from None
     return group
+
+
+def create_sent_group(shares: int = SENT_SHARES, *, root: Path = CGROUP_ROOT) -> Cgroup:
+    """The sent clients' group (``create_group`` with ``SENT_SHARES``)."""
+    return create_group(shares, root=root)
+
+
+def move_process(procs: str, pid: int) -> bool:
+    """Put process ``pid`` (every thread; its later children follow) into the cgroup whose
+    ``cgroup.procs`` file is ``procs``. Returns whether the kernel took it: a process gone, or a
+    group removed, is left where it is (it then weighs as before), never an error."""
+    try:
+        write_value(Path(procs), str(pid))
+    except OSError:
+        return False
+    return True
 
 
 def procs_file(group: Cgroup) -> str:

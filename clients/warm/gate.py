@@ -20,11 +20,12 @@ nice to change after its first request is sent, and the bytes on the wire are th
 
 At the same moment a child moves itself into the spec's ``cgroup_after_send`` (a ``cgroup.procs``
 file, when given): one low-weight cpu cgroup that every child which has sent its first request
-shares (made by the engine, ``pipstorm.engine.run.priority.sent_clients_cgroup``). Its nice alone
+shares (made by the engine, ``pipstorm.engine.run.priority.clients_cgroup``). Its nice alone
 cannot make it weigh little: with autogroups each child is its own session's group, and 500 of
 them at nice 19 outweighed the local index's one group at nice -5 by 2.4:1 (docs/performance.md).
-In one cgroup they weigh its ``cpu.shares`` together; before their first request they are not
-in it, so the onset is what it was.
+In one cgroup they weigh its ``cpu.shares`` together. Before their first request they are in the
+clients' group they were born in (``pipstorm.infra.client_cgroup``), which outweighs this one,
+so the runs still on their way to the index come first.
 
 ``startup_s``/``startup_cpu_s`` in the ``gated`` event say how long (wall, CPU) the client's own
 start-up ran before the gate (0 at ``start``).

@@ -55,12 +55,12 @@ from pipstorm.engine.run.plan.lead import (
 )
 from pipstorm.engine.run.plan.load import LoadPlan, initial_meta, plan_load
 from pipstorm.engine.run.plan.schedule import PlannedRun, Timeline
-from pipstorm.engine.run.pool import ClientPool
+from pipstorm.engine.run.pool import ClientGroups, ClientPool
 from pipstorm.engine.run.priority import (
     ProxyGuard,
+    clients_cgroup,
     protect_proxy,
     protect_target,
-    sent_clients_cgroup,
 )
 from pipstorm.engine.run.progress import LiveProgress, to_stderr
 from pipstorm.engine.run.sampler import HostSampler
@@ -71,6 +71,7 @@ from pipstorm.engine.run.target.opening import Target, check_target
 from pipstorm.engine.run.target.watch import observe_target
 from pipstorm.engine.rundir.files import HOST_FILE, REQUESTS_FILE, make_run_dir
 from pipstorm.engine.rundir.meta import RunMeta
+from pipstorm.infra.client_cgroup import CLIENTS_SHARES, SENT_SHARES
 from pipstorm.infra.pypiserver.counters import read_counters
 
 __all__ = ["RunOptions", "RunResult", "drive_shard", "execute_run", "initial_meta", "plan_load"]
@@ -258,13 +259,26 @@ def _drive(
             parts = open_parts(stack, options, state)
             _say_start(state, line, lead)
             clock = RunClock()  # offset 0, known once the pool is up
-            sent = stack.enter_context(
-                sent_clients_cgroup(
-                    state.meta.priority.setdefault("clients_cgroup_after_send", {}),
-                    wanted=lead.mode == "warm" and options.proxy_priority != "none",
-                )
+            wanted = lead.mode == "warm" and options.proxy_priority != "none"
+            groups = ClientGroups(
+                clients=stack.enter_context(
+                    clients_cgroup(
+                        state.meta.priority.setdefault("clients_cgroup", {}),
+                        wanted=wanted,
+                        shares=CLIENTS_SHARES,
+                    )
+                ),
+                after_send=stack.enter_context(
+                    clients_cgroup(
+                        state.meta.priority.setdefault("clients_cgroup_after_send", {}),
+                        wanted=wanted,
+                        shares=SENT_SHARES,
+                    )
+                ),
             )
-            pool = _start_pool(options, plan, state, lead, parts, clock, sent)
+            pool = _start_pool(options, plan, state, lead, parts, clock, groups)
+            # Stopped before the cgroups it runs in are removed (removal kills what is left).
+            stack.callback(pool.stop)
             proxy_priority = state.meta.priority["proxy"]
             # Entered last, so stopped first: before the proxy and the target they watch.
             _watch(stack, state, parts, pool, proxy_priority)
@@ -307,7 +321,7 @@ def _start_pool(  # noqa: PLR0917 - the parts of one run, from _drive
     lead: LeadPlan,
     parts: RunParts,
     clock: RunClock,
-    cgroup_after_send: str | None,
+    groups: ClientGroups,
 ) -> ClientPool:
     """The proxy protected, the pool's workers started, then time zero (late enough for the
     first instant's preparation, pipstorm.engine.run.plan.lead) into run.json."""
@@ -327,9 +341,11 @@ def _start_pool(  # noqa: PLR0917 - the parts of one run, from _drive
         workers=options.workers,
         launch=lead.mode,
         temp_root=parts.scratch,
-        cgroup_after_send=cgroup_after_send,
+        groups=groups,
     )
     pool.start()
+    if groups.clients is not None:
+        state.meta.priority["clients_cgroup"]["workers"] = pool.workers_in_group
     state.load_sent = True
     clock.start(lead.start_margin_s, at=state.start_at)
     mark_started(state, clock.t0_wall)

@@ -42,6 +42,7 @@ from pipstorm.clients.task import ClientResult, ClientTask
 from pipstorm.clients.warm.launchers import Launchers
 from pipstorm.clients.warm.run import launch_warm, warm_capable, warm_prepared
 from pipstorm.engine.errors import UsageError
+from pipstorm.infra.client_cgroup import move_process
 from pipstorm.infra.credentials import SECRET_ENV_VARS
 
 #: How often an idle worker checks that its parent is still alive.
@@ -50,6 +51,16 @@ PARENT_CHECK_S = 1.0
 
 class PoolError(UsageError):
     """The pool cannot go on (a worker died, a task no driver can run); one line."""
+
+
+@dataclass(frozen=True)
+class ClientGroups:
+    """The ``cgroup.procs`` files of the clients' cpu cgroups (``pipstorm.infra.client_cgroup``;
+    None: not made): ``clients`` the workers are put in as they start (everything they launch is
+    born there), ``after_send`` a warm run moves into once its first request is sent."""
+
+    clients: str | None = None
+    after_send: str | None = None
 
 
 @dataclass(frozen=True)
@@ -179,12 +190,13 @@ class ClientPool:
         workers: int | None = None,
         temp_root: Path | None = None,
         launch: str = "exec",
-        cgroup_after_send: str | None = None,
+        groups: ClientGroups = ClientGroups(),
     ) -> None:
-        """``cgroup_after_send``: the ``cgroup.procs`` file a warm run moves into once its first
-        request is sent (``pipstorm.engine.run.priority.sent_clients_cgroup``)."""
+        """``groups``: the clients' cpu cgroups (``priority.clients_cgroup``, in the engine)."""
         self._launch = launch
-        self._cgroup_after_send = cgroup_after_send
+        self._groups = groups
+        #: How many workers the clients' cgroup took (``run.json``'s ``priority``).
+        self.workers_in_group = 0
         self._on_result = on_result
         self._count = max(1, workers or os.cpu_count() or 2)
         self._temp_root = temp_root
@@ -219,11 +231,15 @@ class ClientPool:
                 proc = self._ctx.Process(
                     target=_worker_main,
                     args=(index, inbox, self._outbox, str(self._temp_root or ""), self._launch),
-                    kwargs={"cgroup_after_send": self._cgroup_after_send},
+                    kwargs={"cgroup_after_send": self._groups.after_send},
                     name=f"pipstorm-worker-{index}",
                     daemon=False,
                 )
                 proc.start()
+                # Before its first dispatch: every launcher and client it starts is born in the
+                # group (pipstorm.infra.client_cgroup), none has to move at a burst.
+                if self._groups.clients is not None and proc.pid is not None:
+                    self.workers_in_group += int(move_process(self._groups.clients, proc.pid))
                 self._inboxes.append(inbox)
                 self._procs.append(proc)
         self._collector = threading.Thread(target=self._collect, name="collector", daemon=True)

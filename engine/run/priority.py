@@ -16,10 +16,12 @@ a server may legitimately keep a core busy (an auth hash per request), and a rea
 not sit in a CPU-limited cgroup (the sized target's). An index pipstorm did not start (a static
 index on loopback) is watched, not changed (``pipstorm.engine.run.target.local``).
 
-The warm clients that have sent their first request move into one low-weight cpu cgroup
-(``sent_clients_cgroup``, ``pipstorm.infra.client_cgroup``), where root and cgroup v1 permit:
-together they then weigh less than the local target, while the ones still on their way to it
-keep their own autogroups. Where not permitted, the record says why and nothing changes.
+Where root and cgroup v1 permit (``clients_cgroup``, ``pipstorm.infra.client_cgroup``), the
+pool's workers, and so every launcher and client, run in one cpu cgroup that weighs as one nice-0
+task (not 510 autogroups against the local target), and the warm clients that have sent their
+first request move on into a second one that weighs less than the local target, so the ones
+still on their way to it come first. Where not permitted, the record says why and nothing
+changes.
 
 Safety: a SCHED_FIFO process that spins would starve the machine. The proxy is event-driven
 (it waits on sockets), it is always a separate process, and only the proxy gets this (never the
@@ -40,7 +42,7 @@ from typing import Any
 import psutil
 
 from pipstorm.clients.warm.nice import autogroup_nice, set_nice
-from pipstorm.infra.client_cgroup import create_sent_group, procs_file, shares_of
+from pipstorm.infra.client_cgroup import create_group, procs_file, shares_of
 from pipstorm.infra.pypiserver.cgroups import CgroupError
 
 #: The embedded target's nice (and its autogroup's): ahead of the clients, not real-time, and
@@ -175,17 +177,17 @@ class ProxyGuard:
 
 
 @contextlib.contextmanager
-def sent_clients_cgroup(record: dict[str, Any], *, wanted: bool) -> Iterator[str | None]:
-    """The ``cgroup.procs`` file warm clients join once their first request is sent, for the
-    block (None: not ``wanted``, or not permitted here); removed when the block ends, killing
-    what is still inside (after the pool's stop, nothing). ``record`` (``run.json``'s
-    ``priority.clients_cgroup_after_send``) gets ``applied`` and ``cpu_shares``, or
+def clients_cgroup(record: dict[str, Any], *, wanted: bool, shares: int) -> Iterator[str | None]:
+    """The ``cgroup.procs`` file of a new clients' cgroup with ``shares``
+    (``pipstorm.infra.client_cgroup``), for the block (None: not ``wanted``, or not permitted
+    here); removed when the block ends, killing what is still inside (after the pool's stop,
+    nothing). ``record`` (in ``run.json``'s ``priority``) gets ``applied`` and ``cpu_shares``, or
     ``fallback_reason``: then the clients keep their own autogroups, as before."""
     if not wanted:
         yield None
         return
     try:
-        group = create_sent_group()
+        group = create_group(shares)
     except CgroupError as exc:
         record.update(applied=False, fallback_reason=str(exc))
         yield None

@@ -25,6 +25,8 @@ import psutil
 import pytest
 
 from pipstorm.clients.warm.nice import set_nice
+from pipstorm.infra.client_cgroup import CLIENTS_SHARES, SENT_SHARES
+from pipstorm.infra.pypiserver.cgroups import pipstorm_dirs
 from tests.bench import static_index
 from tests.e2e.conftest import pipstorm
 from tests.engine.run.test_priority import permitted_policy
@@ -168,6 +170,18 @@ def test_a_starved_proxy_is_flagged(
     assert priority["clients_nice"] == 10
     # What pipstorm applied (the kernel permits SCHED_FIFO as root), which the fixture undid.
     assert priority["proxy"]["policy"] == permitted_policy(), priority
+    # The clients' cpu cgroups (root and cgroup v1, as here; elsewhere one line says why): the
+    # workers ran in the first, and neither is left behind.
+    shares = {"clients_cgroup": CLIENTS_SHARES, "clients_cgroup_after_send": SENT_SHARES}
+    for key, weight in shares.items():
+        group = priority[key]
+        assert (group.get("applied") and group["cpu_shares"] == weight) or group.get(
+            "fallback_reason"
+        ), priority
+    if priority["clients_cgroup"].get("applied"):
+        assert priority["clients_cgroup"]["workers"] >= 1, priority
+    names = {priority[key].get("cgroup") for key in shares} - {None}
+    assert not [d for d in pipstorm_dirs() if d.name in names]
 
 
 @pytest.mark.usefixtures("every_core_busy")
