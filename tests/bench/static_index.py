@@ -12,12 +12,13 @@ of socketserver's 5: with 5, a burst of a few hundred connections has most SYNs 
 clients' kernel retries them 1, 3, 7, 15 s later: the index then looks like it answered nothing
 for tens of seconds (the plain ``python -m http.server`` did exactly that at x170).
 
-A fixed pool of ``THREADS`` long-lived threads serves the connections (HTTP/1.0: one request
-each), not a thread per connection: pipstorm watches this process's run-queue wait per thread
-(``pipstorm.engine.run.runqueue``), and a thread that exits between two samples takes its wait
-along. The server runs in its own session at the embedded target's priority
-(``pipstorm.engine.run.priority.TARGET_NICE``, on its autogroup too) when permitted, as pipstorm
-gives its own target: the bench measures the generator beside an index that is protected alike.
+A fixed pool of ``THREADS`` long-lived threads (one by default, see there for why) serves the
+connections (HTTP/1.0: one request each), not a thread per connection: pipstorm watches this
+process's run-queue wait per thread (``pipstorm.engine.run.runqueue``), and a thread that exits
+between two samples takes its wait along. The server runs in its own session at the embedded
+target's priority (``pipstorm.engine.run.priority.TARGET_NICE``, on its autogroup too) when
+permitted, as pipstorm gives its own target: the bench measures the generator beside an index
+that is protected alike.
 """
 
 from __future__ import annotations
@@ -81,6 +82,16 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+#: Threads serving connections. One: a request costs well under 1 ms here, and a pool queues
+#: for the cores by itself. Measured (tests/bench/test_static_index_bench.py, 2026-12-06, 2 cores,
+#: 510 connections at once for a listing and a wheel each, from one cheap asyncio client): 32
+#: threads ran 0.42-0.55 s and their run-queue waits summed to 2.1-2.3 s, with nothing else on
+#: the host but that client; one thread ran 0.25 s and waited 0.05 s, and answered sooner. The
+#: generator rule cannot tell a pool's own queueing from the generator's (pipstorm.engine.analysis
+#: .generator.cpu_wait): at x170 it was most of what the 32-thread index's counted wait held.
+THREADS = 1
+
+
 @contextmanager
 def serving(
     root: Path,
@@ -89,15 +100,17 @@ def serving(
     cpus: set[int] | None = None,
     spin: int = 0,
     fifo: int | None = None,
+    threads: int = THREADS,
 ) -> Iterator[str]:
     """Serve ``root`` with ``python -m http.server`` on loopback; yields the index URL.
 
     ``nice``: the server's (and its autogroup's); ``cpus``: the cores it is pinned to; ``spin``:
     busy-looping child processes it forks beside its threads (its own CPU, in its session):
     tests/e2e/test_generator_bound.py makes a starved local index and one that queues for
-    its own cores with these."""
+    its own cores with these. ``threads``: the serving pool's size (0: the accepting thread
+    serves; see ``THREADS``)."""
     port = _free_port()
-    extra = ["--nice", str(nice), "--spin", str(spin)]
+    extra = ["--nice", str(nice), "--spin", str(spin), "--threads", str(threads)]
     if cpus is not None:
         extra += ["--cpus", ",".join(map(str, sorted(cpus)))]
     if fifo is not None:
@@ -122,25 +135,27 @@ def serving(
         proc.wait(10)
 
 
-#: Threads serving connections: a request costs well under 1 ms here, so 32 keep up with
-#: hundreds of connections a second.
-THREADS = 32
-
-
 class _Server(http.server.HTTPServer):
     """Accepts on the main thread; ``THREADS`` long-lived threads handle the connections."""
 
     request_queue_size = 1024
 
-    def start_pool(self) -> None:
-        self._work: queue.SimpleQueue[tuple[socket.socket, object]] = queue.SimpleQueue()
-        for _ in range(THREADS):
+    def start_pool(self, threads: int = THREADS) -> None:
+        """``threads`` 0: no pool, the accepting thread serves each connection itself."""
+        self._work: queue.SimpleQueue[tuple[socket.socket, object]] | None = None
+        if threads > 0:
+            self._work = queue.SimpleQueue()
+        for _ in range(threads):
             threading.Thread(target=self._serve_queue, daemon=True).start()
 
     def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
+        if self._work is None:
+            super().process_request(request, client_address)
+            return
         self._work.put((request, client_address))
 
     def _serve_queue(self) -> None:
+        assert self._work is not None
         while True:
             request, client_address = self._work.get()
             try:
@@ -159,6 +174,7 @@ def serve(
     cpus: set[int] | None = None,
     spin: int = 0,
     fifo: int | None = None,
+    threads: int = THREADS,
 ) -> None:
     """Serve ``root`` on 127.0.0.1:``port`` until interrupted (see ``serving``)."""
     set_nice(0, nice)  # and its session's autogroup; silently not, unprivileged
@@ -175,7 +191,7 @@ def serve(
                 pass
     handler = functools.partial(_QuietHandler, directory=str(root))
     with _Server(("127.0.0.1", port), handler) as server:
-        server.start_pool()
+        server.start_pool(threads)
         server.serve_forever()
 
 
@@ -199,13 +215,22 @@ def _main(argv: list[str]) -> None:
     parser.add_argument("--cpus", default=None)
     parser.add_argument("--spin", type=int, default=0)
     parser.add_argument("--fifo", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=THREADS)
     args = parser.parse_args(argv)
     if args.command == "build":
         print(build(args.root))
         return
     cpus = None if args.cpus is None else {int(c) for c in args.cpus.split(",")}
     with contextlib.suppress(KeyboardInterrupt):
-        serve(args.root, args.port, nice=args.nice, cpus=cpus, spin=args.spin, fifo=args.fifo)
+        serve(
+            args.root,
+            args.port,
+            nice=args.nice,
+            cpus=cpus,
+            spin=args.spin,
+            fifo=args.fifo,
+            threads=args.threads,
+        )
 
 
 if __name__ == "__main__":
