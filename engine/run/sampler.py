@@ -17,7 +17,7 @@ descendants): when a member exits and its parent reaps it, its CPU moves into th
 ``children_*`` counters, so the group total stays continuous and no short-lived pip is missed.
 (The pool's workers reap their pips with ``os.wait4``; gunicorn reaps its workers.)
 
-The processes are read from one pass over ``/proc`` per sample (``pipstorm.engine.run.procstat``),
+The processes are read from one pass over ``/proc`` per sample (``pipstorm.infra.procstat``),
 not through psutil's per-process objects: at x170 (~510 clients, ~1,100 processes on the host)
 those cost the engine 10-19 % of a core. psutil still reads the host's CPU and memory (two files).
 
@@ -45,10 +45,10 @@ from typing import Any, Self
 
 import psutil
 
-from pipstorm.engine.run.procstat import GroupReading, Snapshot
 from pipstorm.engine.run.runqueue import RunQueueWatch, WaitReading, available
 from pipstorm.engine.rundir.jsonl import JsonlWriter
 from pipstorm.infra.periodic import Periodic
+from pipstorm.infra.procstat import GroupReading, Snapshot
 
 #: Seconds between two samples.
 SAMPLE_EVERY_S = 1.0

@@ -10,7 +10,7 @@ static index has a pool of 32) and a "proxy" with two. The groups of
 - ``psutil``: how the sampler read them before (copied below): ``process_iter(["ppid"])`` for
   the children map, then a cached ``psutil.Process`` per member with ``is_running()`` and
   ``oneshot(cpu_times, memory_info, num_fds)``;
-- ``procstat``: ``pipstorm.engine.run.procstat.Snapshot``, what the sampler does now.
+- ``procstat``: ``pipstorm.infra.procstat.Snapshot``, what the sampler does now.
 
 Per sample: CPU seconds of the reading thread (``time.thread_time``) and wall time; the ratio;
 then a whole ``HostSampler.sample()`` (host CPU and memory from psutil, the run-queue reads of
@@ -33,9 +33,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipstorm.engine.run.procstat import GroupReading, Snapshot
 from pipstorm.engine.run.runqueue import RunQueueWatch
 from pipstorm.engine.run.sampler import HostSampler
+from pipstorm.infra.procstat import GroupReading, Snapshot
 
 CLIENTS = int(os.environ.get("SAMPLER_BENCH_CLIENTS", "500"))
 OTHERS = int(os.environ.get("SAMPLER_BENCH_OTHERS", "500"))

@@ -15,7 +15,7 @@ mostly the kernel's work behind those reads. Measured with 503 clients among 1,0
 (``tests/bench/test_sampler_bench.py``; docs/performance.md, "The host sampler at 500
 clients"): ~140 ms of CPU per sample through psutil, ~26 ms this way.
 
-The values are psutil's, by its own formulas (``tests/engine/run/test_procstat.py`` compares
+The values are psutil's, by its own formulas (``tests/infra/test_procstat.py`` compares
 them on real processes): ``cpu_times`` is ``utime``/``stime``/``cutime``/``cstime`` over
 ``SC_CLK_TCK``; ``memory_info().rss`` is ``statm``'s resident pages times ``SC_PAGE_SIZE``
 (not ``stat``'s ``rss`` field: this kernel, 6.18, sums its per-CPU counters exactly for ``statm``

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import psutil
 import pytest
 
-from pipstorm.engine.run.procstat import Snapshot, count_fds, read_rss, read_stat
+from pipstorm.infra.procstat import Snapshot, count_fds, read_rss, read_stat
 
 # Reaps a grandchild that burns CPU, keeps one sleeping, renames itself, then waits on stdin.
 CHILD = """
