@@ -8,10 +8,9 @@ a local index's one group at nice -5 (3,121), and the index waited 89-94 % of it
 the kernel ignores autogroups, so the clients in one cgroup weigh its ``cpu.shares`` together:
 
 - **the clients' group** (``CLIENTS_SHARES``): the pool's worker processes are put in it as they
-  start, so every launcher and every client they fork or spawn is born in it (a fork inherits its
-  parent's cgroup: no migration at the burst). Released clients on their way to the index then
-  weigh as one nice-0 task against the index, not as 510 groups: measured at x170, the index's
-  counted wait fell from 6.1-12.4 s to 1.6-2.2 s (docs/performance.md);
+  start, so every launcher and client they start is born in it (a fork inherits its parent's
+  cgroup: no migration at the burst). Released clients on their way to the index then weigh as
+  the group against the index, not as 510 autogroups (~56,000 at nice 10);
 - **the sent group** (``SENT_SHARES``): a warm client that has sent its first request moves itself
   there (``pipstorm.clients.warm.gate``; it gets the ``cgroup.procs`` path, never this module),
   so the runs still on their way to the index outweigh the ones already there.
@@ -43,8 +42,14 @@ from pipstorm.infra.pypiserver.cgroups import (
 #: autogroup at nice -5 (3,121). The kernel's floor is 2. Measured at x170 (docs/performance.md).
 SENT_SHARES: Final = 16
 #: The weight of all the clients together (workers, launchers, clients on their way to the
-#: index): one nice-0 task's, a third of the local index's at nice -5, the same as the engine's.
-CLIENTS_SHARES: Final = 1024
+#: index): four nice-0 tasks', against the local index's autogroup at nice -5 (3,121). The onset
+#: and a local index share the burst's first second, and this weight divides it. Measured
+#: (docs/performance.md, 2026-12-06): at 1,024 x170 against the one-thread static index passed
+#: (its counted wait 0.94-0.95 s, the rule's 1 s minimum) but x25 against the embedded
+#: pypiserver, CPU-heavy, reached its index late (onset p95 0.20-0.36 s, three bursts of six over
+#: the 0.25 s goal); at 4,096 x25 0.07-0.16 s (pypiserver's counted share 36-39 %, as at 1,024)
+#: and x170 is flagged (55-68 %); at 2,048 x170 flagged too (56-60 %).
+CLIENTS_SHARES: Final = 4096
 
 
 def create_group(shares: int, *, root: Path = CGROUP_ROOT) -> Cgroup:
