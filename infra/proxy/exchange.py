@@ -139,16 +139,23 @@ class Forwarder:
         self._senders: dict[UpstreamConnection, asyncio.Task[None]] = {}
 
     async def open(
-        self, request: Request, client: ClientConnection, exchange: Exchange, route: Route
+        self,
+        request: Request,
+        client: ClientConnection,
+        exchange: Exchange,
+        route: Route,
+        *,
+        fresh: bool = False,
     ) -> tuple[UpstreamConnection, UpstreamResponse]:
         """Send ``request`` and wait for the answer's head; :class:`UpstreamFailed` when none
-        came (the pool's slot is then free again). End the exchange with :meth:`close`."""
+        came (the pool's slot is then free again). End the exchange with :meth:`close`.
+        ``fresh``: on a new connection only (a pooled one failed already: its one retry)."""
         assert route.origin is not None  # noqa: S101 - a refused route never gets here
-        head = self._head(request, route)
+        head = self.head(request, route)
         await self.pool.slot()
         conn: UpstreamConnection | None = None
         try:
-            for attempt in range(2):
+            for attempt in range(1 if fresh else 0, 2):
                 conn = self.pool.take(route.origin) if attempt == 0 else None
                 exchange.upstream_new = conn is None
                 if conn is None:
@@ -190,7 +197,8 @@ class Forwarder:
         """The record's error kind of an upstream failure; None for anything else."""
         return failure_kind(exc)
 
-    def _head(self, request: Request, route: Route) -> bytes:
+    def head(self, request: Request, route: Route) -> bytes:
+        """The request head as it goes upstream."""
         assert route.origin is not None  # noqa: S101 - checked by the caller
         index = route.index_origin
         headers = request.fields.without(self._drop_index if index else self._drop_other)

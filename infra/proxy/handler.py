@@ -26,6 +26,7 @@ import asyncio
 import sys
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from pipstorm.infra.faults.plan import FaultMatcher
@@ -37,13 +38,14 @@ from pipstorm.infra.proxy.exchange import (
     UpstreamFailed,
     record_of,
 )
+from pipstorm.infra.proxy.fastpath import FastPath
 from pipstorm.infra.proxy.links import LinkBook
 from pipstorm.infra.proxy.log import RecordWriter
 from pipstorm.infra.proxy.relay import ClientStalled, Relay, Reply
 from pipstorm.infra.proxy.rewrite import Route, UpstreamLayout, has_dot_segment
 from pipstorm.infra.proxy.wire.clients import ClientConnection
 from pipstorm.infra.proxy.wire.messages import Request
-from pipstorm.infra.proxy.wire.upstream import UpstreamPool, UpstreamResponse
+from pipstorm.infra.proxy.wire.upstream import UpstreamConnection, UpstreamPool, UpstreamResponse
 
 _NOT_ROUTED: Final = b"not under /r/<run-id>/ or /o/<run-id>/<origin>/\n"
 _REFUSED: Final = b"origin_refused: the index linked no such origin in this run\n"
@@ -52,10 +54,13 @@ _VERSION_REFUSED: Final = b"http_version_refused: HTTP/1.0 or HTTP/1.1 only\n"
 _STALLED: Final = b"request timeout: no part of the request body came in time\n"
 # How long a client may take no part of its answer, or send no part of its body.
 STALL_TIMEOUT_S: Final = 60.0
+# How often shutdown looks whether the requests answered from callbacks are done.
+_SHUTDOWN_POLL_S: Final = 0.02
 
 
 class ProxyHandler:
-    """Serves each request as a task: forwards it upstream, relays the answer, records it."""
+    """Serves each request: forwards it upstream, relays the answer, records it; from the
+    protocols' callbacks when it is plain (``FastPath``), else as a task."""
 
     def __init__(
         self,
@@ -76,6 +81,7 @@ class ProxyHandler:
         self.faults = faults
         self.relay = Relay(layout, self.links, read_timeout)
         self.forwarder = Forwarder(pool, authorization, read_timeout, stall_timeout)
+        self.fast = FastPath(self, writer, read_timeout)
         # Requests being served, also for connections the client has closed (a stalled or
         # slow answer nobody reads any more): shutdown waits for them, then cancels them.
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -90,26 +96,63 @@ class ProxyHandler:
         self.relay.proxy_url = url
 
     def serve(self, request: Request, conn: ClientConnection) -> None:
-        """Start serving ``request`` (called by its connection)."""
-        task = asyncio.get_running_loop().create_task(self._handle(request, conn))
+        """Serve ``request`` (called by its connection, from its parser's callbacks): from the
+        callbacks when it is plain (``pipstorm.infra.proxy.fastpath``), else as a task."""
+        exchange = Exchange(request.target, conn.number)
+        reply = Reply(conn, request, self.stall_timeout)
+        try:
+            route = self._prelude(request, reply, exchange)
+            if route is None:
+                self.fast.finish_soon(request, exchange, conn)  # answered by the proxy
+            elif exchange.fault is not None or not self.fast.start(request, reply, exchange, route):
+                self.spawn(
+                    request, reply, exchange, lambda: self.serve_routed(reply, exchange, route)
+                )
+        except Exception as exc:  # a bug of the proxy: its trace, and the client cut off
+            exchange.error = f"proxy_error: {type(exc).__name__}"
+            traceback.print_exc(file=sys.stderr)
+            conn.transport.abort()
+            self.fast.finish_soon(request, exchange, conn)
+
+    def spawn(
+        self,
+        request: Request,
+        reply: Reply,
+        exchange: Exchange,
+        step: Callable[[], Awaitable[None]],
+    ) -> None:
+        """Go on serving ``request`` as a task: ``step()``, then its record."""
+        task = asyncio.get_running_loop().create_task(self._handle(request, reply, exchange, step))
         self._in_flight.add(task)
         task.add_done_callback(self._in_flight.discard)
 
     async def wait_in_flight(self, grace: float) -> None:
-        """Give the requests being served ``grace`` seconds to finish, then cancel the rest and
-        wait for them, so each still writes its record (``proxy_shutdown``)."""
-        if self._in_flight:
-            await asyncio.wait(list(self._in_flight), timeout=grace)
+        """Give the requests being served ``grace`` seconds to finish, then cut the rest (tasks
+        are cancelled and waited for), so each still writes its record (``proxy_shutdown``)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + grace
+        while (self._in_flight or self.fast.busy) and loop.time() < end:
+            if self._in_flight:
+                await asyncio.wait(list(self._in_flight), timeout=min(_SHUTDOWN_POLL_S, grace))
+            else:
+                await asyncio.sleep(_SHUTDOWN_POLL_S)
+        self.fast.cut_all()
         tasks = list(self._in_flight)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.sleep(0)  # the records of answers finished just now
 
-    async def _handle(self, request: Request, conn: ClientConnection) -> None:
-        exchange = Exchange(request.target, conn.number)
-        reply = Reply(conn, request, self.stall_timeout)
+    async def _handle(
+        self,
+        request: Request,
+        reply: Reply,
+        exchange: Exchange,
+        step: Callable[[], Awaitable[None]],
+    ) -> None:
+        conn = reply.conn
         try:
-            await self._serve(request, reply, exchange)
+            await step()
         except asyncio.CancelledError:
             exchange.error = exchange.error or "proxy_shutdown"
             conn.transport.abort()
@@ -122,37 +165,65 @@ class ProxyHandler:
             self.writer.write(record_of(request, exchange))
             conn.request_done()
 
-    async def _serve(self, request: Request, reply: Reply, exchange: Exchange) -> None:
+    def _prelude(self, request: Request, reply: Reply, exchange: Exchange) -> Route | None:
+        """What is decided before the upstream is asked, without a wait: the route, a refusal
+        or an unattributed path answered here (then None), the fault rule that fires."""
         route = self.layout.route(exchange.path)
         if route is None:
             exchange.status = 404
             self._local(reply, exchange, 404, _NOT_ROUTED)
-            return
+            return None
         exchange.run_id, exchange.path = route.run_id, route.recorded_path()
         refusal = self._refusal(request, route)
         if refusal is not None:
             exchange.status, exchange.error, body = refusal
             self._local(reply, exchange, exchange.status, body)
-            return
+            return None
         exchange.linked = self.links.linked(route.upstream_url)
-        if self.faults is not None and await self._inject_before_upstream(reply, exchange):
+        if self.faults is not None:
+            decided = self.faults.decide(
+                exchange.run_id, request.method, exchange.path, time.time()
+            )
+            exchange.fault = None if decided is None else decided[0]
+        return route
+
+    async def serve_routed(
+        self, reply: Reply, exchange: Exchange, route: Route, *, fresh: bool = False
+    ) -> None:
+        """The task path of a routed request: its fault rule, the upstream, the answer
+        (``fresh``: on a new upstream connection, a pooled one having failed)."""
+        if exchange.fault is not None and await self._inject_before_upstream(reply, exchange):
             return
+        request = reply.request
         try:
-            upstream, response = await self.forwarder.open(request, reply.conn, exchange, route)
+            upstream, response = await self.forwarder.open(
+                request, reply.conn, exchange, route, fresh=fresh
+            )
         except UpstreamFailed as failed:
-            self._request_failed(reply, exchange, failed)
+            self.request_failed(reply, exchange, failed)
             return
+        exchange.ttfb = time.perf_counter()
+        await self.answer(reply, exchange, route, upstream, response)
+
+    async def answer(
+        self,
+        reply: Reply,
+        exchange: Exchange,
+        route: Route,
+        upstream: UpstreamConnection,
+        response: UpstreamResponse,
+    ) -> None:
+        """Relay the answer whose head came; the upstream connection back to the pool."""
         try:
-            exchange.ttfb = time.perf_counter()
             exchange.status = response.status
-            await self._relay(request, reply, exchange, route, response)
+            await self._relay(reply.request, reply, exchange, route, response)
         except asyncio.CancelledError:
             upstream.transport.abort()
             raise
         finally:
             self.forwarder.close(upstream)
 
-    def _request_failed(self, reply: Reply, exchange: Exchange, failed: UpstreamFailed) -> None:
+    def request_failed(self, reply: Reply, exchange: Exchange, failed: UpstreamFailed) -> None:
         """No upstream answer: the client's doing when reading its body failed (it hung up, or
         stalled: it gets a 408), else a transport failure (a 502)."""
         if exchange.error is not None and exchange.error != STALLED_ERROR:
@@ -227,17 +298,14 @@ class ProxyHandler:
             reply.conn.transport.abort()  # headers are out: cut the body so it looks cut
 
     async def _inject_before_upstream(self, reply: Reply, exchange: Exchange) -> bool:
-        """Apply a fault rule that acts before the upstream is asked: delay, status, reset.
+        """Apply the fault rule that fired (``exchange.fault``, decided in ``_prelude``) where
+        it acts before the upstream is asked: delay, status, reset.
 
         True when the rule answered in the upstream's place (a body rule stays in
         ``exchange.fault`` for the relay).
         """
-        assert self.faults is not None  # noqa: S101 - checked by the caller
-        method = reply.request.method
-        decided = self.faults.decide(exchange.run_id, method, exchange.path, time.time())
-        if decided is None:
-            return False
-        rule = exchange.fault = decided[0]
+        rule = exchange.fault
+        assert rule is not None  # noqa: S101 - checked by the caller
         if rule.delay_s > 0:
             await asyncio.sleep(rule.delay_s)
         if rule.status is not None:

@@ -152,28 +152,39 @@ class Relay:
                     self.links.learn_redirect(origin, target, from_file=from_file)
         return out
 
+    def reads_whole(self, response: UpstreamResponse) -> bool:
+        """Whether the answer's body is read whole before it is sent: a listing (rewritten),
+        or a body of at most ``SMALL_BODY_BYTES`` by its Content-Length."""
+        length = response.length
+        return _rewrites(response) or (length is not None and length <= SMALL_BODY_BYTES)
+
+    def whole_body(
+        self, chunks: list[bytes], response: UpstreamResponse, headers: Headers, route: Route
+    ) -> tuple[bytes, Headers]:
+        """The body read whole (``chunks``) as it goes to the client, and its headers: a
+        listing rewritten (its length set), another body as it came."""
+        data = b"".join(chunks)
+        if _rewrites(response):
+            return self._rewritten(data, headers, route, response.status)
+        return data, headers  # its Content-Length is the upstream's, and held
+
     async def small_body(
         self, response: UpstreamResponse, headers: Headers, route: Route
     ) -> tuple[list[bytes], bytes | None, Headers]:
         """Read a listing or a small body whole: (chunks read, the body to send or None when
         it was too big to read whole, its headers, with the body's length). Others: ([], None,
         headers)."""
-        body, length, status = response.body, response.length, response.status
-        content_type = response.fields.known.get(b"content-type", b"")
-        rewrite = content_type.startswith(_REWRITE_TYPES)
-        if not rewrite and (length is None or length > SMALL_BODY_BYTES):
+        if not self.reads_whole(response):
             return [], None, headers
-        limit = REWRITE_MAX_BYTES if rewrite else SMALL_BODY_BYTES
+        body = response.body
         chunks = body.take_all()
         if chunks is None:
+            limit = REWRITE_MAX_BYTES if _rewrites(response) else SMALL_BODY_BYTES
             chunks, complete = await _read_up_to(body, limit, self.read_timeout)
             if not complete:
                 return chunks, None, headers
-        data = b"".join(chunks)
-        if rewrite:
-            data, headers = self._rewritten(data, headers, route, status)
-            return chunks, data, headers
-        return chunks, data, headers  # its Content-Length is the upstream's, and held
+        data, headers = self.whole_body(chunks, response, headers, route)
+        return chunks, data, headers
 
     async def stream(
         self,
@@ -260,6 +271,11 @@ class Relay:
                 self._listings.pop(next(iter(self._listings)))
         self._listings[key] = found
         return found
+
+
+def _rewrites(response: UpstreamResponse) -> bool:
+    """Whether the answer is a listing whose links are rewritten (HTML or PEP 691 JSON)."""
+    return response.fields.known.get(b"content-type", b"").startswith(_REWRITE_TYPES)
 
 
 def with_length(headers: Headers, length: int) -> Headers:

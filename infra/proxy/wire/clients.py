@@ -31,7 +31,7 @@ from typing import Final, Protocol
 import httptools
 
 from pipstorm.infra.proxy.log import RecordWriter, RequestRecord
-from pipstorm.infra.proxy.wire.messages import HIGH_WATER, Body, Fields, Request, expire
+from pipstorm.infra.proxy.wire.messages import HIGH_WATER, Body, Fields, Request, WriteFlow
 
 #: The error of the record a connection closed by the header timeout leaves.
 HEADER_TIMEOUT_ERROR: Final = "client_header_timeout"
@@ -59,7 +59,7 @@ class _TooLarge(Exception):
     """A head over one of the limits (raised from a parser callback)."""
 
 
-class ClientConnection(asyncio.Protocol):
+class ClientConnection(WriteFlow):
     """One client's connection: parses its requests and hands them, in order, to the handler."""
 
     transport: asyncio.Transport
@@ -83,8 +83,6 @@ class ClientConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._deadline: float | None = None  # of the header timeout (loop time), when armed
         self._pauses: set[str] = set()
-        self._write_paused = False
-        self._drain: asyncio.Future[None] | None = None
         self.closing = False  # no request after the current one
         self.lost = False
 
@@ -126,16 +124,7 @@ class ClientConnection(asyncio.Protocol):
             if request is not None and request.body is not None:
                 request.body.fail(gone)
         self._queue.clear()
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_exception(gone)
-
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
+        self.fail_drain(gone)
 
     # -- httptools callbacks ---------------------------------------------------------------
 
@@ -234,18 +223,9 @@ class ClientConnection(asyncio.Protocol):
     async def drain(self, timeout: float) -> None:
         """Wait until the client has taken enough of what was written; ``TimeoutError`` when
         it takes nothing for ``timeout`` seconds."""
-        if not self._write_paused:
-            return  # what was written is on its way (or the client took all it wanted)
-        if self.lost:
+        if self.lost and self.write_paused:
             raise ConnectionResetError("the client closed the connection")
-        loop = asyncio.get_running_loop()
-        waiter = self._drain = loop.create_future()
-        timer = loop.call_later(timeout, expire, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._drain = None
+        await self.wait_writable(timeout)
 
     # -- timers, refusals, flow control ---------------------------------------------------
 

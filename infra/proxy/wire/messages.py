@@ -144,6 +144,48 @@ def _nothing() -> None:
     pass
 
 
+class WriteFlow(asyncio.Protocol):
+    """A protocol's write side: paused while its transport's buffer is above the high-water
+    mark, and a wait for it to fall (both sides' connections share it).
+
+    ``drain`` waits only when the transport said it is paused: below the mark what was
+    written is on its way, and no future or timer is made."""
+
+    _write_paused = False
+    _drain: asyncio.Future[None] | None = None
+
+    @property
+    def write_paused(self) -> bool:
+        """Whether the transport's buffer is above its high-water mark."""
+        return self._write_paused
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    def fail_drain(self, exc: BaseException) -> None:
+        """The connection is gone: a wait for it to drain raises ``exc``."""
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_exception(exc)
+
+    async def wait_writable(self, timeout: float) -> None:
+        """Wait while the buffer is above the mark; ``TimeoutError`` after ``timeout`` s."""
+        if not self._write_paused:
+            return
+        loop = asyncio.get_running_loop()
+        waiter = self._drain = loop.create_future()
+        timer = loop.call_later(timeout, expire, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._drain = None
+
+
 def expire(waiter: asyncio.Future[Any]) -> None:
     """Fail ``waiter`` with ``TimeoutError`` unless it is done (a ``call_later`` target: one
     timer per wait that does wait, none on the fast path)."""

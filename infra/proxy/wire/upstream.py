@@ -24,12 +24,12 @@ import contextlib
 import ssl
 import time
 from collections import deque
-from typing import Final
+from typing import Final, Protocol
 
 import httptools
 
 from pipstorm.infra.proxy.rewrite import Origin
-from pipstorm.infra.proxy.wire.messages import Body, Fields, Headers, expire
+from pipstorm.infra.proxy.wire.messages import Body, Fields, Headers, WriteFlow, expire
 
 #: How long an idle upstream connection is kept for reuse (see the module's docstring).
 UPSTREAM_KEEPALIVE_S: Final = 1.5
@@ -65,7 +65,22 @@ class UpstreamResponse:
         return self.fields.headers
 
 
-class UpstreamConnection(asyncio.Protocol):
+class Listener(Protocol):
+    """Who is told, from the parser's callbacks, how an exchange begun with
+    :meth:`UpstreamConnection.begin_fast` goes (``pipstorm.infra.proxy.fastpath``): no future
+    and no task wake-up between the answer's bytes and the client's."""
+
+    def upstream_head(self, response: UpstreamResponse) -> None:
+        """The answer's head came (its body follows in ``response.body``)."""
+
+    def upstream_done(self) -> None:
+        """The answer is complete."""
+
+    def upstream_failed(self, exc: BaseException) -> None:
+        """No complete answer: ``UpstreamClosed``, ``UpstreamGarbage``."""
+
+
+class UpstreamConnection(WriteFlow):
     """One connection to an upstream origin, one exchange at a time."""
 
     transport: asyncio.Transport
@@ -76,6 +91,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._reason = b""
         self._fields = Fields()
         self._head: asyncio.Future[UpstreamResponse] | None = None
+        self._listener: Listener | None = None
+        self._asked = False  # a request was sent: its answer is expected
         self._response: UpstreamResponse | None = None
         self._head_only = False  # a HEAD request: the answer has no body, whatever it says
         self._delimited_by_close = False
@@ -84,20 +101,38 @@ class UpstreamConnection(asyncio.Protocol):
         self.reusable = False
         self.closed = False
         self.idle_since = 0.0
-        self._write_paused = False
-        self._drain: asyncio.Future[None] | None = None
+        self.last_data = 0.0  # time.monotonic() of the last bytes received
 
     def begin(self, data: bytes, *, head_only: bool) -> asyncio.Future[UpstreamResponse]:
         """Send a request head (and a body known whole); the future is its answer's head."""
-        self._head = asyncio.get_running_loop().create_future()
+        head = self._head = asyncio.get_running_loop().create_future()
+        self._listener = None
+        if self._send(data, head_only):
+            head.set_exception(UpstreamClosed("the upstream closed the connection"))
+        return head
+
+    def begin_fast(self, data: bytes, *, head_only: bool, listener: Listener) -> None:
+        """Send a request head; ``listener`` is told of its answer from the callbacks."""
+        self._head = None
+        self._listener = listener
+        if self._send(data, head_only):
+            self._listener = None
+            listener.upstream_failed(UpstreamClosed("the upstream closed the connection"))
+
+    def detach(self) -> None:
+        """Tell the listener nothing more: a task reads the answer's body from here on."""
+        self._listener = None
+
+    def _send(self, data: bytes, head_only: bool) -> bool:
+        """Start an exchange; True when the connection is closed already."""
         self._response = None
         self._head_only = head_only
+        self._asked = True
         self.answered = self.complete = self.reusable = False
         if self.closed:
-            self._head.set_exception(UpstreamClosed("the upstream closed the connection"))
-        else:
-            self.transport.write(data)
-        return self._head
+            return True
+        self.transport.write(data)
+        return False
 
     async def head(
         self, future: asyncio.Future[UpstreamResponse], timeout: float
@@ -121,16 +156,7 @@ class UpstreamConnection(asyncio.Protocol):
         """Wait while the upstream reads an upload slower than the client sends it."""
         if self.closed:
             raise UpstreamClosed("the upstream closed the connection")
-        if not self._write_paused:
-            return
-        loop = asyncio.get_running_loop()
-        waiter = self._drain = loop.create_future()
-        timer = loop.call_later(timeout, expire, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            self._drain = None
+        await self.wait_writable(timeout)
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -138,11 +164,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        if self.complete or self._head is None:  # bytes nobody asked for: not reusable
+        if self.complete or not self._asked:  # bytes nobody asked for: not reusable
             self.reusable = False
             self.transport.abort()
             return
         self.answered = True
+        self.last_data = time.monotonic()
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -161,18 +188,12 @@ class UpstreamConnection(asyncio.Protocol):
         if response is not None and not self.complete and self._delimited_by_close:
             self.complete = True  # a body without a length ends with the connection
             response.body.finish()
+            listener, self._listener = self._listener, None
+            if listener is not None:
+                listener.upstream_done()
             return
         self._fail(UpstreamClosed("the upstream closed the connection"))
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_exception(UpstreamClosed("the upstream closed the connection"))
-
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        if self._drain is not None and not self._drain.done():
-            self._drain.set_result(None)
+        self.fail_drain(UpstreamClosed("the upstream closed the connection"))
 
     # -- httptools callbacks ---------------------------------------------------------------
 
@@ -199,7 +220,9 @@ class UpstreamConnection(asyncio.Protocol):
         )
         if self._head_only:
             response.body.finish()
-        if self._head is not None and not self._head.done():
+        if self._listener is not None:
+            self._listener.upstream_head(response)
+        elif self._head is not None and not self._head.done():
             self._head.set_result(response)
 
     def on_body(self, body: bytes) -> None:
@@ -218,6 +241,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._response.body.finish()
         if self._response.body.release_producer():
             self.transport.resume_reading()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.upstream_done()
 
     def _fail(self, exc: BaseException) -> None:
         if self._head is not None and not self._head.done():
@@ -225,6 +251,9 @@ class UpstreamConnection(asyncio.Protocol):
         elif self._response is not None and not self.complete:
             self._response.body.fail(exc)
         self.reusable = False
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.upstream_failed(exc)
 
 
 class UpstreamPool:
@@ -245,10 +274,17 @@ class UpstreamPool:
         self._sweep: asyncio.TimerHandle | None = None
         self._tls: ssl.SSLContext | None = None
 
-    async def slot(self) -> None:
-        """Wait for one of the ``limit`` exchanges; give it back with :meth:`free`."""
+    def try_slot(self) -> bool:
+        """Take one of the ``limit`` exchanges if one is free now (no wait); give it back
+        with :meth:`free`."""
         if self._free > 0 and not self._waiting:
             self._free -= 1
+            return True
+        return False
+
+    async def slot(self) -> None:
+        """Wait for one of the ``limit`` exchanges; give it back with :meth:`free`."""
+        if self.try_slot():
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
