@@ -199,21 +199,22 @@ class Forwarder:
 
     def head(self, request: Request, route: Route) -> bytes:
         """The request head as it goes upstream."""
-        assert route.origin is not None  # noqa: S101 - checked by the caller
+        origin = route.origin
+        assert origin is not None  # noqa: S101 - checked by the caller
         index = route.index_origin
-        headers = request.fields.without(self._drop_index if index else self._drop_other)
+        fields = request.fields
+        lines = fields.lines_without(self._drop_index if index else self._drop_other)
         if index and self.authorization is not None:
-            headers.append((b"Authorization", self.authorization))
-        if request.body is not None and b"content-length" not in request.fields.known:
-            headers.append((b"Transfer-Encoding", b"chunked"))
-        netloc = route.origin.url.split("://", 1)[1].encode("latin-1")
-        lines = [
-            b"%s %s HTTP/1.1\r\nHost: %s\r\n"
-            % (request.method.encode("latin-1"), route.path.encode("latin-1"), netloc)
-        ]
-        lines.extend(b"%s: %s\r\n" % pair for pair in headers)
-        lines.append(b"\r\n")
-        return b"".join(lines)
+            lines += b"Authorization: %s\r\n" % self.authorization
+        if request.body is not None and b"content-length" not in fields.known:
+            lines += b"Transfer-Encoding: chunked\r\n"
+        netloc = origin.url.split("://", 1)[1]
+        return b"%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (
+            request.method.encode("latin-1"),
+            route.path.encode("latin-1"),
+            netloc.encode("latin-1"),
+            lines,
+        )
 
     def _send_body(
         self,

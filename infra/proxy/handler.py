@@ -104,10 +104,13 @@ class ProxyHandler:
             route = self._prelude(request, reply, exchange)
             if route is None:
                 self.fast.finish_soon(request, exchange, conn)  # answered by the proxy
-            elif exchange.fault is not None or not self.fast.start(request, reply, exchange, route):
+                return
+            if exchange.fault is not None or not self.fast.start(request, reply, exchange, route):
                 self.spawn(
                     request, reply, exchange, lambda: self.serve_routed(reply, exchange, route)
                 )
+            # Once the request is on its way: nothing can learn a link before this callback ends.
+            exchange.linked = self.links.linked(route.upstream_url)
         except Exception as exc:  # a bug of the proxy: its trace, and the client cut off
             exchange.error = f"proxy_error: {type(exc).__name__}"
             traceback.print_exc(file=sys.stderr)
@@ -179,7 +182,6 @@ class ProxyHandler:
             exchange.status, exchange.error, body = refusal
             self._local(reply, exchange, exchange.status, body)
             return None
-        exchange.linked = self.links.linked(route.upstream_url)
         if self.faults is not None:
             decided = self.faults.decide(
                 exchange.run_id, request.method, exchange.path, time.time()

@@ -282,7 +282,7 @@ def with_length(headers: Headers, length: int) -> Headers:
     """``headers`` with their ``Content-Length`` set to ``length`` (where it was, else last)."""
     value = b"%d" % length
     out = [(k, value if k.lower() == b"content-length" else v) for k, v in headers]
-    if not any(k.lower() == b"content-length" for k, _ in headers):
+    if not any(v is value for _, v in out):
         out.append((b"Content-Length", value))
     return out
 

@@ -60,6 +60,15 @@ class Origin:
     scheme: str
     host: str  # without brackets for IPv6
     port: int
+    # ``url``, spelled once: every proxied request asks for it.
+    _url: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        url = f"{self.scheme}://{host}"
+        if self.port != _DEFAULT_PORTS[self.scheme]:
+            url = f"{url}:{self.port}"
+        object.__setattr__(self, "_url", url)
 
     @classmethod
     def from_url(cls, url: str) -> Origin | None:
@@ -91,10 +100,7 @@ class Origin:
     @property
     def url(self) -> str:
         """``scheme://host[:port]``, no trailing slash."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        if self.port == _DEFAULT_PORTS[self.scheme]:
-            return f"{self.scheme}://{host}"
-        return f"{self.scheme}://{host}:{self.port}"
+        return self._url
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,17 +146,16 @@ class ClientConnection(WriteFlow):
 
     def on_headers_complete(self) -> None:
         parser = self._parser
-        major, _, minor = parser.get_http_version().partition(".")
+        version = parser.get_http_version()
         fields, self._fields = self._fields, Fields()
-        length = fields.known.get(b"content-length")
-        chunked = b"chunked" in fields.known.get(b"transfer-encoding", b"").lower()
+        known = fields.known
         body = None
-        if chunked or (length is not None and length.strip() not in (b"", b"0")):
+        if (b"content-length" in known or b"transfer-encoding" in known) and _has_body(known):
             body = Body(self._pause_for_body, self._resume_for_body)
         request = Request(
             parser.get_method().decode("latin-1"),
             self._url.decode("latin-1"),
-            (int(major or 0), int(minor or 0)),
+            _VERSIONS.get(version) or _version(version),
             fields,
             keep_alive=parser.should_keep_alive(),
             body=body,
@@ -320,6 +319,23 @@ class ClientConnection(WriteFlow):
 
     def _resume_for_body(self) -> None:
         self._resume("body")
+
+
+_VERSIONS: Final = {"1.1": (1, 1), "1.0": (1, 0)}
+
+
+def _version(text: str) -> tuple[int, int]:
+    """An HTTP version the parser gave as ``major.minor`` (the usual ones are in ``_VERSIONS``)."""
+    major, _, minor = text.partition(".")
+    return int(major or 0), int(minor or 0)
+
+
+def _has_body(known: dict[bytes, bytes]) -> bool:
+    """Whether a request head announces a body: chunked, or a length other than 0."""
+    if b"chunked" in known.get(b"transfer-encoding", b"").lower():
+        return True
+    length = known.get(b"content-length")
+    return length is not None and length.strip() not in (b"", b"0")
 
 
 class ClientConnections:

@@ -11,6 +11,7 @@ pairs from the parser to the wire, and a body is a queue of the chunks as they c
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Final
@@ -238,12 +239,36 @@ class Fields:
     def without(self, names: frozenset[bytes]) -> Headers:
         """The headers without ``names`` (lower case) and without the headers their
         ``Connection`` header names (those are hop-by-hop too)."""
-        connection = self.known.get(b"connection")
-        if connection is not None:
-            names = names | {t.strip().lower() for t in connection.split(b",") if t.strip()}
+        names = self._dropped(names)
         return [
             pair for pair, name in zip(self.headers, self.names, strict=True) if name not in names
         ]
+
+    def lines_without(self, names: frozenset[bytes]) -> bytes:
+        """``without(names)`` as the lines of a head (name, colon, value, CRLF), in one pass."""
+        names = self._dropped(names)
+        return b"".join(
+            [
+                b"%s: %s\r\n" % pair
+                for pair, name in zip(self.headers, self.names, strict=True)
+                if name not in names
+            ]
+        )
+
+    def _dropped(self, names: frozenset[bytes]) -> frozenset[bytes]:
+        """``names`` and the headers the ``Connection`` header names (``keep-alive`` and
+        ``close`` name nothing more: no new set for them)."""
+        connection = self.known.get(b"connection")
+        if connection is None:
+            return names
+        tokens = _connection_tokens(connection)
+        return names if tokens <= names else names | tokens
+
+
+@functools.lru_cache(maxsize=256)
+def _connection_tokens(value: bytes) -> frozenset[bytes]:
+    """The header names a ``Connection`` header's value lists (lower case)."""
+    return frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
 
 
 class Request:
