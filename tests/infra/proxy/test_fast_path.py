@@ -20,19 +20,10 @@ import pytest
 
 from pipstorm.infra.proxy.control import RecordingProxy
 from tests.infra.conftest import proxy_address, wait_for_records
+from tests.infra.proxy.test_stale_connection import _read_request as _read_head
 
 LISTING = b'<html><body><a href="/files/pkg-1.0.tar.gz">pkg-1.0.tar.gz</a></body></html>\n'
 BIG = bytes(range(256)) * 4096  # 1 MiB: streamed, not read whole
-
-
-def _read_head(conn: socket.socket) -> bytes:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return b""
-        data += chunk
-    return data
 
 
 def _answer(body: bytes, content_type: bytes = b"text/html") -> bytes:
