@@ -42,14 +42,14 @@ from pipstorm.infra.pypiserver.cgroups import (
 #: autogroup at nice -5 (3,121). The kernel's floor is 2. Measured at x170 (docs/performance.md).
 SENT_SHARES: Final = 16
 #: The weight of all the clients together (workers, launchers, clients on their way to the
-#: index): four nice-0 tasks', against the local index's autogroup at nice -5 (3,121). The onset
+#: index): one nice-0 task's, a third of the local index's autogroup at nice -5 (3,121). The onset
 #: and a local index share the burst's first second, and this weight divides it. Measured
-#: (docs/performance.md, 2026-12-06): at 1,024 x170 against the one-thread static index passed
-#: (its counted wait 0.94-0.95 s, the rule's 1 s minimum) but x25 against the embedded
-#: pypiserver, CPU-heavy, reached its index late (onset p95 0.20-0.36 s, three bursts of six over
-#: the 0.25 s goal); at 4,096 x25 0.07-0.16 s (pypiserver's counted share 36-39 %, as at 1,024)
-#: and x170 is flagged (55-68 %); at 2,048 x170 flagged too (56-60 %).
-CLIENTS_SHARES: Final = 4096
+#: (docs/performance.md, 2026-12-06, after the gate's probe-only module set): at 1,024 x170
+#: against the one-thread static index passed in two runs of three (the index's counted share
+#: 40 %, 46 %; 57 % flagged), x25 onset p95 0.05-0.07 s in five bursts of six (0.53 s once); at
+#: 4,096 x170 was flagged in both runs (58 %, 65 %). Before that fix, 1,024 had cost x25's onset
+#: (0.20-0.36 s) and 4,096 had not.
+CLIENTS_SHARES: Final = 1024
 
 
 def create_group(shares: int, *, root: Path = CGROUP_ROOT) -> Cgroup:

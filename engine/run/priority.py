@@ -17,8 +17,8 @@ not sit in a CPU-limited cgroup (the sized target's). An index pipstorm did not 
 index on loopback) is watched, not changed (``pipstorm.engine.run.target.local``).
 
 Where root and cgroup v1 permit (``clients_cgroup``, ``pipstorm.infra.client_cgroup``), the
-pool's workers, and so every launcher and client, run in one cpu cgroup that weighs as four nice-0
-tasks (not 510 autogroups against the local target), and the warm clients that have sent their
+pool's workers, and so every launcher and client, run in one cpu cgroup that weighs as one nice-0
+task (not 510 autogroups against the local target), and the warm clients that have sent their
 first request move on into a second one that weighs less than the local target, so the ones
 still on their way to it come first. Where not permitted, the record says why and nothing
 changes.
