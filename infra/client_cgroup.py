@@ -46,9 +46,9 @@ SENT_SHARES: Final = 16
 #: and a local index share the burst's first second, and this weight divides it. Measured
 #: (docs/performance.md, 2026-12-06, after the gate's probe-only module set): at 1,024 x170
 #: against the one-thread static index passed in three runs of five (the index's counted share
-#: 40-46 %; 56 % and 57 % flagged), x25 onset p95 0.05-0.07 s in five bursts of six (0.53 s once); at
-#: 4,096 x170 was flagged in both runs (58 %, 65 %). Before that fix, 1,024 had cost x25's onset
-#: (0.20-0.36 s) and 4,096 had not.
+#: 40-46 %; 56 % and 57 % flagged), x25 onset p95 0.05-0.07 s in five bursts of six (0.53 s
+#: once); at 4,096 x170 was flagged in both runs (58 %, 65 %). Before that fix, 1,024 had cost
+#: x25's onset (0.20-0.36 s) and 4,096 had not.
 CLIENTS_SHARES: Final = 1024
 
 
