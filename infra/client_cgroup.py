@@ -76,11 +76,6 @@ def create_group(shares: int, *, root: Path = CGROUP_ROOT) -> Cgroup:
     return group
 
 
-def create_sent_group(shares: int = SENT_SHARES, *, root: Path = CGROUP_ROOT) -> Cgroup:
-    """The sent clients' group (``create_group`` with ``SENT_SHARES``)."""
-    return create_group(shares, root=root)
-
-
 def move_process(procs: str, pid: int) -> bool:
     """Put process ``pid`` (every thread; its later children follow) into the cgroup whose
     ``cgroup.procs`` file is ``procs``. Returns whether the kernel took it: a process gone, or a

@@ -113,8 +113,8 @@ class Gate:
             break
         if self.spec.get("probe"):
             # Only a probe reports what it imported after its release: the set touches every
-            # module name's refcount, and in a forked child that is ~285 copy-on-write page
-            # faults and ~1 ms of CPU, at the burst's instant (measured, pip's launcher).
+            # module name's refcount: in a child forked from a process with pip's modules
+            # imported, ~285 copy-on-write page faults and ~1 ms of CPU, at the burst's instant.
             self.modules_at_release = set(sys.modules)
         self._send(
             self.report, event="released", id=run_id, mono=time.monotonic(), cpu_s=self._cpu_s()

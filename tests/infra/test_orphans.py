@@ -233,10 +233,10 @@ SENT_GROUP_OWNER = textwrap.dedent(
     """
     import subprocess, sys
     from pipstorm.engine.run import reaper
-    from pipstorm.infra.client_cgroup import create_sent_group, procs_file
+    from pipstorm.infra.client_cgroup import SENT_SHARES, create_group, procs_file
 
     with reaper.guarded_folder("pipstorm-run-"):
-        group = create_sent_group()
+        group = create_group(SENT_SHARES)
         client = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
         with open(procs_file(group), "w") as procs:
             procs.write(str(client.pid))

@@ -19,7 +19,7 @@ import pytest
 from pipstorm.clients.process import ProcessRegistry
 from pipstorm.clients.warm.launcher import WarmSpec
 from pipstorm.clients.warm.launchers import Launchers, outcome_of
-from pipstorm.infra.client_cgroup import create_sent_group, procs_file
+from pipstorm.infra.client_cgroup import SENT_SHARES, create_group, procs_file
 from pipstorm.infra.pypiserver.cgroups import CGROUP_ROOT, Cgroup
 
 MODULE = "tests.clients.sendonce"
@@ -78,7 +78,7 @@ def test_a_child_joins_the_cgroup_after_its_first_request_and_not_before(
     checkout_python: Path, tmp_path: Path, index: tuple[int, list[bytes]]
 ) -> None:
     port, received = index
-    group = create_sent_group()
+    group = create_group(SENT_SHARES)
     try:
         seen = run_once(checkout_python, tmp_path, port, procs_file(group))
         inside = "/" + str(group.dirs[0].relative_to((CGROUP_ROOT / "cpu").resolve()))
@@ -108,7 +108,7 @@ def test_no_cpu_controller_is_a_one_line_reason(tmp_path: Path) -> None:
     from pipstorm.infra.pypiserver.cgroups import CgroupError
 
     with pytest.raises(CgroupError) as excinfo:
-        group: Cgroup = create_sent_group(root=tmp_path)
+        group: Cgroup = create_group(SENT_SHARES, root=tmp_path)
         group.remove()
     message = str(excinfo.value)
     assert "\n" not in message
