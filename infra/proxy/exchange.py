@@ -21,6 +21,7 @@ from pipstorm.infra.operations import Linked, classify_served
 from pipstorm.infra.proxy.log import USER_AGENT_MAX, RequestRecord
 from pipstorm.infra.proxy.rewrite import Route
 from pipstorm.infra.proxy.wire.clients import ClientConnection
+from pipstorm.infra.proxy.wire.heads import RequestLines
 from pipstorm.infra.proxy.wire.messages import HOP_BY_HOP, LAST_CHUNK, Body, Request, chunk
 from pipstorm.infra.proxy.wire.upstream import (
     UpstreamClosed,
@@ -129,11 +130,13 @@ class Forwarder:
     ) -> None:
         self.pool = pool
         self.authorization = None if authorization is None else authorization.encode("latin-1")
-        # What a request forwarded to the index's origin, and to another, goes without.
-        self._drop_index = _DROP_FROM_REQUEST | (
-            {b"authorization"} if self.authorization is not None else set()
+        # The header lines a request forwarded to the index's origin, and to another, goes
+        # with: without the hop-by-hop ones, and with the index's credentials to the index only.
+        self._index_lines = RequestLines(
+            _DROP_FROM_REQUEST | ({b"authorization"} if self.authorization is not None else set()),
+            b"" if self.authorization is None else b"Authorization: %s\r\n" % self.authorization,
         )
-        self._drop_other = _DROP_FROM_REQUEST | _INDEX_ONLY
+        self._other_lines = RequestLines(_DROP_FROM_REQUEST | _INDEX_ONLY, b"")
         self.read_timeout = read_timeout
         self.stall_timeout = stall_timeout
         self._senders: dict[UpstreamConnection, asyncio.Task[None]] = {}
@@ -201,18 +204,14 @@ class Forwarder:
         """The request head as it goes upstream."""
         origin = route.origin
         assert origin is not None  # noqa: S101 - checked by the caller
-        index = route.index_origin
         fields = request.fields
-        lines = fields.lines_without(self._drop_index if index else self._drop_other)
-        if index and self.authorization is not None:
-            lines += b"Authorization: %s\r\n" % self.authorization
+        lines = (self._index_lines if route.index_origin else self._other_lines).of(fields)
         if request.body is not None and b"content-length" not in fields.known:
             lines += b"Transfer-Encoding: chunked\r\n"
-        netloc = origin.url.split("://", 1)[1]
         return b"%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (
             request.method.encode("latin-1"),
             route.path.encode("latin-1"),
-            netloc.encode("latin-1"),
+            origin.host_header,
             lines,
         )
 

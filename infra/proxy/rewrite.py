@@ -60,15 +60,22 @@ class Origin:
     scheme: str
     host: str  # without brackets for IPv6
     port: int
-    # ``url``, spelled once: every proxied request asks for it.
+    # ``url``, ``host_header`` and the hash, made once: every proxied request asks for them
+    # (the hash three times: the allowed origins, the pool's idle connections both ways).
     _url: str = field(init=False, repr=False, compare=False)
+    _host_header: bytes = field(init=False, repr=False, compare=False)
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        url = f"{self.scheme}://{host}"
         if self.port != _DEFAULT_PORTS[self.scheme]:
-            url = f"{url}:{self.port}"
-        object.__setattr__(self, "_url", url)
+            host = f"{host}:{self.port}"
+        object.__setattr__(self, "_url", f"{self.scheme}://{host}")
+        object.__setattr__(self, "_host_header", host.encode("latin-1"))
+        object.__setattr__(self, "_hash", hash((self.scheme, self.host, self.port)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @classmethod
     def from_url(cls, url: str) -> Origin | None:
@@ -102,11 +109,17 @@ class Origin:
         """``scheme://host[:port]``, no trailing slash."""
         return self._url
 
+    @property
+    def host_header(self) -> bytes:
+        """``host[:port]`` as a request's ``Host`` header names the origin."""
+        return self._host_header
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Route:
     """Where one proxy path goes: the run it belongs to, the upstream origin (None: a key no
-    origin has) and the path and query to ask there."""
+    origin has) and the path and query to ask there. Not frozen: one is made per request, and
+    a frozen dataclass's ``__init__`` costs a call per field; nothing changes one."""
 
     run_id: str
     origin: Origin | None
@@ -338,6 +351,8 @@ def has_dot_segment(raw_path: str) -> bool:
     own root.
     """
     path = raw_path.partition("?")[0]
+    if "/." not in path and "%" not in path and "\\" not in path and not path.startswith("."):
+        return False  # no segment begins with a dot, and nothing decodes into one
     for _ in range(_DECODE_ROUNDS):
         segments = path.replace("\\", "/").split("/")
         if "." in segments or ".." in segments:

@@ -261,12 +261,12 @@ class Fields:
         connection = self.known.get(b"connection")
         if connection is None:
             return names
-        tokens = _connection_tokens(connection)
+        tokens = connection_tokens(connection)
         return names if tokens <= names else names | tokens
 
 
 @functools.lru_cache(maxsize=256)
-def _connection_tokens(value: bytes) -> frozenset[bytes]:
+def connection_tokens(value: bytes) -> frozenset[bytes]:
     """The header names a ``Connection`` header's value lists (lower case)."""
     return frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
 
