@@ -1,7 +1,8 @@
 """One proxied exchange: its state until it becomes a record, and its request sent upstream.
 
-:class:`Exchange` is what the handler learns while serving a request; :func:`record_of` turns
-it into the :class:`~pipstorm.infra.proxy.log.RequestRecord` written when it ends.
+:class:`Exchange` is what the handler learns while serving a request; :func:`record_fields`
+turns it into the fields of the :class:`~pipstorm.infra.proxy.log.RequestRecord` written when
+it ends.
 :class:`Forwarder` sends the request to the upstream on a pooled connection
 (``pipstorm.infra.proxy.wire.upstream``): the head with the client's headers less the hop-by-hop
 ones and ``Host``/``Expect``, the proxy's ``Authorization`` for the index's origin only, and the
@@ -18,7 +19,7 @@ from typing import Final
 
 from pipstorm.infra.faults.spec import FaultRule
 from pipstorm.infra.operations import Linked, classify_served
-from pipstorm.infra.proxy.log import USER_AGENT_MAX, RequestRecord
+from pipstorm.infra.proxy.log import USER_AGENT_MAX, RecordFields
 from pipstorm.infra.proxy.rewrite import Route
 from pipstorm.infra.proxy.wire.clients import ClientConnection
 from pipstorm.infra.proxy.wire.heads import RequestLines
@@ -77,37 +78,40 @@ class Exchange:
         self.upstream_new: bool | None = None  # a new upstream connection, or a pooled one
 
 
-def record_of(request: Request, exchange: Exchange) -> RequestRecord:
-    """The record of a finished exchange."""
+def record_fields(request: Request, exchange: Exchange) -> RecordFields:
+    """The record of a finished exchange (``RecordWriter.write_fields`` writes it)."""
     now = time.perf_counter()
     start = exchange.start
-    user_agent = request.header(b"user-agent")
+    known = request.fields.known
+    user_agent = known.get(b"user-agent")
+    range_ = known.get(b"range")
     method = request.method
     status = exchange.status
-    return RequestRecord(
-        ts=exchange.ts,
-        run_id=exchange.run_id,
-        op=classify_served(
+    fault = exchange.fault
+    return {
+        "ts": exchange.ts,
+        "run_id": exchange.run_id,
+        "op": classify_served(
             method,
             exchange.path,
             status,
             content_type=exchange.content_type,
             linked=exchange.linked,
         ),
-        method=method,
-        path=exchange.path,
-        status=status,
-        bytes=exchange.sent,
-        req_bytes=exchange.req_bytes,
-        ttfb_ms=((exchange.ttfb or now) - start) * 1000.0,
-        total_ms=((exchange.end or now) - start) * 1000.0,
-        error=exchange.error,
-        user_agent=user_agent[:USER_AGENT_MAX] if user_agent is not None else None,
-        range=request.header(b"range"),
-        fault=None if exchange.fault is None else exchange.fault.id,
-        conn=exchange.conn,
-        upstream_new=exchange.upstream_new,
-    )
+        "method": method,
+        "path": exchange.path,
+        "status": status,
+        "bytes": exchange.sent,
+        "req_bytes": exchange.req_bytes,
+        "ttfb_ms": ((exchange.ttfb or now) - start) * 1000.0,
+        "total_ms": ((exchange.end or now) - start) * 1000.0,
+        "error": exchange.error,
+        "user_agent": None if user_agent is None else user_agent.decode("latin-1")[:USER_AGENT_MAX],
+        "range": None if range_ is None else range_.decode("latin-1"),
+        "fault": None if fault is None else fault.id,
+        "conn": exchange.conn,
+        "upstream_new": exchange.upstream_new,
+    }
 
 
 class UpstreamFailed(Exception):

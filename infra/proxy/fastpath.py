@@ -15,7 +15,7 @@ connection (before anything is sent); a pooled connection that fails before any 
 answer (its one retry on a new connection); an answer that is streamed (too long, no length, not
 read whole: from its head on); a client slower than a whole answer (the wait for its drain).
 Both paths make the same bytes and the same records with the same pieces
-(``Forwarder.head``, ``Relay.response_headers``/``whole_body``, ``Reply``, ``record_of``).
+(``Forwarder.head``, ``Relay.response_headers``/``whole_body``, ``Reply``, ``record_fields``).
 The record and the hand-back of the upstream connection wait for the loop's next pass: the
 answer is out first, and a client's pipelined requests are served one call after another,
 never nested.
@@ -36,7 +36,7 @@ from pipstorm.infra.proxy.exchange import (
     Forwarder,
     UpstreamFailed,
     failure_kind,
-    record_of,
+    record_fields,
 )
 from pipstorm.infra.proxy.log import RecordWriter
 from pipstorm.infra.proxy.relay import SMALL_BODY_BYTES, ClientStalled, Relay, Reply
@@ -152,7 +152,7 @@ class FastPath:
             if upstream is not None:
                 self.tasks.forwarder.close(upstream)
         finally:
-            self.writer.write(record_of(request, exchange))
+            self.writer.write_fields(record_fields(request, exchange))
             conn.request_done()
 
     def cut_all(self) -> None:
@@ -293,17 +293,17 @@ class FastExchange:
         exchange.content_type = plan.content_type
         if self.request.method == "HEAD":
             reply.length = response.length
-            reply.conn.write(reply.sized_head(plan.fixed))
+            reply.conn.write(plan.fixed + reply.sized_end())
             return 0
         chunks = response.body.take_all() or []
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if plan.rewrites:
             relay = self.path.tasks.relay
             body = relay.listing(body, plan.content_type or "", self.route, response.status)
-            head = b"%s%d%s" % (plan.pre, len(body), plan.post)
-        else:
-            head = plan.fixed  # the upstream's Content-Length, its body as it came
-        reply.conn.write(reply.sized_head(head) + body)
+            parts = (plan.pre, b"%d" % len(body), plan.post, reply.sized_end(), body)
+        else:  # the upstream's Content-Length, and its body as it came
+            parts = (plan.fixed, reply.sized_end(), body)
+        reply.conn.write(b"".join(parts))  # head and body in one write, copied once
         return len(body)
 
     def _send_whole_step_by_step(self, response: UpstreamResponse) -> int:

@@ -48,6 +48,8 @@ LISTING_CACHE_MAX_BYTES: Final = 256 * 1024
 _RUN_TOKEN: Final = f"pipstormrun{secrets.token_hex(16)}"
 _RUN_TOKEN_BYTES: Final = _RUN_TOKEN.encode("ascii")
 _TEXT: Final = (b"Content-Type", b"text/plain; charset=utf-8")
+_CLOSE_END: Final = b"Connection: close\r\n\r\n"
+_KEEP_ALIVE_END: Final = b"Connection: keep-alive\r\n\r\n"
 
 
 class Progress(Protocol):
@@ -94,17 +96,16 @@ class Reply:
             headers = [*headers, (b"Connection", b"keep-alive")]
         return response_head(status, reason, headers)
 
-    def sized_head(self, lines: bytes) -> bytes:
-        """``head(..., sized=True)`` from a head's status and header lines already spelled
-        (``pipstorm.infra.proxy.wire.heads``): its ``Connection`` header added as there."""
+    def sized_end(self) -> bytes:
+        """The end of a head ``head(..., sized=True)`` makes, after its status and header lines
+        spelled already (``pipstorm.infra.proxy.wire.heads``): its ``Connection`` header as
+        there, and the blank line."""
         self.started = True
         request, conn = self.request, self.conn
         if not conn.keeps_open(request):
             conn.closing = True
-            return lines + b"Connection: close\r\n\r\n"
-        if request.version < (1, 1):
-            return lines + b"Connection: keep-alive\r\n\r\n"
-        return lines + b"\r\n"
+            return _CLOSE_END
+        return _KEEP_ALIVE_END if request.version < (1, 1) else b"\r\n"
 
     def whole(self, status: int, reason: bytes, headers: Headers, body: bytes) -> None:
         """Head and body (its length in ``headers``) in one write."""

@@ -41,6 +41,7 @@ RUN_ID_RE: Final = re.compile(r"(?!\.\.?$)[A-Za-z0-9_.-]{1,64}")
 # Percent-decoding rounds ``has_dot_segment`` undoes (a server may decode more than once).
 _DECODE_ROUNDS: Final = 4
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_RUN_IDS_KEPT: Final = 4096
 _KEY_RE: Final = re.compile(r"(https?)-([0-9]{1,5})-([A-Za-z0-9.\-_~:%]+)")
 # An href/src attribute and its value, quoted either way or not at all.
 _ATTR_RE: Final = re.compile(
@@ -172,6 +173,8 @@ class UpstreamLayout:
     origin: Origin
     index_path: str  # begins and ends with "/"
     _origin_url: str = field(init=False, repr=False, compare=False)
+    # Run ids found valid lately: a run's every request carries its id (no regex per request).
+    _run_ids: dict[str, None] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_origin_url", self.origin.url)
@@ -206,7 +209,7 @@ class UpstreamLayout:
         if not path.startswith(("/r/", "/o/")):
             return None
         run_id, _, rest = path[3:].partition("/")
-        if RUN_ID_RE.fullmatch(run_id) is None:
+        if run_id not in self._run_ids and not self._valid_run_id(run_id):
             return None
         if path.startswith("/r/"):
             return Route(run_id, self.origin, "/" + rest + sep + query, index_origin=True)
@@ -214,6 +217,15 @@ class UpstreamLayout:
         origin = Origin.from_key(key)
         upstream = "/" + rest + sep + query
         return Route(run_id, origin, upstream, index_origin=origin == self.origin)
+
+    def _valid_run_id(self, run_id: str) -> bool:
+        """Whether ``run_id`` is one (``RUN_ID_RE``); a valid one is remembered, within a bound."""
+        if RUN_ID_RE.fullmatch(run_id) is None:
+            return False
+        if len(self._run_ids) >= _RUN_IDS_KEPT:
+            del self._run_ids[next(iter(self._run_ids))]
+        self._run_ids[run_id] = None
+        return True
 
     def proxy_prefix(self, run_id: str, origin: Origin) -> str:
         """The proxy path that stands for ``origin``'s root in run ``run_id``."""
