@@ -88,8 +88,10 @@ class AnswerPlan:
         if b"location" in known or names.count(b"content-length") > 1:
             return False
         connection = known.get(b"connection")
-        if connection is not None and not connection_tokens(connection) <= HOP_BY_HOP:
-            return False  # it names more headers to drop: the step by step path drops them
+        if connection is not None:
+            named = connection_tokens(connection) - HOP_BY_HOP
+            if named and not named.isdisjoint(names):
+                return False  # it names more headers to drop: the step by step path drops them
         if not known.get(b"content-type", b"").startswith(REWRITE_TYPES):
             return True
         encoding = known.get(b"content-encoding")
