@@ -300,9 +300,9 @@ class FastExchange:
         if plan.rewrites:
             relay = self.path.tasks.relay
             body = relay.listing(body, plan.content_type or "", self.route, response.status)
-            parts = (plan.pre, b"%d" % len(body), plan.post, reply.sized_end(), body)
+            parts = [plan.pre, b"%d" % len(body), plan.post, reply.sized_end(), body]
         else:  # the upstream's Content-Length, and its body as it came
-            parts = (plan.fixed, reply.sized_end(), body)
+            parts = [plan.fixed, reply.sized_end(), body]
         reply.conn.write(b"".join(parts))  # head and body in one write, copied once
         return len(body)
 

@@ -78,6 +78,10 @@ class Origin:
     def __hash__(self) -> int:
         return self._hash
 
+    def __reduce__(self) -> tuple[type[Origin], tuple[str, str, int]]:
+        # Made anew where unpickled: a str's hash differs from process to process.
+        return (Origin, (self.scheme, self.host, self.port))
+
     @classmethod
     def from_url(cls, url: str) -> Origin | None:
         """The origin of an absolute http(s) URL; None for anything else, and for a URL with
