@@ -15,7 +15,9 @@ connection (before anything is sent); a pooled connection that fails before any 
 answer (its one retry on a new connection); an answer that is streamed (too long, no length, not
 read whole: from its head on); a client slower than a whole answer (the wait for its drain).
 Both paths make the same bytes and the same records with the same pieces
-(``Forwarder.head``, ``Relay.response_headers``/``whole_body``, ``Reply``, ``record_fields``).
+(``Forwarder.head``, ``Relay.response_headers``/``whole_body``, ``Reply``, ``record_fields``);
+here an answer's head comes from its header block's plan where it has one
+(``pipstorm.infra.proxy.wire.heads``: the same bytes, spelled once per block).
 The record and the hand-back of the upstream connection wait for the loop's next pass: the
 answer is out first, and a client's pipelined requests are served one call after another,
 never nested.
