@@ -1,7 +1,8 @@
 """One proxied exchange: its state until it becomes a record, and its request sent upstream.
 
-:class:`Exchange` is what the handler learns while serving a request; :func:`record_of` turns
-it into the :class:`~pipstorm.infra.proxy.log.RequestRecord` written when it ends.
+:class:`Exchange` is what the handler learns while serving a request; :func:`record_fields`
+turns it into the fields of the :class:`~pipstorm.infra.proxy.log.RequestRecord` written when
+it ends.
 :class:`Forwarder` sends the request to the upstream on a pooled connection
 (``pipstorm.infra.proxy.wire.upstream``): the head with the client's headers less the hop-by-hop
 ones and ``Host``/``Expect``, the proxy's ``Authorization`` for the index's origin only, and the
@@ -18,9 +19,10 @@ from typing import Final
 
 from pipstorm.infra.faults.spec import FaultRule
 from pipstorm.infra.operations import Linked, classify_served
-from pipstorm.infra.proxy.log import USER_AGENT_MAX, RequestRecord
+from pipstorm.infra.proxy.log import USER_AGENT_MAX, RecordFields
 from pipstorm.infra.proxy.rewrite import Route
 from pipstorm.infra.proxy.wire.clients import ClientConnection
+from pipstorm.infra.proxy.wire.heads import RequestLines
 from pipstorm.infra.proxy.wire.messages import HOP_BY_HOP, LAST_CHUNK, Body, Request, chunk
 from pipstorm.infra.proxy.wire.upstream import (
     UpstreamClosed,
@@ -76,37 +78,40 @@ class Exchange:
         self.upstream_new: bool | None = None  # a new upstream connection, or a pooled one
 
 
-def record_of(request: Request, exchange: Exchange) -> RequestRecord:
-    """The record of a finished exchange."""
+def record_fields(request: Request, exchange: Exchange) -> RecordFields:
+    """The record of a finished exchange (``RecordWriter.write_fields`` writes it)."""
     now = time.perf_counter()
     start = exchange.start
-    user_agent = request.header(b"user-agent")
+    known = request.fields.known
+    user_agent = known.get(b"user-agent")
+    range_ = known.get(b"range")
     method = request.method
     status = exchange.status
-    return RequestRecord(
-        ts=exchange.ts,
-        run_id=exchange.run_id,
-        op=classify_served(
+    fault = exchange.fault
+    return {
+        "ts": exchange.ts,
+        "run_id": exchange.run_id,
+        "op": classify_served(
             method,
             exchange.path,
             status,
             content_type=exchange.content_type,
             linked=exchange.linked,
         ),
-        method=method,
-        path=exchange.path,
-        status=status,
-        bytes=exchange.sent,
-        req_bytes=exchange.req_bytes,
-        ttfb_ms=((exchange.ttfb or now) - start) * 1000.0,
-        total_ms=((exchange.end or now) - start) * 1000.0,
-        error=exchange.error,
-        user_agent=user_agent[:USER_AGENT_MAX] if user_agent is not None else None,
-        range=request.header(b"range"),
-        fault=None if exchange.fault is None else exchange.fault.id,
-        conn=exchange.conn,
-        upstream_new=exchange.upstream_new,
-    )
+        "method": method,
+        "path": exchange.path,
+        "status": status,
+        "bytes": exchange.sent,
+        "req_bytes": exchange.req_bytes,
+        "ttfb_ms": ((exchange.ttfb or now) - start) * 1000.0,
+        "total_ms": ((exchange.end or now) - start) * 1000.0,
+        "error": exchange.error,
+        "user_agent": None if user_agent is None else user_agent.decode("latin-1")[:USER_AGENT_MAX],
+        "range": None if range_ is None else range_.decode("latin-1"),
+        "fault": None if fault is None else fault.id,
+        "conn": exchange.conn,
+        "upstream_new": exchange.upstream_new,
+    }
 
 
 class UpstreamFailed(Exception):
@@ -129,11 +134,13 @@ class Forwarder:
     ) -> None:
         self.pool = pool
         self.authorization = None if authorization is None else authorization.encode("latin-1")
-        # What a request forwarded to the index's origin, and to another, goes without.
-        self._drop_index = _DROP_FROM_REQUEST | (
-            {b"authorization"} if self.authorization is not None else set()
+        # The header lines a request forwarded to the index's origin, and to another, goes
+        # with: without the hop-by-hop ones, and with the index's credentials to the index only.
+        self._index_lines = RequestLines(
+            _DROP_FROM_REQUEST | ({b"authorization"} if self.authorization is not None else set()),
+            b"" if self.authorization is None else b"Authorization: %s\r\n" % self.authorization,
         )
-        self._drop_other = _DROP_FROM_REQUEST | _INDEX_ONLY
+        self._other_lines = RequestLines(_DROP_FROM_REQUEST | _INDEX_ONLY, b"")
         self.read_timeout = read_timeout
         self.stall_timeout = stall_timeout
         self._senders: dict[UpstreamConnection, asyncio.Task[None]] = {}
@@ -201,18 +208,14 @@ class Forwarder:
         """The request head as it goes upstream."""
         origin = route.origin
         assert origin is not None  # noqa: S101 - checked by the caller
-        index = route.index_origin
         fields = request.fields
-        lines = fields.lines_without(self._drop_index if index else self._drop_other)
-        if index and self.authorization is not None:
-            lines += b"Authorization: %s\r\n" % self.authorization
+        lines = (self._index_lines if route.index_origin else self._other_lines).of(fields)
         if request.body is not None and b"content-length" not in fields.known:
             lines += b"Transfer-Encoding: chunked\r\n"
-        netloc = origin.url.split("://", 1)[1]
         return b"%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (
             request.method.encode("latin-1"),
             route.path.encode("latin-1"),
-            netloc.encode("latin-1"),
+            origin.host_header,
             lines,
         )
 

@@ -15,7 +15,9 @@ connection (before anything is sent); a pooled connection that fails before any 
 answer (its one retry on a new connection); an answer that is streamed (too long, no length, not
 read whole: from its head on); a client slower than a whole answer (the wait for its drain).
 Both paths make the same bytes and the same records with the same pieces
-(``Forwarder.head``, ``Relay.response_headers``/``whole_body``, ``Reply``, ``record_of``).
+(``Forwarder.head``, ``Relay.response_headers``/``whole_body``, ``Reply``, ``record_fields``);
+here an answer's head comes from its header block's plan where it has one
+(``pipstorm.infra.proxy.wire.heads``: the same bytes, spelled once per block).
 The record and the hand-back of the upstream connection wait for the loop's next pass: the
 answer is out first, and a client's pipelined requests are served one call after another,
 never nested.
@@ -36,12 +38,13 @@ from pipstorm.infra.proxy.exchange import (
     Forwarder,
     UpstreamFailed,
     failure_kind,
-    record_of,
+    record_fields,
 )
 from pipstorm.infra.proxy.log import RecordWriter
-from pipstorm.infra.proxy.relay import ClientStalled, Relay, Reply
+from pipstorm.infra.proxy.relay import SMALL_BODY_BYTES, ClientStalled, Relay, Reply
 from pipstorm.infra.proxy.rewrite import Route
 from pipstorm.infra.proxy.wire.clients import ClientConnection
+from pipstorm.infra.proxy.wire.heads import AnswerPlan
 from pipstorm.infra.proxy.wire.messages import HIGH_WATER, Request
 from pipstorm.infra.proxy.wire.upstream import (
     UpstreamClosed,
@@ -91,6 +94,16 @@ class FastPath:
         self._waiting: dict[FastExchange, None] = {}  # for the upstream, oldest first
         self._timer: asyncio.TimerHandle | None = None
         self._finishing = 0  # records scheduled, not yet written
+        # Taken once: CPython 3.11's ``get_running_loop`` makes a getpid syscall per call.
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop (the proxy has one for its life)."""
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     @property
     def busy(self) -> bool:
@@ -127,7 +140,7 @@ class FastPath:
         """On the loop's next pass: ``upstream`` back to the pool (its slot free), the record
         written, the client connection on to its next request."""
         self._finishing += 1
-        asyncio.get_running_loop().call_soon(self._finish, request, exchange, conn, upstream)
+        self.loop.call_soon(self._finish, request, exchange, conn, upstream)
 
     def _finish(
         self,
@@ -141,7 +154,7 @@ class FastPath:
             if upstream is not None:
                 self.tasks.forwarder.close(upstream)
         finally:
-            self.writer.write(record_of(request, exchange))
+            self.writer.write_fields(record_fields(request, exchange))
             conn.request_done()
 
     def cut_all(self) -> None:
@@ -157,8 +170,7 @@ class FastPath:
     def _wait(self, fast: FastExchange) -> None:
         self._waiting[fast] = None
         if self._timer is None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(self.read_timeout, self._expire)
+            self._timer = self.loop.call_later(self.read_timeout, self._expire)
 
     def _expire(self) -> None:
         """Time out the exchanges past their read timeout; again at the soonest other one's.
@@ -173,15 +185,24 @@ class FastPath:
             elif soonest is None or deadline < soonest:
                 soonest = deadline
         if soonest is not None:
-            loop = asyncio.get_running_loop()
-            self._timer = loop.call_later(soonest - now, self._expire)
+            self._timer = self.loop.call_later(soonest - now, self._expire)
 
 
 class FastExchange:
     """One plain request's exchange, told by its upstream connection how it goes
     (an ``upstream.Listener``)."""
 
-    __slots__ = ("exchange", "path", "reply", "request", "response", "route", "since", "upstream")
+    __slots__ = (
+        "exchange",
+        "path",
+        "plan",
+        "reply",
+        "request",
+        "response",
+        "route",
+        "since",
+        "upstream",
+    )
 
     def __init__(
         self,
@@ -198,6 +219,7 @@ class FastExchange:
         self.route = route
         self.upstream = upstream
         self.response: UpstreamResponse | None = None
+        self.plan: AnswerPlan | None = None  # the answer head's, once it came
         self.since = time.monotonic()
 
     def deadline(self, timeout: float) -> float:
@@ -214,6 +236,9 @@ class FastExchange:
         exchange.status = response.status
         self.response = response
         try:
+            self.plan = self.path.tasks.relay.plans.of(
+                response.status, response.reason, response.fields
+            )
             whole = self._whole(response)
         except Exception as exc:
             self._bug(exc)
@@ -235,8 +260,12 @@ class FastExchange:
         if self.request.method == "HEAD":
             return True
         length = response.length
-        relay = self.path.tasks.relay
-        return length is not None and length <= HIGH_WATER and relay.reads_whole(response)
+        if length is None or length > HIGH_WATER:
+            return False
+        plan = self.plan
+        if plan is not None:  # ``Relay.reads_whole``, from the plan
+            return plan.rewrites or length <= SMALL_BODY_BYTES
+        return self.path.tasks.relay.reads_whole(response)
 
     def upstream_done(self) -> None:
         """The answer is complete: sent in one write, as the task path sends a whole one."""
@@ -259,8 +288,29 @@ class FastExchange:
 
     def _send_whole(self) -> int:
         """Write the answer (a HEAD's head, else head and body at once); the body's size."""
-        response, reply, exchange = self.response, self.reply, self.exchange
+        response, reply, exchange, plan = self.response, self.reply, self.exchange, self.plan
         assert response is not None  # noqa: S101 - done comes after the head
+        if plan is None:
+            return self._send_whole_step_by_step(response)
+        exchange.content_type = plan.content_type
+        if self.request.method == "HEAD":
+            reply.length = response.length
+            reply.conn.write(plan.fixed + reply.sized_end())
+            return 0
+        chunks = response.body.take_all() or []
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        if plan.rewrites:
+            relay = self.path.tasks.relay
+            body = relay.listing(body, plan.content_type or "", self.route, response.status)
+            parts = [plan.pre, b"%d" % len(body), plan.post, reply.sized_end(), body]
+        else:  # the upstream's Content-Length, and its body as it came
+            parts = [plan.fixed, reply.sized_end(), body]
+        reply.conn.write(b"".join(parts))  # head and body in one write, copied once
+        return len(body)
+
+    def _send_whole_step_by_step(self, response: UpstreamResponse) -> int:
+        """``_send_whole`` for a head no plan spells (``pipstorm.infra.proxy.wire.heads``)."""
+        reply, exchange = self.reply, self.exchange
         relay = self.path.tasks.relay
         exchange.content_type = response.fields.get(b"content-type")
         from_file = exchange.linked == "file"

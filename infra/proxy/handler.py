@@ -36,7 +36,7 @@ from pipstorm.infra.proxy.exchange import (
     Exchange,
     Forwarder,
     UpstreamFailed,
-    record_of,
+    record_fields,
 )
 from pipstorm.infra.proxy.fastpath import FastPath
 from pipstorm.infra.proxy.links import LinkBook
@@ -165,7 +165,7 @@ class ProxyHandler:
             traceback.print_exc(file=sys.stderr)
             conn.transport.abort()
         finally:
-            self.writer.write(record_of(request, exchange))
+            self.writer.write_fields(record_fields(request, exchange))
             conn.request_done()
 
     def _prelude(self, request: Request, reply: Reply, exchange: Exchange) -> Route | None:

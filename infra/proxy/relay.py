@@ -23,6 +23,7 @@ from pipstorm.infra.proxy import shaping
 from pipstorm.infra.proxy.links import LinkBook
 from pipstorm.infra.proxy.rewrite import Links, Route, UpstreamLayout
 from pipstorm.infra.proxy.wire.clients import ClientConnection
+from pipstorm.infra.proxy.wire.heads import REWRITE_TYPES, AnswerPlans
 from pipstorm.infra.proxy.wire.messages import (
     HOP_BY_HOP,
     LAST_CHUNK,
@@ -39,7 +40,6 @@ from pipstorm.infra.proxy.wire.upstream import UpstreamResponse
 REWRITE_MAX_BYTES: Final = 16 * 1024 * 1024
 # Bodies up to this size (known from Content-Length) are sent with their head in one write.
 SMALL_BODY_BYTES: Final = 64 * 1024
-_REWRITE_TYPES: Final = (b"text/html", b"application/vnd.pypi.simple")
 # Listings rewritten once for a placeholder run id, then per run with one bytes.replace: how
 # many are kept, and the largest body kept (at most ~2 x 256 x 256 KB = 128 MB, rarely near).
 LISTING_CACHE_SIZE: Final = 256
@@ -48,6 +48,8 @@ LISTING_CACHE_MAX_BYTES: Final = 256 * 1024
 _RUN_TOKEN: Final = f"pipstormrun{secrets.token_hex(16)}"
 _RUN_TOKEN_BYTES: Final = _RUN_TOKEN.encode("ascii")
 _TEXT: Final = (b"Content-Type", b"text/plain; charset=utf-8")
+_CLOSE_END: Final = b"Connection: close\r\n\r\n"
+_KEEP_ALIVE_END: Final = b"Connection: keep-alive\r\n\r\n"
 
 
 class Progress(Protocol):
@@ -94,6 +96,17 @@ class Reply:
             headers = [*headers, (b"Connection", b"keep-alive")]
         return response_head(status, reason, headers)
 
+    def sized_end(self) -> bytes:
+        """The end of a head ``head(..., sized=True)`` makes, after its status and header lines
+        spelled already (``pipstorm.infra.proxy.wire.heads``): its ``Connection`` header as
+        there, and the blank line."""
+        self.started = True
+        request, conn = self.request, self.conn
+        if not conn.keeps_open(request):
+            conn.closing = True
+            return _CLOSE_END
+        return _KEEP_ALIVE_END if request.version < (1, 1) else b"\r\n"
+
     def whole(self, status: int, reason: bytes, headers: Headers, body: bytes) -> None:
         """Head and body (its length in ``headers``) in one write."""
         head = self.head(status, reason, headers, sized=True)
@@ -131,6 +144,7 @@ class Relay:
         self.links = links
         self.read_timeout = read_timeout
         self.proxy_url = ""  # known once the port is bound
+        self.plans = AnswerPlans()  # answer heads spelled once per header block
         # (body, content type, upstream URL) -> listing rewritten for _RUN_TOKEN, its links.
         self._listings: dict[tuple[bytes, str, str], tuple[bytes, Links]] = {}
 
@@ -245,13 +259,15 @@ class Relay:
             headers = [(k, v) for k, v in headers if k.lower() != b"content-encoding"]
         elif encoding not in ("", "identity"):
             return body, with_length(headers, len(body))  # cannot read it, so cannot rewrite
-        template, links = self._listing_template(
-            body, header(headers, b"content-type") or "", route.upstream_url
-        )
+        rewritten = self.listing(body, header(headers, b"content-type") or "", route, status)
+        return rewritten, with_length(headers, len(rewritten))
+
+    def listing(self, body: bytes, content_type: str, route: Route, status: int) -> bytes:
+        """A listing's body (not encoded) with its links rewritten for the route's run."""
+        template, links = self._listing_template(body, content_type, route.upstream_url)
         if status == 200:  # an error or login page links no files of the index
             self.links.learn(links, body)
-        rewritten = template.replace(_RUN_TOKEN_BYTES, route.run_id.encode("ascii"))
-        return rewritten, with_length(headers, len(rewritten))
+        return template.replace(_RUN_TOKEN_BYTES, route.run_id.encode("ascii"))
 
     def _listing_template(
         self, body: bytes, content_type: str, base_url: str
@@ -275,7 +291,7 @@ class Relay:
 
 def _rewrites(response: UpstreamResponse) -> bool:
     """Whether the answer is a listing whose links are rewritten (HTML or PEP 691 JSON)."""
-    return response.fields.known.get(b"content-type", b"").startswith(_REWRITE_TYPES)
+    return response.fields.known.get(b"content-type", b"").startswith(REWRITE_TYPES)
 
 
 def with_length(headers: Headers, length: int) -> Headers:

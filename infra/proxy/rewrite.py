@@ -41,6 +41,7 @@ RUN_ID_RE: Final = re.compile(r"(?!\.\.?$)[A-Za-z0-9_.-]{1,64}")
 # Percent-decoding rounds ``has_dot_segment`` undoes (a server may decode more than once).
 _DECODE_ROUNDS: Final = 4
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_RUN_IDS_KEPT: Final = 4096
 _KEY_RE: Final = re.compile(r"(https?)-([0-9]{1,5})-([A-Za-z0-9.\-_~:%]+)")
 # An href/src attribute and its value, quoted either way or not at all.
 _ATTR_RE: Final = re.compile(
@@ -60,15 +61,26 @@ class Origin:
     scheme: str
     host: str  # without brackets for IPv6
     port: int
-    # ``url``, spelled once: every proxied request asks for it.
+    # ``url``, ``host_header`` and the hash, made once: every proxied request asks for them
+    # (the hash three times: the allowed origins, the pool's idle connections both ways).
     _url: str = field(init=False, repr=False, compare=False)
+    _host_header: bytes = field(init=False, repr=False, compare=False)
+    _hash: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        url = f"{self.scheme}://{host}"
         if self.port != _DEFAULT_PORTS[self.scheme]:
-            url = f"{url}:{self.port}"
-        object.__setattr__(self, "_url", url)
+            host = f"{host}:{self.port}"
+        object.__setattr__(self, "_url", f"{self.scheme}://{host}")
+        object.__setattr__(self, "_host_header", host.encode("latin-1"))
+        object.__setattr__(self, "_hash", hash((self.scheme, self.host, self.port)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[Origin], tuple[str, str, int]]:
+        # Made anew where unpickled: a str's hash differs from process to process.
+        return (Origin, (self.scheme, self.host, self.port))
 
     @classmethod
     def from_url(cls, url: str) -> Origin | None:
@@ -102,11 +114,17 @@ class Origin:
         """``scheme://host[:port]``, no trailing slash."""
         return self._url
 
+    @property
+    def host_header(self) -> bytes:
+        """``host[:port]`` as a request's ``Host`` header names the origin."""
+        return self._host_header
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class Route:
     """Where one proxy path goes: the run it belongs to, the upstream origin (None: a key no
-    origin has) and the path and query to ask there."""
+    origin has) and the path and query to ask there. Not frozen: one is made per request, and
+    a frozen dataclass's ``__init__`` costs a call per field; nothing changes one."""
 
     run_id: str
     origin: Origin | None
@@ -159,6 +177,8 @@ class UpstreamLayout:
     origin: Origin
     index_path: str  # begins and ends with "/"
     _origin_url: str = field(init=False, repr=False, compare=False)
+    # Run ids found valid lately: a run's every request carries its id (no regex per request).
+    _run_ids: dict[str, None] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_origin_url", self.origin.url)
@@ -193,7 +213,7 @@ class UpstreamLayout:
         if not path.startswith(("/r/", "/o/")):
             return None
         run_id, _, rest = path[3:].partition("/")
-        if RUN_ID_RE.fullmatch(run_id) is None:
+        if run_id not in self._run_ids and not self._valid_run_id(run_id):
             return None
         if path.startswith("/r/"):
             return Route(run_id, self.origin, "/" + rest + sep + query, index_origin=True)
@@ -201,6 +221,15 @@ class UpstreamLayout:
         origin = Origin.from_key(key)
         upstream = "/" + rest + sep + query
         return Route(run_id, origin, upstream, index_origin=origin == self.origin)
+
+    def _valid_run_id(self, run_id: str) -> bool:
+        """Whether ``run_id`` is one (``RUN_ID_RE``); a valid one is remembered, within a bound."""
+        if RUN_ID_RE.fullmatch(run_id) is None:
+            return False
+        if len(self._run_ids) >= _RUN_IDS_KEPT:
+            del self._run_ids[next(iter(self._run_ids))]
+        self._run_ids[run_id] = None
+        return True
 
     def proxy_prefix(self, run_id: str, origin: Origin) -> str:
         """The proxy path that stands for ``origin``'s root in run ``run_id``."""
@@ -338,6 +367,8 @@ def has_dot_segment(raw_path: str) -> bool:
     own root.
     """
     path = raw_path.partition("?")[0]
+    if "/." not in path and "%" not in path and "\\" not in path and not path.startswith("."):
+        return False  # no segment begins with a dot, and nothing decodes into one
     for _ in range(_DECODE_ROUNDS):
         segments = path.replace("\\", "/").split("/")
         if "." in segments or ".." in segments:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -78,6 +79,9 @@ async def serve(
             stall_timeout=client_stall_timeout,
         )
         connections = ClientConnections(handler, writer, client_header_timeout)
+        # Everything made so far (the modules, the handler) lives as long as the proxy: out of
+        # the collector's generations, a full collection no longer walks it between requests.
+        gc.freeze()
         server = await loop.create_server(connections, host, port, backlog=1024)
         try:
             bound_host, bound_port = server.sockets[0].getsockname()[:2]

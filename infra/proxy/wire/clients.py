@@ -85,6 +85,8 @@ class ClientConnection(WriteFlow):
         self._pauses: set[str] = set()
         self.closing = False  # no request after the current one
         self.lost = False
+        # The loop, taken once: CPython 3.11's ``get_running_loop`` makes a getpid syscall.
+        self._loop = asyncio.get_running_loop()
 
     # -- asyncio.Protocol ------------------------------------------------------------------
 
@@ -231,7 +233,7 @@ class ClientConnection(WriteFlow):
     def _arm(self) -> None:
         """Start the header timeout. One timer per connection, re-armed only when it fires
         early: keep-alive requests come far more often than the timeout."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self._deadline = loop.time() + self._shared.header_timeout
         if self._timer is None:
             self._timer = loop.call_at(self._deadline, self._header_timeout)
@@ -244,7 +246,7 @@ class ClientConnection(WriteFlow):
         self._timer = None
         if self._deadline is None or self.lost:
             return  # a request is being served: armed again after its answer
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if loop.time() < self._deadline:
             self._timer = loop.call_at(self._deadline, self._header_timeout)
             return

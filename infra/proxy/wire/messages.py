@@ -210,24 +210,50 @@ KNOWN: Final = frozenset(
 )
 
 
-class Fields:
-    """A head's headers as parsed: in order, their lower-case names, and the first value of
-    each header the proxy looks at (``KNOWN``): one ``lower()`` per header, no scans after."""
+#: Header names as spelled on the wire -> their lower-case name when it is ``KNOWN``, else None:
+#: a load test's heads use a handful of spellings, so most headers cost one lookup.
+_SPELLINGS: dict[bytes, bytes | None] = {}
+_SPELLINGS_MAX: Final = 4096
 
-    __slots__ = ("headers", "known", "names")
+
+def _spelling(name: bytes) -> bytes | None:
+    """The ``KNOWN`` name ``name`` spells (None: not one), remembered within the bound."""
+    lower = name.lower()
+    known = lower if lower in KNOWN else None
+    if len(_SPELLINGS) < _SPELLINGS_MAX:
+        _SPELLINGS[name] = known
+    return known
+
+
+class Fields:
+    """A head's headers as parsed: in order, and the first value of each header the proxy
+    looks at (``KNOWN``) by its lower-case name; the lower-case names of all of them only when
+    asked (``names``: a head whose bytes are kept per header block never needs them)."""
+
+    __slots__ = ("_names", "headers", "known")
 
     def __init__(self) -> None:
         self.headers: Headers = []
-        self.names: list[bytes] = []
         self.known: dict[bytes, bytes] = {}
+        self._names: list[bytes] | None = None
 
     def add(self, name: bytes, value: bytes) -> None:
         """One header, as the parser hands it over."""
         self.headers.append((name, value))
-        lower = name.lower()
-        self.names.append(lower)
-        if lower in KNOWN and lower not in self.known:
+        try:
+            lower = _SPELLINGS[name]
+        except KeyError:  # a spelling not seen yet
+            lower = _spelling(name)
+        if lower is not None and lower not in self.known:
             self.known[lower] = value
+
+    @property
+    def names(self) -> list[bytes]:
+        """The headers' names in lower case, in order."""
+        names = self._names
+        if names is None or len(names) != len(self.headers):
+            names = self._names = [name.lower() for name, _ in self.headers]
+        return names
 
     def get(self, name: bytes) -> str | None:
         """The first value of ``name`` (lower case), decoded as Latin-1."""
@@ -261,12 +287,12 @@ class Fields:
         connection = self.known.get(b"connection")
         if connection is None:
             return names
-        tokens = _connection_tokens(connection)
+        tokens = connection_tokens(connection)
         return names if tokens <= names else names | tokens
 
 
 @functools.lru_cache(maxsize=256)
-def _connection_tokens(value: bytes) -> frozenset[bytes]:
+def connection_tokens(value: bytes) -> frozenset[bytes]:
     """The header names a ``Connection`` header's value lists (lower case)."""
     return frozenset(t.strip().lower() for t in value.split(b",") if t.strip())
 

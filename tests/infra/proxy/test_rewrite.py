@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import pickle
+import subprocess
+import sys
 from typing import Any
 from urllib.parse import urljoin
 
@@ -279,3 +283,25 @@ def test_a_loopback_only_book_refuses_linked_hosts_elsewhere() -> None:
     assert LinkBook(Origin("https", "remote.example", 443), loopback_only=True).allows(
         Origin("https", "remote.example", 443)
     )
+
+
+def test_an_origin_unpickled_is_equal_and_hashes_as_one_made_here() -> None:
+    # Pickled in another process (another hash seed): its hash is made anew here.
+    made_there = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import pickle, sys; from pipstorm.infra.proxy.rewrite import Origin; "
+            "sys.stdout.buffer.write(pickle.dumps(Origin.from_url('https://Files.Example:8443/x')))",
+        ],
+        env={**os.environ, "PYTHONHASHSEED": "1"},
+        capture_output=True,
+        check=True,
+    ).stdout
+    copy = pickle.loads(made_there)  # noqa: S301 - our own bytes
+    here = Origin("https", "files.example", 8443)
+    assert copy == here
+    assert hash(copy) == hash(here)
+    assert copy in {here}
+    assert copy.url == "https://files.example:8443"
+    assert copy.host_header == b"files.example:8443"
