@@ -13,8 +13,11 @@ The embedded target (pipstorm's own pypiserver on this host) gets ``TARGET_NICE`
 of its processes and on its session's autogroup (``pipstorm.clients.warm.nice``: with autogroups,
 a nice weighs only inside its session, and each client leads its own). Not a real-time policy:
 a server may legitimately keep a core busy (an auth hash per request), and a real-time task must
-not sit in a CPU-limited cgroup (the sized target's). An index pipstorm did not start (a static
-index on loopback) is watched, not changed (``pipstorm.engine.run.target.local``).
+not sit in a CPU-limited cgroup (the sized target's). Its threads also ask for the shortest EEVDF
+slice (``pipstorm.infra.wakeup``): a nice sets a share, the slice how soon a woken thread
+preempts a running client, which is what a server woken per request waits for. An index
+pipstorm did not start (a static index on loopback) is watched, not changed
+(``pipstorm.engine.run.target.local``).
 
 Where root and cgroup v1 permit (``clients_cgroup``, ``pipstorm.infra.client_cgroup``), the
 pool's workers, and so every launcher and client, run in one cpu cgroup that weighs as one nice-0
@@ -44,6 +47,7 @@ import psutil
 from pipstorm.clients.warm.nice import autogroup_nice, set_nice
 from pipstorm.infra.client_cgroup import create_group, procs_file, shares_of
 from pipstorm.infra.pypiserver.cgroups import CgroupError
+from pipstorm.infra.wakeup import set_slice, slice_us
 
 #: The embedded target's nice (and its autogroup's): ahead of the clients, not real-time, and
 #: the proxy's fallback value. Measured at x170 (2026-12-06, static index niced alike): at -5 and
@@ -110,9 +114,11 @@ def protect_proxy(pid: int, *, mode: str = "auto") -> dict[str, Any]:
 
 
 def protect_target(pid: int | None) -> dict[str, Any]:
-    """Give the embedded target's processes (``pid`` and its descendants) ``TARGET_NICE``;
-    never raises. Returns what was applied, for ``run.json``: ``policy`` "nice" or "none",
-    ``nice``, ``autogroup_nice`` (None where there is no autogroup) and ``fallback_reason``."""
+    """Give the embedded target's processes (``pid`` and its descendants) ``TARGET_NICE`` and the
+    shortest slice; never raises. Returns what was applied, for ``run.json``: ``policy`` "nice"
+    or "none", ``nice``, ``autogroup_nice`` (None where there is no autogroup),
+    ``slice_us`` (read back from the kernel: its default where slices cannot be asked for) and
+    ``fallback_reason``."""
     if pid is None:
         return {"policy": "none", "fallback_reason": "no local target"}
     try:
@@ -128,6 +134,9 @@ def protect_target(pid: int | None) -> dict[str, Any]:
     else:
         record["fallback_reason"] = f"nice {TARGET_NICE}: not permitted"
     record["autogroup_nice"] = autogroup_nice(pid)
+    for tid in threads:
+        set_slice(tid)
+    record["slice_us"] = slice_us(pid)
     return record
 
 

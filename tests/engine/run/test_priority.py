@@ -6,11 +6,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
-from pipstorm.engine.run.priority import GUARD_SAMPLES, PROXY_NICE, ProxyGuard, protect_proxy
+from pipstorm.engine.run.priority import (
+    GUARD_SAMPLES,
+    PROXY_NICE,
+    TARGET_NICE,
+    ProxyGuard,
+    protect_proxy,
+    protect_target,
+)
+from pipstorm.infra.wakeup import SHORTEST_SLICE_US, slice_us
 
 RESET_ON_FORK = getattr(os, "SCHED_RESET_ON_FORK", 0)
 
@@ -99,3 +109,38 @@ def test_the_guard_demotes_a_proxy_that_keeps_a_core_busy(idle_child: int) -> No
     guard(busy(99.0))
     assert "back to the ordinary policy" in applied["demoted"]
     assert policy_of(idle_child) == os.SCHED_OTHER
+
+
+def test_the_target_gets_its_nice_and_the_shortest_slice_on_every_thread() -> None:
+    """A stand-in target with a second thread and a child (a pypiserver has workers): each of
+    their threads ends at the target's nice and, where the kernel has slices, the shortest."""
+    code = (
+        "import os, threading, time\n"
+        "threading.Thread(target=time.sleep, args=(120,), daemon=True).start()\n"
+        "if os.fork() == 0:\n    time.sleep(120)\n    os._exit(0)\n"
+        "time.sleep(120)\n"
+    )
+    with subprocess.Popen([sys.executable, "-c", code], start_new_session=True) as proc:
+        try:
+            tids = wait_for_tids(proc.pid, 3)
+            applied = protect_target(proc.pid)
+            if applied["policy"] == "none":
+                pytest.skip(f"not permitted here: {applied.get('fallback_reason')}")
+            assert applied["nice"] == TARGET_NICE
+            assert {os.getpriority(os.PRIO_PROCESS, tid) for tid in tids} == {TARGET_NICE}
+            if slice_us(proc.pid):
+                assert applied["slice_us"] == SHORTEST_SLICE_US
+                assert {slice_us(tid) for tid in tids} == {SHORTEST_SLICE_US}
+        finally:
+            os.killpg(proc.pid, 9)
+
+
+def wait_for_tids(pid: int, count: int) -> list[int]:
+    """The threads of ``pid`` and of its children, once there are ``count`` of them."""
+    for _ in range(200):
+        procs = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+        tids = [t.id for p in procs for t in p.threads()]
+        if len(tids) >= count:
+            return tids
+        time.sleep(0.05)
+    raise AssertionError(f"only {tids} of {count} threads")
