@@ -12,13 +12,14 @@ of socketserver's 5: with 5, a burst of a few hundred connections has most SYNs 
 clients' kernel retries them 1, 3, 7, 15 s later: the index then looks like it answered nothing
 for tens of seconds (the plain ``python -m http.server`` did exactly that at x170).
 
-A fixed pool of ``THREADS`` long-lived threads (one by default, see there for why) serves the
-connections (HTTP/1.0: one request each), not a thread per connection: pipstorm watches this
-process's run-queue wait per thread (``pipstorm.engine.run.runqueue``), and a thread that exits
-between two samples takes its wait along. The server runs in its own session at the embedded
+The accepting thread serves each connection itself (HTTP/1.0: one request each; ``THREADS``
+says why, and ``--threads N`` makes a fixed pool of N long-lived threads instead), never a
+thread per connection: pipstorm watches this process's run-queue wait per thread
+(``pipstorm.engine.run.runqueue``), and a thread that exits between two samples takes its wait
+along. The server runs in its own session at the embedded
 target's priority (``pipstorm.engine.run.priority.TARGET_NICE``, on its autogroup too) when
-permitted, as pipstorm gives its own target: the bench measures the generator beside an index
-that is protected alike.
+permitted, with the shortest EEVDF slice (``pipstorm.infra.wakeup``), as pipstorm gives its own
+target: the bench measures the generator beside an index that is protected alike.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from pathlib import Path
 
 from pipstorm.clients.warm.nice import set_nice
 from pipstorm.engine.run.priority import TARGET_NICE
+from pipstorm.infra.wakeup import SHORTEST_SLICE_US, set_slice
 from pipstorm.packages.cache import cached_corpus
 from pipstorm.packages.spec import CorpusSpec
 
@@ -82,14 +84,20 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-#: Threads serving connections. One: a request costs well under 1 ms here, and a pool queues
-#: for the cores by itself. Measured (tests/bench/test_static_index_bench.py, 2026-12-06, 2 cores,
-#: 510 connections at once for a listing and a wheel each, from one cheap asyncio client): 32
+#: Threads serving connections besides the accepting one. None: the accepting thread serves each
+#: connection itself; a request costs well under 1 ms here, and a pool queues for the cores by
+#: itself. Measured (tests/bench/test_static_index_bench.py, 2026-12-06, 2 cores, 510
+#: connections at once for a listing and a wheel each, from one cheap asyncio client): 32
 #: threads ran 0.42-0.55 s and their run-queue waits summed to 2.1-2.3 s, with nothing else on
-#: the host but that client; one thread ran 0.25 s and waited 0.05 s, and answered sooner. The
-#: generator rule cannot tell a pool's own queueing from the generator's (pipstorm.engine.analysis
-#: .generator.cpu_wait): at x170 it was most of what the 32-thread index's counted wait held.
-THREADS = 1
+#: the host but that client; one thread ran 0.25 s and waited 0.05 s; the accepting thread alone
+#: 0.24-0.30 s and 0.001 s. The generator rule cannot tell a pool's own queueing from the
+#: generator's (pipstorm.engine.analysis.generator.cpu_wait): at x170 it was most of what the
+#: 32-thread index's counted wait held, and with one pool thread, each connection handed from
+#: the accepting thread to it (two wake-ups per connection, each a wait behind a client on a
+#: busy core), the index's counted share was 48-61 % in seven x170 runs (flagged in four)
+#: against 40-48 % in five with none (none flagged; docs/performance.md, "An index served by its
+#: accepting thread, and a short slice").
+THREADS = 0
 
 
 @contextmanager
@@ -101,6 +109,7 @@ def serving(
     spin: int = 0,
     fifo: int | None = None,
     threads: int = THREADS,
+    slice_us: int = SHORTEST_SLICE_US,
 ) -> Iterator[str]:
     """Serve ``root`` with ``python -m http.server`` on loopback; yields the index URL.
 
@@ -108,9 +117,11 @@ def serving(
     busy-looping child processes it forks beside its threads (its own CPU, in its session):
     tests/e2e/test_generator_bound.py makes a starved local index and one that queues for
     its own cores with these. ``threads``: the serving pool's size (0: the accepting thread
-    serves; see ``THREADS``)."""
+    serves; see ``THREADS``); ``slice_us``: the slice its threads ask for (0: the kernel's
+    default)."""
     port = _free_port()
     extra = ["--nice", str(nice), "--spin", str(spin), "--threads", str(threads)]
+    extra += ["--slice-us", str(slice_us)]
     if cpus is not None:
         extra += ["--cpus", ",".join(map(str, sorted(cpus)))]
     if fifo is not None:
@@ -136,7 +147,8 @@ def serving(
 
 
 class _Server(http.server.HTTPServer):
-    """Accepts on the main thread; ``THREADS`` long-lived threads handle the connections."""
+    """Accepts on the main thread, which serves each connection, or hands it to a pool of
+    ``threads`` long-lived threads (``start_pool``)."""
 
     request_queue_size = 1024
 
@@ -175,9 +187,12 @@ def serve(
     spin: int = 0,
     fifo: int | None = None,
     threads: int = THREADS,
+    slice_us: int = SHORTEST_SLICE_US,
 ) -> None:
     """Serve ``root`` on 127.0.0.1:``port`` until interrupted (see ``serving``)."""
     set_nice(0, nice)  # and its session's autogroup; silently not, unprivileged
+    if slice_us:  # every thread started below inherits it
+        set_slice(0, slice_us)
     if fifo is not None:  # every thread started below inherits it (no RESET_ON_FORK: threads
         # are clones, and would be reset to the ordinary policy)
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(fifo))
@@ -196,6 +211,10 @@ def serve(
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    #: A connection that sends nothing must not hold a serving thread (with no pool, the only
+    #: one) for ever.
+    timeout = 10
+
     def log_message(self, format: str, *args: object) -> None:
         del format, args
 
@@ -216,6 +235,7 @@ def _main(argv: list[str]) -> None:
     parser.add_argument("--spin", type=int, default=0)
     parser.add_argument("--fifo", type=int, default=None)
     parser.add_argument("--threads", type=int, default=THREADS)
+    parser.add_argument("--slice-us", type=int, default=SHORTEST_SLICE_US)
     args = parser.parse_args(argv)
     if args.command == "build":
         print(build(args.root))
@@ -230,6 +250,7 @@ def _main(argv: list[str]) -> None:
             spin=args.spin,
             fifo=args.fifo,
             threads=args.threads,
+            slice_us=args.slice_us,
         )
 
 

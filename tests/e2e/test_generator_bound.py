@@ -245,12 +245,12 @@ def _run_beside(e2e_env: dict[str, str], tmp_path: Path, url: str) -> dict[str, 
 
 @pytest.mark.usefixtures("every_core_busy")
 def test_a_starved_local_target_is_flagged(e2e_env: dict[str, str], tmp_path: Path) -> None:
-    """A static index on loopback niced +19 (its autogroup too) beside two busy loops per core:
-    its threads wait for cores that other processes hold, and the rule says so by name. Beside
-    one its wait over the run was 1.8-24 s here (and under the rule's 1 s minimum once in CI),
-    beside two 2.4-71 s in six runs."""
+    """A static index on loopback niced +19 (its autogroup too; the kernel's default slice)
+    beside two busy loops per core: its threads wait for cores that other processes hold, and
+    the rule says so by name. Beside one its wait over the run was 1.8-24 s here (and under the
+    rule's 1 s minimum once in CI), beside two 2.4-71 s in six runs."""
     root = static_index.build(tmp_path / "index")
-    with static_index.serving(root, nice=19) as url:
+    with static_index.serving(root, nice=19, slice_us=0) as url:
         generator = _run_beside(e2e_env, tmp_path, url)
     target = generator["cpu_wait"]["groups"]["target"]
     assert generator["saturated"] is True, generator
