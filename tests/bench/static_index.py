@@ -95,8 +95,8 @@ def _free_port() -> int:
 #: 32-thread index's counted wait held, and with one pool thread, each connection handed from
 #: the accepting thread to it (two wake-ups per connection, each a wait behind a client on a
 #: busy core), the index's counted share was 48-61 % in seven x170 runs (flagged in four)
-#: against 40-48 % in five with none (none flagged; docs/performance.md, "An index served by its
-#: accepting thread, and a short slice").
+#: against 34-48 % in seven with none (none flagged; docs/performance.md, "An index served by
+#: its accepting thread, and a short slice").
 THREADS = 0
 
 
