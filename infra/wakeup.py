@@ -9,7 +9,7 @@ ms): a woken task whose slice is shorter than the running one's preempts it (the
 ``PREEMPT_SHORT``), and the request is carried up the cgroup hierarchy. Measured (2026-12-06,
 quiet; docs/performance.md, "An index served by its accepting thread, and a short slice"): with
 100 us the index's counted share of its runnable time fell from 54-62 % to 48-61 % (one pool
-thread) and from 45-47 % to 40-48 % (served by its accepting thread), its listing p95 from
+thread) and from 45-47 % to 34-48 % (served by its accepting thread), its listing p95 from
 313-345 to 251-308 ms; at x25 the embedded pypiserver showed no difference in three runs each.
 
 Python has no ``os.sched_setattr``; no maintained library wraps it for fair tasks
