@@ -1,5 +1,6 @@
-"""The clients' two cpu cgroups: one for the whole generator's clients, one for those that have
-sent their first request.
+"""The clients' cpu cgroups: one for the whole generator's clients, one for those waiting at
+their gate or released and on their way to the index, one for those that have sent their first
+request.
 
 Why: with autogroups (``kernel.sched_autogroup_enabled = 1``) every client leads its own session
 and so its own scheduling group; at x170, ~495 runnable clients at nice 19 weighed 7,425 against
@@ -11,6 +12,10 @@ the kernel ignores autogroups, so the clients in one cgroup weigh its ``cpu.shar
   start, so every launcher and client they start is born in it (a fork inherits its parent's
   cgroup: no migration at the burst). Released clients on their way to the index then weigh as
   the group against the index, not as 510 autogroups (~56,000 at nice 10);
+- **the ready group** (``READY_SHARES``), where a burst's release is small: a warm client moves
+  itself there when it reaches its gate (ahead of its instant: nothing moves at the burst), so
+  at the instant the released clients come before a busy local index; asleep at the gate they
+  weigh nothing;
 - **the sent group** (``SENT_SHARES``): a warm client that has sent its first request moves itself
   there (``pipstorm.clients.warm.gate``; it gets the ``cgroup.procs`` path, never this module),
   so the runs still on their way to the index outweigh the ones already there.
@@ -50,6 +55,14 @@ SENT_SHARES: Final = 16
 #: once); at 4,096 x170 was flagged in both runs (58 %, 65 %). Before that fix, 1,024 had cost
 #: x25's onset (0.20-0.36 s) and 4,096 had not.
 CLIENTS_SHARES: Final = 1024
+#: The weight of the warm clients prepared and waiting at their gate, released at their instant
+#: and not yet sent their first request: what a burst's onset is made of. Ahead of a local index
+#: at nice -5 (3,121) and of everything else but the real-time proxy, so a burst's release
+#: (~1 ms of CPU per client) comes first; asleep at their gate they weigh nothing. Used only
+#: where a release is small (``pipstorm.engine.run.priority.release_first``): x25's onset p95
+#: 0.04-0.06 s (was 0.32-0.39 s in 3 bursts of 16 at the clients' weight); x170's 510 at once
+#: held the index long enough for the run to be judged generator-bound (52 %, docs/performance.md).
+READY_SHARES: Final = 8192
 
 
 def create_group(shares: int, *, root: Path = CGROUP_ROOT) -> Cgroup:

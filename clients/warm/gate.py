@@ -25,7 +25,10 @@ cannot make it weigh little: with autogroups each child is its own session's gro
 them at nice 19 outweighed the local index's one group at nice -5 by 2.4:1 (docs/performance.md).
 In one cgroup they weigh its ``cpu.shares`` together. Before their first request they are in the
 clients' group they were born in (``pipstorm.infra.client_cgroup``), which outweighs this one,
-so the runs still on their way to the index come first.
+so the runs still on their way to the index come first; or, when the spec names a
+``cgroup_ready``, in that heavier group, joined on reaching the gate (ahead of the instant, so
+nothing moves at the burst): then at the instant the released children come before a busy local
+index too, not only before the sent ones.
 
 ``startup_s``/``startup_cpu_s`` in the ``gated`` event say how long (wall, CPU) the client's own
 start-up ran before the gate (0 at ``start``).
@@ -48,6 +51,22 @@ from .nice import join_cgroup, set_nice
 
 GATE_AT = ("start", "connect")
 _INET = (socket.AF_INET, socket.AF_INET6)
+#: The last stretch of a gated child's wait, slept as a wait of its own. Why: the kernel lets a
+#: ``select``/``poll`` timeout fire late by up to 0.5 % of its length for a task at a positive
+#: nice (0.1 % otherwise, at most 0.1 s: ``select_estimate_accuracy``), to batch wake-ups; a
+#: client at nice 10 gated 4-17 s ahead was released 15-85 ms after its instant. Waking this
+#: long before it and sleeping the rest bounds that to 0.5 % of this (0.25 ms).
+LAST_WAIT_S = 0.05
+
+
+def next_wait(left: float | None) -> float | None:
+    """The timeout of the gate's next ``select`` with ``left`` seconds to the instant (None: no
+    instant, wait for the gate): all but ``LAST_WAIT_S`` of a long wait, then the rest."""
+    if left is None:
+        return None
+    if left > 2 * LAST_WAIT_S:
+        return left - LAST_WAIT_S
+    return max(0.0, left)
 
 
 class Gate:
@@ -91,6 +110,9 @@ class Gate:
 
     def _wait(self) -> None:
         run_id = self.spec["id"]
+        ready = self.spec.get("cgroup_ready")
+        if ready:
+            join_cgroup(ready)  # ahead of the instant: nothing moves at the burst
         now, cpu = time.monotonic(), self._cpu_s()
         self._send(
             self.report,
@@ -102,15 +124,16 @@ class Gate:
             startup_s=round(now - self._startup[0], 6),
             startup_cpu_s=round(cpu - self._startup[1], 6),
         )
-        due = self.spec.get("due")
+        due = None if self.spec.get("due") is None else float(self.spec["due"])
         while True:
-            wait = None if due is None else max(0.0, float(due) - time.monotonic())
+            wait = next_wait(None if due is None else due - time.monotonic())
             ready, _, _ = select.select([self.gate], [], [], wait)
-            if not ready:
+            if ready:
+                if os.read(self.gate, 1) != b"g":
+                    os._exit(1)  # EOF: the launcher is gone
+                break  # opened by the launcher
+            if due is not None and time.monotonic() >= due:
                 break  # the instant has come
-            if os.read(self.gate, 1) != b"g":
-                os._exit(1)  # EOF: the launcher is gone
-            break
         if self.spec.get("probe"):
             # Only a probe reports what it imported after its release: the set touches every
             # module name's refcount: in a child forked from a process with pip's modules

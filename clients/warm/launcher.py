@@ -152,7 +152,9 @@ class Launcher:
         #: Where children gate and whether they get shared values (``fork``; ``Launchers``).
         self.gate_at = "connect"
         self.share = True
-        #: The ``cgroup.procs`` file children move into after their first request (None: none).
+        #: The ``cgroup.procs`` files children move into at their gate and after their first
+        #: request (None: none).
+        self.cgroup_ready: str | None = None
         self.cgroup_after_send: str | None = None
         self.python = python
         self.root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX, dir=temp_root))
@@ -306,7 +308,8 @@ class Launcher:
         launcher's ``gate_at``/``share``). The old behaviour (``start``, no sharing) stays for
         benches to compare against. ``nice``: the child's until its first request is sent,
         ``nice_after_send`` after it (None: unchanged; ``pipstorm.clients.warm.gate``), and the
-        launcher's ``cgroup_after_send`` joined then too.
+        launcher's ``cgroup_after_send`` joined then too; its ``cgroup_ready`` is joined at the
+        gate.
         """
         env = _run_env(work, spec.env_for(work))
         child = WarmChild(run_id=run_id, launcher=self)
@@ -327,6 +330,7 @@ class Launcher:
                 "stderr": str(work / "stderr"),
                 "nice": nice,
                 "nice_after_send": nice_after_send,
+                "cgroup_ready": self.cgroup_ready,
                 "cgroup_after_send": self.cgroup_after_send,
                 "due": due_mono,
                 "moves": _moves(self.template, env, self.root, work),

@@ -37,14 +37,16 @@ class Launchers:
         *,
         gate_at: str = "connect",
         share: bool = True,
+        cgroup_ready: str | None = None,
         cgroup_after_send: str | None = None,
     ) -> None:
         """``gate_at``, ``share``: how every launcher's children gate (``Launcher.fork``);
-        ``cgroup_after_send``: the ``cgroup.procs`` file they move into once their first request
-        is sent (``pipstorm.clients.warm.gate``; None: they stay where they are)."""
+        ``cgroup_ready``, ``cgroup_after_send``: the ``cgroup.procs`` files they move into when
+        they reach their gate and once their first request is sent (``pipstorm.clients.warm.gate``;
+        None: they stay where they are)."""
         self._temp_root = temp_root
         self._gate = (gate_at, share)
-        self._cgroup_after_send = cgroup_after_send
+        self._cgroups = (cgroup_ready, cgroup_after_send)
         self._lock = threading.Lock()
         self._started: dict[tuple[str, Path], Launcher] = {}
         self._failed: dict[tuple[str, Path], str] = {}
@@ -72,7 +74,7 @@ class Launchers:
                         spec.module, spec.python, spec.env_for, temp_root=self._temp_root
                     )
                     launcher.gate_at, launcher.share = self._gate
-                    launcher.cgroup_after_send = self._cgroup_after_send
+                    launcher.cgroup_ready, launcher.cgroup_after_send = self._cgroups
                 except LauncherError as exc:
                     self._failed[key] = str(exc)
                     raise

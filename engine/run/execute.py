@@ -61,6 +61,7 @@ from pipstorm.engine.run.priority import (
     clients_cgroup,
     protect_proxy,
     protect_target,
+    release_first,
 )
 from pipstorm.engine.run.progress import LiveProgress, to_stderr
 from pipstorm.engine.run.sampler import HostSampler
@@ -71,7 +72,7 @@ from pipstorm.engine.run.target.opening import Target, check_target
 from pipstorm.engine.run.target.watch import observe_target
 from pipstorm.engine.rundir.files import HOST_FILE, REQUESTS_FILE, make_run_dir
 from pipstorm.engine.rundir.meta import RunMeta
-from pipstorm.infra.client_cgroup import CLIENTS_SHARES, SENT_SHARES
+from pipstorm.infra.client_cgroup import CLIENTS_SHARES, READY_SHARES, SENT_SHARES
 from pipstorm.infra.pypiserver.counters import read_counters
 
 __all__ = ["RunOptions", "RunResult", "drive_shard", "execute_run", "initial_meta", "plan_load"]
@@ -260,22 +261,7 @@ def _drive(
             _say_start(state, line, lead)
             clock = RunClock()  # offset 0, known once the pool is up
             wanted = lead.mode == "warm" and options.proxy_priority != "none"
-            groups = ClientGroups(
-                clients=stack.enter_context(
-                    clients_cgroup(
-                        state.meta.priority.setdefault("clients_cgroup", {}),
-                        wanted=wanted,
-                        shares=CLIENTS_SHARES,
-                    )
-                ),
-                after_send=stack.enter_context(
-                    clients_cgroup(
-                        state.meta.priority.setdefault("clients_cgroup_after_send", {}),
-                        wanted=wanted,
-                        shares=SENT_SHARES,
-                    )
-                ),
-            )
+            groups = _client_groups(stack, state, lead, wanted=wanted)
             pool = _start_pool(options, plan, state, lead, parts, clock, groups)
             # Stopped before the cgroups it runs in are removed (removal kills what is left).
             stack.callback(pool.stop)
@@ -301,6 +287,27 @@ def _drive(
     finally:
         if pool is not None:
             pool.stop()  # idempotent; here for errors raised past the normal stop
+
+
+def _client_groups(
+    stack: ExitStack, state: RunState, lead: LeadPlan, *, wanted: bool
+) -> ClientGroups:
+    """The clients' cpu cgroups (``pipstorm.infra.client_cgroup``), entered on ``stack``; each
+    one's record in ``run.json``'s ``priority``. The ready group only where a burst's release
+    is small enough to come first (``release_first``)."""
+
+    def group(key: str, shares: int, *, wanted: bool = wanted) -> str | None:
+        record = state.meta.priority.setdefault(key, {})
+        return stack.enter_context(clients_cgroup(record, wanted=wanted, shares=shares))
+
+    not_first = release_first(lead.largest_instant, len(os.sched_getaffinity(0)))
+    if wanted and not_first is not None:
+        state.meta.priority["clients_cgroup_ready"] = {"applied": False, "reason": not_first}
+    return ClientGroups(
+        clients=group("clients_cgroup", CLIENTS_SHARES),
+        ready=group("clients_cgroup_ready", READY_SHARES, wanted=wanted and not_first is None),
+        after_send=group("clients_cgroup_after_send", SENT_SHARES),
+    )
 
 
 def _say_start(state: RunState, line: Timeline, lead: LeadPlan) -> None:

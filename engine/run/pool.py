@@ -57,9 +57,11 @@ class PoolError(UsageError):
 class ClientGroups:
     """The ``cgroup.procs`` files of the clients' cpu cgroups (``pipstorm.infra.client_cgroup``;
     None: not made): ``clients`` the workers are put in as they start (everything they launch is
-    born there), ``after_send`` a warm run moves into once its first request is sent."""
+    born there), ``ready`` a warm run moves into when it reaches its gate (prepared, waiting for
+    its instant), ``after_send`` the one it moves on to once its first request is sent."""
 
     clients: str | None = None
+    ready: str | None = None
     after_send: str | None = None
 
 
@@ -78,6 +80,7 @@ def _worker_main(
     temp_root: str | None,
     launch_mode: str = "exec",
     *,
+    cgroup_ready: str | None = None,
     cgroup_after_send: str | None = None,
 ) -> None:
     """A worker: take dispatches until told to stop (None) or orphaned, then stop its clients."""
@@ -91,7 +94,9 @@ def _worker_main(
     parent = os.getppid()
     root = Path(temp_root) if temp_root else None
     launchers = (
-        Launchers(root, cgroup_after_send=cgroup_after_send) if launch_mode == "warm" else None
+        Launchers(root, cgroup_ready=cgroup_ready, cgroup_after_send=cgroup_after_send)
+        if launch_mode == "warm"
+        else None
     )
     worker = _Worker(registry, stop, outbox, root, launchers)
     import virtualenv  # noqa: F401  # warm the import so the first run is not late
@@ -231,7 +236,10 @@ class ClientPool:
                 proc = self._ctx.Process(
                     target=_worker_main,
                     args=(index, inbox, self._outbox, str(self._temp_root or ""), self._launch),
-                    kwargs={"cgroup_after_send": self._groups.after_send},
+                    kwargs={
+                        "cgroup_ready": self._groups.ready,
+                        "cgroup_after_send": self._groups.after_send,
+                    },
                     name=f"pipstorm-worker-{index}",
                     daemon=False,
                 )

@@ -23,8 +23,9 @@ Where root and cgroup v1 permit (``clients_cgroup``, ``pipstorm.infra.client_cgr
 pool's workers, and so every launcher and client, run in one cpu cgroup that weighs as one nice-0
 task (not 510 autogroups against the local target), and the warm clients that have sent their
 first request move on into a second one that weighs less than the local target, so the ones
-still on their way to it come first. Where not permitted, the record says why and nothing
-changes.
+still on their way to it come first. Where a burst's release is small (``release_first``), the
+warm clients wait at their gate in a third, heavy one, so at the instant the released ones come
+before the local target too. Where not permitted, the record says why and nothing changes.
 
 Safety: a SCHED_FIFO process that spins would starve the machine. The proxy is event-driven
 (it waits on sockets), it is always a separate process, and only the proxy gets this (never the
@@ -56,6 +57,14 @@ from pipstorm.infra.wakeup import set_slice, slice_us
 #: would outweigh the pool that launches runs on time (at -20 that run's launch lag p99 was
 #: 4.3 s; one run each, not conclusive). Wake-up latency, not weight, is what a nice cannot fix.
 TARGET_NICE = -5
+#: What one released warm client needs of a CPU between its instant and its first request sent:
+#: measured ~0.5 ms at x170 and at most ~1 ms at x25 (75 released in 0.03-0.05 s on 2 cores
+#: beside a busy pypiserver, docs/performance.md); the upper figure.
+RELEASE_CPU_S = 0.001
+#: The longest a burst's release, put ahead of everything but the proxy (the ready group), may
+#: hold a local index's CPU: 75 runs on 2 cores ~0.04 s, within it; 510 ~0.26 s, not (x170 was
+#: then judged generator-bound, 52 %).
+RELEASE_FIRST_BUDGET_S = 0.1
 #: A low real-time priority: above every ordinary task, below the kernel's own RT threads.
 PROXY_RT_PRIORITY = 10
 #: The fallback for the proxy when a real-time policy is not permitted.
@@ -207,3 +216,18 @@ def clients_cgroup(record: dict[str, Any], *, wanted: bool, shares: int) -> Iter
     finally:
         with contextlib.suppress(CgroupError):
             group.remove()  # one left busy is retried at exit and by the next start
+
+
+def release_first(largest_instant: int, cores: int) -> str | None:
+    """None when a burst's released clients may come first (``READY_SHARES``): their release
+    (``RELEASE_CPU_S`` each, spread over ``cores``) holds a local index for at most
+    ``RELEASE_FIRST_BUDGET_S``; otherwise the reason they share the clients' weight with it."""
+    cpu_s = largest_instant * RELEASE_CPU_S
+    hold_s = cpu_s / max(1, cores)
+    if hold_s <= RELEASE_FIRST_BUDGET_S:
+        return None
+    return (
+        f"the largest instant's release ({largest_instant} runs, ~{cpu_s:.2f} CPU-s) could hold "
+        f"a local index for ~{hold_s:.2f} s > {RELEASE_FIRST_BUDGET_S:g} s: released clients "
+        "keep the clients' weight"
+    )

@@ -25,7 +25,7 @@ import psutil
 import pytest
 
 from pipstorm.clients.warm.nice import set_nice
-from pipstorm.infra.client_cgroup import CLIENTS_SHARES, SENT_SHARES
+from pipstorm.infra.client_cgroup import CLIENTS_SHARES, READY_SHARES, SENT_SHARES
 from pipstorm.infra.pypiserver.cgroups import pipstorm_dirs
 from tests.bench import static_index
 from tests.e2e.conftest import pipstorm
@@ -172,7 +172,12 @@ def test_a_starved_proxy_is_flagged(
     assert priority["proxy"]["policy"] == permitted_policy(), priority
     # The clients' cpu cgroups (root and cgroup v1, as here; elsewhere one line says why): the
     # workers ran in the first, and neither is left behind.
-    shares = {"clients_cgroup": CLIENTS_SHARES, "clients_cgroup_after_send": SENT_SHARES}
+    # light_load's instants are small: the released clients' ready group is made too.
+    shares = {
+        "clients_cgroup": CLIENTS_SHARES,
+        "clients_cgroup_ready": READY_SHARES,
+        "clients_cgroup_after_send": SENT_SHARES,
+    }
     for key, weight in shares.items():
         group = priority[key]
         assert (group.get("applied") and group["cpu_shares"] == weight) or group.get(

@@ -1,6 +1,6 @@
-"""A warm child moves into the sent clients' cpu cgroup once its first request is sent, not
-before (``pipstorm.clients.warm.gate.NiceAfterSend``, the path handed down by ``Launchers``), and
-a cgroup it cannot join leaves the run as it was.
+"""A warm child moves into the ready clients' cpu cgroup at its gate, and into the sent
+clients' once its first request is sent, not before (``pipstorm.clients.warm.gate``, the paths
+handed down by ``Launchers``), and a cgroup it cannot join leaves the run as it was.
 
 Real processes: a launcher forks ``tests.clients.sendonce`` (one request to a socket server
 here), the cgroup is a real one made by ``pipstorm.infra.client_cgroup`` (root, cgroup v1 cpu)."""
@@ -19,7 +19,7 @@ import pytest
 from pipstorm.clients.process import ProcessRegistry
 from pipstorm.clients.warm.launcher import WarmSpec
 from pipstorm.clients.warm.launchers import Launchers, outcome_of
-from pipstorm.infra.client_cgroup import SENT_SHARES, create_group, procs_file
+from pipstorm.infra.client_cgroup import READY_SHARES, SENT_SHARES, create_group, procs_file
 from pipstorm.infra.pypiserver.cgroups import CGROUP_ROOT, Cgroup
 
 MODULE = "tests.clients.sendonce"
@@ -55,14 +55,17 @@ def index() -> Iterator[tuple[int, list[bytes]]]:
         thread.join(5)
 
 
-def run_once(checkout_python: Path, tmp_path: Path, port: int, procs: str) -> dict[str, str]:
-    """One warm run of ``sendonce`` whose children join ``procs`` after sending; what it saw."""
+def run_once(
+    checkout_python: Path, tmp_path: Path, port: int, procs: str, ready: str | None = None
+) -> dict[str, str]:
+    """One warm run of ``sendonce`` whose children join ``ready`` at the gate and ``procs``
+    after sending; what it saw."""
     root = tmp_path / "launchers"
     root.mkdir()
     work = tmp_path / "run"
     work.mkdir()
     spec = WarmSpec(MODULE, checkout_python, (str(port),), lambda _work: {})
-    with Launchers(root, cgroup_after_send=procs) as launchers:
+    with Launchers(root, cgroup_ready=ready, cgroup_after_send=procs) as launchers:
         child = launchers.for_spec(spec).fork("sendonce", spec, work)
         assert child.gated.wait(60)
         assert child.pid is not None
@@ -73,6 +76,11 @@ def run_once(checkout_python: Path, tmp_path: Path, port: int, procs: str) -> di
     return seen
 
 
+def cpu_path(group: Cgroup) -> str:
+    """``group``'s path as ``/proc/PID/cgroup`` names it."""
+    return "/" + str(group.dirs[0].relative_to((CGROUP_ROOT / "cpu").resolve()))
+
+
 @needs_cpu_cgroup
 def test_a_child_joins_the_cgroup_after_its_first_request_and_not_before(
     checkout_python: Path, tmp_path: Path, index: tuple[int, list[bytes]]
@@ -81,7 +89,7 @@ def test_a_child_joins_the_cgroup_after_its_first_request_and_not_before(
     group = create_group(SENT_SHARES)
     try:
         seen = run_once(checkout_python, tmp_path, port, procs_file(group))
-        inside = "/" + str(group.dirs[0].relative_to((CGROUP_ROOT / "cpu").resolve()))
+        inside = cpu_path(group)
         assert seen["before_connect"] != inside
         assert seen["after_connect"] != inside  # connected, nothing sent yet
         assert seen["after_send"] == inside
@@ -94,12 +102,36 @@ def test_a_child_joins_the_cgroup_after_its_first_request_and_not_before(
     assert not group.dirs[0].exists()
 
 
+@needs_cpu_cgroup
+def test_a_child_waits_at_its_gate_in_the_ready_group_then_moves_on_after_sending(
+    checkout_python: Path, tmp_path: Path, index: tuple[int, list[bytes]]
+) -> None:
+    ready, sent = create_group(READY_SHARES), create_group(SENT_SHARES)
+    try:
+        seen = run_once(
+            checkout_python,
+            tmp_path,
+            port=index[0],
+            procs=procs_file(sent),
+            ready=procs_file(ready),
+        )
+        assert seen["before_connect"] not in (cpu_path(ready), cpu_path(sent))
+        assert seen["after_connect"] == cpu_path(ready)  # joined at the gate, in the connect
+        assert seen["after_send"] == cpu_path(sent)
+        assert ready.limits()["cpu_shares"] == READY_SHARES
+        assert ready.pids() == [] and sent.pids() == []
+    finally:
+        ready.remove()
+        sent.remove()
+
+
 def test_a_cgroup_that_cannot_be_joined_leaves_the_run_as_it_was(
     checkout_python: Path, tmp_path: Path, index: tuple[int, list[bytes]]
 ) -> None:
     port, _ = index
     missing = str(tmp_path / "no-such-cgroup" / "cgroup.procs")
-    seen = run_once(checkout_python, tmp_path, port, missing)
+    seen = run_once(checkout_python, tmp_path, port, missing, ready=missing)
+    assert seen["after_connect"] == seen["before_connect"]
     assert seen["after_send"] == seen["before_connect"]  # still where it started, run ok
     assert not Path(missing).exists()
 

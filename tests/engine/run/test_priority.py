@@ -15,10 +15,12 @@ import pytest
 from pipstorm.engine.run.priority import (
     GUARD_SAMPLES,
     PROXY_NICE,
+    RELEASE_FIRST_BUDGET_S,
     TARGET_NICE,
     ProxyGuard,
     protect_proxy,
     protect_target,
+    release_first,
 )
 from pipstorm.infra.wakeup import SHORTEST_SLICE_US, slice_us
 
@@ -144,3 +146,15 @@ def wait_for_tids(pid: int, count: int) -> list[int]:
             return tids
         time.sleep(0.05)
     raise AssertionError(f"only {tids} of {count} threads")
+
+
+def test_a_small_release_comes_first_and_a_big_one_says_why_not() -> None:
+    # x25's bursts of 75 on this project's 2 cores: the released clients come first.
+    assert release_first(75, 2) is None
+    assert release_first(0, 0) is None
+    # x170's 510: their release would hold a local index for longer than the budget.
+    why = release_first(510, 2)
+    assert why is not None
+    assert "510 runs" in why and f"> {RELEASE_FIRST_BUDGET_S:g} s" in why and "\n" not in why
+    # The same burst spread over more cores fits (the budget is wall time a core is held).
+    assert release_first(510, 8) is None
