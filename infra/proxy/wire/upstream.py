@@ -24,7 +24,9 @@ import contextlib
 import ssl
 import time
 from collections import deque
-from typing import Final, Protocol
+from collections.abc import Coroutine
+from functools import partial
+from typing import Any, Final, Protocol
 
 import httptools
 
@@ -256,6 +258,20 @@ class UpstreamConnection(WriteFlow):
             listener.upstream_failed(exc)
 
 
+class SlotWaiter(Protocol):
+    """Who waits for one of the pool's slots: a task's future, or a fast path exchange."""
+
+    def done(self) -> bool:
+        """Whether it waits no more (handed a slot, or given up)."""
+
+    def set_result(self, result: None, /) -> None:
+        """Handed a slot."""
+
+
+#: A new connection being made (``UpstreamPool.opening``).
+Opening = Coroutine[Any, Any, tuple[asyncio.Transport, "UpstreamConnection"]]
+
+
 class UpstreamPool:
     """Idle keep-alive connections per origin, newest first, and the bound on exchanges."""
 
@@ -269,7 +285,7 @@ class UpstreamPool:
         self.connect_timeout = connect_timeout
         self.keepalive = keepalive
         self._free = limit  # exchanges that may start now
-        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._waiting: deque[SlotWaiter] = deque()
         self._idle: dict[Origin, list[UpstreamConnection]] = {}
         self._sweep: asyncio.TimerHandle | None = None
         self._tls: ssl.SSLContext | None = None
@@ -282,11 +298,15 @@ class UpstreamPool:
             return True
         return False
 
+    def queue(self, waiter: SlotWaiter) -> None:
+        """Hand ``waiter`` the next slot freed (``free``), after those waiting before it."""
+        self._waiting.append(waiter)
+
     async def slot(self) -> None:
         """Wait for one of the ``limit`` exchanges; give it back with :meth:`free`."""
         if self.try_slot():
             return
-        waiter = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
         try:
             await waiter  # free() handed its slot over
@@ -322,21 +342,25 @@ class UpstreamPool:
 
     async def connect(self, origin: Origin) -> UpstreamConnection:
         """A new connection to ``origin`` (TLS for https), within the connect timeout."""
-        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.connect_timeout):
+            _, conn = await self.opening(origin)
+        return conn
+
+    def opening(self, origin: Origin) -> Opening:
+        """The loop's connect to ``origin`` (TLS for https), to be awaited; no timeout of its
+        own. The loop resolves no numeric address (no ``getaddrinfo`` call for an IP)."""
         tls = None
         if origin.scheme == "https":
             if self._tls is None:
                 self._tls = ssl.create_default_context()
             tls = self._tls
-        async with asyncio.timeout(self.connect_timeout):
-            _, conn = await loop.create_connection(
-                lambda: UpstreamConnection(origin),
-                origin.host,
-                origin.port,
-                ssl=tls,
-                server_hostname=origin.host if tls is not None else None,
-            )
-        return conn
+        return asyncio.get_running_loop().create_connection(
+            partial(UpstreamConnection, origin),
+            origin.host,
+            origin.port,
+            ssl=tls,
+            server_hostname=origin.host if tls is not None else None,
+        )
 
     def give_back(self, conn: UpstreamConnection) -> None:
         """Keep ``conn`` for reuse if its last answer left it usable, else close it."""

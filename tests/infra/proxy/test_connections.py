@@ -22,6 +22,7 @@ import pytest
 
 from pipstorm.engine.rundir.records import load_requests
 from pipstorm.infra.proxy.control import RecordingProxy
+from pipstorm.infra.proxy.wire.upstream import UPSTREAM_LIMIT
 from tests.infra.conftest import proxy_address, wait_for_records
 
 BODY = b'<html><body><a href="pkg-1.0.tar.gz">pkg-1.0.tar.gz</a></body></html>\n'
@@ -147,3 +148,67 @@ def test_a_request_head_that_never_completes_is_recorded_when_the_proxy_closes_i
     assert [r.req_bytes for r in records] == [len(partial), 0]
     assert records[0].conn != records[1].conn
     assert upstream.connections == 0
+
+
+class _HoldingServer(_CountingServer):
+    """Holds every answer until ``release`` is set; counts the requests held at once."""
+
+    request_queue_size = 1024  # a burst of connects, none of their SYNs dropped
+
+    def server_activate(self) -> None:
+        super().server_activate()
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.held = 0
+        self.most_held = 0
+
+
+class _Held(_KeepAlive):
+    server: _HoldingServer
+
+    def do_GET(self) -> None:
+        with self.server.lock:
+            self.server.held += 1
+            self.server.most_held = max(self.server.most_held, self.server.held)
+        self.server.release.wait(60)
+        with self.server.lock:
+            self.server.held -= 1
+        super().do_GET()
+
+
+def test_plain_requests_beyond_the_upstream_bound_wait_for_a_slot_then_are_served(
+    tmp_path: Path,
+) -> None:
+    """More plain GETs at once than the pool's bound: the bound holds (never more at the
+    index), the rest wait for a slot (on the fast path, without a task) and are all served."""
+    server = _HoldingServer(("127.0.0.1", 0), _Held)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    extra = 8
+    url = f"http://127.0.0.1:{server.server_address[1]}/simple/"
+    try:
+        with RecordingProxy(url, tmp_path / "requests.jsonl") as proxy:
+            clients = [
+                socket.create_connection(proxy_address(proxy), timeout=60)
+                for _ in range(UPSTREAM_LIMIT + extra)
+            ]
+            with contextlib.ExitStack() as stack:
+                for number, client in enumerate(clients):
+                    stack.enter_context(client)
+                    client.sendall(b"GET /r/held/simple/p%d/ HTTP/1.1\r\nHost: x\r\n\r\n" % number)
+                deadline = time.monotonic() + 60
+                while server.held < UPSTREAM_LIMIT and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(0.2)  # room for a request beyond the bound to arrive (none may)
+                server.release.set()
+                for client in clients:
+                    response = http.client.HTTPResponse(client)
+                    response.begin()
+                    assert (response.status, response.read()) == (200, BODY)
+            records = wait_for_records(proxy.log_path, "held", UPSTREAM_LIMIT + extra)
+    finally:
+        server.release.set()
+        server.shutdown()
+        server.server_close()
+    assert server.most_held == UPSTREAM_LIMIT
+    assert {(r.status, r.error) for r in records} == {(200, None)}
+    assert sum(1 for r in records if r.upstream_new) == server.connections
