@@ -60,8 +60,9 @@ CLIENTS_SHARES: Final = 1024
 #: at nice -5 (3,121) and of everything else but the real-time proxy, so a burst's release
 #: (~1 ms of CPU per client) comes first; asleep at their gate they weigh nothing. Used only
 #: where a release is small (``pipstorm.engine.run.priority.release_first``): x25's onset p95
-#: 0.04-0.06 s (was 0.32-0.39 s in 3 bursts of 16 at the clients' weight); x170's 510 at once
-#: held the index long enough for the run to be judged generator-bound (52 %, docs/performance.md).
+#: 0.03-0.11 s in 16 bursts of 16 (0.32-0.39 s in 3 of 16 at the clients' weight); x170's 510 at
+#: once held the index long enough for the run to be judged generator-bound (52 %,
+#: docs/performance.md).
 READY_SHARES: Final = 8192
 
 

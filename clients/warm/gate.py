@@ -54,8 +54,9 @@ _INET = (socket.AF_INET, socket.AF_INET6)
 #: The last stretch of a gated child's wait, slept as a wait of its own. Why: the kernel lets a
 #: ``select``/``poll`` timeout fire late by up to 0.5 % of its length for a task at a positive
 #: nice (0.1 % otherwise, at most 0.1 s: ``select_estimate_accuracy``), to batch wake-ups; a
-#: client at nice 10 gated 4-17 s ahead was released 15-85 ms after its instant. Waking this
-#: long before it and sleeping the rest bounds that to 0.5 % of this (0.25 ms).
+#: client at nice 10 gated 4-17 s ahead may wake 20-85 ms after its instant (the first of a
+#: burst was released 8-27 ms after it, docs/performance.md). Waking this long before it and
+#: sleeping the rest (at most twice this) bounds that to 0.5 ms.
 LAST_WAIT_S = 0.05
 
 
