@@ -212,3 +212,52 @@ def test_plain_requests_beyond_the_upstream_bound_wait_for_a_slot_then_are_serve
     assert server.most_held == UPSTREAM_LIMIT
     assert {(r.status, r.error) for r in records} == {(200, None)}
     assert sum(1 for r in records if r.upstream_new) == server.connections
+
+
+@contextlib.contextmanager
+def _full_listener() -> Iterator[int]:
+    """A port whose accept queue is full: the kernel drops further SYNs (they are retried after
+    a second), so a connect to it does not complete; the port, while the block lasts."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=0)
+    port = listener.getsockname()[1]
+    fillers: list[socket.socket] = []
+    try:
+        for _ in range(4):  # more than the queue holds, whatever the kernel rounds backlog 0 to
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+            fillers.append(filler)
+        probe = socket.socket()
+        probe.settimeout(0.3)
+        with probe, pytest.raises(TimeoutError):
+            probe.connect(("127.0.0.1", port))  # the premise: a connect here hangs
+        yield port
+    finally:
+        for filler in fillers:
+            filler.close()
+        listener.close()
+
+
+def test_a_new_upstream_connection_that_never_completes_times_out(tmp_path: Path) -> None:
+    # A plain GET with nothing pooled opens its upstream connection on the fast path; the
+    # connect is timed out (the upstream read timeout) into the task path's 502 and record.
+    with (
+        _full_listener() as port,
+        RecordingProxy(
+            f"http://127.0.0.1:{port}/simple/",
+            tmp_path / "requests.jsonl",
+            upstream_read_timeout=0.5,
+        ) as proxy,
+    ):
+        conn = http.client.HTTPConnection(*proxy_address(proxy), timeout=30)
+        try:
+            conn.request("GET", "/r/hang/simple/pkg/")
+            response = conn.getresponse()
+            body = response.read()
+        finally:
+            conn.close()
+        (record,) = wait_for_records(proxy.log_path, "hang", 1)
+    assert response.status == 502
+    assert body == b"upstream_timeout\n"
+    assert (record.status, record.error, record.upstream_new) == (None, "upstream_timeout", True)
+    assert record.total_ms >= 500.0
