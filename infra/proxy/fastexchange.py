@@ -30,6 +30,7 @@ from pipstorm.infra.proxy.relay import SMALL_BODY_BYTES, ClientStalled, Relay, R
 from pipstorm.infra.proxy.rewrite import Route
 from pipstorm.infra.proxy.wire.heads import AnswerPlan
 from pipstorm.infra.proxy.wire.messages import HIGH_WATER, Request
+from pipstorm.infra.proxy.wire.replays import Kept, Replay
 from pipstorm.infra.proxy.wire.upstream import (
     Opening,
     UpstreamClosed,
@@ -242,11 +243,30 @@ class FastExchange:
             return plan.rewrites or length <= SMALL_BODY_BYTES
         return self.path.tasks.relay.reads_whole(response)
 
+    def kept(self, data: bytes) -> Kept | None:
+        """The answer's first read: the answer it began when it came from this URL before
+        (``pipstorm.infra.proxy.wire.replays``); None for none, and for a HEAD's."""
+        if self.request.method != "GET":
+            return None
+        return self.path.tasks.relay.replays.get(data, self.route.upstream_url)
+
+    def replay(self, replay: Replay, ttfb: float) -> None:
+        """The answer is one made already: it goes out again, unparsed."""
+        exchange = self.exchange
+        exchange.ttfb = ttfb
+        exchange.status = replay.status
+        self.plan = replay.plan
+        self._send(replay)
+
     def upstream_done(self) -> None:
         """The answer is complete: sent in one write, as the task path sends a whole one."""
+        self._send(None)
+
+    def _send(self, replay: Replay | None) -> None:
+        """Send the whole answer (``replay``'s, else the one parsed), then finish."""
         self.path.release(self)
         try:
-            size = self._send_whole()
+            size = self._send_whole() if replay is None else self._send_planned(replay)
         except ConnectionError:  # the client hung up
             self.exchange.error = "client_disconnected"
             self.reply.conn.transport.abort()
@@ -263,12 +283,12 @@ class FastExchange:
 
     def _send_whole(self) -> int:
         """Write the answer (a HEAD's head, else head and body at once); the body's size."""
-        response, reply, exchange, plan = self.response, self.reply, self.exchange, self.plan
+        response, reply, plan = self.response, self.reply, self.plan
         assert response is not None  # noqa: S101 - done comes after the head
         if plan is None:
             return self._send_whole_step_by_step(response)
-        exchange.content_type = plan.content_type
         if self.request.method == "HEAD":
+            self.exchange.content_type = plan.content_type
             reply.length = response.length
             reply.conn.write(plan.fixed + reply.sized_end())
             return 0
@@ -276,9 +296,25 @@ class FastExchange:
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if plan.rewrites:
             relay = self.path.tasks.relay
-            body = relay.listing(body, plan.content_type or "", self.route, response.status)
+            body = relay.listing_template(
+                body, plan.content_type or "", self.route, response.status
+            )
+        replay = Replay(response.status, plan, body)
+        upstream = self.upstream
+        assert upstream is not None  # noqa: S101 - the answer came on it
+        upstream.offer(self.path.tasks.relay.replays, self.route.upstream_url, replay)
+        return self._send_planned(replay)
+
+    def _send_planned(self, replay: Replay) -> int:
+        """Write a GET's answer from its plan and its body (a listing's template gets the
+        route's run id); the body's size."""
+        plan, reply = replay.plan, self.reply
+        self.exchange.content_type = plan.content_type
+        if plan.rewrites:
+            body = self.path.tasks.relay.for_run(replay.body, self.route)
             parts = [plan.pre, b"%d" % len(body), plan.post, reply.sized_end(), body]
         else:  # the upstream's Content-Length, and its body as it came
+            body = replay.body
             parts = [plan.fixed, reply.sized_end(), body]
         reply.conn.write(b"".join(parts))  # head and body in one write, copied once
         return len(body)

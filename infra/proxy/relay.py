@@ -35,6 +35,7 @@ from pipstorm.infra.proxy.wire.messages import (
     reason_of,
     response_head,
 )
+from pipstorm.infra.proxy.wire.replays import Replays
 from pipstorm.infra.proxy.wire.upstream import UpstreamResponse
 
 REWRITE_MAX_BYTES: Final = 16 * 1024 * 1024
@@ -145,6 +146,7 @@ class Relay:
         self.read_timeout = read_timeout
         self.proxy_url = ""  # known once the port is bound
         self.plans = AnswerPlans()  # answer heads spelled once per header block
+        self.replays = Replays()  # answers made already, by the upstream's bytes
         # (body, content type, upstream URL) -> listing rewritten for _RUN_TOKEN, its links.
         self._listings: dict[tuple[bytes, str, str], tuple[bytes, Links]] = {}
 
@@ -264,9 +266,18 @@ class Relay:
 
     def listing(self, body: bytes, content_type: str, route: Route, status: int) -> bytes:
         """A listing's body (not encoded) with its links rewritten for the route's run."""
+        return self.for_run(self.listing_template(body, content_type, route, status), route)
+
+    def listing_template(self, body: bytes, content_type: str, route: Route, status: int) -> bytes:
+        """A listing's body rewritten for any run (``for_run`` puts one in); its links learnt."""
         template, links = self._listing_template(body, content_type, route.upstream_url)
         if status == 200:  # an error or login page links no files of the index
             self.links.learn(links, body)
+        return template
+
+    @staticmethod
+    def for_run(template: bytes, route: Route) -> bytes:
+        """A listing's template (``listing_template``) with the route's run id put in."""
         return template.replace(_RUN_TOKEN_BYTES, route.run_id.encode("ascii"))
 
     def _listing_template(

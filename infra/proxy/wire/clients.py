@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import re
 import time
 from collections import deque
 from typing import Final, Protocol
@@ -31,6 +32,7 @@ from typing import Final, Protocol
 import httptools
 
 from pipstorm.infra.proxy.log import RecordWriter, RequestRecord
+from pipstorm.infra.proxy.wire.heads import keep
 from pipstorm.infra.proxy.wire.messages import HIGH_WATER, Body, Fields, Request, WriteFlow
 
 #: The error of the record a connection closed by the header timeout leaves.
@@ -42,6 +44,16 @@ HEAD_MAX_BYTES: Final = 64 * 1024
 HEADERS_MAX: Final = 128
 #: Pipelined requests parsed ahead of the one being served before reading pauses.
 PIPELINE_MAX: Final = 8
+#: A request line whose head may skip the parser (``ClientConnection._known_head``): GET or
+#: HEAD, an origin-form target of RFC 3986's characters only, HTTP/1.1 or 1.0. Anything else
+#: goes to llhttp.
+_PLAIN_LINE: Final = re.compile(
+    rb"(GET|HEAD) (/[A-Za-z0-9\-._~:/?\[\]@!$&'()*+,;=%]*) HTTP/1\.([01])\r\n"
+)
+#: Header blocks kept (``ClientConnections.blocks``), and the largest head that is kept.
+BLOCKS_MAX: Final = 256
+BLOCK_MAX_BYTES: Final = 8192
+_LINE_VERSIONS: Final = {b"1": (1, 1), b"0": (1, 0)}
 _BAD_KINDS: Final = {
     httptools.HttpParserInvalidMethodError: "BadMethod",
     httptools.HttpParserInvalidURLError: "BadTarget",
@@ -73,6 +85,7 @@ class ClientConnection(WriteFlow):
         self._head_bytes = 0
         self._in_head = True
         self._too_large: str | None = None
+        self._begun = 0  # requests the parser began (``on_message_begin``)
         self._parsing: Request | None = None  # the request whose body is being parsed
         self._queue: deque[Request] = deque()
         self.current: Request | None = None
@@ -102,8 +115,15 @@ class ClientConnection(WriteFlow):
             if current is None or current.body is None or current.body.complete:
                 return  # no request after this one: nothing more is read
         self._received += len(data)
+        # A read that is one whole head, the first of its request: its header block may be
+        # one parsed already.
+        whole = self._in_head and not self._head_bytes and len(data) <= BLOCK_MAX_BYTES
+        line = _PLAIN_LINE.match(data) if whole else None
+        if line is not None and self._known_head(data, line):
+            return
         if self._in_head:
             self._head_bytes += len(data)
+        self._begun = 0
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -114,7 +134,39 @@ class ClientConnection(WriteFlow):
         if self._in_head and self._head_bytes > HEAD_MAX_BYTES:
             self._refuse("HeadTooLarge")  # a line without an end: no callback would see it
             return
+        if line is not None and self._begun == 1 and self._in_head and not self.closing:
+            self._keep_block(data, line)
         self._dispatch()
+
+    def _known_head(self, data: bytes, line: re.Match[bytes]) -> bool:
+        """Serve a head whose header block the parser made already (``ClientConnections.blocks``)
+        from it, the parser skipped: True; else False, nothing done. The parser's state is the
+        same after a whole head skipped as after one parsed (at a request's start)."""
+        found = self._shared.blocks.get((line.group(3), data[line.end() :]))
+        if found is None:
+            return False
+        fields, keep_alive = found
+        request = Request(
+            line.group(1).decode("latin-1"),
+            line.group(2).decode("latin-1"),
+            _LINE_VERSIONS[line.group(3)],
+            fields,
+            keep_alive=keep_alive,
+            body=None,
+        )
+        self._queue.append(request)
+        self._disarm()
+        self._dispatch()
+        return True
+
+    def _keep_block(self, data: bytes, line: re.Match[bytes]) -> None:
+        """``data`` was one whole head of a request without a body, nothing after it: its
+        header block, as the parser made it, is kept for the next head with the same block."""
+        request = self._queue[-1] if self._queue else self.current
+        if request is None or request.body is not None or len(line.group(2)) > LINE_MAX_BYTES:
+            return
+        block = (line.group(3), data[line.end() :])
+        keep(self._shared.blocks, block, (request.fields, request.keep_alive), BLOCKS_MAX)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
@@ -129,6 +181,9 @@ class ClientConnection(WriteFlow):
         self.fail_drain(gone)
 
     # -- httptools callbacks ---------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._begun += 1
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -350,6 +405,9 @@ class ClientConnections:
         self.header_timeout = header_timeout
         self.live: set[ClientConnection] = set()
         self._numbers = itertools.count(1)
+        # (HTTP/1.x minor version, a head's bytes after its request line) -> its headers as
+        # the parser made them, and whether it keeps the connection alive.
+        self.blocks: dict[tuple[bytes, bytes], tuple[Fields, bool]] = {}
 
     def __call__(self) -> ClientConnection:
         return ClientConnection(next(self._numbers), self)

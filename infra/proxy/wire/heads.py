@@ -118,8 +118,8 @@ class AnswerPlans:
         return plan
 
 
-def keep(table: dict[K, V], key: K, value: V) -> None:
-    """``table[key] = value``, the oldest entry out when the table is full."""
-    if len(table) >= PLANS_MAX:
+def keep(table: dict[K, V], key: K, value: V, limit: int = PLANS_MAX) -> None:
+    """``table[key] = value``, the oldest entry out when the table holds ``limit``."""
+    if len(table) >= limit:
         del table[next(iter(table))]
     table[key] = value

@@ -32,6 +32,7 @@ import httptools
 
 from pipstorm.infra.proxy.rewrite import Origin
 from pipstorm.infra.proxy.wire.messages import Body, Fields, Headers, WriteFlow, expire
+from pipstorm.infra.proxy.wire.replays import Kept, Replay, Replays
 
 #: How long an idle upstream connection is kept for reuse (see the module's docstring).
 UPSTREAM_KEEPALIVE_S: Final = 1.5
@@ -81,6 +82,13 @@ class Listener(Protocol):
     def upstream_failed(self, exc: BaseException) -> None:
         """No complete answer: ``UpstreamClosed``, ``UpstreamGarbage``."""
 
+    def kept(self, data: bytes) -> Kept | None:
+        """The answer's first read: the answer it began when it came before
+        (``pipstorm.infra.proxy.wire.replays``), else None."""
+
+    def replay(self, replay: Replay, ttfb: float) -> None:
+        """The answer is the kept one (its head came at ``ttfb``): send it as then."""
+
 
 class UpstreamConnection(WriteFlow):
     """One connection to an upstream origin, one exchange at a time."""
@@ -99,6 +107,13 @@ class UpstreamConnection(WriteFlow):
         self._head_only = False  # a HEAD request: the answer has no body, whatever it says
         self._delimited_by_close = False
         self.answered = False  # a byte of the current exchange's answer came
+        self._reads = 0  # reads of the current exchange's answer
+        self._first = b""  # the first of them (b"": not to be kept)
+        self._messages = 0  # answers begun in them (an interim one, or bytes after the answer)
+        self._offer: tuple[Replays, str, Replay] | None = None  # ``offer``
+        # A first read that began a kept answer, not parsed yet: (it, the rest of the kept
+        # answer, what it became, when it came).
+        self._held: tuple[bytes, bytes, Replay, float] | None = None
         self.complete = False  # the current exchange's answer is complete
         self.reusable = False
         self.closed = False
@@ -121,6 +136,11 @@ class UpstreamConnection(WriteFlow):
             self._listener = None
             listener.upstream_failed(UpstreamClosed("the upstream closed the connection"))
 
+    def offer(self, replays: Replays, url: str, replay: Replay) -> None:
+        """What the current answer became: kept in ``replays`` once its read is parsed, if one
+        read or two were the whole answer and nothing more, on a connection kept alive."""
+        self._offer = (replays, url, replay)
+
     def detach(self) -> None:
         """Tell the listener nothing more: a task reads the answer's body from here on."""
         self._listener = None
@@ -130,6 +150,8 @@ class UpstreamConnection(WriteFlow):
         self._response = None
         self._head_only = head_only
         self._asked = True
+        self._messages = 0
+        self._held = None
         self.answered = self.complete = self.reusable = False
         if self.closed:
             return True
@@ -170,11 +192,23 @@ class UpstreamConnection(WriteFlow):
             self.reusable = False
             self.transport.abort()
             return
-        self.answered = True
         self.last_data = time.monotonic()
+        held = self._held
+        if held is not None:  # the first read began a kept answer: is this its rest?
+            self._held = None
+            first, rest, replay, ttfb = held
+            if data == rest and self._listener is not None:
+                self._replay(replay, ttfb)
+                return
+            data, self._first, self._reads = first + data, b"", 2  # another: parsed whole
+        elif self.answered:
+            self._reads += 1
+        elif self._first_read(data):
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as exc:
+            self._offer = None
             self._fail(UpstreamGarbage(type(exc).__name__))
             self.transport.abort()
             return
@@ -183,6 +217,44 @@ class UpstreamConnection(WriteFlow):
             self.reusable = self._parser.should_keep_alive()
             self._parser = httptools.HttpResponseParser(self)
             self._message_done()
+        if self._offer is not None:
+            self._keep_offered(data)
+
+    def _first_read(self, data: bytes) -> bool:
+        """The answer's first read: True when it began an answer the proxy made already (not
+        parsed: sent again now, or once its rest is as before too)."""
+        self.answered = True
+        self._reads = 1
+        self._first = data
+        listener = self._listener
+        found = None if listener is None or self._head_only else listener.kept(data)
+        if found is None:
+            return False
+        rest, replay = found
+        if rest:  # its head, as before: the rest must be as before too
+            self._held = (data, rest, replay, time.perf_counter())
+        else:
+            self._replay(replay, time.perf_counter())
+        return True
+
+    def _keep_offered(self, data: bytes) -> None:
+        """Keep what the answer became (``offer``) if it was whole in this read, or in the
+        first and this one, and nothing more, on a connection kept alive."""
+        offer, self._offer = self._offer, None
+        if offer is None or self._messages != 1 or not (self.complete and self.reusable):
+            return
+        replays, url, replay = offer
+        if self._reads == 1:
+            replays.keep(data, b"", url, replay)
+        elif self._reads == 2 and self._first:
+            replays.keep(self._first, data, url, replay)
+
+    def _replay(self, replay: Replay, ttfb: float) -> None:
+        """The answer is a kept one: whole and kept alive, as it was; its listener sends it."""
+        self.complete = self.reusable = True
+        listener, self._listener = self._listener, None
+        assert listener is not None  # noqa: S101 - only an exchange with one looks for it
+        listener.replay(replay, ttfb)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -198,6 +270,9 @@ class UpstreamConnection(WriteFlow):
         self.fail_drain(UpstreamClosed("the upstream closed the connection"))
 
     # -- httptools callbacks ---------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._messages += 1
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
