@@ -5,9 +5,11 @@ A :class:`FastExchange` waits for one of the pool's slots without a task (it is 
 waiter: ``done``/``set_result``), takes a pooled connection or opens a new one (the loop's own
 connect in a task, no coroutine of the proxy's: an HTTP/1.0 index's requests, every one on a
 new connection, took the task path before, 0.1 ms more CPU each; docs/performance.md, issue 20),
-sends the head, and answers the client once the answer is whole. Wherever a wait is needed it
-hands the request to the task path (:class:`TaskPath`, ``pipstorm.infra.proxy.handler``): a
-streamed answer, a client slower than the answer, the stale pooled connection's one retry.
+sends the head, and answers the client once the answer is whole, or at once when its first read
+begins an answer made already (``pipstorm.infra.proxy.wire.replays``: sent again, unparsed).
+Wherever a wait is needed it hands the request to the task path (:class:`TaskPath`,
+``pipstorm.infra.proxy.handler``): a streamed answer, a client slower than the answer, the stale
+pooled connection's one retry.
 """
 
 from __future__ import annotations

@@ -14,7 +14,10 @@ connection; :class:`UpstreamPool` keeps the idle ones per origin. Why each part:
   (the server closed it while idle) is sent again once on a new one, as nginx does: the index
   did nothing wrong. A new connection's failure is the index's (``upstream_reset``);
 - the response body is a :class:`~pipstorm.infra.proxy.wire.messages.Body`: the connection's reading
-  pauses while the client is slower than the index.
+  pauses while the client is slower than the index;
+- on the fast path, an answer whose first read begins one the proxy made already (the same bytes
+  from the same URL, ``pipstorm.infra.proxy.wire.replays``) is not parsed: its listener sends the
+  kept one, at once or once the second read is the kept rest too.
 """
 
 from __future__ import annotations
