@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import http.client
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import psutil
 import pytest
 
 from pipstorm.engine.rundir.records import load_requests
@@ -212,6 +214,94 @@ def test_plain_requests_beyond_the_upstream_bound_wait_for_a_slot_then_are_serve
     assert server.most_held == UPSTREAM_LIMIT
     assert {(r.status, r.error) for r in records} == {(200, None)}
     assert sum(1 for r in records if r.upstream_new) == server.connections
+
+
+class _CutHoldingServer(_HoldingServer):
+    """A holding server whose connections the proxy cuts: the answers written once released
+    meet a reset socket, which is no error of the test's (no trace on stderr)."""
+
+    def handle_error(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: object
+    ) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
+def _unread_by(port: int) -> int:
+    """What 127.0.0.1:``port``'s process has yet to take in, from Linux's /proc/net/tcp: the
+    bytes its clients sent that it has not acknowledged or not read, and the connections it
+    has not accepted (a listening socket's queue). 0: every request sent to it was parsed (the
+    proxy serves a request from the callback that read it)."""
+    address = f"0100007F:{port:04X}"
+    pending = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, _, queues = line.split()[1:5]
+        tx_queue, rx_queue = (int(size, 16) for size in queues.split(":"))
+        if local == address:
+            pending += rx_queue
+        elif remote == address:
+            pending += tx_queue
+    return pending
+
+
+def test_requests_waiting_for_a_slot_at_shutdown_are_each_recorded_and_cut(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM while the pool's bound is full and plain GETs wait for a slot: at the end of
+    the grace each request still waiting has one record, ``proxy_shutdown``, those queued for
+    a slot with nothing sent upstream, and every client is cut off (none left hanging)."""
+    server = _CutHoldingServer(("127.0.0.1", 0), _Held)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    extra = 8
+    url = f"http://127.0.0.1:{server.server_address[1]}/simple/"
+    try:
+        with contextlib.ExitStack() as stack:
+            proxy = stack.enter_context(
+                RecordingProxy(url, tmp_path / "requests.jsonl", shutdown_grace=1.0)
+            )
+            pid = proxy.pid
+            clients: list[socket.socket] = []
+
+            def send(count: int) -> None:
+                for _ in range(count):
+                    client = socket.create_connection(proxy_address(proxy), timeout=30)
+                    stack.enter_context(client)
+                    client.sendall(
+                        b"GET /r/cut/simple/p%d/ HTTP/1.1\r\nHost: x\r\n\r\n" % len(clients)
+                    )
+                    clients.append(client)
+
+            send(UPSTREAM_LIMIT)
+            deadline = time.monotonic() + 60
+            while server.held < UPSTREAM_LIMIT and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert server.held == UPSTREAM_LIMIT  # the bound is full: every slot is held
+            send(extra)  # these wait for a slot inside the proxy
+            while _unread_by(proxy.port) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert _unread_by(proxy.port) == 0  # the proxy has parsed (queued) every request
+            proxy.stop()  # SIGTERM, waited for: the grace ends with every request still waiting
+            assert not psutil.pid_exists(pid)
+            for client in clients:
+                response = http.client.HTTPResponse(client)
+                with contextlib.closing(response), pytest.raises(ConnectionError):
+                    response.begin()  # closed or reset, never an answer, never a timeout
+        records = load_requests(proxy.log_path)[0]
+    finally:
+        server.release.set()
+        server.shutdown()
+        server.server_close()
+    by_path = {record.path: record for record in records}
+    assert len(by_path) == len(records) == UPSTREAM_LIMIT + extra  # one record per request
+    held = [by_path[f"/simple/p{n}/"] for n in range(UPSTREAM_LIMIT)]
+    queued = [by_path[f"/simple/p{n}/"] for n in range(UPSTREAM_LIMIT, len(records))]
+    assert {(r.run_id, r.status, r.error, r.bytes) for r in records} == {
+        ("cut", None, "proxy_shutdown", 0)
+    }
+    assert {r.upstream_new for r in held} == {True}  # each on a connection of its own
+    assert {r.upstream_new for r in queued} == {None}  # never sent: no upstream connection
+    assert server.most_held == UPSTREAM_LIMIT
+    assert server.connections == UPSTREAM_LIMIT  # nothing of the queued ones went upstream
 
 
 @contextlib.contextmanager
