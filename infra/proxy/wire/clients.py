@@ -162,8 +162,8 @@ class ClientConnection(WriteFlow):
     def _keep_block(self, data: bytes, line: re.Match[bytes]) -> None:
         """``data`` was one whole head of a request without a body, nothing after it: its
         header block, as the parser made it, is kept for the next head with the same block."""
-        request = self._queue[-1] if self._queue else self.current
-        if request is None or request.body is not None or len(line.group(2)) > LINE_MAX_BYTES:
+        request = self._queue[-1]  # parsed from ``data``, not served yet
+        if request.body is not None or len(line.group(2)) > LINE_MAX_BYTES:
             return
         block = (line.group(3), data[line.end() :])
         keep(self._shared.blocks, block, (request.fields, request.keep_alive), BLOCKS_MAX)

@@ -3,13 +3,16 @@
 In a burst the index gives many clients the same listing within the same second: the same
 bytes, its ``Date`` included. The proxy parsed each of them anew (the head's callbacks, its
 ``Fields``, the body's chunks, the head's plan, the listing's rewrite), the larger part of its
-CPU per request after the syscalls (docs/performance.md, "Answers replayed"). Here an answer
-that came in one read as one whole message, on a connection kept alive, and went out on the
-fast path from its head's plan (``pipstorm.infra.proxy.wire.heads``), is kept by those bytes and
-the URL asked, with what it became: its status, its plan and its body (a listing's as the
-rewrite's template, each request's run id put in as the parse puts it). The next answer of the
-same bytes from the same URL is not parsed: it goes out as the kept one, byte for byte what the
-parse makes of it (tests/infra/proxy/test_replays.py).
+CPU per request after the syscalls (docs/performance.md, "Answers and request heads made
+already, served again without the parser"). Here an answer that came in one read, or in two (an
+index that writes its head and its body apart), as one whole message on a connection kept
+alive, and went out on the fast path from its head's plan (``pipstorm.infra.proxy.wire.heads``),
+is kept by its first read and the URL asked, with the rest of its bytes and what it became: its
+status, its plan and its body (a listing's as the rewrite's template, each request's run id put
+in as the parse puts it). The next answer from the same URL whose first read is the same, and
+whose second is the kept rest where there was one, is not parsed: it goes out as the kept one,
+byte for byte what the parse makes of it (tests/infra/proxy/test_replays.py); a second read that
+differs is parsed with the first, as ever.
 
 What a kept answer skips is what depends on nothing but those bytes and that URL: the parse, the
 plan's lookup, the listing's rewrite and what the link book learns from it (the same listing
