@@ -134,7 +134,7 @@ class ClientConnection(WriteFlow):
         if self._in_head and self._head_bytes > HEAD_MAX_BYTES:
             self._refuse("HeadTooLarge")  # a line without an end: no callback would see it
             return
-        if line is not None and self._begun == 1 and self._in_head and not self.closing:
+        if line is not None and self._begun == 1 and self._done_in_read() and not self.closing:
             self._keep_block(data, line)
         self._dispatch()
 
@@ -158,6 +158,11 @@ class ClientConnection(WriteFlow):
         self._disarm()
         self._dispatch()
         return True
+
+    def _done_in_read(self) -> bool:
+        """Whether the request begun in this read was parsed whole in it: its head complete
+        (``_head_bytes`` reset) and its message too (``_in_head`` again); not a head cut short."""
+        return self._in_head and not self._head_bytes
 
     def _keep_block(self, data: bytes, line: re.Match[bytes]) -> None:
         """``data`` was one whole head of a request without a body, nothing after it: its

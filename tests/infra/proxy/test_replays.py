@@ -310,6 +310,33 @@ def test_a_request_line_the_parser_refuses_is_refused_whatever_its_block(tmp_pat
     asyncio.run(test())
 
 
+def test_a_head_cut_over_two_reads_is_never_kept_even_behind_a_request_being_served(
+    tmp_path: Path,
+) -> None:
+    # The first request's answer is slow (b"" then a pause), so the second head's first part,
+    # its request line and a header, comes while the first is served: that part is no block.
+    upstream = Upstream(lambda target: [b"", answer()] if target.endswith("/slow/") else [answer()])
+
+    async def test() -> None:
+        async with running(upstream, tmp_path) as proxy:
+            client = await Client.open(proxy.port)
+            await client.send(b"GET /r/run-a/simple/slow/ HTTP/1.1\r\nHost: proxy\r\n\r\n")
+            await asyncio.sleep(0.01)
+            await client.send(b"GET /r/run-a/simple/pkg/ HTTP/1.1\r\nHost: proxy\r\n")
+            await asyncio.sleep(0.01)
+            await client.send(b"\r\n")
+            first, second = await client.answer(), await client.answer()
+            assert len(proxy.connections.blocks) == 1  # the first head's, whole in its read
+            client.close()
+        assert first == second
+        assert [head.split(b" ")[1] for head in upstream.heads] == [
+            b"/simple/slow/",
+            b"/simple/pkg/",
+        ]
+
+    asyncio.run(test())
+
+
 def test_pipelined_heads_and_heads_with_a_body_are_parsed_and_never_kept(tmp_path: Path) -> None:
     upstream = Upstream(lambda _: [answer()])
 
