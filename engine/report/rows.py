@@ -414,6 +414,8 @@ def launch_text(launch: dict[str, Any]) -> str:
         text += f"; runs prepared {launch['ahead_s']:g} s ahead"
     if launch.get("peak_mb"):
         text += f", at most {launch.get('peak_prepared')} gated ({launch['peak_mb']:g} MB)"
+    if launch.get("touch_ms_per_mb"):
+        text += f", memory first touched +{launch['touch_ms_per_mb']:g} ms of CPU per MB"
     if launch.get("problem"):
         text += f"; could not be prepared as played: {launch['problem']}"
     return text

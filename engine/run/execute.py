@@ -72,6 +72,7 @@ from pipstorm.engine.run.target.opening import Target, check_target
 from pipstorm.engine.run.target.watch import observe_target
 from pipstorm.engine.rundir.files import HOST_FILE, REQUESTS_FILE, make_run_dir
 from pipstorm.engine.rundir.meta import RunMeta
+from pipstorm.infra import first_touch
 from pipstorm.infra.client_cgroup import CLIENTS_SHARES, READY_SHARES, SENT_SHARES
 from pipstorm.infra.pypiserver.counters import read_counters
 
@@ -232,6 +233,8 @@ def _lead_plan(options: RunOptions, plan: list[PlannedRun], kinds: Iterable[str]
     modes = kind_modes(mode, kinds)
     versions = {k: options.client_versions.get(k) for k in modes}
     costs = measure_costs(modes, versions)
+    # Measured after the probes: what they freed is not what a burst will find.
+    touch = first_touch.measure().host_ms_per_mb if any(c.held_mb for c in costs) else 0.0
     return plan_lead(
         [(run.offset_s, run.client) for run in plan],
         costs,
@@ -239,6 +242,7 @@ def _lead_plan(options: RunOptions, plan: list[PlannedRun], kinds: Iterable[str]
         cores=os.cpu_count() or 1,
         budget_mb=options.memory_budget_mb or default_budget_mb(),
         start_margin_s=START_MARGIN_S,
+        touch_ms_per_mb=touch,
     )
 
 

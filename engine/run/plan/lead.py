@@ -7,9 +7,12 @@ seconds; and a prepared warm child holds memory until its release (its USS: what
 share with the launcher, copy-on-write included). Both are measured before the run starts (one
 probe run per client kind, prepared and never released: nothing is sent anywhere), then:
 
-- ``ahead_s``: the largest instant's preparation time with a safety factor, plus the
-  launcher's own start (the first run of a kind waits for it) with that factor too (every
-  worker starts its launchers at once), never less than a floor;
+- ``ahead_s``: the largest instant's preparation time: its CPU with a safety factor, plus the
+  memory its children fault in at what backing memory again costs this host (measured at the
+  start, ``pipstorm.infra.first_touch``: on a VM that hands free memory back to its host, a burst's
+  children find it given back; x170's 6 GB cost 2.3 ms of CPU per MB more than the probe's
+  memory did), plus the launcher's own start (the first run of a kind waits for it) with the
+  factor too (every worker starts its launchers at once), never less than a floor;
 - ``peak_prepared``: the most runs prepared and not yet released at any moment (those due within
   any window of ``ahead_s``), and the memory they hold against a budget (by default half the
   memory available now).
@@ -76,6 +79,7 @@ class LeadPlan:
     budget_mb: float
     costs: tuple[PrepareCost, ...]
     problem: str | None
+    touch_ms_per_mb: float = 0.0  # what backing memory again costs the host, per MB held
 
     def to_dict(self) -> dict[str, Any]:
         """For ``run.json`` (``launch``)."""
@@ -95,9 +99,14 @@ class LeadPlan:
             if self.peak_mb
             else ""
         )
+        touch = (
+            f", memory first touched +{self.touch_ms_per_mb:.1f} ms of CPU per MB"
+            if self.touch_ms_per_mb
+            else ""
+        )
         return (
             f"launch: {kinds}; runs prepared {self.ahead_s:.1f} s ahead (largest instant "
-            f"{self.largest_instant} runs, {self.prepare_s:.1f} s to prepare){held}"
+            f"{self.largest_instant} runs, {self.prepare_s:.1f} s to prepare{touch}){held}"
         )
 
 
@@ -195,17 +204,23 @@ def plan_lead(
     cores: int,
     budget_mb: float,
     start_margin_s: float,
+    touch_ms_per_mb: float = 0.0,
 ) -> LeadPlan:
-    """``dues``: (offset, kind) of every planned run. The lead time, its peak and any problem."""
+    """``dues``: (offset, kind) of every planned run. The lead time, its peak and any problem.
+
+    ``touch_ms_per_mb``: what memory costs this host when touched for the first time beyond
+    the guest's own fault (``pipstorm.infra.first_touch``), added per MB a prepared run holds,
+    without the safety factor: it is the worst case already (every MB found given back; the
+    guest keeps some GB, so the first of a burst's children find theirs at the probe's cost)."""
     by_kind = {cost.kind: cost for cost in costs}
+    work = {c.kind: SAFETY * c.cpu_s + c.held_mb * touch_ms_per_mb / 1000.0 for c in costs}
     instants: dict[float, list[str]] = {}
     for offset, kind in dues:
         instants.setdefault(offset, []).append(kind)
     prepare_s = 0.0
     largest = 0
     for kinds in instants.values():
-        cpu = sum(by_kind[k].cpu_s if k in by_kind else 0.0 for k in kinds)
-        prepare_s = max(prepare_s, SAFETY * cpu / max(1, cores))
+        prepare_s = max(prepare_s, sum(work.get(k, 0.0) for k in kinds) / max(1, cores))
         largest = max(largest, len(kinds))
     launcher_s = max((cost.launcher_s for cost in costs), default=0.0)
     modes = {cost.kind: cost.mode for cost in costs}
@@ -214,12 +229,13 @@ def plan_lead(
     # while the workers themselves start: the probe's launcher started alone (issue 20: x25's
     # first burst was 0.5-1.3 s late with one launcher start of lead, its second on time).
     ahead = max(floor, prepare_s + SAFETY * launcher_s)
-    peak, peak_mb, window_cpu = _peak_held(sorted(dues), by_kind, ahead)
+    peak, peak_mb, window_work = _peak_held(sorted(dues), by_kind, work, ahead)
     problems = []
-    if SAFETY * window_cpu > cores * ahead:
+    if window_work > cores * ahead:
         problems.append(
-            f"runs due within {ahead:.1f} s need {window_cpu:.1f} CPU-s of preparation, more "
-            f"than {cores} cores give in that time: later runs will start late"
+            f"runs due within {ahead:.1f} s need {window_work:.1f} CPU-s of preparation (the "
+            f"safety factor and the memory first touched in), more than {cores} cores give in "
+            "that time: later runs will start late"
         )
     if peak_mb > budget_mb:
         problems.append(
@@ -240,15 +256,20 @@ def plan_lead(
         budget_mb=round(budget_mb, 1),
         costs=tuple(costs),
         problem="; ".join(problems) or None,
+        touch_ms_per_mb=round(touch_ms_per_mb, 3),
     )
 
 
 def _peak_held(
-    dues: Sequence[tuple[float, str]], by_kind: Mapping[str, PrepareCost], ahead: float
+    dues: Sequence[tuple[float, str]],
+    by_kind: Mapping[str, PrepareCost],
+    work: Mapping[str, float],
+    ahead: float,
 ) -> tuple[int, float, float]:
     """Most runs (and MB) prepared but not released at once (those due within ``ahead``), and
-    the most preparation CPU any such window asks for."""
-    peak, peak_mb, peak_cpu = 0, 0.0, 0.0
+    the most preparation (``work``: CPU-s with the safety factor, memory first touched) any
+    such window asks for."""
+    peak, peak_mb, peak_work = 0, 0.0, 0.0
     start = 0
     held: Counter[str] = Counter()
     for offset, kind in dues:
@@ -257,11 +278,10 @@ def _peak_held(
             held[dues[start][1]] -= 1
             start += 1
         memory = sum(n * (by_kind[k].held_mb if k in by_kind else 0.0) for k, n in held.items())
-        cpu = sum(n * (by_kind[k].cpu_s if k in by_kind else 0.0) for k, n in held.items())
-        peak_cpu = max(peak_cpu, cpu)
+        peak_work = max(peak_work, sum(n * work.get(k, 0.0) for k, n in held.items()))
         if memory > peak_mb or (memory == peak_mb and sum(held.values()) > peak):
             peak, peak_mb = sum(held.values()), memory
-    return peak, peak_mb, peak_cpu
+    return peak, peak_mb, peak_work
 
 
 def default_budget_mb() -> float:

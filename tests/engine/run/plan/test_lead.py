@@ -39,6 +39,35 @@ def test_a_burst_is_handed_out_early_enough_to_be_prepared_on_these_cores() -> N
     assert "75 runs" in lead.summary() and "pip warm" in lead.summary()
 
 
+def test_memory_the_host_must_back_again_is_added_per_mb_held_without_the_factor() -> None:
+    """At 2.3 ms per MB (this VM, x170's burst), x25's 75 children of 10 MB add 1.7 CPU-s."""
+    plain = plan_lead(incident(), [PIP], mode="warm", cores=2, budget_mb=4000, start_margin_s=2)
+    lead = plan_lead(
+        incident(), [PIP], mode="warm", cores=2, budget_mb=4000, start_margin_s=2,
+        touch_ms_per_mb=2.3,
+    )  # fmt: skip
+    touched = 75 * PIP.held_mb * 2.3 / 1000 / 2
+    assert lead.prepare_s == pytest.approx(plain.prepare_s + touched, abs=0.01)
+    assert lead.ahead_s == pytest.approx(plain.ahead_s + touched, abs=0.01)
+    assert lead.touch_ms_per_mb == 2.3 and lead.to_dict()["touch_ms_per_mb"] == 2.3
+    assert "memory first touched +2.3 ms of CPU per MB" in lead.summary()
+    assert "first touched" not in plain.summary() and lead.problem is None
+
+
+def test_memory_first_touched_counts_in_the_window_a_lead_must_cover() -> None:
+    """Runs of 1 ms CPU holding 100 MB: only the memory makes 300 of them due within a second
+    too much for two cores."""
+    dues = [(0.0, "pip")] * 100 + [(1.0, "pip")] * 100 + [(2.0, "pip")] * 100
+    light = PrepareCost("pip", "warm", cpu_s=0.001, held_mb=100.0)
+    kept = plan_lead(dues, [light], mode="warm", cores=2, budget_mb=10**6, start_margin_s=2)
+    given_back = plan_lead(
+        dues, [light], mode="warm", cores=2, budget_mb=10**6, start_margin_s=2,
+        touch_ms_per_mb=2.5,
+    )  # fmt: skip
+    assert kept.problem is None
+    assert given_back.problem is not None and "memory first touched" in given_back.problem
+
+
 def test_fewer_cores_mean_more_lead_time() -> None:
     two = plan_lead(incident(), [PIP], mode="warm", cores=2, budget_mb=4000, start_margin_s=2)
     one = plan_lead(incident(), [PIP], mode="warm", cores=1, budget_mb=4000, start_margin_s=2)
