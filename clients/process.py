@@ -72,6 +72,10 @@ class Outcome:
     stderr_tail: str
     timed_out: bool = False
     interrupted: bool = False
+    # A warm run's gate (wall clock, epoch seconds) and its CPU until then: when its preparation
+    # was done, and what it cost (None in exec mode: nothing is prepared in the process).
+    gated: float | None = None
+    cpu_gate_s: float | None = None
 
 
 class ProcessRegistry:

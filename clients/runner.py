@@ -111,6 +111,8 @@ def finish(
         cpu_s=outcome.cpu_s,
         max_rss_kb=outcome.max_rss_kb,
         client_version=client_version,
+        gated=outcome.gated,
+        cpu_gate_s=outcome.cpu_gate_s,
     )
 
 

@@ -56,6 +56,8 @@ class ClientResult:
     cpu_s: float
     max_rss_kb: int
     client_version: str | None = None
+    gated: float | None = None  # a warm run's gate (``Outcome.gated``)
+    cpu_gate_s: float | None = None  # its CPU until then
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

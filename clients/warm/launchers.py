@@ -151,6 +151,8 @@ def outcome_of(
         stderr_tail=file_tail(work / "stderr", secrets)
         or ("the warm launcher died" if status is None else ""),
         timed_out=running.timed_out,
+        gated=None if child.gated_mono is None else child.gated_mono + to_wall,
+        cpu_gate_s=None if child.gated_mono is None else child.cpu_ahead_s,
         # A child gone before its release without our asking (its launcher died, its start-up
         # failed) is not interrupted but an error: exit_code None, the reason in stderr_tail.
         interrupted=running.interrupted,

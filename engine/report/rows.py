@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipstorm.engine.analysis.client_usage import ClientKindUsage
-from pipstorm.engine.analysis.generator.onset import ONSET_P95_S
+from pipstorm.engine.analysis.generator.onset import ONSET_P95_S, TickOnset
 from pipstorm.engine.analysis.generator.saturation import warning_lines
 from pipstorm.engine.analysis.stats import ClientGroupStats, Distribution
 from pipstorm.engine.analysis.target.server_series import summaries
@@ -78,11 +78,16 @@ ONSET_HEADERS = (
     "onset p95 s",
     "onset max s",
     "spread s",
+    "gated late",
+    "CPU to gate p50 ms",
+    "CPU to gate p90 ms",
 )
 ONSET_NOTE = (
     "onset: from a run's intended instant to its first request at the proxy, what the index "
     "felt; spread: first to last first-request of a burst. An onset p95 above "
-    f"{ONSET_P95_S:g} s means the bursts the index saw were not the profile's."
+    f"{ONSET_P95_S:g} s means the bursts the index saw were not the profile's. Gated late: warm "
+    "runs whose preparation ended after their instant (their lead was too short for what it "
+    "cost: the CPU to the gate, beside the plan's price in the launch line)."
 )
 
 CLOUDWATCH_HEADERS = ("series", "CloudWatch metric", "stat", "min", "mean", "max", "last", "points")
@@ -282,9 +287,16 @@ def onset_rows(report: Report) -> list[list[str]]:
             str(g.reached),
             *dist_cells(g.onset_s, ("p50", "p95", "max"), 2),
             fmt_num(g.spread_s, 2),
+            NONE if g.gated_late is None else str(g.gated_late),
+            *(fmt_num(None if d is None else 1000 * d, 1) for d in _gate_cpu(g)),
         ]
         for g in groups
     ]
+
+
+def _gate_cpu(group: TickOnset) -> tuple[float | None, float | None]:
+    cpu = group.gate_cpu_s
+    return (None, None) if cpu is None else (cpu.p50, cpu.p90)
 
 
 def _client_row(name: str, g: ClientGroupStats) -> list[str]:

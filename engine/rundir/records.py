@@ -118,6 +118,10 @@ class ClientRecord:
     cpu_s: float | None = None  # user + system CPU of the client process tree
     max_rss_kb: int | None = None
     client_version: str | None = None  # the version of the client that ran (pip 25.3...)
+    # A warm run's gate: when its preparation was done (epoch s; after ``intended``, it was
+    # prepared late and its release waited for it) and the client's CPU until then.
+    gated: float | None = None
+    cpu_gate_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
@@ -158,6 +162,8 @@ class ClientRecord:
             cpu_s=round(result.cpu_s, 4),
             max_rss_kb=result.max_rss_kb,
             client_version=result.client_version,
+            gated=result.gated,
+            cpu_gate_s=None if result.cpu_gate_s is None else round(result.cpu_gate_s, 4),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -186,6 +192,8 @@ class ClientRecord:
             cpu_s=_opt_float(_field(data, "cpu_s", _NUM, optional=True)),
             max_rss_kb=_field(data, "max_rss_kb", (int,), optional=True),
             client_version=_field(data, "client_version", (str,), optional=True),
+            gated=_opt_float(_field(data, "gated", _NUM, optional=True)),
+            cpu_gate_s=_opt_float(_field(data, "cpu_gate_s", _NUM, optional=True)),
         )
 
 

@@ -9,6 +9,13 @@ so onset is reported per burst tick (and for the base ticks together) and the ge
 treats an onset p95 above :data:`ONSET_P95_S` as "the offered load was not the profile's".
 
 Spread is first to last first-request of a burst: how sharp the burst was at the index.
+
+Where a late onset came from: a warm run waits at its gate, prepared, until its instant, so one
+whose gate came after its instant (``gated_late``) was released late because the generator had
+not prepared it in time (its lead was too short for what preparing cost: the CPU to the gate,
+``gate_cpu_s``, beside the plan's price of it in ``run.json`` ``launch``); a late onset with no
+run gated late happened after the release (the client's way to its first request, the proxy,
+the host's CPU then).
 """
 
 from __future__ import annotations
@@ -38,6 +45,10 @@ class TickOnset:
     reached: int
     onset_s: Distribution | None
     spread_s: float | None  # first to last first-request (bursts only)
+    # Warm runs only (None when no run of the group has a gate): runs gated after their
+    # instant, and the CPU each spent to its gate.
+    gated_late: int | None = None
+    gate_cpu_s: Distribution | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +74,12 @@ class Onset:
         worst = self.worst_p95_s
         return worst is not None and worst > ONSET_P95_S
 
+    @property
+    def gated_late(self) -> int | None:
+        """Runs of any group gated after their instant (None: no run had a gate)."""
+        counts = [g.gated_late for g in (*self.bursts, self.base) if g and g.gated_late is not None]
+        return sum(counts) if counts else None
+
     def to_dict(self) -> dict[str, Any]:
         """``report.json``'s ``onset`` section."""
         return {
@@ -71,6 +88,7 @@ class Onset:
             "worst_p95_s": self.worst_p95_s,
             "limit_p95_s": ONSET_P95_S,
             "late": self.late,
+            "gated_late": self.gated_late,
         }
 
 
@@ -116,6 +134,7 @@ def _group(
     reached = [c for c in runs if c.run_id in first]
     starts = [first[c.run_id] for c in reached]
     intended = min(c.intended for c in runs)
+    gated = [c for c in runs if c.gated is not None]
     return TickOnset(
         tick=tick,
         offset_s=None if tick is None or origin is None else round(intended - origin, 3),
@@ -123,4 +142,8 @@ def _group(
         reached=len(reached),
         onset_s=distribution(by_run[c.run_id] for c in reached),
         spread_s=round(max(starts) - min(starts), 4) if tick is not None and starts else None,
+        gated_late=sum(1 for c in gated if c.gated is not None and c.gated > c.intended)
+        if gated
+        else None,
+        gate_cpu_s=distribution(c.cpu_gate_s for c in gated if c.cpu_gate_s is not None),
     )

@@ -229,7 +229,9 @@ def check_generator(
         inflated.extend(t for t in LAG_INFLATED if t not in inflated)
     worst = None if onset is None else onset.worst_p95_s
     if onset is not None and onset.late and worst is not None:
-        reasons.append(f"burst onset p95 {worst:.2f} s > {ONSET_P95_S:g} s")
+        gated_late = onset.gated_late
+        why = f" ({gated_late} runs gated after their instant: prepared late)" if gated_late else ""
+        reasons.append(f"burst onset p95 {worst:.2f} s > {ONSET_P95_S:g} s{why}")
         inflated.extend(t for t in ONSET_INFLATED if t not in inflated)
     return GeneratorCheck(
         saturated=bool(reasons),

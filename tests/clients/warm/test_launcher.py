@@ -57,6 +57,10 @@ def test_a_child_is_released_at_its_instant_not_before(index: Index, launchers: 
     assert prep.child.released_mono >= prep.child.gated_mono
     assert result.launched is not None and result.launched >= result.started
     assert result.cpu_s > 0 and result.max_rss_kb > 0
+    # The record says when its preparation ended (before its release, on the same clock) and
+    # what it cost, a part of the run's CPU.
+    assert result.gated is not None and result.gated <= result.launched
+    assert result.cpu_gate_s is not None and 0 < result.cpu_gate_s < result.cpu_s
     assert not prep.work.exists()
 
 

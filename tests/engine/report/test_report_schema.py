@@ -44,6 +44,8 @@ def test_report_json_and_its_run_section_keep_their_keys(tmp_path: Path) -> None
     report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
     assert set(report) == REPORT_KEYS
     assert set(report["run"]) == RUN_KEYS  # run.json as RunMeta writes and reads it
-    assert set(report["onset"]) == {"bursts", "base", "worst_p95_s", "limit_p95_s", "late"}
+    assert set(report["onset"]) == {
+        "bursts", "base", "worst_p95_s", "limit_p95_s", "late", "gated_late",
+    }  # fmt: skip
     assert set(report["decision"]) == DECISION_KEYS
     assert report["decision"]["verdict"] == report["verdict"] == "pass"

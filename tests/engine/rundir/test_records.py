@@ -55,6 +55,8 @@ CLIENT = {
     "cpu_s": 0.41,
     "max_rss_kb": 31000,
     "client_version": "25.3",
+    "gated": 1764039990.5,
+    "cpu_gate_s": 0.021,
 }
 
 
@@ -75,6 +77,12 @@ def test_request_records_written_before_connections_were_recorded_still_read() -
 def test_client_record_round_trips() -> None:
     rec = ClientRecord.from_json(CLIENT)
     assert rec.to_json() == CLIENT
+
+
+def test_client_records_written_before_gates_were_recorded_still_read() -> None:
+    old = {k: v for k, v in CLIENT.items() if k not in {"gated", "cpu_gate_s"}}
+    rec = ClientRecord.from_json(old)
+    assert (rec.gated, rec.cpu_gate_s) == (None, None)
 
 
 def test_unknown_keys_are_ignored_and_optional_ones_default() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pipstorm.engine.analysis.generator.onset import ONSET_P95_S, burst_onset
 from pipstorm.engine.analysis.generator.saturation import check_generator
 from pipstorm.engine.rundir.records import ClientRecord, RequestRecord
@@ -66,3 +68,35 @@ def test_a_late_burst_flags_the_generator_whatever_the_cpu() -> None:
     assert check.saturated
     assert any("burst onset p95" in r for r in check.reasons)
     assert not check_generator([], clients, local_target=True).saturated
+
+
+def test_runs_gated_after_their_instant_say_the_preparation_was_late() -> None:
+    """x170's late first burst on a fresh machine: the runs were released late because they
+    reached their gates late (the lead too short for what preparing cost), which the report
+    must tell from a slow way to the first request after an on-time release."""
+    clients = [
+        dataclasses.replace(
+            client(f"b{i}", 6, True),
+            gated=T0 + 60 + (1.5 if i < 3 else -4.0),  # three prepared 1.5 s after the instant
+            cpu_gate_s=0.052 if i < 3 else 0.021,
+        )
+        for i in range(10)
+    ]
+    requests = [r for i in range(10) for r in first(f"b{i}", T0 + 60 + (1.6 if i < 3 else 0.1))]
+    onset = burst_onset(requests, clients, origin=T0)
+    (burst,) = onset.bursts
+    assert burst.gated_late == 3 and onset.gated_late == 3
+    assert burst.gate_cpu_s is not None and round(burst.gate_cpu_s.max, 3) == 0.052
+    assert onset.to_dict()["gated_late"] == 3 and onset.late
+    check = check_generator([], clients, local_target=True, onset=onset)
+    assert any("3 runs gated after their instant: prepared late" in r for r in check.reasons)
+
+
+def test_exec_runs_have_no_gate_and_say_nothing_of_it() -> None:
+    clients = [client(f"b{i}", 6, True) for i in range(10)]
+    requests = [r for i in range(10) for r in first(f"b{i}", T0 + 60 + 2 + i)]
+    onset = burst_onset(requests, clients, origin=T0)
+    assert onset.bursts[0].gated_late is None and onset.bursts[0].gate_cpu_s is None
+    assert onset.gated_late is None
+    check = check_generator([], clients, local_target=True, onset=onset)
+    assert not any("gated" in r for r in check.reasons)
