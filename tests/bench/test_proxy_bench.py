@@ -10,11 +10,19 @@ baseline is the direct side) and the added latency as a percentile of the paired
 show less added than two identical direct GETs differ by); and each proxy process's CPU
 (user + system, psutil) over the measured GETs divided by their number: the CPU a burst's
 first requests queue behind. Asserts nothing about time.
+
+pypiserver runs one gunicorn worker (``PIPSTORM_BENCH_WORKERS``, default 1): each keep-alive
+connection stays on the worker that accepted it, so with two the direct connection and the
+proxy's upstream one may sit on different workers, and the pairing then measures the workers'
+difference too: the floor's p50 moved -0.14..+0.25 ms from run to run with two workers
+(2026-12-07, slow machine speed), -0.007..+0.012 ms in seven runs with one. The GETs are one
+at a time, so one worker never queues them.
 """
 
 from __future__ import annotations
 
 import http.client
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -31,6 +39,7 @@ from tests.infra.conftest import write_wheel
 
 REQUESTS = 2000
 WARMUP = 100
+WORKERS = int(os.environ.get("PIPSTORM_BENCH_WORKERS", "1"))
 
 
 def _percentile(samples: list[float], q: float) -> float:
@@ -63,7 +72,7 @@ def test_added_latency_of_the_proxy(tmp_path: Path) -> None:
         write_wheel(tmp_path, "bench_package", version)
     loops = ("asyncio", "uvloop")
     with ExitStack() as stack:
-        server = stack.enter_context(LocalPypiserver(tmp_path))
+        server = stack.enter_context(LocalPypiserver(tmp_path, workers=WORKERS))
         direct_conn = stack.enter_context(
             closing(http.client.HTTPConnection("127.0.0.1", server.port))
         )
@@ -108,7 +117,7 @@ def test_added_latency_of_the_proxy(tmp_path: Path) -> None:
     load = " ".join(f"{x:.2f}" for x in psutil.getloadavg())
     lines = [
         f"proxy bench: {REQUESTS} listing GETs each way (direct twice, proxy on asyncio, proxy "
-        f"on uvloop), interleaved, keep-alive; load {load}"
+        f"on uvloop), interleaved, keep-alive; pypiserver workers {WORKERS}; load {load}"
     ]
     again = [a - d for a, d in zip(samples["direct-again"], direct_ms, strict=True)]
     direct_p99 = _percentile(direct_ms, 99.0)

@@ -37,9 +37,9 @@ from tests.infra.conftest import write_wheel
 from tests.support.proxy_floors import KINDS
 
 REQUESTS = int(os.environ.get("PIPSTORM_BENCH_REQUESTS", "2000"))
-# pypiserver's gunicorn workers: 2 as in test_proxy_bench.py; each keep-alive connection stays
-# on one worker, so with 2 the sides may sit on different workers (1 takes that out).
-WORKERS = int(os.environ.get("PIPSTORM_BENCH_WORKERS", "2"))
+# pypiserver's gunicorn workers: as in test_proxy_bench.py (1: each keep-alive connection stays
+# on one worker, so with 2 the sides may sit on different workers).
+WORKERS = int(os.environ.get("PIPSTORM_BENCH_WORKERS", "1"))
 WARMUP = 100
 _REPO = Path(__file__).resolve().parents[2]
 
