@@ -18,8 +18,10 @@ before (a process that exited, the probes): the dearer of the two is the first t
 released, and a third takes the blocks they just freed, which the host still backs: the touch
 again. The difference per MB is the host's part: about 0 on bare metal, in a guest that keeps its
 memory, or just after a large free (then the figure is low for a while: memory freed is reported
-within tens of seconds). The page writes are the same in all three, so the interpreter's loop
-cancels out. One measure costs ~0.2 s of CPU at most (64 MB at 2.5 ms, 32 at 0.15).
+within tens of seconds; the plan keeps the last figure that found memory given back,
+``pipstorm.engine.run.plan.lead.touch_cost``). The page writes are the same in all three, so
+the interpreter's loop cancels out. One measure costs ~0.2 s of CPU at most (64 MB at 2.5 ms, 32
+at 0.15).
 """
 
 from __future__ import annotations

@@ -52,6 +52,7 @@ from pipstorm.engine.run.plan.lead import (
     kind_modes,
     measure_costs,
     plan_lead,
+    touch_cost,
 )
 from pipstorm.engine.run.plan.load import LoadPlan, initial_meta, plan_load
 from pipstorm.engine.run.plan.schedule import PlannedRun, Timeline
@@ -72,9 +73,9 @@ from pipstorm.engine.run.target.opening import Target, check_target
 from pipstorm.engine.run.target.watch import observe_target
 from pipstorm.engine.rundir.files import HOST_FILE, REQUESTS_FILE, make_run_dir
 from pipstorm.engine.rundir.meta import RunMeta
-from pipstorm.infra import first_touch
 from pipstorm.infra.client_cgroup import CLIENTS_SHARES, READY_SHARES, SENT_SHARES
 from pipstorm.infra.pypiserver.counters import read_counters
+from pipstorm.packages.cache import default_cache_root
 
 __all__ = ["RunOptions", "RunResult", "drive_shard", "execute_run", "initial_meta", "plan_load"]
 
@@ -234,7 +235,7 @@ def _lead_plan(options: RunOptions, plan: list[PlannedRun], kinds: Iterable[str]
     versions = {k: options.client_versions.get(k) for k in modes}
     costs = measure_costs(modes, versions)
     # Measured after the probes: what they freed is not what a burst will find.
-    touch = first_touch.measure().host_ms_per_mb if any(c.held_mb for c in costs) else 0.0
+    touch = touch_cost(default_cache_root()) if any(c.held_mb for c in costs) else 0.0
     return plan_lead(
         [(run.offset_s, run.client) for run in plan],
         costs,

@@ -24,7 +24,10 @@ any load is sent; the run starts late enough for its first burst (``start_margin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
+import os
 import resource
 import time
 from collections import Counter
@@ -39,6 +42,7 @@ from pipstorm.clients.runner import prepared
 from pipstorm.clients.task import ClientTask
 from pipstorm.clients.warm.launchers import Launchers
 from pipstorm.clients.warm.run import warm_capable, warm_prepared
+from pipstorm.infra import first_touch
 
 #: Preparing on a loaded host takes longer than the CPU figure says.
 SAFETY = 2.0
@@ -50,6 +54,12 @@ MEMORY_SHARE = 0.5
 PROBE_URL = "http://127.0.0.1:9/r/pipstorm-probe/simple/"
 #: How long a probe child may take to reach its gate (poetry's launcher imports first).
 PROBE_TIMEOUT_S = 120.0
+#: A first-touch figure at least this high found memory the host had taken back (the guest's
+#: own fault is ~0.5 ms per MB with 4 KB pages, ~0.1 with huge pages; the host's part ~2.3).
+GIVEN_BACK_MS_PER_MB = 0.5
+#: Where the last such figure is kept between runs, in the cache (with the boot it was seen in).
+TOUCH_FILE = "first-touch.json"
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
 @dataclass(frozen=True)
@@ -189,6 +199,59 @@ def _measure_exec(task: ClientTask) -> PrepareCost:
     with prepared(task, temp_root=None):
         pass
     return PrepareCost(task.client, "exec", max(0.0, _self_cpu() - before), 0.0)
+
+
+def touch_cost(cache_root: Path) -> float:
+    """What backing memory again costs this host per MB (``pipstorm.infra.first_touch``): this
+    run's measure, or the last one since the machine booted that found memory given back, if
+    higher.
+
+    Why not the measure alone: it finds given-back memory only when no memory freed moments
+    ago comes first. Just after another run ended it says ~0, while the burst 10-30 s later
+    finds the freed memory given back: x170 right after a bench freed 6 GB measured 0.05 ms per
+    MB and 30 of its first burst's runs reached their gates after their instant. What the host
+    charges does not change while the machine runs; whether a sample meets it does. Kept in
+    ``cache_root``/``TOUCH_FILE`` with the boot id, so a new boot (another machine) measures
+    afresh; nothing kept where the file cannot be read or written."""
+    return remembered_touch(first_touch.measure().host_ms_per_mb, cache_root)
+
+
+def remembered_touch(measured: float, cache_root: Path) -> float:
+    """``touch_cost``'s choice for a measured figure: it, kept if it found memory given back;
+    else the figure kept from this boot, if higher."""
+    try:
+        boot = BOOT_ID.read_text(encoding="ascii").strip()
+    except OSError:
+        return measured
+    path = cache_root / TOUCH_FILE
+    kept = _kept_touch(path, boot)
+    if measured >= GIVEN_BACK_MS_PER_MB:
+        _keep_touch(path, boot, measured)
+        return measured
+    return max(measured, kept)
+
+
+def _kept_touch(path: Path, boot: str) -> float:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0.0
+    if not isinstance(data, dict) or data.get("boot_id") != boot:
+        return 0.0
+    value = data.get("touch_ms_per_mb")
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _keep_touch(path: Path, boot: str, value: float) -> None:
+    """Written whole under another name, then renamed: concurrent runs never read half."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(json.dumps({"boot_id": boot, "touch_ms_per_mb": value}), "utf-8")
+        partial.replace(path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
 
 
 def _self_cpu() -> float:
