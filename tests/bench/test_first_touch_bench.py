@@ -4,8 +4,9 @@ The lead a burst is prepared with adds, per MB a warm child holds, what backing 
 costs this host (``pipstorm.infra.first_touch``, measured at a run's start). This bench shows
 the mechanism and checks the figure against what children really cost:
 
-1. the measure itself, and a control with ordinary 4 KB pages: a fresh mapping touched, then
-   the same again once freed (CPU per MB);
+1. the measure itself, the figure a run's lead would use now (``touch_cost``: the measure, or
+   this boot's last that found memory given back, if higher), and a control with ordinary 4 KB
+   pages: a fresh mapping touched, then the same again once freed (CPU per MB);
 2. ``CHILDREN`` warm pip children forked at once from one launcher and held at their gates
    (the plan's probe run: nothing is sent anywhere): their CPU to the gate, and the host's CPU
    per child (launcher and owner included); first as they are, then again while this process
@@ -34,8 +35,9 @@ import pytest
 from pipstorm.clients.task import ClientTask
 from pipstorm.clients.warm.launchers import Launchers
 from pipstorm.clients.warm.run import warm_prepared
-from pipstorm.engine.run.plan.lead import PROBE_URL
+from pipstorm.engine.run.plan.lead import PROBE_URL, touch_cost
 from pipstorm.infra import first_touch
+from pipstorm.packages.cache import default_cache_root
 
 pytestmark = pytest.mark.bench
 
@@ -110,6 +112,8 @@ def test_first_touch_and_a_burst_of_children() -> None:
         f" {touch.again_ms_per_mb:.2f} ms/MB (huge pages asked: {touch.huge_pages}): the host's"
         f" part {touch.host_ms_per_mb:.2f} ms/MB"
     )
+    used = touch_cost(default_cache_root())
+    print(f"  the figure a run's lead would use now (this boot's last that found any): {used:.2f}")
     print(f"4 KB pages: fresh {_touch_4k(256):.2f} ms/MB, again {_touch_4k(256):.2f} ms/MB")
     held_mb = int(min(HELD_GB * 1024, psutil.virtual_memory().available / 2**20 / 3))
     launchers = Launchers(None)
@@ -124,10 +128,10 @@ def test_first_touch_and_a_burst_of_children() -> None:
             held_cpu, held_host, _ = _children(launchers, f"beside {held_mb} MB held")
     finally:
         launchers.close()
-    model = plain_host + uss * touch.host_ms_per_mb
+    model = plain_host + uss * used
     print(
         f"host CPU per child held/as they are: {held_host / plain_host:.2f}x"
         f" (child CPU p50 {held_cpu / plain_cpu:.2f}x); the lead's price for it:"
-        f" {plain_host:.1f} + {uss:.1f} MB x {touch.host_ms_per_mb:.2f} = {model:.1f} ms"
+        f" {plain_host:.1f} + {uss:.1f} MB x {used:.2f} = {model:.1f} ms"
         f" against {held_host:.1f} ms measured"
     )
