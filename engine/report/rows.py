@@ -87,7 +87,7 @@ ONSET_NOTE = (
     "felt; spread: first to last first-request of a burst. An onset p95 above "
     f"{ONSET_P95_S:g} s means the bursts the index saw were not the profile's. Gated late: warm "
     "runs whose preparation ended after their instant (their lead was too short for what it "
-    "cost: the CPU to the gate, beside the plan's price in the launch line)."
+    "cost: the CPU to the gate, beside the probe's in run.json's launch costs)."
 )
 
 CLOUDWATCH_HEADERS = ("series", "CloudWatch metric", "stat", "min", "mean", "max", "last", "points")

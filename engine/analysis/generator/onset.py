@@ -13,7 +13,7 @@ Spread is first to last first-request of a burst: how sharp the burst was at the
 Where a late onset came from: a warm run waits at its gate, prepared, until its instant, so one
 whose gate came after its instant (``gated_late``) was released late because the generator had
 not prepared it in time (its lead was too short for what preparing cost: the CPU to the gate,
-``gate_cpu_s``, beside the plan's price of it in ``run.json`` ``launch``); a late onset with no
+``gate_cpu_s``, beside the probe's in ``run.json``'s ``launch`` costs); a late onset with no
 run gated late happened after the release (the client's way to its first request, the proxy,
 the host's CPU then).
 """
