@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import resource
 import time
 from collections import Counter
@@ -42,6 +41,7 @@ from pipstorm.clients.runner import prepared
 from pipstorm.clients.task import ClientTask
 from pipstorm.clients.warm.launchers import Launchers
 from pipstorm.clients.warm.run import warm_capable, warm_prepared
+from pipstorm.engine.rundir.files import write_json_atomic
 from pipstorm.infra import first_touch
 
 #: Preparing on a loaded host takes longer than the CPU figure says.
@@ -243,15 +243,10 @@ def _kept_touch(path: Path, boot: str) -> float:
 
 
 def _keep_touch(path: Path, boot: str, value: float) -> None:
-    """Written whole under another name, then renamed: concurrent runs never read half."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}")
-    try:
+    """Written atomically: concurrent runs never read half of it."""
+    with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial.write_text(json.dumps({"boot_id": boot, "touch_ms_per_mb": value}), "utf-8")
-        partial.replace(path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
+        write_json_atomic(path, {"boot_id": boot, "touch_ms_per_mb": value})
 
 
 def _self_cpu() -> float:

@@ -9,6 +9,7 @@ import pytest
 
 from pipstorm.engine.run.plan.lead import (
     BOOT_ID,
+    GIVEN_BACK_MS_PER_MB,
     MIN_AHEAD_S,
     SAFETY,
     TOUCH_FILE,
@@ -154,5 +155,12 @@ def test_a_figure_kept_from_another_boot_or_unreadable_is_not_used(tmp_path: Pat
     assert remembered_touch(0.2, blocked / "cache") == 0.2
 
 
-def test_the_cost_of_memory_is_measured_for_real(tmp_path: Path) -> None:
-    assert touch_cost(tmp_path) >= 0.0
+def test_the_cost_of_memory_is_measured_for_real_and_kept_when_it_found_memory_given_back(
+    tmp_path: Path,
+) -> None:
+    used = touch_cost(tmp_path)
+    kept = tmp_path / TOUCH_FILE
+    if used >= GIVEN_BACK_MS_PER_MB:  # this machine's state decides which
+        assert json.loads(kept.read_text(encoding="utf-8"))["touch_ms_per_mb"] == used
+    else:
+        assert not kept.exists() and used >= 0.0
