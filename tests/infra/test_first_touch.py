@@ -14,7 +14,8 @@ def test_the_measure_touches_real_memory_and_says_how() -> None:
     # Faulting in 8 MB is never free (~1 ms of CPU at the warm rate here): a measure that
     # skipped the pages would say 0.
     assert touch.first_ms_per_mb > 0 and touch.again_ms_per_mb > 0
-    assert touch.huge_pages == hasattr(mmap, "MADV_HUGEPAGE")
+    # Asked for where Python has the advice (a kernel without THP may refuse it: then not).
+    assert touch.huge_pages <= hasattr(mmap, "MADV_HUGEPAGE")
     assert touch.host_ms_per_mb == max(0.0, touch.first_ms_per_mb - touch.again_ms_per_mb)
 
 
